@@ -1,0 +1,3 @@
+"""fluxcal: automated calibration of superconducting qubits, fluxonium first."""
+
+__version__ = "0.1.0"
