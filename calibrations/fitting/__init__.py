@@ -1,0 +1,35 @@
+"""Fit models shared by the calibration nodes: resonator line shapes and fluxonium spectra.
+
+Everything here is a pure function of numpy arrays, so analyses can be tested on recorded
+data with no instrument attached.
+"""
+
+from calibrations.fitting.errors import FitError
+from calibrations.fitting.resonator import (
+    ResonatorFit,
+    fit_notch,
+    fit_reflection,
+    fit_resonator,
+    notch_s21,
+    reflection_s11,
+)
+from calibrations.fitting.spectrum import (
+    PeakTrace,
+    SpectrumFit,
+    extract_peaks,
+    fit_flux_spectrum,
+)
+
+__all__ = [
+    "FitError",
+    "PeakTrace",
+    "ResonatorFit",
+    "SpectrumFit",
+    "extract_peaks",
+    "fit_flux_spectrum",
+    "fit_notch",
+    "fit_reflection",
+    "fit_resonator",
+    "notch_s21",
+    "reflection_s11",
+]

@@ -1,0 +1,94 @@
+"""The simulated chip: qubits from device.yaml, a clock, drift, and the ground truth.
+
+`SimulatedDevice` is what the simulated QCoDeS instruments measure and what tests compare
+calibrations against (`truth()`), under the canonical parameter names and SI units of the
+snapshot store. Its clock is either fixed (tests, replays: `device.time = ...`) or follows
+the wall clock from the device epoch, so scheduled runs on different days see drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+
+from instruments.device_config import DeviceConfig, DeviceConfigError, load_device_config
+from instruments.drift import drift_at
+from instruments.physics import QubitPhysics
+
+
+def default_device_path() -> Path:
+    """The device file shipped with fluxcal, used when no --device is given."""
+    return Path(str(resources.files("instruments") / "device.yaml"))
+
+
+class SimulatedDevice:
+    """A chip of fluxonium qubits whose state is a pure function of its file and the time."""
+
+    def __init__(self, config: DeviceConfig, time: float | None = None):
+        self.config = config
+        self.time = time
+        try:
+            self._epoch = dt.datetime.fromisoformat(config.epoch)
+        except ValueError:
+            raise DeviceConfigError(f"epoch: not an ISO 8601 time: {config.epoch!r}") from None
+        if self._epoch.tzinfo is None:
+            self._epoch = self._epoch.replace(tzinfo=dt.UTC)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None = None, time: float | None = None):
+        """Build from a device file (default: the built-in one); time fixes the clock."""
+        return cls(load_device_config(path or default_device_path()), time)
+
+    @property
+    def qubits(self) -> list[str]:
+        return list(self.config.qubits)
+
+    def now(self) -> float:
+        """Seconds since the device epoch: the fixed time, or the wall clock."""
+        if self.time is not None:
+            return float(self.time)
+        return (dt.datetime.now(dt.UTC) - self._epoch).total_seconds()
+
+    def physics(self, qubit: str, time: float | None = None) -> QubitPhysics:
+        """The qubit's physics at `time` (default: now)."""
+        try:
+            config = self.config.qubits[qubit]
+        except KeyError:
+            raise KeyError(f"unknown qubit {qubit!r}; device has {self.qubits}") from None
+        return QubitPhysics(config, drift_at(config, self.now() if time is None else time))
+
+    def truth(self, t: float | None = None) -> dict[str, dict[str, float]]:
+        """True value of every calibrated parameter, {qubit: {name: value}}, SI units.
+
+        The operating point is the half-flux sweet spot nearest 0 V. readout_frequency is
+        the dip of the thermal mixture there (populations weight the dressed frequencies),
+        which is what resonator spectroscopy sees. Readout-optimisation results (amplitude,
+        duration, fidelity) are choices, not properties, and are found by brute force in the
+        tests instead of being claimed here.
+        """
+        return {qubit: self._qubit_truth(self.physics(qubit, t)) for qubit in self.qubits}
+
+    @staticmethod
+    def _qubit_truth(physics: QubitPhysics) -> dict[str, float]:
+        levels = physics.sweet_spot
+        f01 = float(levels.transition_hz(0, 1))
+        config = physics.config
+        thermal = 1.0 - float(levels.populations[0])
+        return {
+            "readout_frequency": float((levels.populations * levels.resonator_hz).sum()),
+            "resonator_kappa": config.resonator.kappa,
+            "flux_period": config.flux.period,
+            "flux_sweet_spot": physics.sweet_spot_voltage,
+            "qubit_frequency": f01,
+            "EJ": config.EJ * 1e9,
+            "EC": config.EC * 1e9,
+            "EL": config.EL * 1e9,
+            "pi_amplitude": physics.pi_amplitude,
+            "T1": physics.t1,
+            "T2_ramsey": float(physics.t2(0.5)),
+            "T2_echo": float(physics.t2(0.5, echo=True)),
+            "thermal_population": thermal,
+            "effective_temperature": config.temperature,
+            "dispersive_shift": float(levels.resonator_hz[1] - levels.resonator_hz[0]),
+        }

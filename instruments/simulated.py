@@ -1,0 +1,280 @@
+"""Simulated QCoDeS instruments backed by a SimulatedDevice: flux source, drive AWG, digitiser.
+
+Calibrations only ever touch these instruments' QCoDeS parameters, so a lab replaces them
+with real drivers in its station YAML and nothing else changes. The three instruments of one
+simulated lab share a `SimulatedLab` (looked up by device file, so a station YAML can build
+them independently). The digitiser acquires a whole hardware sweep in one call: its channel
+names the swept setting (`sweep_parameter`) and its values (`sweep_values`), and `iq` /
+`iq_shots` are ParameterWithSetpoints over those values, like a real sweeper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.parameters import ParameterWithSetpoints
+from qcodes.validators import Arrays, Bool, Enum, Ints, Numbers
+
+from instruments.device import SimulatedDevice, default_device_path
+from instruments.signals import (
+    SEQUENCES,
+    PulseSettings,
+    ReadoutSettings,
+    averaged_iq,
+    single_shot_iq,
+)
+
+#: Settings a hardware sweep can step, as (instrument role, parameter name).
+SWEEPABLE = {
+    "none": None,
+    "flux_voltage": ("flux", "voltage"),
+    "drive_frequency": ("drive", "frequency"),
+    "drive_amplitude": ("drive", "amplitude"),
+    "drive_duration": ("drive", "duration"),
+    "delay": ("drive", "delay"),
+    "readout_frequency": ("readout", "frequency"),
+    "readout_amplitude": ("readout", "amplitude"),
+    "readout_duration": ("readout", "integration_time"),
+}
+FAULTS = ("timeout", "glitch", "nan")
+
+
+class InstrumentFault(TimeoutError):
+    """An injected instrument failure (the kind a flow retries)."""
+
+
+class SimulatedLab:
+    """The device plus the instruments wired to it; one per device file per process."""
+
+    _labs: ClassVar[dict[str, SimulatedLab]] = {}
+
+    def __init__(self, device: SimulatedDevice):
+        self.device = device
+        self.instruments: dict[str, Instrument] = {}
+        self.device_seconds = 0.0  # what the acquisitions would take on hardware
+        self._acquisitions = 0
+
+    @classmethod
+    def shared(cls, device: str | Path | SimulatedDevice | None = None) -> SimulatedLab:
+        """The lab for a device file (or device object), created on first use."""
+        if isinstance(device, SimulatedDevice):
+            key = f"object:{id(device)}"
+            if key not in cls._labs:
+                cls._labs[key] = cls(device)
+            return cls._labs[key]
+        path = str(Path(device).resolve()) if device else str(default_device_path())
+        if path not in cls._labs:
+            cls._labs[path] = cls(SimulatedDevice.from_yaml(path))
+        return cls._labs[path]
+
+    @classmethod
+    def forget(cls, lab: SimulatedLab) -> None:
+        """Drop a lab from the registry (tests building many devices)."""
+        for key in [k for k, v in cls._labs.items() if v is lab]:
+            del cls._labs[key]
+
+    def register(self, role: str, instrument: Instrument) -> None:
+        self.instruments[role] = instrument
+
+    def setting(self, role: str, qubit: str, name: str) -> Any:
+        try:
+            instrument = self.instruments[role]
+        except KeyError:
+            raise RuntimeError(f"simulated lab has no {role} instrument; add it to the station") from None
+        return instrument.submodules[qubit].parameters[name].get()
+
+    def rng(self, qubit: str) -> np.random.Generator:
+        """Noise generator: seeded by the qubit's seed and an acquisition counter."""
+        self._acquisitions += 1
+        seed = self.device.config.qubits[qubit].seed
+        return np.random.default_rng([seed, 7919, self._acquisitions])
+
+    def acquire(self, qubit: str, sweep: str, values: np.ndarray, single_shot: bool) -> np.ndarray:
+        """Run one hardware sweep on the device with the instruments' current settings."""
+        current = {
+            key: self.setting(role, qubit, name)
+            for key, spec in SWEEPABLE.items()
+            if spec is not None
+            for role, name in [spec]
+        }
+        if sweep != "none":
+            current[sweep] = np.asarray(values, float)
+        pulse = PulseSettings(
+            sequence=self.setting("drive", qubit, "sequence"),
+            frequency=current["drive_frequency"],
+            amplitude=current["drive_amplitude"],
+            duration=current["drive_duration"],
+            delay=current["delay"],
+            herald=self.setting("drive", qubit, "herald"),
+        )
+        shots = int(self.setting("readout", qubit, "shots"))
+        readout = ReadoutSettings(
+            current["readout_frequency"], current["readout_amplitude"],
+            current["readout_duration"], shots,
+        )
+        physics = self.device.physics(qubit)
+        points = max(len(values), 1) if sweep != "none" else 1
+        repetitions = 2 if pulse.herald else 1
+        self.device_seconds += points * shots * repetitions * physics.config.readout.repetition_time
+        measure = single_shot_iq if single_shot else averaged_iq
+        return measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
+
+
+class _SweepValues(Arrays):
+    """A 1-D real array of any length; its shape (for the setpoints) is the current one."""
+
+    def __init__(self, length: Callable[[], int]):
+        super().__init__(shape=(length,))
+
+    def validate(self, value: np.ndarray, context: str = "") -> None:
+        array = np.asarray(value)
+        if array.ndim != 1 or array.size == 0 or not np.isrealobj(array):
+            raise ValueError(f"sweep values must be a non-empty 1-D real array; {context}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"sweep values must be finite; {context}")
+
+
+def _lab_for(device: str | Path | SimulatedDevice | None) -> SimulatedLab:
+    return SimulatedLab.shared(device)
+
+
+class _QubitChannel(InstrumentChannel):
+    """Per-qubit block of settings on a simulated instrument."""
+
+
+class _SimulatedInstrument(Instrument):
+    role: ClassVar[str]
+
+    def __init__(self, name: str, device: str | Path | SimulatedDevice | None = None, **kwargs):
+        super().__init__(name, **kwargs)
+        self.lab = _lab_for(device)
+        for qubit in self.lab.device.qubits:
+            channel = _QubitChannel(self, qubit)
+            self._add_settings(channel)
+            self.add_submodule(qubit, channel)
+        self.lab.register(self.role, self)
+
+    def _add_settings(self, channel: InstrumentChannel) -> None:
+        raise NotImplementedError
+
+    def get_idn(self) -> dict[str, str | None]:
+        return {"vendor": "fluxcal", "model": type(self).__name__, "serial": self.name,
+                "firmware": "simulated"}
+
+
+def _setting(channel, name, unit, initial, vals, label=None) -> None:
+    channel.add_parameter(
+        name, unit=unit, label=label or name.replace("_", " "), initial_value=initial,
+        vals=vals, get_cmd=None, set_cmd=None,
+    )
+
+
+class SimulatedFluxSource(_SimulatedInstrument):
+    """DC flux-bias source: one voltage per qubit."""
+
+    role = "flux"
+
+    def _add_settings(self, channel):
+        _setting(channel, "voltage", "V", 0.0, Numbers(-10, 10), "flux bias")
+
+
+class SimulatedDriveAWG(_SimulatedInstrument):
+    """Qubit drive: carrier frequency, amplitude, pulse length, delays and the sequence."""
+
+    role = "drive"
+
+    def _add_settings(self, channel):
+        _setting(channel, "frequency", "Hz", 1e9, Numbers(1e6, 20e9), "drive frequency")
+        _setting(channel, "amplitude", "V", 0.0, Numbers(0, 2), "drive amplitude")
+        _setting(channel, "duration", "s", 100e-9, Numbers(0, 1e-3), "pulse duration")
+        _setting(channel, "delay", "s", 0.0, Numbers(0, 1e-2), "sequence delay")
+        _setting(channel, "sequence", None, "none", Enum(*SEQUENCES), "pulse sequence")
+        _setting(channel, "herald", None, False, Bool(), "herald with a pre-measurement")
+
+
+class SimulatedDigitiser(_SimulatedInstrument):
+    """Readout tone + digitiser: averaged or single-shot IQ over a hardware sweep."""
+
+    role = "readout"
+
+    def __init__(self, name: str, device: str | Path | SimulatedDevice | None = None, **kwargs):
+        self._faults: dict[str, list[str]] = {}
+        super().__init__(name, device, **kwargs)
+
+    def _add_settings(self, channel):
+        length = self._sweep_length(channel)
+        _setting(channel, "frequency", "Hz", 7e9, Numbers(1e9, 20e9), "readout frequency")
+        _setting(channel, "amplitude", "V", 0.05, Numbers(0, 2), "readout amplitude")
+        _setting(channel, "integration_time", "s", 2e-6, Numbers(1e-8, 1e-3), "integration time")
+        _setting(channel, "shots", None, 1000, Ints(1, 10_000_000), "shots")
+        _setting(channel, "sweep_parameter", None, "none", Enum(*SWEEPABLE), "swept setting")
+        channel.add_parameter(
+            "sweep_values", unit="", label="sweep values", get_cmd=None, set_cmd=None,
+            initial_value=np.zeros(1), vals=_SweepValues(length),
+        )
+        channel.add_parameter(
+            "shot_index", unit="", label="shot", vals=Arrays(shape=(channel.shots,)),
+            get_cmd=lambda ch=channel: np.arange(ch.shots()),
+        )
+        qubit = channel.short_name
+        channel.add_parameter(
+            "iq", parameter_class=ParameterWithSetpoints, unit="V", label="averaged IQ",
+            setpoints=(channel.sweep_values,), vals=Arrays(shape=(length,),
+                                                            valid_types=(np.complexfloating,)),
+            get_cmd=self._acquirer(qubit, single_shot=False),
+        )
+        channel.add_parameter(
+            "iq_shots", parameter_class=ParameterWithSetpoints, unit="V", label="single-shot IQ",
+            setpoints=(channel.sweep_values, channel.shot_index),
+            vals=Arrays(shape=(length, channel.shots),
+                        valid_types=(np.complexfloating,)),
+            get_cmd=self._acquirer(qubit, single_shot=True),
+        )
+
+    @staticmethod
+    def _sweep_length(channel) -> Callable[[], int]:
+        return lambda: len(channel.sweep_values.cache.get(get_if_invalid=False))
+
+    def _acquirer(self, qubit: str, single_shot: bool) -> Callable[[], np.ndarray]:
+        def acquire() -> np.ndarray:
+            channel = self.submodules[qubit]
+            sweep = channel.sweep_parameter()
+            values = np.asarray(channel.sweep_values(), float)
+            fault = self._next_fault(qubit)
+            if fault == "timeout":
+                raise InstrumentFault(f"{self.name}.{qubit}: acquisition timed out (injected)")
+            data = self.lab.acquire(qubit, sweep, values, single_shot)
+            if sweep == "none":
+                data = np.repeat(np.asarray(data)[None], len(values), axis=0)
+            return _corrupt(data, fault, self.lab.rng(qubit)) if fault else data
+
+        return acquire
+
+    def inject_fault(self, kind: str, qubit: str | None = None, count: int = 1) -> None:
+        """Make the next `count` acquisitions of a qubit (default: all) fail as `kind`."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
+        for name in [qubit] if qubit else self.lab.device.qubits:
+            self._faults.setdefault(name, []).extend([kind] * count)
+
+    def _next_fault(self, qubit: str) -> str | None:
+        queue = self._faults.get(qubit)
+        return queue.pop(0) if queue else None
+
+
+def _corrupt(data: np.ndarray, fault: str, rng: np.random.Generator) -> np.ndarray:
+    """A glitched trace (a burst of large spikes) or a trace with NaN gaps."""
+    data = np.array(data, dtype=complex)
+    flat = data.reshape(-1)
+    count = max(1, flat.size // 8)
+    where = rng.choice(flat.size, count, replace=False)
+    if fault == "nan":
+        flat[where] = np.nan
+    else:
+        scale = np.nanmax(np.abs(flat)) if flat.size else 1.0
+        flat[where] += 20 * scale * (rng.standard_normal(count) + 1j * rng.standard_normal(count))
+    return data

@@ -1,0 +1,272 @@
+"""`fluxcal snapshots ...`: inspect, compare, roll back and verify a snapshot store.
+
+Every command reads the store named by --store (default $FLUXCAL_STORE or ./fluxcal-store)
+and prints an aligned table, or JSON with --json. Store errors become one line on stderr
+and exit code 1, because users read them, not tracebacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import StoreError, UnknownVersion
+from .records import CalibratedParameter
+from .store import SnapshotStore
+
+app = typer.Typer(help="Versioned calibration snapshots.", no_args_is_help=True)
+
+StoreOption = Annotated[
+    Path,
+    typer.Option("--store", envvar="FLUXCAL_STORE", help="Snapshot store directory."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_STORE = Path("fluxcal-store")
+_PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
+
+
+@app.command("list")
+def list_versions(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """List all versions, oldest first; * marks the current one."""
+    with _clean_errors():
+        s = _open(store)
+        current = s.current_version()
+        infos = s.versions()
+        if as_json:
+            _print_json([{**dataclasses.asdict(i), "current": i.version == current} for i in infos])
+            return
+        rows = [
+            ["*" if i.version == current else "", i.version, i.parent, i.created, i.reason]
+            for i in infos
+        ]
+        typer.echo(_table(["", "version", "parent", "created", "reason"], rows))
+
+
+@app.command()
+def show(
+    version: Annotated[str, typer.Argument(help="Version number or 'current'.")],
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one version: metadata, parameters and experiment outcomes."""
+    with _clean_errors():
+        s = _open(store)
+        snap = s.load(_version(version))
+        experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
+        if as_json:
+            _print_json(
+                {
+                    "version": snap.version,
+                    "parent": snap.parent,
+                    "created": snap.created,
+                    "reason": snap.reason,
+                    "provenance": snap.provenance,
+                    "fluxcal_version": snap.fluxcal_version,
+                    "checksum": snap.checksum,
+                    "current": snap.version == s.current_version(),
+                    "parameters": {
+                        q: {n: dataclasses.asdict(p) for n, p in ps.items()}
+                        for q, ps in snap.parameters.items()
+                    },
+                    "experiments": {
+                        q: {
+                            name: {
+                                "outcome": r.outcome,
+                                "reason": r.reason,
+                                "report": r.report,
+                                "updated": r.updated,
+                                "fit": {k: list(v) for k, v in r.fit.items()},
+                                "data_variables": [] if r.data is None else list(r.data.data_vars),
+                            }
+                            for name, r in recs.items()
+                        }
+                        for q, recs in experiments.items()
+                    },
+                    "station": snap.station,
+                }
+            )
+            return
+        mark = " (current)" if snap.version == s.current_version() else ""
+        lines = [
+            f"version {snap.version}{mark}  parent {snap.parent}  created {snap.created}"
+            f"  fluxcal {snap.fluxcal_version}",
+            f"reason: {snap.reason}",
+            "provenance: "
+            + (", ".join(f"{k}={v}" for k, v in sorted(snap.provenance.items())) or "-"),
+            f"checksum: {snap.checksum}",
+            "",
+            _table(
+                ["qubit", "parameter", "value", "experiment", "updated"],
+                [
+                    [q, n, _quantity(p), p.experiment, p.updated]
+                    for q, ps in sorted(snap.parameters.items())
+                    for n, p in sorted(ps.items())
+                ],
+            ),
+        ]
+        exp_rows = [
+            [q, name, r.outcome, r.reason]
+            for q, recs in sorted(experiments.items())
+            for name, r in sorted(recs.items())
+        ]
+        if exp_rows:
+            lines += ["", _table(["qubit", "experiment", "outcome", "reason"], exp_rows)]
+        typer.echo("\n".join(lines))
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="Old version or 'current'.")],
+    b: Annotated[str, typer.Argument(help="New version or 'current'.")],
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Parameters that changed from A to B, with the change in combined standard errors."""
+    with _clean_errors():
+        s = _open(store)
+        changes = s.diff(_resolve(s, a), _resolve(s, b))
+        if as_json:
+            _print_json([dataclasses.asdict(c) for c in changes])
+            return
+        rows = [
+            [
+                c.qubit,
+                c.name,
+                c.kind,
+                _quantity(c.old) if c.old else "-",
+                _quantity(c.new) if c.new else "-",
+                _scaled(c.delta, c.unit, 3) if c.kind == "changed" else "",
+                f"{c.delta_sigma:+.1f}" if math.isfinite(c.delta_sigma) else "",
+            ]
+            for c in changes
+        ]
+        headers = ["qubit", "parameter", "change", "old", "new", "delta", "delta/σ"]
+        typer.echo(_table(headers, rows) if rows else "no parameter changes")
+
+
+@app.command()
+def history(
+    qubit: str,
+    param: str,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Value of one parameter in every version that holds it, oldest first."""
+    with _clean_errors():
+        rows = _open(store).history(qubit, param)
+        if not rows:
+            raise StoreError(f"no version holds parameter {param!r} of qubit {qubit!r}")
+        if as_json:
+            _print_json([{"version": v, **dataclasses.asdict(p)} for v, p in rows])
+            return
+        table = [[v, _quantity(p), p.experiment, p.updated] for v, p in rows]
+        typer.echo(_table(["version", "value", "experiment", "updated"], table))
+
+
+@app.command()
+def rollback(
+    version: Annotated[int, typer.Argument(help="Version whose content becomes current again.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the new version).")],
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a new current version with the content of VERSION (history is kept)."""
+    with _clean_errors():
+        new = _open(store).rollback(version, reason)
+        if as_json:
+            _print_json({"version": new, "rollback_of": version})
+        else:
+            typer.echo(f"created v{new} with the content of v{version}")
+
+
+@app.command()
+def verify(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Check every version file, the CURRENT pointer and the index; exit 1 on any problem."""
+    with _clean_errors():
+        s = _open(store)
+        problems = s.verify()
+        if as_json:
+            _print_json([dataclasses.asdict(p) for p in problems])
+        elif problems:
+            rows = [[p.kind, "" if p.version is None else p.version, p.message] for p in problems]
+            typer.echo(_table(["problem", "version", "message"], rows))
+        else:
+            typer.echo(f"ok: {len(s.versions())} versions, pointer and index verified")
+        if problems:
+            raise typer.Exit(1)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    try:
+        yield
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _open(path: Path) -> SnapshotStore:
+    return SnapshotStore(path, create=False)
+
+
+def _version(text: str) -> int | None:
+    """'current' -> None; '12', 'v12' or 'v000012' -> 12."""
+    if text == "current":
+        return None
+    match = re.fullmatch(r"v?(\d+)", text)
+    if match is None:
+        raise UnknownVersion(f"not a version: {text!r} (use a number or 'current')")
+    return int(match.group(1))
+
+
+def _resolve(store: SnapshotStore, text: str) -> int:
+    version = _version(text)
+    if version is None:
+        version = store.current_version()
+        if version is None:
+            raise UnknownVersion(f"store {store.path} has no current version")
+    return version
+
+
+def _scaled(x: float, unit: str, digits: int = 10) -> str:
+    """SI-prefixed value (Hz, s, V); enough digits that a kHz shift of a GHz value shows."""
+    if unit in ("", "rad") or not math.isfinite(x) or x == 0:
+        return f"{x:.{digits}g} {unit}".rstrip()
+    scale, prefix = next(((s, p) for s, p in _PREFIXES if abs(x) >= s), _PREFIXES[-1])
+    return f"{x / scale:.{digits}g} {prefix}{unit}"
+
+
+def _quantity(p: CalibratedParameter) -> str:
+    text = _scaled(p.value, p.unit)
+    return text + (f" ± {_scaled(p.stderr, p.unit, 2)}" if math.isfinite(p.stderr) else "")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(_json_safe(obj), indent=2))
+
+
+def _json_safe(obj: Any) -> Any:
+    """Strict JSON: nan/inf (unknown stderr, undefined significance) become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj

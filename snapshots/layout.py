@@ -1,0 +1,315 @@
+"""Read and write one version file: the HDF5 layout contract and its content checksum.
+
+Layout (see docs/snapshots.md)::
+
+    /                                   attrs: format, format_version, version, parent, created,
+                                               reason, provenance (JSON), fluxcal_version, checksum
+    /station                            scalar string dataset: QCoDeS station snapshot as JSON
+    /qubits/<q>/parameters/<name>       attrs: value, stderr, unit, experiment, updated
+    /qubits/<q>/experiments/<e>         attrs: outcome, reason, report, updated
+    /qubits/<q>/experiments/<e>/fit/<p> attrs: value, stderr
+    /qubits/<q>/experiments/<e>/data    netCDF4 group written by xarray (h5netcdf engine)
+
+This module knows nothing about directories, locks or the index: the store decides where a
+file goes and when it becomes visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import xarray
+
+import fluxcal
+
+from .errors import DamagedSnapshot
+from .records import CalibratedParameter, ExperimentRecord
+
+FORMAT = "fluxcal-snapshot"
+FORMAT_VERSION = 1
+DATA_GROUP = "data"
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Snapshot:
+    """Content of one version. Parameters and station are read eagerly; raw data on demand."""
+
+    version: int
+    parent: int
+    created: str
+    reason: str
+    provenance: dict[str, str]
+    fluxcal_version: str
+    checksum: str
+    parameters: dict[str, dict[str, CalibratedParameter]]
+    station: dict
+    path: Path
+    experiment_names: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def qubits(self) -> list[str]:
+        """Every qubit with parameters or experiments in this version."""
+        return sorted(set(self.parameters) | set(self.experiment_names))
+
+    def experiments(self, qubit: str) -> dict[str, ExperimentRecord]:
+        """Experiment records of one qubit, raw data loaded into memory (the file stays closed)."""
+        if not self.experiment_names.get(qubit):
+            return {}
+        return read_experiments(self.path, qubit)
+
+
+def check_name(name: str, what: str) -> None:
+    """Reject names that would change the group hierarchy (a '/' would nest groups)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid {what} name {name!r}: must be non-empty and contain no '/'")
+
+
+def write_version(
+    path: Path,
+    *,
+    version: int,
+    parent: int,
+    created: str,
+    reason: str,
+    provenance: Mapping[str, str],
+    parameters: Mapping[str, Mapping[str, CalibratedParameter]],
+    experiments: Mapping[str, Mapping[str, ExperimentRecord]],
+    station: Mapping[str, Any],
+) -> str:
+    """Write a complete version file at `path` and return its content checksum.
+
+    Metadata goes in first with h5py, raw data is appended by xarray so it is a genuine
+    netCDF4 group, and the checksum is computed last from what h5py reads back, so the
+    stored checksum describes exactly the bytes a reader will see.
+    """
+    with h5py.File(path, "w") as f:
+        attrs = f.attrs
+        attrs["format"] = FORMAT
+        attrs["format_version"] = FORMAT_VERSION
+        attrs["version"] = version
+        attrs["parent"] = parent
+        attrs["created"] = created
+        attrs["reason"] = reason
+        attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True)
+        attrs["fluxcal_version"] = fluxcal.__version__
+        f.create_dataset("station", data=json.dumps(dict(station), default=_json_default))
+        qubits = f.create_group("qubits")
+        for qubit, params in parameters.items():
+            check_name(qubit, "qubit")
+            for name, p in params.items():
+                check_name(name, "parameter")
+                _write_value_group(qubits, f"{qubit}/parameters/{name}", p.value, p.stderr)
+                g = qubits[f"{qubit}/parameters/{name}"]
+                g.attrs["unit"] = p.unit
+                g.attrs["experiment"] = p.experiment
+                g.attrs["updated"] = p.updated
+        for qubit, records in experiments.items():
+            check_name(qubit, "qubit")
+            for name, rec in records.items():
+                check_name(name, "experiment")
+                g = qubits.create_group(f"{qubit}/experiments/{name}")
+                g.attrs["outcome"] = rec.outcome
+                g.attrs["reason"] = rec.reason
+                g.attrs["report"] = rec.report
+                g.attrs["updated"] = rec.updated
+                fit = g.create_group("fit")
+                for key, (value, stderr) in rec.fit.items():
+                    check_name(key, "fit parameter")
+                    _write_value_group(fit, key, value, stderr)
+    for qubit, records in experiments.items():
+        for name, rec in records.items():
+            if rec.data is not None:
+                rec.data.to_netcdf(
+                    path, mode="a", group=experiment_group(qubit, name), engine="h5netcdf"
+                )
+    with h5py.File(path, "r+") as f:
+        checksum = content_checksum(f)
+        f.attrs["checksum"] = checksum
+    return checksum
+
+
+def experiment_group(qubit: str, experiment: str) -> str:
+    """Group path of an experiment's raw data, as passed to xarray.open_dataset(group=...)."""
+    return f"qubits/{qubit}/experiments/{experiment}/{DATA_GROUP}"
+
+
+def read_version(path: Path) -> Snapshot:
+    """Open, checksum and decode one version file; any failure becomes DamagedSnapshot."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = f.attrs
+            if attrs.get("format") != FORMAT:
+                raise DamagedSnapshot(f"{path.name} is not a fluxcal snapshot file")
+            stored = str(attrs["checksum"])
+            if content_checksum(f) != stored:
+                raise DamagedSnapshot(f"{path.name} is damaged: content checksum mismatch")
+            parameters: dict[str, dict[str, CalibratedParameter]] = {}
+            experiment_names: dict[str, list[str]] = {}
+            for qubit, qgroup in f["qubits"].items():
+                if "parameters" in qgroup:
+                    parameters[qubit] = {
+                        name: _parameter(g.attrs) for name, g in qgroup["parameters"].items()
+                    }
+                if "experiments" in qgroup:
+                    experiment_names[qubit] = list(qgroup["experiments"])
+            return Snapshot(
+                version=int(attrs["version"]),
+                parent=int(attrs["parent"]),
+                created=str(attrs["created"]),
+                reason=str(attrs["reason"]),
+                provenance=json.loads(attrs["provenance"]),
+                fluxcal_version=str(attrs["fluxcal_version"]),
+                checksum=stored,
+                parameters=parameters,
+                station=json.loads(f["station"][()]),
+                path=path,
+                experiment_names=experiment_names,
+            )
+    except DamagedSnapshot:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc
+
+
+def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
+    """All experiment records of one qubit, with raw data loaded through xarray."""
+    records: dict[str, ExperimentRecord] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            groups = f[f"qubits/{qubit}/experiments"]
+            meta = {
+                name: (
+                    dict(g.attrs),
+                    {k: _value_stderr(s.attrs) for k, s in g["fit"].items()},
+                    DATA_GROUP in g,
+                )
+                for name, g in groups.items()
+            }
+        for name, (attrs, fit, has_data) in meta.items():
+            data = None
+            if has_data:
+                with xarray.open_dataset(
+                    path, engine="h5netcdf", group=experiment_group(qubit, name)
+                ) as ds:
+                    data = ds.load()
+            records[name] = ExperimentRecord(
+                data=data,
+                fit=fit,
+                outcome=str(attrs["outcome"]),
+                reason=str(attrs["reason"]),
+                report=str(attrs["report"]),
+                updated=str(attrs["updated"]),
+            )
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc
+    return records
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the complete file bytes; the index keeps it to catch any byte change."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def content_checksum(f: h5py.File) -> str:
+    """sha256 over a canonical serialisation of everything h5py reads from the file.
+
+    Objects are visited in sorted path order. Each contributes its kind and path, its data
+    (dtype, shape and raw bytes as read) and its attributes in sorted name order, except the
+    root attribute `checksum` itself. Object references are replaced by the referenced path so
+    the hash does not depend on file addresses. Every record is length-prefixed, so no two
+    different contents serialise to the same byte stream.
+    """
+    h = hashlib.sha256()
+    objects: list[tuple[str, Any]] = [("/", f)]
+    f.visititems(lambda name, obj: objects.append(("/" + name, obj)))
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        if isinstance(obj, h5py.Dataset):
+            _feed(h, b"D", name.encode())
+            _feed(h, b"v", _canon(f, obj[()]))
+        elif isinstance(obj, h5py.Datatype):
+            _feed(h, b"T", name.encode())
+            _feed(h, b"t", str(obj.dtype).encode())
+        else:
+            _feed(h, b"G", name.encode())
+        for key in sorted(obj.attrs):
+            if name == "/" and key == "checksum":
+                continue
+            _feed(h, b"a", key.encode())
+            _feed(h, b"v", _canon(f, obj.attrs[key]))
+    return "sha256:" + h.hexdigest()
+
+
+def _feed(h: Any, tag: bytes, payload: bytes) -> None:
+    h.update(tag + len(payload).to_bytes(8, "little") + payload)
+
+
+def _frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(8, "little") + payload
+
+
+def _canon(f: h5py.File, value: Any) -> bytes:
+    """Canonical bytes of one attribute or dataset value (see content_checksum)."""
+    if isinstance(value, h5py.Reference):
+        return b"r" + (f[value].name.encode() if value else b"")
+    if isinstance(value, np.ndarray | np.generic):
+        arr = np.asarray(value)
+        head = str(arr.dtype.descr).encode() + str(arr.shape).encode()
+        if arr.dtype.hasobject:
+            items = arr.ravel().tolist()
+            return b"o" + _frame(head) + b"".join(_frame(_canon(f, v)) for v in items)
+        return b"n" + _frame(head) + np.ascontiguousarray(arr).tobytes()
+    if isinstance(value, str):
+        return b"s" + value.encode()
+    if isinstance(value, bytes):
+        return b"b" + value
+    if isinstance(value, h5py.Empty):
+        return b"e" + str(value.dtype).encode()
+    if isinstance(value, bool | int | float):
+        return b"p" + repr(value).encode()
+    if isinstance(value, list | tuple):
+        return b"l" + b"".join(_frame(_canon(f, v)) for v in value)
+    raise TypeError(f"cannot checksum a value of type {type(value).__name__}")
+
+
+def _write_value_group(parent: h5py.Group, name: str, value: float, stderr: float) -> None:
+    g = parent.create_group(name)
+    g.attrs["value"] = float(value)
+    g.attrs["stderr"] = float(stderr)
+
+
+def _value_stderr(attrs: h5py.AttributeManager) -> tuple[float, float]:
+    return float(attrs["value"]), float(attrs["stderr"])
+
+
+def _parameter(attrs: h5py.AttributeManager) -> CalibratedParameter:
+    return CalibratedParameter(
+        value=float(attrs["value"]),
+        stderr=float(attrs["stderr"]),
+        unit=str(attrs["unit"]),
+        experiment=str(attrs["experiment"]),
+        updated=str(attrs["updated"]),
+    )
+
+
+def _json_default(obj: Any) -> Any:
+    """QCoDeS snapshots may hold numpy values; anything else unknown is stored as text."""
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.tolist()
+    return str(obj)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

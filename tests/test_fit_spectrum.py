@@ -1,0 +1,125 @@
+"""Fluxonium spectrum fit: recorded SuperGrad two-tone map and seeded synthetic f01(V) traces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrations.fitting.errors import FitError
+from calibrations.fitting.spectrum import (
+    PeakTrace,
+    bias_to_flux,
+    extract_peaks,
+    fit_flux_spectrum,
+)
+from instruments.fluxonium import FluxoniumModel
+
+
+def shared_data_dir() -> Path:
+    """../shared/data relative to the repo root, unless FLUXCAL_SHARED_DATA says otherwise."""
+    override = os.environ.get("FLUXCAL_SHARED_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+TWOTONE = shared_data_dir() / "supergrad_fluxonium_twotone.npz"
+# Authors' fit (SuperGrad example notebook), see shared/data/README.md.
+REFERENCE = {"EJ": 2.8479, "EC": 1.5494, "EL": 0.3599}
+REFERENCE_SWEET_SPOT = -0.0151
+REFERENCE_PERIOD = 2 * (-0.0151 + 0.6575)
+
+
+@pytest.fixture(scope="module")
+def recorded_peaks() -> PeakTrace:
+    if not TWOTONE.exists():
+        pytest.skip(f"recorded two-tone data not found at {TWOTONE}")
+    data = np.load(TWOTONE)
+    return extract_peaks(data["xs"], data["ys"], data["data"])
+
+
+def test_recorded_peaks_skip_empty_windows(recorded_peaks: PeakTrace) -> None:
+    # Near -0.15 V the measured windows miss the transition: those rows must be dropped.
+    assert 20 <= recorded_peaks.bias.size < 35
+    assert not np.any((recorded_peaks.bias > -0.16) & (recorded_peaks.bias < -0.01))
+
+
+def test_recorded_spectrum_unknown_mapping(recorded_peaks: PeakTrace) -> None:
+    fit = fit_flux_spectrum(recorded_peaks)
+    for name, value in REFERENCE.items():
+        assert getattr(fit, name) == pytest.approx(value, rel=0.03), name
+    assert abs(fit.sweet_spot - REFERENCE_SWEET_SPOT) < 0.01
+    assert fit.period == pytest.approx(REFERENCE_PERIOD, rel=0.01)
+    assert np.isfinite([fit.EJ_stderr, fit.EC_stderr, fit.EL_stderr, fit.period_stderr]).all()
+    assert fit.residual_rms_hz < 20e6
+
+
+def test_recorded_spectrum_known_mapping(recorded_peaks: PeakTrace) -> None:
+    fit = fit_flux_spectrum(
+        recorded_peaks, period=REFERENCE_PERIOD, sweet_spot=REFERENCE_SWEET_SPOT
+    )
+    for name, value in REFERENCE.items():
+        assert getattr(fit, name) == pytest.approx(value, rel=0.03), name
+    assert fit.period == REFERENCE_PERIOD
+
+
+SYNTHETIC = [
+    # EJ, EC, EL (GHz), period (V/Φ0), half-flux bias (V), bias range in flux quanta
+    (8.9, 2.5, 0.5, 0.8, 0.10, (-0.05, 0.62)),
+    (4.5, 1.0, 0.8, 2.0, -0.30, (0.35, 1.05)),
+    (2.85, 1.55, 0.36, 1.285, -0.015, (-0.03, 0.63)),
+]
+
+
+def synthetic_trace(case: tuple, seed: int) -> PeakTrace:
+    """f01 at 30 bias points with 100 kHz Gaussian frequency noise."""
+    ej, ec, el, period, sweet_spot, (lo, hi) = case
+    bias = sweet_spot + (np.linspace(lo, hi, 30) - 0.5) * period
+    f01 = 1e9 * FluxoniumModel(ej, ec, el).transition_frequency(
+        bias_to_flux(bias, period, sweet_spot)
+    )
+    noise = np.random.default_rng(seed).normal(0.0, 100e3, bias.size)
+    return PeakTrace(bias, f01 + noise, np.full(bias.size, 100e3), np.full(bias.size, 50.0))
+
+
+@pytest.mark.parametrize("index", range(len(SYNTHETIC)))
+def test_synthetic_known_mapping(index: int) -> None:
+    case = SYNTHETIC[index]
+    fit = fit_flux_spectrum(synthetic_trace(case, index), period=case[3], sweet_spot=case[4])
+    for value, name in zip(case[:3], ("EJ", "EC", "EL"), strict=True):
+        assert getattr(fit, name) == pytest.approx(value, rel=0.02), name
+    assert fit.redchi == pytest.approx(1.0, abs=0.8)
+
+
+@pytest.mark.parametrize("index", range(len(SYNTHETIC)))
+def test_synthetic_unknown_mapping(index: int) -> None:
+    case = SYNTHETIC[index]
+    fit = fit_flux_spectrum(synthetic_trace(case, 10 + index))
+    for value, name in zip(case[:3], ("EJ", "EC", "EL"), strict=True):
+        assert getattr(fit, name) == pytest.approx(value, rel=0.03), name
+    assert fit.period == pytest.approx(case[3], rel=0.01)
+    assert abs(fit.sweet_spot - case[4]) < 0.01 * case[3]
+
+
+def test_synthetic_two_tone_map_peaks() -> None:
+    """Peaks of a Lorentzian map with complex background and noise land on f01."""
+    rng = np.random.default_rng(3)
+    bias = np.linspace(-0.4, 0.4, 9)
+    frequency = np.arange(0.2e9, 9e9, 2e6)
+    f01 = 1e9 * FluxoniumModel(8.9, 2.5, 0.5).transition_frequency(bias_to_flux(bias, 1.0, 0.0))
+    line = 1 / (1 + ((frequency[None, :] - f01[:, None]) / 5e6) ** 2)
+    signal = (0.3 + 0.1j) + (0.02 - 0.05j) * line
+    signal = signal + 2e-3 * (rng.normal(size=line.shape) + 1j * rng.normal(size=line.shape))
+    peaks = extract_peaks(bias, frequency, signal)
+    assert peaks.bias.size == bias.size
+    assert np.abs(peaks.peak_frequency - f01).max() < 1e6
+
+
+def test_noise_map_has_no_peaks_and_fit_refuses() -> None:
+    rng = np.random.default_rng(4)
+    signal = rng.normal(size=(12, 150)) + 1j * rng.normal(size=(12, 150))
+    peaks = extract_peaks(np.linspace(0, 1, 12), np.linspace(1e9, 1.3e9, 150), signal)
+    assert peaks.bias.size <= 2
+    with pytest.raises(FitError, match="at least"):
+        fit_flux_spectrum(peaks)
