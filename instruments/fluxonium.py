@@ -59,7 +59,9 @@ class FluxoniumModel:
         for name in ("EJ", "EC", "EL"):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"FluxoniumModel: {name} must be a positive energy in GHz, got {value}")
+                raise ValueError(
+                    f"FluxoniumModel: {name} must be a positive energy in GHz, got {value}"
+                )
         if self.cutoff is None:
             object.__setattr__(self, "cutoff", self._converged_cutoff())
         elif self.cutoff < 10:
@@ -143,9 +145,7 @@ class FluxoniumModel:
             values = np.linalg.eigvalsh(self.hamiltonian(flux_arr))
         return values[..., :n_levels]
 
-    def transition_frequency(
-        self, flux: float | np.ndarray, i: int = 0, j: int = 1
-    ) -> np.ndarray:
+    def transition_frequency(self, flux: float | np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
         """f_ij = E_j − E_i in GHz at flux (units of Φ0)."""
         e = self.energies(flux, n_levels=max(i, j) + 1)
         return e[..., j] - e[..., i]

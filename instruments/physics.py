@@ -114,7 +114,10 @@ class QubitPhysics:
         curvature = (f01[..., 2] - 2 * f01[..., 1] + f01[..., 0]) / _FLUX_STEP**2
         amplitude = self.config.coherence.flux_noise
         return (
-            2 * np.pi * _ONE_OVER_F_FACTOR * (amplitude * np.abs(slope) + amplitude**2 * np.abs(curvature))
+            2
+            * np.pi
+            * _ONE_OVER_F_FACTOR
+            * (amplitude * np.abs(slope) + amplitude**2 * np.abs(curvature))
         )
 
     def pure_dephasing(self, flux: float | np.ndarray, echo: bool = False) -> np.ndarray:

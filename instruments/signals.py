@@ -170,7 +170,9 @@ def _interfere(physics, levels, populations, pulse) -> np.ndarray:
     flux = levels.spectrum.flux
     echo = pulse.sequence == "echo"
     delay = np.asarray(pulse.delay)
-    half = _rabi_flip(physics, levels, np.asarray(pulse.amplitude) / 2, pulse.duration, pulse.frequency)
+    half = _rabi_flip(
+        physics, levels, np.asarray(pulse.amplitude) / 2, pulse.duration, pulse.frequency
+    )
     contrast = 4 * half * (1 - half)
     weight = populations[..., 0] + populations[..., 1]
     polarisation = populations[..., 0] - populations[..., 1]
@@ -195,8 +197,19 @@ def prepare(
 ) -> tuple[np.ndarray, ReadoutResponse, np.ndarray]:
     """Populations at readout, the readout response and the heralding acceptance."""
     shape = np.broadcast_shapes(
-        *(np.shape(v) for v in (flux_voltage, pulse.frequency, pulse.amplitude, pulse.duration,
-                                pulse.delay, readout.frequency, readout.amplitude, readout.duration))
+        *(
+            np.shape(v)
+            for v in (
+                flux_voltage,
+                pulse.frequency,
+                pulse.amplitude,
+                pulse.duration,
+                pulse.delay,
+                readout.frequency,
+                readout.amplitude,
+                readout.duration,
+            )
+        )
     )
     flux_voltage = _expand(flux_voltage, shape)
     flux = physics.flux(flux_voltage)
@@ -204,16 +217,18 @@ def prepare(
     computed = physics.levels(unique)
     levels = LevelData(
         _take_spectrum(computed, inverse.reshape(shape)),
-        computed.energies_hz[inverse].reshape(shape + (-1,)),
-        computed.resonator_hz[inverse].reshape(shape + (-1,)),
-        computed.populations[inverse].reshape(shape + (-1,)),
+        computed.energies_hz[inverse].reshape((*shape, -1)),
+        computed.resonator_hz[inverse].reshape((*shape, -1)),
+        computed.populations[inverse].reshape((*shape, -1)),
     )
     response = readout_response(
         physics,
         levels,
         ReadoutSettings(
-            _expand(readout.frequency, shape), _expand(readout.amplitude, shape),
-            _expand(readout.duration, shape), readout.shots,
+            _expand(readout.frequency, shape),
+            _expand(readout.amplitude, shape),
+            _expand(readout.duration, shape),
+            readout.shots,
         ),
     )
     populations = levels.populations
@@ -248,7 +263,10 @@ def _level_means(response: ReadoutResponse) -> np.ndarray:
 
 
 def averaged_iq(
-    physics: QubitPhysics, flux_voltage, pulse: PulseSettings, readout: ReadoutSettings,
+    physics: QubitPhysics,
+    flux_voltage,
+    pulse: PulseSettings,
+    readout: ReadoutSettings,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Averaged complex IQ per sweep point (V) from `readout.shots` shots each."""
@@ -265,7 +283,10 @@ def averaged_iq(
 
 
 def single_shot_iq(
-    physics: QubitPhysics, flux_voltage, pulse: PulseSettings, readout: ReadoutSettings,
+    physics: QubitPhysics,
+    flux_voltage,
+    pulse: PulseSettings,
+    readout: ReadoutSettings,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Single-shot complex IQ, shape (sweep points..., shots): the blobs and their tails."""
@@ -273,7 +294,7 @@ def single_shot_iq(
     shots = readout.shots
     populations = populations / populations.sum(axis=-1, keepdims=True)
     cumulative = np.cumsum(populations, axis=-1)[..., None, :]
-    draws = rng.random(populations.shape[:-1] + (shots, 1))
+    draws = rng.random((*populations.shape[:-1], shots, 1))
     level = np.minimum((draws > cumulative).sum(axis=-1), populations.shape[-1] - 1)
     iq_levels = response.iq[..., None, :]
     shot_iq = np.take_along_axis(iq_levels, level[..., None], axis=-1)[..., 0]

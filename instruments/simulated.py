@@ -10,6 +10,7 @@ names the swept setting (`sweep_parameter`) and its values (`sweep_values`), and
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +57,7 @@ class SimulatedLab:
         self.device = device
         self.instruments: dict[str, Instrument] = {}
         self.device_seconds = 0.0  # what the acquisitions would take on hardware
+        self.simulation_seconds = 0.0  # wall time spent computing signals
         self._acquisitions = 0
 
     @classmethod
@@ -84,7 +86,9 @@ class SimulatedLab:
         try:
             instrument = self.instruments[role]
         except KeyError:
-            raise RuntimeError(f"simulated lab has no {role} instrument; add it to the station") from None
+            raise RuntimeError(
+                f"simulated lab has no {role} instrument; add it to the station"
+            ) from None
         return instrument.submodules[qubit].parameters[name].get()
 
     def rng(self, qubit: str) -> np.random.Generator:
@@ -113,15 +117,20 @@ class SimulatedLab:
         )
         shots = int(self.setting("readout", qubit, "shots"))
         readout = ReadoutSettings(
-            current["readout_frequency"], current["readout_amplitude"],
-            current["readout_duration"], shots,
+            current["readout_frequency"],
+            current["readout_amplitude"],
+            current["readout_duration"],
+            shots,
         )
         physics = self.device.physics(qubit)
         points = max(len(values), 1) if sweep != "none" else 1
         repetitions = 2 if pulse.herald else 1
         self.device_seconds += points * shots * repetitions * physics.config.readout.repetition_time
         measure = single_shot_iq if single_shot else averaged_iq
-        return measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
+        start = time.perf_counter()
+        data = measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
+        self.simulation_seconds += time.perf_counter() - start
+        return data
 
 
 class _SweepValues(Arrays):
@@ -162,14 +171,23 @@ class _SimulatedInstrument(Instrument):
         raise NotImplementedError
 
     def get_idn(self) -> dict[str, str | None]:
-        return {"vendor": "fluxcal", "model": type(self).__name__, "serial": self.name,
-                "firmware": "simulated"}
+        return {
+            "vendor": "fluxcal",
+            "model": type(self).__name__,
+            "serial": self.name,
+            "firmware": "simulated",
+        }
 
 
 def _setting(channel, name, unit, initial, vals, label=None) -> None:
     channel.add_parameter(
-        name, unit=unit, label=label or name.replace("_", " "), initial_value=initial,
-        vals=vals, get_cmd=None, set_cmd=None,
+        name,
+        unit=unit,
+        label=label or name.replace("_", " "),
+        initial_value=initial,
+        vals=vals,
+        get_cmd=None,
+        set_cmd=None,
     )
 
 
@@ -213,25 +231,38 @@ class SimulatedDigitiser(_SimulatedInstrument):
         _setting(channel, "shots", None, 1000, Ints(1, 10_000_000), "shots")
         _setting(channel, "sweep_parameter", None, "none", Enum(*SWEEPABLE), "swept setting")
         channel.add_parameter(
-            "sweep_values", unit="", label="sweep values", get_cmd=None, set_cmd=None,
-            initial_value=np.zeros(1), vals=_SweepValues(length),
+            "sweep_values",
+            unit="",
+            label="sweep values",
+            get_cmd=None,
+            set_cmd=None,
+            initial_value=np.zeros(1),
+            vals=_SweepValues(length),
         )
         channel.add_parameter(
-            "shot_index", unit="", label="shot", vals=Arrays(shape=(channel.shots,)),
+            "shot_index",
+            unit="",
+            label="shot",
+            vals=Arrays(shape=(channel.shots,)),
             get_cmd=lambda ch=channel: np.arange(ch.shots()),
         )
         qubit = channel.short_name
         channel.add_parameter(
-            "iq", parameter_class=ParameterWithSetpoints, unit="V", label="averaged IQ",
-            setpoints=(channel.sweep_values,), vals=Arrays(shape=(length,),
-                                                            valid_types=(np.complexfloating,)),
+            "iq",
+            parameter_class=ParameterWithSetpoints,
+            unit="V",
+            label="averaged IQ",
+            setpoints=(channel.sweep_values,),
+            vals=Arrays(shape=(length,), valid_types=(np.complexfloating,)),
             get_cmd=self._acquirer(qubit, single_shot=False),
         )
         channel.add_parameter(
-            "iq_shots", parameter_class=ParameterWithSetpoints, unit="V", label="single-shot IQ",
+            "iq_shots",
+            parameter_class=ParameterWithSetpoints,
+            unit="V",
+            label="single-shot IQ",
             setpoints=(channel.sweep_values, channel.shot_index),
-            vals=Arrays(shape=(length, channel.shots),
-                        valid_types=(np.complexfloating,)),
+            vals=Arrays(shape=(length, channel.shots), valid_types=(np.complexfloating,)),
             get_cmd=self._acquirer(qubit, single_shot=True),
         )
 

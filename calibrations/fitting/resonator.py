@@ -164,7 +164,9 @@ def estimate_delay(frequency: np.ndarray, z: np.ndarray) -> tuple[float, float]:
     step = grid[1] - grid[0]
     delay = float(
         minimize_scalar(
-            scatter, bounds=(best - step, best + step), method="bounded",
+            scatter,
+            bounds=(best - step, best + step),
+            method="bounded",
             options={"xatol": 1e-6 / span},
         ).x
     )
@@ -416,8 +418,10 @@ def _check(fit: ResonatorFit, frequency: np.ndarray, min_snr: float) -> None:
     if not frequency[0] < fit.fr < frequency[-1]:
         problems.append(f"fr = {fit.fr:.6e} Hz lies at the edge of the window")
     if not step <= fit.kappa <= span:
-        problems.append(f"linewidth {fit.kappa:.3g} Hz is not resolved in a {span:.3g} Hz "
-                        f"window with {step:.3g} Hz steps")
+        problems.append(
+            f"linewidth {fit.kappa:.3g} Hz is not resolved in a {span:.3g} Hz "
+            f"window with {step:.3g} Hz steps"
+        )
     if not fit.snr >= min_snr:
         problems.append(f"signal-to-noise {fit.snr:.2f} below {min_snr}")
     if problems:

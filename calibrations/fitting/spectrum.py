@@ -110,8 +110,9 @@ def extract_peaks(
     frequency = np.asarray(frequency, dtype=float)
     signal = np.asarray(signal)
     if signal.shape != (bias.size, frequency.size):
-        raise ValueError(f"signal shape {signal.shape} is not (bias, frequency) = "
-                         f"{(bias.size, frequency.size)}")
+        raise ValueError(
+            f"signal shape {signal.shape} is not (bias, frequency) = {(bias.size, frequency.size)}"
+        )
     rows = []
     for b, row in zip(bias, signal, strict=True):
         peak = _row_peak(frequency, row, edge_points)
@@ -327,8 +328,9 @@ def fit_flux_spectrum(
     freq = np.asarray(peaks.peak_frequency, dtype=float)
     n_free = 3 + (period is None) + (sweet_spot is None)
     if bias.size < max(_MIN_PEAKS, n_free + 2):
-        raise FitError(f"spectrum fit needs at least {max(_MIN_PEAKS, n_free + 2)} peaks, "
-                       f"got {bias.size}")
+        raise FitError(
+            f"spectrum fit needs at least {max(_MIN_PEAKS, n_free + 2)} peaks, got {bias.size}"
+        )
     start = grid_start(bias, freq / 1e9, period, sweet_spot)
     cutoff = FluxoniumModel(start.EJ, start.EC, start.EL).cutoff + _CUTOFF_MARGIN
     params = _parameters(start, vary_period=period is None, vary_sweet_spot=sweet_spot is None)
@@ -394,9 +396,15 @@ def _minimize(
     # Relative tolerances of 1e-7 are far below the parameters' standard errors; the default
     # 1e-8 costs many more (~15 ms) model evaluations for no change in the answer.
     result = lmfit.minimize(
-        residual, params, method="least_squares", loss=loss, f_scale=max(f_scale, 1e-3),
+        residual,
+        params,
+        method="least_squares",
+        loss=loss,
+        f_scale=max(f_scale, 1e-3),
         x_scale="jac",
-        ftol=1e-7, xtol=1e-7, gtol=1e-7,
+        ftol=1e-7,
+        xtol=1e-7,
+        gtol=1e-7,
     )
     if not result.success:
         raise FitError(f"spectrum least squares did not converge: {result.message}")

@@ -1,0 +1,85 @@
+"""The calibration graph as data: which experiments exist and what each depends on.
+
+Flows (plain runner, Prefect daily chain, drift check, targeted recalibration) all walk this
+one declaration; none of them knows the order by heart. Each entry also carries the
+Optimus-style maintenance data: how long a calibration stays valid (`timeout_s`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from graphlib import TopologicalSorter
+
+from calibrations.experiments.echo import Echo
+from calibrations.experiments.qubit_flux_spectroscopy import QubitFluxSpectroscopy
+from calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
+from calibrations.experiments.rabi import Rabi
+from calibrations.experiments.ramsey import Ramsey
+from calibrations.experiments.readout_optimisation import ReadoutOptimisation
+from calibrations.experiments.resonator_flux import ResonatorFlux
+from calibrations.experiments.resonator_spectroscopy import (
+    ResonatorSearch,
+    ResonatorSpectroscopy,
+)
+from calibrations.experiments.t1 import T1
+from calibrations.node import Node
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    node: type[Node]
+    depends_on: tuple[str, ...]
+    timeout_s: float  # a calibration older than this is re-checked by the drift check
+
+
+DAY = 86400.0
+HOUR = 3600.0
+
+DEFAULT_GRAPH: dict[str, GraphEntry] = {
+    "resonator_search": GraphEntry(ResonatorSearch, (), 7 * DAY),
+    "resonator_flux": GraphEntry(ResonatorFlux, ("resonator_search",), DAY),
+    "resonator_spectroscopy": GraphEntry(ResonatorSpectroscopy, ("resonator_flux",), DAY),
+    "qubit_spectroscopy": GraphEntry(QubitSpectroscopy, ("resonator_spectroscopy",), DAY),
+    "qubit_flux_spectroscopy": GraphEntry(QubitFluxSpectroscopy, ("qubit_spectroscopy",), 7 * DAY),
+    "rabi": GraphEntry(Rabi, ("qubit_spectroscopy",), DAY),
+    "ramsey": GraphEntry(Ramsey, ("rabi",), 4 * HOUR),
+    "echo": GraphEntry(Echo, ("ramsey",), DAY),
+    "t1": GraphEntry(T1, ("rabi",), 4 * HOUR),
+    "readout_optimisation": GraphEntry(ReadoutOptimisation, ("rabi",), DAY),
+}
+
+
+def order(graph: dict[str, GraphEntry], names: Iterable[str] | None = None) -> list[str]:
+    """Dependencies-first order of `names` (default: the whole graph)."""
+    wanted = set(graph if names is None else names)
+    unknown = wanted - set(graph)
+    if unknown:
+        raise KeyError(f"unknown calibration node(s): {', '.join(sorted(unknown))}")
+    sorter = TopologicalSorter({name: graph[name].depends_on for name in graph})
+    return [name for name in sorter.static_order() if name in wanted]
+
+
+def dependents(graph: dict[str, GraphEntry], names: Iterable[str]) -> set[str]:
+    """`names` and everything downstream of them."""
+    found = set(names)
+    changed = True
+    while changed:
+        changed = False
+        for name, entry in graph.items():
+            if name not in found and found.intersection(entry.depends_on):
+                found.add(name)
+                changed = True
+    return found
+
+
+def ancestors(graph: dict[str, GraphEntry], name: str) -> list[str]:
+    """Everything `name` depends on, nearest first (for diagnosing bad data upstream)."""
+    seen: list[str] = []
+    frontier = list(graph[name].depends_on)
+    while frontier:
+        current = frontier.pop(0)
+        if current not in seen:
+            seen.append(current)
+            frontier.extend(graph[current].depends_on)
+    return seen

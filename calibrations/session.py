@@ -1,0 +1,116 @@
+"""A node's handle on one qubit of a QCoDeS station: settings, sweeps and known parameters.
+
+Calibrations reach hardware only through the station's `flux`, `drive` and `readout`
+instruments and their per-qubit channels, which is the interface a real lab's drivers (or
+thin wrappers around them) provide in the station YAML. `measure` runs a QCoDeS
+`Measurement`, stores it in the QCoDeS database and returns `to_xarray_dataset()` with plain
+names (`iq`, the swept setting, `flux_voltage`), plus the settings used in `attrs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from qcodes import Station
+from qcodes.dataset import Measurement, load_or_create_experiment
+
+from snapshots import CalibratedParameter
+
+#: Readout settings used before the readout-optimisation node has run.
+DEFAULT_READOUT = {"amplitude": 0.05, "integration_time": 2e-6, "shots": 1000}
+ROLES = ("flux", "drive", "readout")
+
+
+class MissingParameter(KeyError):
+    """A node needs a parameter no earlier node produced."""
+
+
+@dataclass
+class QubitSession:
+    station: Station
+    qubit: str
+    known: dict[str, CalibratedParameter] = field(default_factory=dict)
+    experiment_name: str = "fluxcal"
+
+    def channel(self, role: str):
+        try:
+            instrument = self.station.components[role]
+        except KeyError:
+            raise RuntimeError(f"station has no '{role}' instrument (needs {ROLES})") from None
+        return instrument.submodules[self.qubit]
+
+    def value(self, name: str) -> float:
+        try:
+            return float(self.known[name].value)
+        except KeyError:
+            raise MissingParameter(f"{self.qubit}: no calibrated {name} yet") from None
+
+    def get(self, name: str, default: float) -> float:
+        return float(self.known[name].value) if name in self.known else default
+
+    def configure(self, **settings: dict[str, Any]) -> None:
+        """Set channel parameters, e.g. configure(drive={"sequence": "rabi"})."""
+        for role, values in settings.items():
+            channel = self.channel(role)
+            for name, value in values.items():
+                channel.parameters[name].set(value)
+
+    def operating_point(self, readout_frequency: float | None = None) -> None:
+        """Bias at the sweet spot and read out with the best settings known so far."""
+        self.configure(flux={"voltage": self.get("flux_sweet_spot", 0.0)})
+        readout = {
+            "amplitude": self.get("readout_amplitude", DEFAULT_READOUT["amplitude"]),
+            "integration_time": self.get("readout_duration", DEFAULT_READOUT["integration_time"]),
+            "shots": DEFAULT_READOUT["shots"],
+        }
+        frequency = readout_frequency or self.known.get("readout_frequency")
+        if frequency is not None:
+            readout["frequency"] = float(getattr(frequency, "value", frequency))
+        self.configure(readout=readout, drive={"herald": False})
+
+    def measure(
+        self,
+        name: str,
+        sweep: str,
+        values: Sequence[float] | np.ndarray,
+        outer: tuple[str, Sequence[float] | np.ndarray] | None = None,
+        single_shot: bool = False,
+        attrs: dict[str, Any] | None = None,
+    ) -> xr.Dataset:
+        """One hardware sweep (optionally inside a loop over `outer` = (role.param, values)).
+
+        Returns a Dataset with variable `iq` over `sweep` (and `outer`, `shot`).
+        """
+        readout = self.channel("readout")
+        readout.sweep_parameter(sweep)
+        readout.sweep_values(np.asarray(values, float))
+        result = readout.iq_shots if single_shot else readout.iq
+        experiment = load_or_create_experiment(self.experiment_name, sample_name=self.qubit)
+        measurement = Measurement(exp=experiment, station=self.station, name=f"{name}_{self.qubit}")
+        renames = {
+            result.full_name: "iq",
+            readout.sweep_values.full_name: sweep,
+            readout.shot_index.full_name: "shot",
+        }
+        if outer is None:
+            measurement.register_parameter(result)
+            with measurement.run() as saver:
+                saver.add_result((result, result.get()))
+        else:
+            role, parameter = outer[0].split(".")
+            outer_param = self.channel(role).parameters[parameter]
+            renames[outer_param.full_name] = f"{role}_{parameter}"
+            measurement.register_parameter(outer_param)
+            measurement.register_parameter(result, setpoints=(outer_param,))
+            with measurement.run() as saver:
+                for value in outer[1]:
+                    outer_param.set(float(value))
+                    saver.add_result((outer_param, float(value)), (result, result.get()))
+        dataset = saver.dataset.to_xarray_dataset().rename(renames)
+        keep = {"run_id": dataset.attrs.get("run_id"), "guid": dataset.attrs.get("guid")}
+        dataset.attrs = {**keep, "experiment": name, "qubit": self.qubit, **(attrs or {})}
+        return dataset

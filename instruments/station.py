@@ -1,0 +1,48 @@
+"""Build the QCoDeS Station of the simulated lab, in code or from a station YAML.
+
+The station YAML (`instruments/station.yaml`, QCoDeS format) is where a real lab puts its own
+drivers; `build_station()` gives the same three instruments for a device in code (tests and
+the default `fluxcal calibrate`).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from qcodes import Station
+from qcodes.instrument import Instrument
+
+from instruments.device import SimulatedDevice
+from instruments.simulated import SimulatedDigitiser, SimulatedDriveAWG, SimulatedFluxSource
+
+
+def default_station_path() -> Path:
+    return Path(str(resources.files("instruments") / "station.yaml"))
+
+
+def build_station(device: str | Path | SimulatedDevice | None = None) -> Station:
+    """A Station with flux, drive and readout instruments wired to one simulated device.
+
+    Instruments of an earlier station in this process are closed first: QCoDeS instrument
+    names are process-global.
+    """
+    for name in ("flux", "drive", "readout"):
+        if Instrument.exist(name):
+            Instrument.find_instrument(name).close()
+    return Station(
+        SimulatedFluxSource("flux", device=device),
+        SimulatedDriveAWG("drive", device=device),
+        SimulatedDigitiser("readout", device=device),
+    )
+
+
+def load_station(config: str | Path, names: tuple[str, ...] = ("flux", "drive", "readout")):
+    """Load a station YAML and its flux/drive/readout instruments."""
+    for name in names:
+        if Instrument.exist(name):
+            Instrument.find_instrument(name).close()
+    station = Station(config_file=str(config))
+    for name in names:
+        station.load_instrument(name)
+    return station
