@@ -9,6 +9,7 @@ names (`iq`, the swept setting, `flux_voltage`), plus the settings used in `attr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from snapshots import CalibratedParameter
 #: Readout settings used before the readout-optimisation node has run.
 DEFAULT_READOUT = {"amplitude": 0.05, "integration_time": 2e-6, "shots": 1000}
 ROLES = ("flux", "drive", "readout")
+METADATA_TAG = "fluxcal"
 
 
 class MissingParameter(KeyError):
@@ -110,7 +112,23 @@ class QubitSession:
                 for value in outer[1]:
                     outer_param.set(float(value))
                     saver.add_result((outer_param, float(value)), (result, result.get()))
-        dataset = saver.dataset.to_xarray_dataset().rename(renames)
-        keep = {"run_id": dataset.attrs.get("run_id"), "guid": dataset.attrs.get("guid")}
-        dataset.attrs = {**keep, "experiment": name, "qubit": self.qubit, **(attrs or {})}
-        return dataset
+        attrs = {"experiment": name, "qubit": self.qubit, **(attrs or {})}
+        saver.dataset.add_metadata(METADATA_TAG, json.dumps({"renames": renames, "attrs": attrs}))
+        return tidy(saver.dataset.to_xarray_dataset())
+
+
+def tidy(dataset: xr.Dataset) -> xr.Dataset:
+    """Plain names and fluxcal's settings for a dataset converted from the QCoDeS database.
+
+    `measure` stores the renames and the node's settings as run metadata, so a run loaded
+    later from the database (`fluxcal analyse`) gives exactly the Dataset the live analysis saw.
+    """
+    try:
+        meta = json.loads(dataset.attrs[METADATA_TAG])
+    except KeyError:
+        raise ValueError("not a fluxcal measurement (no fluxcal metadata in the run)") from None
+    renames = {k: v for k, v in meta["renames"].items() if k in dataset.variables}
+    tidied = dataset.rename(renames)
+    keep = {"run_id": dataset.attrs.get("run_id"), "guid": dataset.attrs.get("guid")}
+    tidied.attrs = {**keep, **meta["attrs"]}
+    return tidied

@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make run` (calibrate the built-in simulated chip) and
+# `make test`. Both create the virtual environment and install fluxcal when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench
+
+$(BIN)/fluxcal: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/fluxcal
+
+install: $(BIN)/fluxcal
+
+run: install
+	$(BIN)/fluxcal calibrate --store fluxcal-store --plots fluxcal-store/plots
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script; done

@@ -1,0 +1,108 @@
+"""The main job: build the lab, run the calibration graph, store one new snapshot.
+
+Shared by `fluxcal calibrate` (plain runner, seconds) and the Prefect flows (which reuse the
+request and outcome types). On the simulated device the outcome carries the device's truth
+so the command can print calibrated values next to it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qcodes import Station
+from qcodes.dataset import initialise_or_create_database_at
+
+from calibrations.persist import current_parameters, save_run
+from calibrations.runner import GraphRun, run_graph
+from instruments.device import SimulatedDevice
+from instruments.station import build_station, load_station
+from snapshots import CalibratedParameter, SnapshotStore
+
+
+@dataclass
+class CalibrationRequest:
+    device: Path | None = None  # simulated chip file; None = built-in
+    station: Path | None = None  # station YAML; None = simulated lab for `device`
+    store: Path = Path("fluxcal-store")
+    qubits: list[str] | None = None
+    nodes: list[str] | None = None
+    plot_dir: Path | None = None
+    reason: str = "calibration"
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationOutcome:
+    version: int
+    run: GraphRun
+    parameters: dict[str, dict[str, CalibratedParameter]]
+    truth: dict[str, dict[str, float]] | None
+    wall_s: float
+
+    def summary(self) -> str:
+        lines = [f"snapshot v{self.version} written in {self.wall_s:.1f} s"]
+        for qubit, results in self.run.results.items():
+            for name, result in results.items():
+                lines.append(f"  {qubit} {name:<24} {result.outcome:<9} {result.reason}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "outcomes": self.run.outcomes(),
+            "reasons": {
+                q: {n: r.reason for n, r in rs.items()} for q, rs in self.run.results.items()
+            },
+            "parameters": {
+                q: {n: vars(p) for n, p in params.items()} for q, params in self.parameters.items()
+            },
+            "truth": self.truth,
+        }
+
+
+def open_lab(request: CalibrationRequest) -> tuple[Station, SimulatedDevice | None]:
+    """The station to calibrate, and the simulated device behind it if there is one."""
+    if request.station is not None:
+        if not Path(request.station).is_file():
+            raise FileNotFoundError(f"station file not found: {request.station}")
+        station = load_station(request.station)
+        lab = getattr(station.components["readout"], "lab", None)
+        return station, getattr(lab, "device", None)
+    device = SimulatedDevice.from_yaml(request.device)
+    return build_station(device), device
+
+
+def qubits_of(station: Station, requested: list[str] | None) -> list[str]:
+    available = list(station.components["readout"].submodules)
+    if not requested:
+        return available
+    unknown = [q for q in requested if q not in available]
+    if unknown:
+        raise ValueError(
+            f"unknown qubit(s) {', '.join(unknown)}; station has {', '.join(available)}"
+        )
+    return requested
+
+
+def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
+    """Calibrate with the plain runner and save a snapshot; nothing is stored on a crash."""
+    start = time.perf_counter()
+    station, device = open_lab(request)
+    store = SnapshotStore(request.store)
+    initialise_or_create_database_at(str(Path(request.store) / "experiments.db"))
+    qubits = qubits_of(station, request.qubits)
+    run = run_graph(
+        station,
+        qubits,
+        nodes=request.nodes,
+        known=current_parameters(store),
+        plot_dir=request.plot_dir,
+    )
+    version = save_run(store, run, station, request.reason, request.provenance)
+    truth = device.truth() if device is not None else None
+    return CalibrationOutcome(
+        version, run, store.load(version).parameters, truth, time.perf_counter() - start
+    )

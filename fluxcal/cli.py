@@ -1,0 +1,82 @@
+"""`fluxcal` command line: calibrate, inspect snapshots, orchestrate with Prefect.
+
+Bad input (a missing file, a broken device or station file, an unknown node) ends with one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fluxcal.calibrate import CalibrationRequest, run_calibration
+from fluxcal.tables import parameter_table
+from snapshots.cli import app as snapshots_app
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app.add_typer(snapshots_app, name="snapshots", help="Inspect and manage calibration snapshots.")
+
+DeviceOption = Annotated[
+    Path | None,
+    typer.Option("--device", help="device.yaml of a simulated chip (default: built-in)"),
+]
+StationOption = Annotated[
+    Path | None, typer.Option("--station", help="QCoDeS station YAML (default: simulated lab)")
+]
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="snapshot store directory [env FLUXCAL_STORE]")
+]
+
+
+def default_store(store: Path | None) -> Path:
+    return store or Path(os.environ.get("FLUXCAL_STORE", "fluxcal-store"))
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def calibrate(
+    device: DeviceOption = None,
+    station: StationOption = None,
+    store: StoreOption = None,
+    qubit: Annotated[
+        list[str] | None, typer.Option("--qubit", help="qubit(s); default all")
+    ] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="run only these nodes (default: all)")
+    ] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="write fit plots here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the new snapshot as JSON")] = False,
+    prefect: Annotated[bool, typer.Option("--prefect", help="run as the Prefect flow")] = False,
+) -> None:
+    """Run the calibration chain and store a new snapshot (default: built-in simulated chip)."""
+    request = CalibrationRequest(
+        device=device,
+        station=station,
+        store=default_store(store),
+        qubits=qubit,
+        nodes=node,
+        plot_dir=plots,
+        reason="fluxcal calibrate",
+    )
+    if prefect:
+        from flows.daily import run_daily_calibration_flow
+
+        outcome = run_daily_calibration_flow(request)
+    else:
+        try:
+            outcome = run_calibration(request)
+        except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+            fail(str(error).strip("'\""))
+    if as_json:
+        typer.echo(json.dumps(outcome.as_json(), indent=2))
+        return
+    typer.echo(outcome.summary())
+    typer.echo(parameter_table(outcome.parameters, outcome.truth))
