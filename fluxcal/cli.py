@@ -80,3 +80,35 @@ def calibrate(
         return
     typer.echo(outcome.summary())
     typer.echo(parameter_table(outcome.parameters, outcome.truth))
+
+
+def _parse_axes(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [item.split("=", 1) for item in text.split(",")]
+    if any(len(pair) != 2 for pair in pairs):
+        fail(f"--axes takes name=axis pairs separated by commas, got {text!r}")
+    return {name.strip(): axis.strip() for name, axis in pairs}
+
+
+@app.command()
+def analyse(
+    file: Annotated[Path, typer.Argument(help="recorded data: .db, .h5/.nc, .s2p, .npz, .csv")],
+    experiment: Annotated[str, typer.Option("--experiment", help="node name, e.g. ramsey")],
+    qubit: Annotated[str | None, typer.Option("--qubit", help="qubit in a snapshot")] = None,
+    run_id: Annotated[int | None, typer.Option("--run-id", help="QCoDeS run id")] = None,
+    axes: Annotated[
+        str | None, typer.Option("--axes", help="npz/CSV: array=axis pairs, e.g. xs=flux_voltage")
+    ] = None,
+    data: Annotated[str, typer.Option("--data", help="npz/CSV: the data array")] = "data",
+    plot: Annotated[Path | None, typer.Option("--plot", help="write the fit figure")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Re-run one experiment's analysis and gate on a recorded file (no instrument)."""
+    from fluxcal.analyse import analyse_file
+
+    try:
+        result = analyse_file(file, experiment, qubit, run_id, _parse_axes(axes), data, plot)
+    except (ValueError, KeyError, OSError) as error:
+        fail(str(error).strip("'\""))
+    typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())

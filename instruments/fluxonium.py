@@ -110,6 +110,11 @@ class FluxoniumModel:
         n_op = 1j / (2.0 * self.phi_zpf) * (a.T - a)[:k, :k]
         return h0, cos_phi[:k, :k], sin_phi[:k, :k], n_op, phi_big[:k, :k]
 
+    def _check_levels(self, n_levels: int) -> None:
+        """More levels than the basis holds would silently come back short; refuse instead."""
+        if not 1 <= n_levels <= self.cutoff:
+            raise ValueError(f"n_levels must be in 1..{self.cutoff}, got {n_levels}")
+
     def hamiltonian(self, flux: float | np.ndarray) -> np.ndarray:
         """Hamiltonian matrices (..., cutoff, cutoff) in GHz at flux (units of Φ0)."""
         h0, cos_phi, sin_phi, _, _ = self._operators
@@ -123,8 +128,7 @@ class FluxoniumModel:
         positive, which makes matrix elements continuous enough for plotting; physics uses
         only their magnitudes.
         """
-        if not 1 <= n_levels <= self.cutoff:
-            raise ValueError(f"n_levels must be in 1..{self.cutoff}, got {n_levels}")
+        self._check_levels(n_levels)
         flux_arr = np.asarray(flux, dtype=float)
         with threadpool_limits(limits=1, user_api="blas"):
             values, vectors = np.linalg.eigh(self.hamiltonian(flux_arr))
@@ -140,6 +144,7 @@ class FluxoniumModel:
 
     def energies(self, flux: float | np.ndarray, n_levels: int = 6) -> np.ndarray:
         """Eigenenergies in GHz, shape (..., n_levels), ground state first, not shifted."""
+        self._check_levels(n_levels)
         flux_arr = np.asarray(flux, dtype=float)
         with threadpool_limits(limits=1, user_api="blas"):
             values = np.linalg.eigvalsh(self.hamiltonian(flux_arr))
