@@ -106,8 +106,14 @@ class QubitPhysics:
         return self.config.coherence.T1 * self.drift.t1_factor
 
     def _flux_dephasing(self, flux: np.ndarray) -> np.ndarray:
-        """1/f flux-noise dephasing rate (1/s): first order off the sweet spot, second on it."""
+        """1/f flux-noise dephasing rate (1/s): first order off the sweet spot, second on it.
+
+        Sweeps at one bias repeat the same flux at every point: diagonalise each value once.
+        """
         flux = np.asarray(flux, float)
+        unique, inverse = np.unique(flux, return_inverse=True)
+        if unique.size < flux.size:
+            return self._flux_dephasing(unique)[inverse].reshape(flux.shape)
         steps = np.stack([flux - _FLUX_STEP, flux, flux + _FLUX_STEP], axis=-1)
         f01 = 1e9 * self.model.transition_frequency(steps)
         slope = (f01[..., 2] - f01[..., 0]) / (2 * _FLUX_STEP)

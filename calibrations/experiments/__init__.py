@@ -1,0 +1,1 @@
+"""Calibration experiments: one node per module (acquire, analyse, gate, update)."""

@@ -1,0 +1,223 @@
+"""Fits shared by the time-domain nodes (Rabi, Ramsey, echo, T1): projection, noise, models.
+
+The averaged IQ of a two-level population moves along one line in the IQ plane, so a trace is
+projected on its principal axis to a real signal (V). Every trace the fits judge is acquired as
+two repeats: their difference measures the noise of the mean per point, projection noise
+included, without any model. The reduced chi-square against that noise is then a real test of
+the fit (a glitch or a wrong model gives χ² ≫ 1) and the signal-to-noise ratio is the fitted
+amplitude over the same noise (pure noise gives SNR ~ 1). Pure functions of numpy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmfit
+import numpy as np
+
+from calibrations.fitting import FitError
+from calibrations.gate import Criterion, at_least, at_most, relative_error
+
+#: Scale of the median absolute deviation to a Gaussian standard deviation.
+_MAD_TO_SIGMA = 1.4826
+#: Repeat differences further than this many robust deviations are glitches, not noise.
+_OUTLIER_SIGMAS = 5.0
+#: Fewest points for which a four- or five-parameter curve fit means anything.
+_MIN_POINTS = 12
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A projected trace: sweep values, mean signal (V) and the noise of each mean point (V)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sigma: float
+
+
+def principal_axis(iq: np.ndarray) -> complex:
+    """Unit vector (as a complex number) along which the IQ points spread the most."""
+    centred = iq - iq.mean()
+    covariance = np.cov(np.stack([centred.real, centred.imag]))
+    _, vectors = np.linalg.eigh(covariance)
+    return complex(vectors[0, -1], vectors[1, -1])
+
+
+def project(x: np.ndarray, iq: np.ndarray) -> Trace:
+    """Project two repeats of a complex trace, shape (2, n), on their principal axis.
+
+    The noise of the mean is the spread of half the repeat difference with outliers clipped,
+    so a burst of glitches in one repeat inflates the residuals, not the noise.
+    """
+    x = np.asarray(x, float)
+    iq = np.asarray(iq, complex)
+    if iq.ndim != 2 or iq.shape[0] != 2 or iq.shape[1] != x.size:
+        raise FitError(f"expected two repeats of {x.size} points, got shape {iq.shape}")
+    if not (np.all(np.isfinite(iq)) and np.all(np.isfinite(x))):
+        raise FitError("trace has non-finite points (NaN or inf)")
+    if x.size < _MIN_POINTS:
+        raise FitError(f"only {x.size} points; need at least {_MIN_POINTS}")
+    mean = iq.mean(axis=0)
+    axis = principal_axis(mean).conjugate()
+    y = ((mean - mean.mean()) * axis).real
+    half_difference = ((iq[0] - iq[1]) * axis).real / 2
+    return Trace(x, y, _clipped_rms(half_difference))
+
+
+def _clipped_rms(values: np.ndarray) -> float:
+    """RMS of `values` after dropping outliers beyond 5 robust standard deviations.
+
+    The median absolute deviation alone would ignore glitches but underestimate the rms of
+    noise whose size varies along the trace (projection noise is largest at P = 1/2).
+    """
+    centred = values - np.median(values)
+    robust = _MAD_TO_SIGMA * np.median(np.abs(centred))
+    if not robust > 0:
+        raise FitError("the two repeats are identical: no noise estimate")
+    kept = centred[np.abs(centred) <= _OUTLIER_SIGMAS * robust]
+    return float(np.sqrt(np.mean(kept**2)))
+
+
+def project_single(iq: np.ndarray) -> np.ndarray:
+    """Real signal of one complex trace (for quick estimates that need no noise figure)."""
+    iq = np.asarray(iq, complex)
+    return ((iq - iq.mean()) * principal_axis(iq).conjugate()).real
+
+
+def scan_frequency(
+    x: np.ndarray, y: np.ndarray, frequencies: np.ndarray, free_phase: bool = True
+) -> float:
+    """Frequency whose sinusoid (plus offset) explains most of `y`, by linear least squares.
+
+    A periodogram that works on short records and uneven spans where an FFT bins too coarsely;
+    with `free_phase=False` the sinusoid is a cosine starting at its maximum (Rabi in amplitude).
+    """
+    phase = 2 * np.pi * np.asarray(frequencies, float)[:, None] * x[None, :]
+    columns = [np.ones_like(phase), np.cos(phase)] + ([np.sin(phase)] if free_phase else [])
+    design = np.stack(columns, axis=-1)  # (frequencies, points, columns)
+    normal = np.einsum("fpi,fpj->fij", design, design)
+    projected = np.einsum("fpi,p->fi", design, y)
+    coefficients = np.linalg.solve(normal + 1e-12 * np.eye(len(columns)), projected[..., None])
+    explained = np.einsum("fi,fi->f", projected, coefficients[..., 0])
+    return float(frequencies[int(np.argmax(explained))])
+
+
+def rabi_cosine(x, offset, amplitude, pi_amplitude):
+    """Population signal of a rectangular pulse of amplitude x: flips fully at pi_amplitude."""
+    return offset + amplitude * np.cos(np.pi * x / pi_amplitude)
+
+
+def damped_cosine(x, offset, amplitude, decay, frequency, phase):
+    """Ramsey fringe: a cosine at the detuning under an exponential T2 envelope."""
+    return offset + amplitude * np.exp(-x / decay) * np.cos(2 * np.pi * frequency * x + phase)
+
+
+def exponential(x, offset, amplitude, decay):
+    """Relaxation (T1) or echo decay towards the steady state."""
+    return offset + amplitude * np.exp(-x / decay)
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """An lmfit result on a projected trace, with the numbers the gates judge."""
+
+    result: lmfit.model.ModelResult
+    trace: Trace
+
+    def value(self, name: str) -> tuple[float, float]:
+        parameter = self.result.params[name]
+        stderr = parameter.stderr if parameter.stderr is not None else np.inf
+        return float(parameter.value), float(stderr)
+
+    @property
+    def reduced_chi2(self) -> float:
+        """χ² per degree of freedom against the repeat-difference noise."""
+        return float(self.result.redchi)
+
+    @property
+    def snr(self) -> float:
+        """Fitted oscillation or decay amplitude over the noise of one point."""
+        return abs(self.result.params["amplitude"].value) / self.trace.sigma
+
+    def curve(self, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+        x = np.linspace(self.trace.x.min(), self.trace.x.max(), points)
+        return x, self.result.eval(x=x)
+
+
+def _fit(model: lmfit.Model, trace: Trace, params: lmfit.Parameters) -> CurveFit:
+    weights = np.full(trace.x.size, 1.0 / trace.sigma)
+    try:
+        result = model.fit(trace.y, params, x=trace.x, weights=weights)
+    except (ValueError, TypeError) as error:
+        raise FitError(f"{model.name} fit failed: {error}") from None
+    if not np.all(np.isfinite(result.best_fit)):
+        raise FitError(f"{model.name} fit diverged")
+    return CurveFit(result, trace)
+
+
+def _offset_and_span(y: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(y)), float(np.ptp(y)) or 1e-12
+
+
+def fit_rabi(trace: Trace) -> CurveFit:
+    """Cosine in amplitude with its maximum at zero amplitude; pi_amplitude is half a period."""
+    span = float(np.ptp(trace.x))
+    step = span / (trace.x.size - 1)
+    frequencies = np.arange(0.4 / span, 0.5 / step, 0.1 / span)
+    frequency = scan_frequency(trace.x, trace.y, frequencies, free_phase=False)
+    offset, spread = _offset_and_span(trace.y)
+    design = np.stack([np.ones_like(trace.x), np.cos(2 * np.pi * frequency * trace.x)], axis=-1)
+    (offset, amplitude), *_ = np.linalg.lstsq(design, trace.y, rcond=None)
+    params = lmfit.Parameters()
+    params.add("offset", value=offset)
+    params.add("amplitude", value=amplitude, min=-2 * spread, max=2 * spread)
+    params.add("pi_amplitude", value=0.5 / frequency, min=step, max=10 * span)
+    return _fit(lmfit.Model(rabi_cosine), trace, params)
+
+
+def fit_ramsey(trace: Trace, decay_guess: float, max_frequency: float | None = None) -> CurveFit:
+    """Damped cosine; the frequency comes from a periodogram, the decay from the caller."""
+    span = float(np.ptp(trace.x))
+    step = span / (trace.x.size - 1)
+    top = min(0.5 / step, max_frequency or np.inf)
+    frequency = scan_frequency(trace.x, trace.y, np.arange(1.0 / span, top, 0.1 / span))
+    phase = 2 * np.pi * frequency * trace.x
+    design = np.stack([np.ones_like(trace.x), np.cos(phase), np.sin(phase)], axis=-1)
+    (offset, a, b), *_ = np.linalg.lstsq(design, trace.y, rcond=None)
+    _, spread = _offset_and_span(trace.y)
+    params = lmfit.Parameters()
+    params.add("offset", value=offset)
+    params.add("amplitude", value=max(np.hypot(a, b), spread / 4), min=0, max=2 * spread)
+    params.add("decay", value=decay_guess, min=step, max=100 * span)
+    params.add("frequency", value=frequency, min=0.5 / span, max=0.5 / step)
+    params.add("phase", value=float(np.arctan2(-b, a)), min=-2 * np.pi, max=2 * np.pi)
+    return _fit(lmfit.Model(damped_cosine), trace, params)
+
+
+def fit_decay(trace: Trace, decay_guess: float) -> CurveFit:
+    """Exponential towards a free offset; the amplitude sign follows the data."""
+    span = float(np.ptp(trace.x))
+    step = span / (trace.x.size - 1)
+    tail = max(3, trace.x.size // 10)
+    offset = float(np.mean(trace.y[-tail:]))
+    start = float(np.mean(trace.y[:3])) - offset
+    _, spread = _offset_and_span(trace.y)
+    params = lmfit.Parameters()
+    params.add("offset", value=offset)
+    params.add("amplitude", value=start or spread, min=-2 * spread, max=2 * spread)
+    params.add("decay", value=decay_guess, min=step / 2, max=100 * span)
+    return _fit(lmfit.Model(exponential), trace, params)
+
+
+def quality(
+    fit: CurveFit, label: str, key: str, max_chi2: float, max_relative_error: float, min_snr: float
+) -> list[Criterion]:
+    """The criteria every time-domain fit must pass: χ², precision of `key`, contrast."""
+    value, stderr = fit.value(key)
+    return [
+        at_most(f"{label} reduced chi-square", fit.reduced_chi2, max_chi2),
+        at_most(
+            f"{label} {key} relative stderr", relative_error(value, stderr), max_relative_error
+        ),
+        at_least(f"{label} signal-to-noise", fit.snr, min_snr),
+    ]

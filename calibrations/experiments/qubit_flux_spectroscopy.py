@@ -1,0 +1,276 @@
+"""Two-tone spectroscopy versus flux: the fluxonium energies EJ, EC, EL from f01(Φ).
+
+The qubit line is followed from the sweet spot (Φ0/2) out to integer flux, where f01 rises
+from a few hundred MHz to several GHz. A map over that whole range would be mostly empty, so
+the node tracks the line instead: one short frequency sweep per bias row, centred on a
+prediction from the rows already measured. Near half flux f01² is quadratic in the flux
+offset (the avoided crossing of the two fluxon states), so predictions extrapolate f01²
+through the last points (mirrored about the sweet spot at the start) and the window
+half-width is the disagreement between quadratic and linear extrapolation. The saturation
+tone is re-scaled row by row so the line stays a few frequency steps wide (away from the
+sweet spot T2 drops by ~100× and the line broadens accordingly); a row without a line is
+retried with a stronger tone, one with a too-wide line with a weaker one.
+
+The analysis is the shared spectrum fit: `extract_peaks` per row (each row has its own
+frequency axis), then `fit_flux_spectrum` with the flux period and sweet spot held at their
+calibrated values. Energies come out in GHz and are handed on in Hz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.qubit_spectroscopy import Line, find_lines
+from calibrations.fitting import FitError, PeakTrace, extract_peaks, fit_flux_spectrum
+from calibrations.fitting.spectrum import bias_to_flux, response_to_peak
+from calibrations.gate import at_least, at_most, relative_error, within
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+ROW = "flux_voltage"
+POINT = "point"
+SWEEP = "drive_frequency"
+ENERGIES = ("EJ", "EC", "EL")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Predicted f01 (Hz) of the next row and the half-width of the sweep around it."""
+
+    centre: float
+    half_width: float
+
+
+def predict(flux: np.ndarray, f01: np.ndarray, next_flux: float, floor: float) -> Window:
+    """Where the next row's line should be, from (flux offset from Φ0/2, f01) rows so far.
+
+    f01² is extrapolated, quadratically through the last three points and linearly through
+    the last two (mirror images about Φ0/2 stand in for missing points near the sweet spot);
+    their disagreement sets the window, never narrower than `floor`.
+    """
+    flux = np.asarray(flux, float)
+    f01 = np.asarray(f01, float)
+    mirrored = flux > 0
+    x = np.r_[-flux[mirrored][::-1], flux]
+    y = np.r_[f01[mirrored][::-1], f01] ** 2
+    if x.size < 3:  # only the sweet spot: no idea how fast f01 rises yet
+        raise ValueError("need at least the sweet spot and one more row to predict")
+    quadratic = np.polyval(np.polyfit(x[-3:], y[-3:], 2), next_flux)
+    linear = np.polyval(np.polyfit(x[-2:], y[-2:], 1), next_flux)
+    centre = np.sqrt(max(quadratic, 0.0))
+    spread = 2.0 * abs(centre - np.sqrt(max(linear, 0.0)))
+    return Window(float(centre), float(max(spread, floor)))
+
+
+def nearest_line(lines: list[Line], frequency: float) -> Line | None:
+    return min(lines, key=lambda line: abs(line.centre - frequency)) if lines else None
+
+
+@dataclass
+class QubitFluxSpectroscopy(Node):
+    """f01 tracked from half to integer flux; produces EJ, EC, EL (Hz)."""
+
+    name = "qubit_flux_spectroscopy"
+    requires = ("flux_period", "flux_sweet_spot", "qubit_frequency")
+    produces = ENERGIES
+
+    rows: int = 26  # bias rows from Φ0/2 to integer flux
+    flux_span: float = 0.5  # Φ0 covered from the sweet spot (0.5 reaches integer flux)
+    points: int = 81  # frequency points per row
+    min_frequency: float = 10e6  # Hz, lowest drive frequency swept
+    first_span: float = 2.0e9  # Hz above f01(Φ0/2) searched in the first row off the sweet spot
+    min_half_width: float = 15e6  # Hz, narrowest window
+    points_per_linewidth: float = 4.0  # wanted FWHM of the line in frequency steps
+    start_amplitude: float = 0.02  # V, first tone at the sweet spot (adapted row by row)
+    max_amplitude: float = 1.0  # V
+    retries: int = 2  # re-measurements of a row with a re-scaled tone
+    shots: int = 1000
+    herald: bool = True
+    min_line_snr: float = 6.0
+    max_residual_linewidths: float = 0.5  # residual rms over the median linewidth
+    max_relative_error: float = 0.01  # of EJ, EC and EL
+    min_points: int = 12
+    min_flux_coverage: float = 0.3  # Φ0 spanned by the fitted peaks
+    #: Physical range of fluxonium energies (Hz): outside, the fit found something else.
+    EJ_bounds: tuple[float, float] = (0.5e9, 50e9)
+    EC_bounds: tuple[float, float] = (0.1e9, 10e9)
+    EL_bounds: tuple[float, float] = (0.02e9, 5e9)
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        period = session.value("flux_period")
+        sweet_spot = session.value("flux_sweet_spot")
+        f_half = session.value("qubit_frequency")
+        session.operating_point()
+        session.configure(
+            readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
+        )
+        # towards 0 V: either side of the sweet spot reaches integer flux
+        direction = -1.0 if sweet_spot > 0 else 1.0
+        offsets = np.linspace(0.0, self.flux_span, self.rows)
+        amplitude = self.start_amplitude
+        found_flux: list[float] = []
+        found_f01: list[float] = []
+        rows = []
+        for offset in offsets:
+            window = self._window(offset, found_flux, found_f01, f_half)
+            bias = sweet_spot + direction * offset * period
+            session.configure(flux={"voltage": bias})
+            frequency, iq, amplitude, line = self._measure_row(session, window, amplitude)
+            rows.append((bias, frequency, iq, amplitude))
+            if line is not None:
+                found_flux.append(offset)
+                found_f01.append(line.centre)
+        bias, frequency, iq, amplitudes = (np.array(column) for column in zip(*rows, strict=True))
+        return xr.Dataset(
+            {
+                "iq": ((ROW, POINT), iq),
+                "drive_amplitude": (ROW, amplitudes),
+            },
+            coords={ROW: bias, SWEEP: ((ROW, POINT), frequency)},
+            attrs={
+                "experiment": self.name,
+                "qubit": session.qubit,
+                "flux_period": period,
+                "flux_sweet_spot": sweet_spot,
+                "qubit_frequency": f_half,
+                "readout_frequency": float(session.channel("readout").frequency()),
+                "herald": int(self.herald),
+                "shots": self.shots,
+            },
+        )
+
+    def _window(self, offset: float, flux: list[float], f01: list[float], f_half: float) -> Window:
+        if not flux or offset == 0.0:
+            return Window(f_half, self.min_half_width)
+        if len(flux) == 1:  # rising from the sweet spot at an unknown rate
+            low, high = f01[0] - self.min_half_width, f01[0] + self.first_span
+            return Window(0.5 * (low + high), 0.5 * (high - low))
+        return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
+
+    def _measure_row(
+        self, session: QubitSession, window: Window, amplitude: float
+    ) -> tuple[np.ndarray, np.ndarray, float, Line | None]:
+        """One row, re-measured with a re-scaled tone while the line is missing or too wide.
+
+        Returns the sweep, its IQ, the tone used and the line nearest the prediction.
+        """
+        low = max(window.centre - window.half_width, self.min_frequency)
+        high = max(window.centre + window.half_width, low + 2 * self.min_half_width)
+        frequency = np.linspace(low, high, self.points)
+        wanted = self.points_per_linewidth * (frequency[1] - frequency[0])
+        for attempt in range(self.retries + 1):
+            session.configure(drive={"amplitude": amplitude})
+            iq = session.measure(self.name, SWEEP, frequency)["iq"].values
+            line = nearest_line(find_lines(frequency, iq, self.min_line_snr), window.centre)
+            if line is None:
+                scale = 4.0
+            elif line.fwhm > 3 * wanted:
+                scale = wanted / line.fwhm
+            else:
+                return frequency, iq, self._next_amplitude(amplitude, wanted / line.fwhm), line
+            if attempt == self.retries:
+                break
+            amplitude = self._next_amplitude(amplitude, scale)
+        return frequency, iq, amplitude, line
+
+    def _next_amplitude(self, amplitude: float, scale: float) -> float:
+        """Saturated linewidth ∝ amplitude: scale it, within 10× per row and the AWG range."""
+        return float(np.clip(amplitude * np.clip(scale, 0.1, 10.0), 1e-5, self.max_amplitude))
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        period = float(data.attrs["flux_period"])
+        sweet_spot = float(data.attrs["flux_sweet_spot"])
+        peaks, linewidths = row_peaks(data, self.min_line_snr)
+        try:
+            fit = fit_flux_spectrum(peaks, period=period, sweet_spot=sweet_spot)
+        except FitError:
+            raise
+        values = {}
+        criteria = [
+            at_least("peaks used in the fit", fit.n_points, self.min_points),
+            at_least(
+                "flux span of the fitted peaks (Φ0)",
+                np.ptp(bias_to_flux(peaks.bias[fit.used], period, sweet_spot)),
+                self.min_flux_coverage,
+            ),
+            at_most(
+                "residual rms / median linewidth",
+                fit.residual_rms_hz / np.median(linewidths[fit.used]),
+                self.max_residual_linewidths,
+            ),
+        ]
+        for name in ENERGIES:
+            value = 1e9 * getattr(fit, name)
+            stderr = 1e9 * getattr(fit, f"{name}_stderr")
+            values[name] = (value, stderr)
+            criteria.append(
+                at_most(f"{name} relative stderr", relative_error(value, stderr),
+                        self.max_relative_error)
+            )
+            criteria += within(name, value, *getattr(self, f"{name}_bounds"))
+        return Analysis(
+            values=values,
+            criteria=criteria,
+            report=_report(fit, peaks),
+            fit=fit.result,
+            curves=_map_curves(data, peaks, fit),
+        )
+
+
+def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
+    """Peak per row (rows have their own frequency axes) and the linewidth (Hz) of each."""
+    traces, widths = [], []
+    for bias, frequency, iq in zip(
+        data[ROW].values, data[SWEEP].values, data["iq"].values, strict=True
+    ):
+        trace = extract_peaks(np.array([bias]), frequency, iq[None], min_snr=min_snr)
+        if trace.bias.size:
+            line = nearest_line(find_lines(frequency, iq, min_snr), trace.peak_frequency[0])
+            traces.append(trace)
+            widths.append(line.fwhm if line else np.nan)
+    if not traces:
+        empty = np.empty(0)
+        return PeakTrace(empty, empty, empty, empty), empty
+    trace = PeakTrace(
+        np.concatenate([t.bias for t in traces]),
+        np.concatenate([t.peak_frequency for t in traces]),
+        np.concatenate([t.peak_stderr for t in traces]),
+        np.concatenate([t.snr for t in traces]),
+    )
+    return trace, np.array(widths)
+
+
+def _report(fit, peaks: PeakTrace) -> str:
+    return (
+        f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
+        f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
+        f" GHz, EL = {fit.EL:.4f} ± {fit.EL_stderr:.2g} GHz\n"
+        f"residual rms {fit.residual_rms_hz / 1e6:.3g} MHz, reduced chi-square {fit.redchi:.3g}\n"
+    )
+
+
+def _map_curves(data: xr.Dataset, peaks: PeakTrace, fit) -> dict:
+    """The rows resampled on one frequency grid (NaN outside each row's window) for the plot."""
+    frequency = data[SWEEP].values
+    grid = np.linspace(frequency.min(), frequency.max(), 400)
+    image = np.full((grid.size, frequency.shape[0]), np.nan)
+    for i, (row_f, iq) in enumerate(zip(frequency, data["iq"].values, strict=True)):
+        inside = (grid >= row_f.min()) & (grid <= row_f.max())
+        response = response_to_peak(iq)
+        image[inside, i] = np.interp(grid[inside], row_f, response / max(np.ptp(response), 1e-30))
+    bias = data[ROW].values
+    fit_x = np.linspace(bias.min(), bias.max(), 200)
+    return {
+        "image": image,
+        "image_x": bias,
+        "image_y": grid,
+        "trace_x": peaks.bias,
+        "trace_y": peaks.peak_frequency,
+        "fit_x": fit_x,
+        "fit_y": fit.f01(fit_x),
+        "xlabel": "flux bias (V)",
+        "ylabel": "drive frequency (Hz)",
+    }

@@ -1,0 +1,298 @@
+"""Two-tone qubit spectroscopy at the sweet spot: where is f01 of this fluxonium?
+
+Nothing is known about the qubit yet except that a fluxonium at half flux sits low (tens of
+MHz to ~2 GHz) and that f01 is there the lowest-frequency transition out of the ground state.
+So the node first scans that whole range with a strong saturation tone, whose power
+broadening makes the line tens of MHz wide and visible with coarse steps, and takes the
+lowest line that is not much weaker than the strongest one (thermal population lets weaker
+lines such as 1→2 show up too). It then zooms on that line with a weak tone, scaled from the
+coarse linewidth to a ~1 MHz wide line (in the strong-drive limit the saturated linewidth
+grows linearly with the drive amplitude), and fits a Lorentzian: the centre is f01 to a few
+tens of kHz, good enough for Rabi and for Ramsey to refine.
+
+Shots are heralded by default (a pre-measurement keeps the shots that start in the ground
+state), which multiplies the contrast of a thermally excited fluxonium. If no line shows at
+the sweet spot and an earlier node left the other flux-symmetry point as a candidate
+(`flux_symmetry_alternate`, when it could not tell half from integer flux), the node tries
+that point, where the resonator is first re-centred; `flux_sweet_spot` is produced as the
+bias where the line was found, so the node confirms (or corrects) it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmfit
+import numpy as np
+import xarray as xr
+from scipy.signal import find_peaks
+
+from calibrations.fitting import FitError
+from calibrations.fitting.spectrum import refine_peak, response_to_peak
+from calibrations.gate import at_least, at_most, relative_error
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+SWEEP = "drive_frequency"
+COARSE = "coarse_frequency"
+#: Scale of the median absolute deviation to a Gaussian standard deviation.
+_MAD_TO_SIGMA = 1.4826
+_MIN_FIT_POINTS = 15
+
+
+@dataclass(frozen=True)
+class Line:
+    """A transition seen in a frequency sweep: centre and its stderr, FWHM (Hz) and SNR."""
+
+    centre: float
+    stderr: float
+    fwhm: float
+    snr: float
+
+
+def point_noise(y: np.ndarray) -> float:
+    """Noise of one point from point-to-point differences: blind to peaks and slow baselines."""
+    noise = _MAD_TO_SIGMA * np.median(np.abs(np.diff(y))) / np.sqrt(2)
+    return float(max(noise, np.finfo(float).tiny))
+
+
+def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:
+    """Every peak of a saturation sweep at least `min_snr` noise deviations high, by frequency."""
+    frequency = np.asarray(frequency, float)
+    iq = np.asarray(iq)
+    if iq.size < _MIN_FIT_POINTS or not np.all(np.isfinite(iq)):
+        return []
+    y = response_to_peak(iq)
+    noise = point_noise(y)
+    smooth = np.convolve(y, np.ones(3) / 3, mode="same")
+    step = float(np.median(np.diff(frequency)))
+    peaks, props = find_peaks(smooth, height=min_snr * noise, width=1.0)
+    lines = []
+    for k, width in zip(peaks, props["widths"], strict=True):
+        centre, stderr = refine_peak(frequency, y, int(k))
+        lines.append(Line(centre, stderr, float(width) * step, float(smooth[k] / noise)))
+    return sorted(lines, key=lambda line: line.centre)
+
+
+def qubit_line(lines: list[Line], min_relative_snr: float) -> Line | None:
+    """The lowest-frequency line not much weaker than the strongest: f01 at half flux."""
+    if not lines:
+        return None
+    strongest = max(line.snr for line in lines)
+    return next(line for line in lines if line.snr >= min_relative_snr * strongest)
+
+
+def lorentzian_peak(x, centre, fwhm, height, offset):
+    """Saturated two-level population versus drive frequency: a Lorentzian on a baseline."""
+    return offset + height / (1.0 + (2.0 * (x - centre) / fwhm) ** 2)
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Lorentzian fit of a fine saturation sweep, with the noise it was judged against."""
+
+    result: lmfit.model.ModelResult
+    x: np.ndarray
+    y: np.ndarray
+    noise: float
+
+    def value(self, name: str) -> tuple[float, float]:
+        parameter = self.result.params[name]
+        stderr = parameter.stderr if parameter.stderr is not None else np.inf
+        return float(parameter.value), float(stderr)
+
+    @property
+    def snr(self) -> float:
+        return abs(self.result.params["height"].value) / self.noise
+
+    def curve(self, points: int = 600) -> tuple[np.ndarray, np.ndarray]:
+        x = np.linspace(self.x.min(), self.x.max(), points)
+        return x, self.result.eval(x=x)
+
+
+def fit_line(frequency: np.ndarray, iq: np.ndarray) -> LineFit:
+    """Lorentzian plus constant on the IQ projected to a positive peak, weighted by the noise.
+
+    Raises FitError on non-finite data, too few points or a failed fit.
+    """
+    x = np.asarray(frequency, float)
+    iq = np.asarray(iq)
+    if x.size < _MIN_FIT_POINTS or not np.all(np.isfinite(iq)):
+        raise FitError(f"fine sweep has {x.size} points or non-finite values")
+    y = response_to_peak(iq)
+    noise = point_noise(y)
+    step = float(np.median(np.diff(x)))
+    smooth = np.convolve(y, np.ones(3) / 3, mode="same")
+    k = int(np.argmax(smooth))
+    above = np.flatnonzero(smooth > smooth[k] / 2)
+    fwhm = max(float(np.ptp(x[above])) if above.size > 1 else step, step)
+    params = lmfit.Parameters()
+    params.add("centre", value=x[k], min=x[0] - np.ptp(x), max=x[-1] + np.ptp(x))
+    params.add("fwhm", value=fwhm, min=step / 10, max=10 * np.ptp(x))
+    params.add("height", value=float(smooth[k]))
+    params.add("offset", value=float(np.median(y)))
+    model = lmfit.Model(lorentzian_peak)
+    try:
+        result = model.fit(y, params, x=x, weights=np.full(x.size, 1.0 / noise))
+    except (ValueError, TypeError) as error:
+        raise FitError(f"Lorentzian fit failed: {error}") from None
+    if not np.all(np.isfinite(result.best_fit)):
+        raise FitError("Lorentzian fit diverged")
+    return LineFit(result, x, y, noise)
+
+
+@dataclass
+class QubitSpectroscopy(Node):
+    """Saturation spectroscopy at the sweet spot; produces qubit_frequency (Hz)."""
+
+    name = "qubit_spectroscopy"
+    requires = ("flux_sweet_spot", "readout_frequency")
+    produces = ("qubit_frequency", "flux_sweet_spot")
+
+    coarse_start: float = 20e6  # Hz: a fluxonium at half flux is above tens of MHz ...
+    coarse_stop: float = 2.0e9  # ... and below ~2 GHz
+    coarse_step: float = 4e6  # Hz, a few steps per power-broadened line
+    coarse_amplitude: float = 0.5  # V, strong enough for a line tens of MHz wide
+    fine_linewidth: float = 1e6  # Hz, wanted FWHM of the weak-tone line
+    fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
+    fine_points: int = 121
+    shots: int = 1000
+    herald: bool = True
+    readout_span: float = 6e6  # Hz, resonator re-centring window at the other symmetry point
+    min_line_snr: float = 8.0  # coarse detection threshold
+    min_relative_snr: float = 0.25  # weaker lines than this fraction of the strongest are not f01
+    min_snr: float = 10.0
+    max_chi2: float = 3.0
+    max_relative_error: float = 0.1  # of the centre (in linewidths) and of the linewidth
+    min_edge_distance: float = 1.5  # linewidths between the centre and the window edges
+    min_points_per_linewidth: float = 3.0
+    max_linewidth_fraction: float = 0.3  # of the fine window
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        session.operating_point()
+        session.configure(
+            readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
+        )
+        coarse = np.arange(self.coarse_start, self.coarse_stop + self.coarse_step / 2,
+                           self.coarse_step)
+        tried = []
+        for bias in self._symmetry_points(session):
+            if tried:  # the resonator sits elsewhere at the other symmetry point
+                session.configure(flux={"voltage": bias})
+                self._centre_readout(session)
+            tried.append(bias)
+            session.configure(flux={"voltage": bias}, drive={"amplitude": self.coarse_amplitude})
+            coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"]
+            line = qubit_line(
+                find_lines(coarse, coarse_iq.values, self.min_line_snr), self.min_relative_snr
+            )
+            if line is not None:
+                break
+        fine, amplitude = self._fine_settings(line)
+        session.configure(drive={"amplitude": amplitude})
+        fine_iq = session.measure(self.name, SWEEP, fine)["iq"]
+        return xr.Dataset(
+            {"iq": fine_iq, "iq_coarse": coarse_iq.rename({SWEEP: COARSE})},
+            attrs={
+                "experiment": self.name,
+                "qubit": session.qubit,
+                "flux_voltage": tried[-1],
+                "flux_voltage_stderr": float(session.known["flux_sweet_spot"].stderr),
+                "symmetry_points_tried": np.asarray(tried, float),
+                "readout_frequency": float(session.channel("readout").frequency()),
+                "coarse_amplitude": self.coarse_amplitude,
+                "fine_amplitude": amplitude,
+                "coarse_line": line.centre if line else np.nan,
+                "coarse_linewidth": line.fwhm if line else np.nan,
+                "herald": int(self.herald),
+                "shots": self.shots,
+            },
+        )
+
+    def _symmetry_points(self, session: QubitSession) -> list[float]:
+        """The sweet spot, then the other symmetry point if an earlier node left one."""
+        points = [session.value("flux_sweet_spot")]
+        alternate = session.known.get("flux_symmetry_alternate")
+        if alternate is not None:
+            points.append(float(getattr(alternate, "value", alternate)))
+        return points
+
+    def _centre_readout(self, session: QubitSession) -> None:
+        """Move the readout tone to the resonator dip at the present bias (drive off)."""
+        readout = session.channel("readout")
+        drive = session.channel("drive")
+        sequence = drive.sequence()
+        centre = session.value("readout_frequency")
+        sweep = np.linspace(centre - self.readout_span, centre + self.readout_span, 121)
+        drive.sequence("none")
+        iq = session.measure(f"{self.name}_readout", "readout_frequency", sweep)["iq"].values
+        drive.sequence(sequence)
+        readout.frequency(float(sweep[np.argmin(np.abs(iq))]))
+
+    def _fine_settings(self, line: Line | None) -> tuple[np.ndarray, float]:
+        """Fine window around the coarse line, and the tone that makes it ~fine_linewidth wide.
+
+        Without a coarse line the fine sweep still runs (around the coarse window's centre) so
+        that the gate, not an exception, records why the node failed.
+        """
+        if line is None:
+            centre, half = 0.5 * (self.coarse_start + self.coarse_stop), self.fine_linewidth
+            return np.linspace(centre - half, centre + half, self.fine_points), 0.0
+        half = max(self.fine_half_span * self.fine_linewidth, 3 * line.stderr, self.coarse_step)
+        amplitude = self.coarse_amplitude * self.fine_linewidth / max(line.fwhm, self.coarse_step)
+        amplitude = float(np.clip(amplitude, 1e-5, self.coarse_amplitude))
+        return np.linspace(line.centre - half, line.centre + half, self.fine_points), amplitude
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        frequency = data[SWEEP].values
+        fit = fit_line(frequency, data["iq"].values)
+        centre, centre_err = fit.value("centre")
+        fwhm, fwhm_err = fit.value("fwhm")
+        fwhm = abs(fwhm)
+        low, high = float(frequency.min()), float(frequency.max())
+        step = (high - low) / (frequency.size - 1)
+        criteria = [
+            at_least("line signal-to-noise", fit.snr, self.min_snr),
+            at_most("Lorentzian reduced chi-square", fit.result.redchi, self.max_chi2),
+            at_least(
+                "centre to window edge (linewidths)",
+                min(centre - low, high - centre) / fwhm,
+                self.min_edge_distance,
+            ),
+            at_least("points per linewidth", fwhm / step, self.min_points_per_linewidth),
+            at_most("linewidth / window", fwhm / (high - low), self.max_linewidth_fraction),
+            at_most("centre stderr / linewidth", centre_err / fwhm, self.max_relative_error),
+            at_most(
+                "linewidth relative stderr", relative_error(fwhm, fwhm_err), self.max_relative_error
+            ),
+        ]
+        fit_x, fit_y = fit.curve()
+        bias = float(data.attrs["flux_voltage"])
+        return Analysis(
+            values={
+                "qubit_frequency": (centre, centre_err),
+                "qubit_linewidth": (fwhm, fwhm_err),
+                "flux_sweet_spot": (bias, float(data.attrs["flux_voltage_stderr"])),
+            },
+            criteria=criteria,
+            report=self._report(data) + fit.result.fit_report(),
+            fit=fit.result,
+            curves={
+                "x": fit.x,
+                "y": fit.y,
+                "fit_x": fit_x,
+                "fit_y": fit_y,
+                "xlabel": "drive frequency (Hz)",
+                "ylabel": "projected IQ (V)",
+            },
+        )
+
+    def _report(self, data: xr.Dataset) -> str:
+        tried = np.atleast_1d(data.attrs["symmetry_points_tried"])
+        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
+        found = ", ".join(f"{line.centre / 1e6:.1f} MHz (SNR {line.snr:.0f})" for line in lines)
+        return (
+            f"bias points tried: {', '.join(f'{v:.4f} V' for v in tried)}\n"
+            f"coarse lines at {data.attrs['coarse_amplitude']:.3g} V: {found or 'none'}\n"
+            f"fine tone {data.attrs['fine_amplitude']:.3g} V\n"
+        )

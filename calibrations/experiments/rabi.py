@@ -1,0 +1,120 @@
+"""Rabi: the drive amplitude of a π pulse of fixed duration at the sweet spot.
+
+Nothing about the drive coupling is known when this node runs, so it first sweeps the
+amplitude coarsely over a generic range and estimates the oscillation period with a
+periodogram, then sweeps finely over ~2.5 π-amplitudes of that estimate (never beyond the AWG
+full scale) and fits P(a) ∝ cos(π·a/a_π), the population of a rectangular pulse whose Rabi rate
+is proportional to its amplitude. Heralded, two repeats for the noise figure; the coarse trace
+is kept in the dataset as the record of how the fine window was chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.decay_fits import (
+    fit_rabi,
+    project,
+    project_single,
+    quality,
+    scan_frequency,
+)
+from calibrations.experiments.time_domain import measure_repeats, prepare_drive
+from calibrations.gate import at_least, at_most
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+SWEEP = "drive_amplitude"
+COARSE = "drive_amplitude_coarse"
+
+
+@dataclass
+class Rabi(Node):
+    """Amplitude Rabi; produces pi_amplitude (V) for a pulse of `pi_duration` (s)."""
+
+    name = "rabi"
+    requires = ("qubit_frequency", "readout_frequency", "flux_sweet_spot")
+    produces = ("pi_amplitude",)
+
+    pi_duration: float = 100e-9  # the device's π-pulse length convention
+    coarse_max_amplitude: float = 1.0  # V, generic first range (half the AWG full scale)
+    coarse_points: int = 101
+    max_amplitude: float = 2.0  # V, AWG full scale
+    fine_span: float = 2.5  # fine sweep up to this many estimated π-amplitudes
+    fine_points: int = 101
+    shots: int = 1000
+    herald: bool = True
+    max_chi2: float = 3.0
+    max_relative_error: float = 0.01
+    min_snr: float = 8.0
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        prepare_drive(
+            session,
+            "rabi",
+            self.shots,
+            frequency=session.value("qubit_frequency"),
+            duration=self.pi_duration,
+            delay=0.0,
+            herald=self.herald,
+        )
+        coarse = np.linspace(0.0, self.coarse_max_amplitude, self.coarse_points)
+        coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"].rename({SWEEP: COARSE})
+        estimate = estimate_pi_amplitude(coarse, coarse_iq.values)
+        top = min(self.fine_span * estimate, self.max_amplitude)
+        fine = np.linspace(0.0, top, self.fine_points)
+        return xr.Dataset(
+            {"iq": measure_repeats(session, self.name, SWEEP, fine), "iq_coarse": coarse_iq},
+            attrs={
+                "experiment": self.name,
+                "qubit": session.qubit,
+                "pi_duration": self.pi_duration,
+                "drive_frequency": session.value("qubit_frequency"),
+                "pi_amplitude_estimate": estimate,
+                "herald": int(self.herald),
+                "shots": self.shots,
+            },
+        )
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        trace = project(data[SWEEP].values, data["iq"].values)
+        fit = fit_rabi(trace)
+        pi_amplitude = fit.value("pi_amplitude")
+        duration = float(data.attrs["pi_duration"])
+        window = float(trace.x.max())
+        step = window / (trace.x.size - 1)
+        criteria = quality(
+            fit, "rabi fit", "pi_amplitude", self.max_chi2, self.max_relative_error, self.min_snr
+        )
+        criteria += [
+            # the minimum of the oscillation and the return after it must be in the sweep
+            at_most("pi_amplitude / swept range", pi_amplitude[0] / window, 0.8),
+            at_least("points per π-amplitude", pi_amplitude[0] / step, 4.0),
+        ]
+        fit_x, fit_y = fit.curve()
+        return Analysis(
+            values={"pi_amplitude": pi_amplitude, "pi_duration": (duration, 0.0)},
+            criteria=criteria,
+            report=fit.result.fit_report(),
+            fit=fit.result,
+            curves={
+                "x": trace.x,
+                "y": trace.y,
+                "fit_x": fit_x,
+                "fit_y": fit_y,
+                "xlabel": "drive amplitude (V)",
+                "ylabel": "projected IQ (V)",
+            },
+        )
+
+
+def estimate_pi_amplitude(amplitudes: np.ndarray, iq: np.ndarray) -> float:
+    """Half the dominant period of a coarse amplitude sweep (V)."""
+    span = float(np.ptp(amplitudes))
+    step = span / (amplitudes.size - 1)
+    frequencies = np.arange(0.25 / span, 0.5 / step, 0.05 / span)
+    frequency = scan_frequency(amplitudes, project_single(iq), frequencies, free_phase=False)
+    return 0.5 / frequency

@@ -1,0 +1,208 @@
+"""Ramsey: the qubit frequency corrected to well below a kilohertz, and T2* (T2_ramsey).
+
+Two π/2 pulses separated by a delay, driven detuned on purpose so the fringe frequency is
+|drive − qubit|. A fringe alone does not say on which side of the drive the qubit is, so:
+
+1. short window, two drives at reference ± δ (δ larger than the expected error): the fringes
+   F+ = |δ − x| and F− = |δ + x| have a single common solution for the error x, which fixes the
+   frequency to a few hundred hertz with its sign;
+2. long window of ~3 expected T2 (the last T2_ramsey, else a generic guess; re-sized when the
+   decay is not resolved), driven at the corrected frequency + a detuning giving a few fringes
+   over the window — far larger than the error left after step 1, so its sign is known. Its
+   fit gives T2_ramsey and the final frequency; the two windows must agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
+from calibrations.experiments.time_domain import measure_repeats, prepare_drive, resolve_window
+from calibrations.fitting import FitError
+from calibrations.gate import Criterion, at_least, at_most
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+SWEEP = "delay"
+SHORT = "delay_short"
+DETUNING = "detuning"
+
+
+@dataclass
+class Ramsey(Node):
+    """Ramsey fringes at ±δ then over ~3·T2; produces qubit_frequency (Hz) and T2_ramsey (s)."""
+
+    name = "ramsey"
+    requires = ("pi_amplitude", "qubit_frequency", "readout_frequency", "flux_sweet_spot")
+    produces = ("qubit_frequency", "T2_ramsey")
+
+    pi_duration: float = 100e-9  # used when no node has produced a `pi_duration`
+    short_detuning: float = 2e6  # Hz, at least; grows to 10× the known frequency stderr
+    short_fringes: float = 20.0  # fringes at δ in the short window
+    short_points: int = 101
+    t2_guess: float = 100e-6  # s, generic when no T2_ramsey is known
+    window_factor: float = 3.0  # long window = this many expected T2
+    ratio_range: tuple[float, float] = (2.0, 6.0)  # window/T2 accepted without re-measuring
+    long_fringes: float = 8.0  # fringes over the long window
+    long_points: int = 101
+    shots: int = 1000
+    herald: bool = True
+    max_delay: float = 1e-2  # s, longest delay the AWG sequencer takes
+    max_chi2: float = 3.0
+    max_relative_error: float = 0.05  # of T2_ramsey
+    max_fringe_error: float = 0.01  # relative stderr of each short-window fringe frequency
+    min_snr: float = 8.0
+    min_window_ratio: float = 1.5  # window/T2 below this: the decay is not resolved
+    max_disagreement: float = 5.0  # standard errors between the two frequency estimates
+    max_frequency_stderr: float = 2e3  # Hz
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        reference = session.value("qubit_frequency")
+        known_stderr = session.known["qubit_frequency"].stderr
+        detuning = self.short_detuning
+        if math.isfinite(known_stderr):
+            detuning = max(detuning, 10 * known_stderr)
+        prepare_drive(
+            session,
+            "ramsey",
+            self.shots,
+            amplitude=session.value("pi_amplitude"),
+            duration=session.get("pi_duration", self.pi_duration),
+            herald=self.herald,
+        )
+        short = np.linspace(0.0, self.short_fringes / detuning, self.short_points)
+        fringes = []
+        for sign in (1, -1):
+            session.configure(drive={"frequency": reference + sign * detuning})
+            fringes.append(measure_repeats(session, self.name, SWEEP, short).rename({SWEEP: SHORT}))
+        attrs = {
+            "experiment": self.name,
+            "qubit": session.qubit,
+            "reference_frequency": reference,
+            "pi_amplitude": session.value("pi_amplitude"),
+            "pi_duration": session.get("pi_duration", self.pi_duration),
+            "herald": int(self.herald),
+            "shots": self.shots,
+        }
+        short_data = xr.Dataset(
+            {"iq_short": xr.concat(fringes, dim=DETUNING)},
+            coords={DETUNING: [detuning, -detuning]},
+            attrs=attrs,
+        )
+        (error, _), _ = self.short_window(short_data)
+
+        def measure(window: float) -> xr.Dataset:
+            long_detuning = self.long_fringes / window
+            drive = reference + error + long_detuning
+            session.configure(drive={"frequency": drive})
+            delays = np.linspace(0.0, window, self.long_points)
+            iq = measure_repeats(session, self.name, SWEEP, delays)
+            data = short_data.assign(iq=iq)
+            data.attrs = {**attrs, "drive_frequency": drive, "long_detuning": long_detuning}
+            return data
+
+        return resolve_window(
+            measure,
+            self._t2_or_nan,
+            session.get("T2_ramsey", self.t2_guess),
+            self.window_factor,
+            self.ratio_range,
+            self.max_delay,
+        )
+
+    def _t2_or_nan(self, data: xr.Dataset) -> float:
+        try:
+            return long_window_fit(data).value("decay")[0]
+        except FitError:
+            return float("nan")
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        (error, error_stderr), short_criteria = self.short_window(data)
+        fit = long_window_fit(data)
+        fringe, fringe_stderr = fit.value("frequency")
+        frequency = float(data.attrs["drive_frequency"]) - fringe
+        short_frequency = float(data.attrs["reference_frequency"]) + error
+        t2 = fit.value("decay")
+        window = float(np.ptp(fit.trace.x))
+        disagreement = abs(frequency - short_frequency) / math.hypot(fringe_stderr, error_stderr)
+        criteria = short_criteria + quality(
+            fit, "long window", "decay", self.max_chi2, self.max_relative_error, self.min_snr
+        )
+        criteria += [
+            at_least("delay window / T2_ramsey", window / t2[0], self.min_window_ratio),
+            at_most("short vs long window frequency (stderr)", disagreement, self.max_disagreement),
+            at_most("qubit_frequency stderr (Hz)", fringe_stderr, self.max_frequency_stderr),
+        ]
+        fit_x, fit_y = fit.curve()
+        return Analysis(
+            values={
+                "qubit_frequency": (frequency, fringe_stderr),
+                "T2_ramsey": t2,
+                "frequency_correction": (
+                    frequency - float(data.attrs["reference_frequency"]),
+                    fringe_stderr,
+                ),
+            },
+            criteria=criteria,
+            report=fit.result.fit_report(),
+            fit=fit.result,
+            curves={
+                "x": fit.trace.x * 1e6,
+                "y": fit.trace.y,
+                "fit_x": fit_x * 1e6,
+                "fit_y": fit_y,
+                "xlabel": "delay (µs)",
+                "ylabel": "projected IQ (V)",
+            },
+        )
+
+
+    def short_window(self, data: xr.Dataset) -> tuple[tuple[float, float], list[Criterion]]:
+        """Qubit − reference frequency (Hz, stderr) from the ±δ fringes, with its criteria."""
+        (detuning, plus), (_, minus) = _short_fits(data)
+        error, stderr, mismatch = resolve_sign(
+            detuning, plus.value("frequency"), minus.value("frequency")
+        )
+        criteria = [at_most("±δ fringes mismatch (stderr)", mismatch, self.max_disagreement)]
+        for label, fit in (("short window +δ", plus), ("short window −δ", minus)):
+            criteria += quality(
+                fit, label, "frequency", self.max_chi2, self.max_fringe_error, self.min_snr
+            )
+        return (error, stderr), criteria
+
+
+def long_window_fit(data: xr.Dataset) -> CurveFit:
+    trace = project(data[SWEEP].values, data["iq"].values)
+    return fit_ramsey(trace, decay_guess=float(np.ptp(trace.x)) / 3)
+
+
+def _short_fits(data: xr.Dataset) -> list[tuple[float, CurveFit]]:
+    fits = []
+    for detuning in data[DETUNING].values:
+        iq = data["iq_short"].sel({DETUNING: detuning})
+        trace = project(data[SHORT].values, iq.transpose("repeat", SHORT).values)
+        fits.append((float(detuning), fit_ramsey(trace, decay_guess=10 * float(np.ptp(trace.x)))))
+    return fits
+
+
+def resolve_sign(
+    detuning: float, plus: tuple[float, float], minus: tuple[float, float]
+) -> tuple[float, float, float]:
+    """Qubit − reference frequency from the fringes at reference ± detuning.
+
+    F+ = |δ − x| allows x ∈ {δ − F+, δ + F+} and F− = |δ + x| allows x ∈ {F− − δ, −F− − δ};
+    the true x is in both. Returns (x, stderr, mismatch in standard errors of the best pair).
+    """
+    (f_plus, e_plus), (f_minus, e_minus) = plus, minus
+    stderr = math.hypot(e_plus, e_minus)
+    candidates = [
+        (a, b)
+        for a in (detuning - f_plus, detuning + f_plus)
+        for b in (f_minus - detuning, -f_minus - detuning)
+    ]
+    a, b = min(candidates, key=lambda pair: abs(pair[0] - pair[1]))
+    return (a + b) / 2, stderr / 2, abs(a - b) / stderr if stderr > 0 else math.inf

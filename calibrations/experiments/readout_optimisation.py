@@ -1,0 +1,440 @@
+"""Single-shot readout optimisation: frequency, amplitude and integration time, then heat.
+
+Heralded shots prepare |0⟩ (no pulse) and |1⟩ (π pulse); each readout setting is judged by
+the assignment fidelity of the best threshold on the rotated IQ plane. The simulator, like a
+real resonator, trades things off: the blob separation grows with amplitude but saturates,
+measurement-induced flips grow ∝ amplitude²·duration, the noise falls as 1/√duration while
+T1 decay during the integration fills the space between the blobs. The search is a coordinate
+descent in four measurements:
+
+1. a coarse log grid of amplitude × duration at the known readout frequency;
+2. the readout frequency at the best of those: the separation of the mean IQ without and
+   with a π pulse follows |L(f − f1) − L(f − f0)| for the Lorentzian L of each dressed
+   resonator frequency, whose maximum is the midpoint of the dressed frequencies when
+   |χ| < κ. Any mixture of the two states only scales that curve, so this sweep is not
+   heralded: a herald at the same settings fails in the wings, where the blobs overlap,
+   and would reshape it. The midpoint is not the resonator-spectroscopy dip: the dip is
+   the thermal mixture p0·f0 + p1·f1, offset by (1/2 − p1)·χ;
+3. a fine grid around the coarse optimum at that frequency;
+4. a confirmation with many shots at the chosen setting, and unheralded shots with no
+   pulse, whose excited fraction corrected by the confusion matrix is the thermal
+   population and, with f01, an effective temperature.
+
+Every stage's shots are kept in the Dataset, so the analysis re-derives each choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmfit
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.single_shot import (
+    BlobFit,
+    Discrimination,
+    best_index,
+    discriminate,
+    effective_temperature,
+    fit_blobs,
+    outlier_fraction,
+    rotate,
+    thermal_population,
+)
+from calibrations.fitting import FitError
+from calibrations.gate import Criterion, at_least, at_most, within
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+PREPARED = "prepared"  # 0: heralded, no pulse; 1: heralded, π pulse
+_NAN = (float("nan"), float("nan"))
+
+
+@dataclass(frozen=True)
+class SeparationFit:
+    """Fit of |mean(|1⟩ shots) − mean(|0⟩ shots)| against readout frequency."""
+
+    result: lmfit.model.ModelResult | None
+    optimum: tuple[float, float]  # Hz, ±stderr: frequency of the largest separation
+    splitting: tuple[float, float]  # |f1 − f0| (Hz)
+    reduced_chi2: float
+
+
+def separation_model(x, amplitude, centre, half_split, kappa):
+    """|L(f − centre − h) − L(f − centre + h)| up to a constant, L(δ) = 1/(1 + 2iδ/κ)."""
+    a = 2 * (x - centre - half_split) / kappa
+    b = 2 * (x - centre + half_split) / kappa
+    return amplitude / np.abs((1 + 1j * a) * (1 + 1j * b))
+
+
+def fit_separation(
+    frequency: np.ndarray, iq0: np.ndarray, iq1: np.ndarray, kappa: float, start: float
+) -> SeparationFit:
+    """Fit the blob-mean separation over a frequency sweep; shots of shape (freq, shots).
+
+    κ is held at the resonator-spectroscopy value; the curve has a single maximum at the
+    centre when the dressed splitting 2h < κ, else two at centre ± √(h² − κ²/4), and the
+    one nearer `start` is taken.
+    """
+    iq0 = np.asarray(iq0, complex)
+    iq1 = np.asarray(iq1, complex)
+    if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):
+        raise FitError("frequency sweep has non-finite shots")
+    separation = np.abs(iq1.mean(-1) - iq0.mean(-1))
+    noise = np.sqrt((iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1]) / 2)
+    span = float(np.ptp(frequency))
+    model = lmfit.Model(separation_model)
+    params = model.make_params(
+        amplitude={"value": float(separation.max()), "min": 0},
+        centre={
+            "value": float(frequency[np.argmax(separation)]),
+            "min": frequency.min(),
+            "max": frequency.max(),
+        },
+        half_split={"value": kappa / 4, "min": 0, "max": span},
+        kappa={"value": kappa, "vary": False},
+    )
+    try:
+        result = model.fit(separation, params, x=frequency, weights=1 / noise)
+    except (ValueError, TypeError) as error:
+        raise FitError(f"separation fit failed: {error}") from None
+    p = result.params
+    centre = (p["centre"].value, p["centre"].stderr or np.inf)
+    half = (p["half_split"].value, p["half_split"].stderr or np.inf)
+    offset = np.sqrt(max(half[0] ** 2 - kappa**2 / 4, 0.0))
+    if offset > 0:
+        offset *= np.sign(start - centre[0]) or 1.0
+        offset_err = half[0] * half[1] / abs(offset)
+    else:
+        offset_err = 0.0
+    optimum = (centre[0] + offset, float(np.hypot(centre[1], offset_err)))
+    return SeparationFit(result, optimum, (2 * half[0], 2 * half[1]), float(result.redchi))
+
+
+@dataclass
+class ReadoutOptimisation(Node):
+    """Heralded single-shot search; produces the readout settings and the thermal population."""
+
+    name = "readout_optimisation"
+    requires = (
+        "readout_frequency",
+        "resonator_kappa",
+        "flux_sweet_spot",
+        "qubit_frequency",
+        "pi_amplitude",
+    )
+    produces = (
+        "readout_frequency",
+        "readout_amplitude",
+        "readout_duration",
+        "readout_threshold",
+        "readout_angle",
+        "assignment_fidelity",
+        "thermal_population",
+        "effective_temperature",
+    )
+
+    pi_duration: float = 100e-9  # s, the π-pulse convention the Rabi node calibrated
+    amplitude_range: tuple[float, float] = (0.01, 2.0)  # V; 2 V is the readout full scale
+    amplitude_points: int = 8
+    duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
+    duration_points: int = 7
+    frequency_span: float = 3.0  # full sweep width in units of κ
+    frequency_points: int = 25
+    fine_points: int = 5  # per axis, spanning ± one coarse step
+    search_shots: int = 300
+    frequency_shots: int = 1000
+    fine_shots: int = 500
+    confirm_shots: int = 4000
+    thermal_shots: int = 10000
+    min_fidelity: float = 0.7
+    min_snr: float = 2.0
+    max_chi2: float = 3.0
+    max_outliers: float = 0.01
+    #: Confirmation and search fidelity may differ by this much, or 4 standard errors.
+    agreement: float = 0.02
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        start = session.value("readout_frequency")
+        kappa = session.value("resonator_kappa")
+        states = np.array([0.0, session.value("pi_amplitude")])
+        session.operating_point()
+        session.configure(
+            drive={
+                "sequence": "rabi",
+                "frequency": session.value("qubit_frequency"),
+                "duration": self.pi_duration,
+                "delay": 0.0,
+                "herald": True,
+            }
+        )
+        amplitudes = np.geomspace(*self.amplitude_range, self.amplitude_points)
+        durations = np.geomspace(*self.duration_range, self.duration_points)
+        coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
+        i, j = best_index(_discriminate(coarse).fidelity)
+        amplitude, duration = float(amplitudes[j]), float(durations[i])
+
+        frequencies = start + kappa * self.frequency_span * np.linspace(
+            -0.5, 0.5, self.frequency_points
+        )
+        session.configure(
+            readout={"amplitude": amplitude, "integration_time": duration},
+            drive={"herald": False},
+        )
+        sweep = self._states(
+            session, states, self.frequency_shots, ("readout.frequency", frequencies)
+        ).rename({"readout_frequency": "frequency", "shot": "frequency_shot"})
+        try:
+            frequency = _separation(sweep, kappa, start).optimum[0]
+        except FitError:
+            frequency = start  # the analysis rejects this data; measure the rest anyway
+
+        session.configure(readout={"frequency": frequency}, drive={"herald": True})
+        fine_amplitudes = _around(amplitudes, j, self.fine_points)
+        fine_durations = _around(durations, i, self.fine_points)
+        fine = self._grid(session, states, fine_amplitudes, fine_durations, self.fine_shots, "fine")
+        i, j = best_index(_discriminate(fine).fidelity)
+        amplitude, duration = float(fine_amplitudes[j]), float(fine_durations[i])
+
+        session.configure(readout={"amplitude": amplitude, "integration_time": duration})
+        confirm = self._states(session, states, self.confirm_shots).rename({"shot": "confirm_shot"})
+        session.configure(drive={"herald": False, "sequence": "none", "amplitude": 0.0})
+        thermal = self._states(session, states[:1], self.thermal_shots)
+        thermal = thermal.isel({PREPARED: 0}, drop=True).rename({"shot": "thermal_shot"})
+        return xr.Dataset(
+            {
+                "coarse_iq": coarse,
+                "frequency_iq": sweep,
+                "fine_iq": fine,
+                "confirm_iq": confirm,
+                "thermal_iq": thermal,
+            },
+            attrs={
+                "experiment": self.name,
+                "qubit": session.qubit,
+                "start_frequency": start,
+                "resonator_kappa": kappa,
+                "qubit_frequency": session.value("qubit_frequency"),
+                "pi_amplitude": float(states[1]),
+                "pi_duration": self.pi_duration,
+                "readout_frequency": frequency,
+                "readout_amplitude": amplitude,
+                "readout_duration": duration,
+            },
+        )
+
+    def _states(
+        self,
+        session: QubitSession,
+        states: np.ndarray,
+        shots: int,
+        outer: tuple[str, np.ndarray] | None = None,
+    ) -> xr.DataArray:
+        """Shots of each prepared state (hardware sweep of the π-pulse amplitude)."""
+        session.configure(readout={"shots": shots})
+        data = session.measure(self.name, "drive_amplitude", states, outer, single_shot=True)
+        iq = data["iq"].drop_vars("shot").rename({"drive_amplitude": PREPARED})
+        return iq.assign_coords({PREPARED: np.arange(states.size)}).transpose(PREPARED, ...)
+
+    def _grid(
+        self,
+        session: QubitSession,
+        states: np.ndarray,
+        amplitudes: np.ndarray,
+        durations: np.ndarray,
+        shots: int,
+        stage: str,
+    ) -> xr.DataArray:
+        """Shots over duration × amplitude for each prepared state, dims (prepared, ...)."""
+        session.configure(readout={"shots": shots})
+        runs = []
+        for state in states:
+            session.configure(drive={"amplitude": float(state)})
+            data = session.measure(
+                self.name,
+                "readout_amplitude",
+                amplitudes,
+                outer=("readout.integration_time", durations),
+                single_shot=True,
+            )
+            runs.append(data["iq"].drop_vars("shot"))
+        return (
+            xr.concat(runs, dim=PREPARED)
+            .assign_coords({PREPARED: np.arange(states.size)})
+            .rename(
+                {
+                    "readout_integration_time": f"{stage}_duration",
+                    "readout_amplitude": f"{stage}_amplitude",
+                    "shot": f"{stage}_shot",
+                }
+            )
+        )
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        attrs = data.attrs
+        kappa = float(attrs["resonator_kappa"])
+        start = float(attrs["start_frequency"])
+        coarse = _discriminate(data["coarse_iq"])
+        coarse_best = best_index(coarse.fidelity)
+        fine = _discriminate(data["fine_iq"])
+        fine_best = best_index(fine.fidelity)
+        searched = (float(fine.fidelity[fine_best]), float(fine.fidelity_stderr[fine_best]))
+        confirm = _discriminate(data["confirm_iq"])
+        fidelity = (float(confirm.fidelity), float(confirm.fidelity_stderr))
+        iq0, iq1 = data["confirm_iq"].values
+        angle = float(confirm.angle)
+        try:
+            blobs: BlobFit | None = fit_blobs(rotate(iq0, angle).real, rotate(iq1, angle).real)
+        except FitError:
+            blobs = None
+        try:
+            separation = _separation(data["frequency_iq"], kappa, start)
+        except FitError:
+            separation = SeparationFit(None, _NAN, _NAN, float("nan"))
+        thermal_iq = data["thermal_iq"].values
+        excited = float(np.mean(rotate(thermal_iq, angle).real > confirm.threshold))
+        population = thermal_population(excited, thermal_iq.size, confirm)
+        shots = np.concatenate([iq0, iq1, thermal_iq])
+        values = {
+            "readout_frequency": (float(attrs["readout_frequency"]), separation.optimum[1]),
+            "readout_amplitude": _chosen(data, "amplitude"),
+            "readout_duration": _chosen(data, "duration"),
+            "readout_threshold": (float(confirm.threshold), _threshold_stderr(iq0, iq1, angle)),
+            "readout_angle": (angle, _angle_stderr(iq0, iq1, angle)),
+            "assignment_fidelity": fidelity,
+            "thermal_population": population,
+            "effective_temperature": effective_temperature(
+                population, float(attrs["qubit_frequency"])
+            ),
+            "search_fidelity": searched,
+            "separation_snr": blobs.snr if blobs else _NAN,
+            "overlap_error": (blobs.overlap_error, 0.0) if blobs else _NAN,
+            "dressed_splitting": separation.splitting,
+            "outlier_fraction": (outlier_fraction(shots, angle, blobs) if blobs else np.nan, 0.0),
+        }
+        half_window = 0.5 * float(np.ptp(data["frequency"].values))
+        shape = coarse.fidelity.shape  # (duration, amplitude)
+        criteria: list[Criterion] = [
+            at_least("assignment fidelity", fidelity[0], self.min_fidelity),
+            at_least("blob separation SNR", values["separation_snr"][0], self.min_snr),
+            at_most(
+                "|confirmed - searched| assignment fidelity",
+                abs(fidelity[0] - searched[0]),
+                max(self.agreement, 4 * float(np.hypot(searched[1], fidelity[1]))),
+            ),
+            at_most("separation fit reduced chi-square", separation.reduced_chi2, self.max_chi2),
+            at_most(
+                "readout frequency offset / half window",
+                abs(separation.optimum[0] - start) / half_window,
+                0.8,
+            ),
+            at_most("readout frequency stderr / kappa", separation.optimum[1] / kappa, 0.1),
+            at_least(
+                "amplitude optimum, coarse steps from search edge",
+                _edge_margin(coarse_best[1], shape[1]),
+                1,
+            ),
+            at_least(
+                "duration optimum, coarse steps from search edge",
+                _edge_margin(coarse_best[0], shape[0]),
+                1,
+            ),
+            at_most(
+                "fraction of shots outside the IQ blobs",
+                values["outlier_fraction"][0],
+                self.max_outliers,
+            ),
+            *within("thermal population", population[0], 0.0, 0.5),
+        ]
+        return Analysis(
+            values=values,
+            criteria=criteria,
+            report=_report(values, blobs, separation),
+            fit=blobs.result if blobs else None,
+            curves=_histogram_curves(blobs),
+        )
+
+
+def _discriminate(iq: xr.DataArray) -> Discrimination:
+    return discriminate(iq.sel({PREPARED: 0}).values, iq.sel({PREPARED: 1}).values)
+
+
+def _separation(sweep: xr.DataArray, kappa: float, start: float) -> SeparationFit:
+    return fit_separation(
+        sweep["frequency"].values,
+        sweep.sel({PREPARED: 0}).values,
+        sweep.sel({PREPARED: 1}).values,
+        kappa,
+        float(start),
+    )
+
+
+def _around(values: np.ndarray, index: int, points: int) -> np.ndarray:
+    """Log grid from the coarse neighbour below `index` to the one above (within the range)."""
+    low = values[max(index - 1, 0)]
+    high = values[min(index + 1, values.size - 1)]
+    return np.geomspace(low, high, points)
+
+
+def _edge_margin(index: int, size: int) -> int:
+    """Grid steps between an optimum and the nearer end of its search range."""
+    return min(index, size - 1 - index)
+
+
+def _chosen(data: xr.Dataset, setting: str) -> tuple[float, float]:
+    """A chosen setting and its resolution: half a step of the fine grid it came from."""
+    value = float(data.attrs[f"readout_{setting}"])
+    grid = data[f"fine_{setting}"].values
+    return value, value * (grid[1] / grid[0] - 1) / 2
+
+
+def _threshold_stderr(iq0: np.ndarray, iq1: np.ndarray, angle: float) -> float:
+    """Precision of the blob centres that place the threshold (V)."""
+    spread = np.hypot(np.std(rotate(iq0, angle).imag), np.std(rotate(iq1, angle).imag)) / 2
+    return float(spread / np.sqrt(min(iq0.size, iq1.size)))
+
+
+def _angle_stderr(iq0: np.ndarray, iq1: np.ndarray, angle: float) -> float:
+    """Standard error of the angle of mean(iq1) − mean(iq0) (rad)."""
+    q0 = rotate(iq0, angle).imag
+    q1 = rotate(iq1, angle).imag
+    separation = abs(iq1.mean() - iq0.mean())
+    return float(np.sqrt(q0.var() / q0.size + q1.var() / q1.size) / separation)
+
+
+def _report(
+    values: dict[str, tuple[float, float]], blobs: BlobFit | None, separation: SeparationFit
+) -> str:
+    lines = [f"{name} = {value:.6g} ± {stderr:.2g}" for name, (value, stderr) in values.items()]
+    lines.append(
+        "readout frequency: maximum blob separation, the midpoint of the dressed |0⟩/|1⟩ "
+        "frequencies (not the thermal-mixture dip of resonator spectroscopy)"
+    )
+    lines.append(
+        "integration time: the simulator has no resonator ring-up; on hardware raise "
+        "duration_range[0] to a few 1/(π·κ)"
+    )
+    lines.append(
+        "effective temperature: two-level Boltzmann ratio p1/p0 with p0 = 1 − p (levels above "
+        "|1⟩ ignored)"
+    )
+    if blobs is not None:
+        lines.append(lmfit.fit_report(blobs.result))
+    if separation.result is not None:
+        lines.append(separation.result.fit_report())
+    return "\n".join(lines)
+
+
+def _histogram_curves(blobs: BlobFit | None) -> dict:
+    """Both prepared states' rotated-I histograms (summed) and the double-Gaussian fit."""
+    if blobs is None:
+        return {}
+    return {
+        "x": blobs.bins,
+        "y": blobs.counts.sum(axis=0),
+        "fit_x": blobs.bins,
+        "fit_y": blobs.model.sum(axis=0),
+        "xlabel": "rotated I (V)",
+        "ylabel": "shots per bin",
+    }

@@ -1,0 +1,67 @@
+"""What one flow run works on: the station, its qubits, the calibration graph and the store.
+
+Deployments pass plain strings (device file, station YAML, store directory) because Prefect
+stores flow parameters as JSON; tests and in-process callers may pass a ready `Station` and
+their own graph instead. Either way a flow opens its lab here, once, at the start of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from qcodes import Station
+from qcodes.dataset import initialise_or_create_database_at
+
+from calibrations.graph import GraphEntry
+from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
+from instruments.device import SimulatedDevice
+from snapshots import SnapshotStore
+
+#: Where snapshots go when neither `--store` nor FLUXCAL_STORE says otherwise.
+DEFAULT_STORE = "fluxcal-store"
+
+
+def default_store(store: str | Path | None = None) -> Path:
+    return Path(store or os.environ.get("FLUXCAL_STORE", DEFAULT_STORE))
+
+
+@dataclass
+class FlowLab:
+    station: Station
+    device: SimulatedDevice | None  # the simulated chip behind the station, if any
+    qubits: list[str]
+    graph: dict[str, GraphEntry]
+    store: SnapshotStore
+
+
+def default_graph() -> dict[str, GraphEntry]:
+    """The calibration graph, imported only when a flow runs (it imports every experiment)."""
+    from calibrations.graph import DEFAULT_GRAPH
+
+    return DEFAULT_GRAPH
+
+
+def open_flow_lab(
+    device: str | Path | None,
+    station: str | Path | Station | None,
+    store: str | Path | None,
+    qubits: list[str] | None,
+    graph: dict[str, GraphEntry] | None,
+) -> FlowLab:
+    """Build (or adopt) the station and open the store; QCoDeS runs go next to the snapshots."""
+    if isinstance(station, Station):
+        simulated = getattr(station.components["readout"], "lab", None)
+        device_object = getattr(simulated, "device", None)
+    else:
+        request = CalibrationRequest(
+            device=Path(device) if device else None,
+            station=Path(station) if station else None,
+        )
+        station, device_object = open_lab(request)
+    snapshots = SnapshotStore(default_store(store))
+    initialise_or_create_database_at(str(snapshots.path / "experiments.db"))
+    return FlowLab(
+        station, device_object, qubits_of(station, qubits), graph or default_graph(), snapshots
+    )
