@@ -12,14 +12,36 @@ import datetime as dt
 from importlib import resources
 from pathlib import Path
 
-from instruments.device_config import DeviceConfig, DeviceConfigError, load_device_config
+import numpy as np
+
+from instruments.device_config import (
+    DeviceConfig,
+    DeviceConfigError,
+    Resonator,
+    load_device_config,
+)
 from instruments.drift import drift_at
-from instruments.physics import QubitPhysics
+from instruments.physics import LevelData, QubitPhysics
+from instruments.resonator import notch_response
 
 
 def default_device_path() -> Path:
     """The device file shipped with fluxcal, used when no --device is given."""
     return Path(str(resources.files("instruments") / "device.yaml"))
+
+
+def mixture_dip(levels: LevelData, resonator: Resonator) -> float:
+    """Frequency of the deepest point of |S21| for the thermal mixture of qubit states."""
+    centre = float((levels.populations * levels.resonator_hz).sum())
+    spread = 3 * resonator.kappa + np.ptp(levels.resonator_hz[:2])
+    frequency = centre + np.linspace(-spread, spread, 6001)
+    response = (
+        levels.populations
+        * notch_response(
+            frequency[:, None], levels.resonator_hz, resonator.kappa, resonator.coupling_ratio
+        )
+    ).sum(axis=-1)
+    return float(frequency[np.argmin(np.abs(response))])
 
 
 class SimulatedDevice:
@@ -61,10 +83,12 @@ class SimulatedDevice:
     def truth(self, t: float | None = None) -> dict[str, dict[str, float]]:
         """True value of every calibrated parameter, {qubit: {name: value}}, SI units.
 
-        The operating point is the half-flux sweet spot nearest 0 V. readout_frequency is
-        the dip of the thermal mixture there (populations weight the dressed frequencies),
-        which is what resonator spectroscopy sees. Readout-optimisation results (amplitude,
-        duration, fidelity) are choices, not properties, and are found by brute force in the
+        The operating point is the half-flux sweet spot nearest 0 V. readout_frequency is the
+        frequency that best tells 0 from 1: midway between the resonator dressed by each
+        (where |S21(0) − S21(1)| peaks for equal linewidths). resonator_dip_frequency is the
+        deepest point of the thermal mixture's line, which is what resonator spectroscopy
+        sees before the readout is optimised; with χ a large fraction of κ the two differ.
+        Readout-optimisation results (amplitude, duration, fidelity) are choices, not properties, and are found by brute force in the
         tests instead of being claimed here.
         """
         return {qubit: self._qubit_truth(self.physics(qubit, t)) for qubit in self.qubits}
@@ -76,7 +100,8 @@ class SimulatedDevice:
         config = physics.config
         thermal = 1.0 - float(levels.populations[0])
         return {
-            "readout_frequency": float((levels.populations * levels.resonator_hz).sum()),
+            "readout_frequency": float(levels.resonator_hz[:2].mean()),
+            "resonator_dip_frequency": mixture_dip(levels, config.resonator),
             "resonator_kappa": config.resonator.kappa,
             "flux_period": config.flux.period,
             "flux_sweet_spot": physics.sweet_spot_voltage,
