@@ -88,8 +88,8 @@ class SimulatedDevice:
         (where |S21(0) − S21(1)| peaks for equal linewidths). resonator_dip_frequency is the
         deepest point of the thermal mixture's line, which is what resonator spectroscopy
         sees before the readout is optimised; with χ a large fraction of κ the two differ.
-        Readout-optimisation results (amplitude, duration, fidelity) are choices, not properties, and are found by brute force in the
-        tests instead of being claimed here.
+        Readout-optimisation results (amplitude, duration, fidelity) are choices, not
+        properties, and are found by brute force in the tests instead of being claimed here.
         """
         return {qubit: self._qubit_truth(self.physics(qubit, t)) for qubit in self.qubits}
 

@@ -87,6 +87,7 @@ class QubitFluxSpectroscopy(Node):
     start_amplitude: float = 0.02  # V, first tone at the sweet spot (adapted row by row)
     max_amplitude: float = 1.0  # V
     retries: int = 2  # re-measurements of a row with a re-scaled tone
+    max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     shots: int = 1000
     herald: bool = True
     min_line_snr: float = 6.0
@@ -114,12 +115,16 @@ class QubitFluxSpectroscopy(Node):
         found_flux: list[float] = []
         found_f01: list[float] = []
         rows = []
+        missed = 0
         for offset in offsets:
+            if missed >= self.max_missed_rows:
+                break  # the line has faded out (the dispersive shift can vanish far from Φ0/2)
             window = self._window(offset, found_flux, found_f01, f_half)
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
             frequency, iq, amplitude, line = self._measure_row(session, window, amplitude)
             rows.append((bias, frequency, iq, amplitude))
+            missed = 0 if line is not None else missed + 1
             if line is not None:
                 found_flux.append(offset)
                 found_f01.append(line.centre)

@@ -195,19 +195,29 @@ def _interpolation_error(bias: np.ndarray, y: np.ndarray, image: np.ndarray) -> 
     return t * (1 - t) / 2 * curvature[nearest]
 
 
-def mirror_residuals(
-    bias: np.ndarray, y: np.ndarray, sigma: np.ndarray, period: float, axis: float
-) -> np.ndarray:
-    """(y(V) − y(S + m·P − V)) / combined error for every point and image inside the scan."""
+def mirror_pairs(bias: np.ndarray, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
+    """(point index, mirror order m) of every image S + m·P − V that falls inside the scan."""
     orders = np.arange(-_MAX_MIRROR_ORDER, _MAX_MIRROR_ORDER + 1)[:, None]
     image = axis + orders * period - bias[None, :]
     inside = (image >= bias[0]) & (image <= bias[-1]) & (np.abs(image - bias[None, :]) > 1e-12)
-    image = image[inside]
-    own = np.broadcast_to(y, inside.shape)[inside]
-    own_sigma = np.broadcast_to(sigma, inside.shape)[inside]
+    order, index = np.nonzero(inside)
+    return index, orders[order, 0]
+
+
+def mirror_residuals(
+    bias: np.ndarray,
+    y: np.ndarray,
+    sigma: np.ndarray,
+    period: float,
+    axis: float,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """(y(V) − y(S + m·P − V)) / combined error, for `pairs` (default: all inside the scan)."""
+    index, order = mirror_pairs(bias, period, axis) if pairs is None else pairs
+    image = axis + order * period - bias[index]
     mirrored = np.interp(image, bias, y)
     spread = np.hypot(np.interp(image, bias, sigma), _interpolation_error(bias, y, image))
-    return (own - mirrored) / np.hypot(own_sigma, spread)
+    return (y[index] - mirrored) / np.hypot(sigma[index], spread)
 
 
 def _mismatch(bias, y, sigma, period, axis) -> float:
@@ -287,17 +297,17 @@ def _symmetry_stderr(bias, y, sigma, period, axis, step) -> tuple[float, float]:
     """Standard errors of (P, S) from the Jacobian of the inlier mirror residuals.
 
     Each pair of points enters twice (each is the other's image), so the covariance is
-    doubled; residuals are scaled by their own scatter (reduced χ² ≠ 1 inflates errors).
+    doubled; it is scaled by the reduced χ² of the inliers, so a trace that agrees with its
+    mirror images worse than its error bars say gets proportionally larger errors.
     """
-    base = mirror_residuals(bias, y, sigma, period, axis)
+    pairs = mirror_pairs(bias, period, axis)
+    base = mirror_residuals(bias, y, sigma, period, axis, pairs)
     inlier = np.abs(base) < 3.0
     h = 0.05 * step
     columns = []
     for dp, ds in ((h, 0.0), (0.0, h)):
-        upper = mirror_residuals(bias, y, sigma, period + dp, axis + ds)
-        lower = mirror_residuals(bias, y, sigma, period - dp, axis - ds)
-        if upper.shape != base.shape or lower.shape != base.shape:
-            return np.inf, np.inf  # an image crossed the scan edge: no clean derivative
+        upper = mirror_residuals(bias, y, sigma, period + dp, axis + ds, pairs)
+        lower = mirror_residuals(bias, y, sigma, period - dp, axis - ds, pairs)
         columns.append(((upper - lower) / (2 * h))[inlier])
     jac = np.stack(columns, axis=1)
     dof = max(int(inlier.sum()) - 2, 1)
