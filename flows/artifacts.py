@@ -131,6 +131,36 @@ def outcome_summary_markdown(
     return "\n".join(lines)
 
 
+def decision_rows(maintenance: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per node and qubit of a drift check: state, check, action and why."""
+    rows = []
+    for qubit, m in maintenance.items():
+        for name, d in m.decisions.items():
+            check = d.check
+            measured = stored = tolerance = "–"
+            if check is not None and check.measured:
+                key = next(iter(check.measured))
+                value, stderr = check.measured[key]
+                measured = f"{key} = {number(value)} ± {number(stderr, 2)}"
+                stored = number(check.stored.get(key))
+                tolerance = number(check.tolerance.get(key), 3)
+            rows.append(
+                {
+                    "qubit": qubit,
+                    "node": name,
+                    "state": f"{d.state.kind} ({d.state.reason})",
+                    "check": check.verdict.replace("_", " ") if check else "no cheap check",
+                    "measured": measured,
+                    "stored": stored,
+                    "tolerance": tolerance,
+                    "action": d.action,
+                    "reason": _cell(d.reason),
+                    "diagnosis": d.diagnosis or "–",
+                }
+            )
+    return rows
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "/")
 

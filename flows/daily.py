@@ -14,11 +14,11 @@ from pathlib import Path
 from prefect import flow
 from qcodes import Station
 
-from calibrations.graph import GraphEntry
+from calibrations.graph import GraphEntry, order
 from calibrations.persist import current_parameters
-from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
-from flows.lab import open_flow_lab
+from flows.lab import check_inputs, default_graph, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
+from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 
 FLOW_NAME = "daily-calibration"
 
@@ -56,8 +56,10 @@ def run_daily_calibration_flow(
     """`fluxcal calibrate --prefect`: the same request as the plain runner, as a flow run.
 
     Against PREFECT_API_URL when set; otherwise Prefect starts a temporary local server for
-    the run (about 15 s more).
+    the run (about 15 s more). Missing files and unknown nodes fail before the run starts.
     """
+    check_inputs(request.device, request.station)
+    order(graph or default_graph(), request.nodes)
     return daily_calibration(
         device=_text(request.device),
         station=_text(request.station),

@@ -43,6 +43,13 @@ def default_graph() -> dict[str, GraphEntry]:
     return DEFAULT_GRAPH
 
 
+def check_inputs(device: str | Path | None, station: str | Path | None) -> None:
+    """Fail before a flow run starts when a named device or station file is missing."""
+    for what, path in (("device", device), ("station", station)):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{what} file not found: {path}")
+
+
 def open_flow_lab(
     device: str | Path | None,
     station: str | Path | Station | None,

@@ -17,15 +17,17 @@ from qcodes import Station
 from calibrations.graph import GraphEntry, dependents, order
 from calibrations.persist import current_parameters, save_run
 from calibrations.runner import run_graph
-from fluxcal.calibrate import CalibrationOutcome
 from flows.lab import FlowLab, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
+from fluxcal.calibrate import CalibrationOutcome
 from snapshots import CalibratedParameter
 
 FLOW_NAME = "recalibrate"
 
 
-def selection(graph: dict[str, GraphEntry], nodes: Iterable[str], with_dependents: bool) -> list[str]:
+def selection(
+    graph: dict[str, GraphEntry], nodes: Iterable[str], with_dependents: bool
+) -> list[str]:
     """The nodes to run, dependencies first."""
     names = list(nodes)
     if not names:

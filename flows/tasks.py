@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import State
+from prefect.states import Completed, Failed, State
 
 from calibrations.graph import GraphEntry
 from calibrations.node import now_iso
@@ -49,21 +49,28 @@ def is_instrument_fault(task: Any, task_run: Any, state: State) -> bool:
 )
 def calibrate_node(
     qubit: str, node: str, entry: GraphEntry, session: QubitSession, plot_dir: Path
-) -> NodeResult:
-    """acquire → analyse → gate → update for one node; the fit report becomes an artifact."""
+) -> State:
+    """acquire → analyse → gate → update for one node; the fit report becomes an artifact.
+
+    The task run ends as `Accepted` or `Rejected` (both completed: a rejection is a result),
+    or `Failed` when the node could not run.
+    """
     result = run_node(entry, node, session, plot_dir, reraise_faults=True)
     publish_fit_report(result)
-    return result
+    if result.outcome == "failed":
+        return Failed(data=result, message=result.reason)
+    return Completed(data=result, name=result.outcome.capitalize(), message=result.reason)
 
 
 def run_calibration_task(
     qubit: str, node: str, entry: GraphEntry, session: QubitSession, plot_dir: Path
 ) -> NodeResult:
-    """Run the task and turn a task that failed for good (retries spent) into a result."""
+    """Run the task; a task that failed for good (retries spent) becomes a failed result."""
     state = calibrate_node(qubit, node, entry, session, plot_dir, return_state=True)
-    if state.is_completed():
-        return state.result()
-    error = state.result(raise_on_failure=False)
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, NodeResult):
+        return value
+    error = value
     if isinstance(error, INSTRUMENT_FAULTS):
         reason = f"instrument fault, {calibrate_node.retries + 1} attempts: {error}"
     else:

@@ -86,9 +86,7 @@ def calibrate_or_skip(
     plot_dir: Path,
 ) -> NodeResult:
     """The node's task result, or `skipped` when a dependency of it ran and was not accepted."""
-    blocked = [
-        d for d in lab.graph[name].depends_on if d in done and done[d].outcome != "accepted"
-    ]
+    blocked = [d for d in lab.graph[name].depends_on if d in done and done[d].outcome != "accepted"]
     if blocked:
         reason = f"dependency not accepted: {', '.join(blocked)}"
         return NodeResult(name, session.qubit, "skipped", reason, finished=now_iso())

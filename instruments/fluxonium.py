@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
+
+#: Inspecting the loaded BLAS libraries costs ~5 ms, so it is done once per process.
+_THREADPOOLS = ThreadpoolController()
 
 #: Smallest basis tried when the cutoff is chosen automatically.
 MIN_AUTO_CUTOFF = 50
@@ -130,7 +133,7 @@ class FluxoniumModel:
         """
         self._check_levels(n_levels)
         flux_arr = np.asarray(flux, dtype=float)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
             values, vectors = np.linalg.eigh(self.hamiltonian(flux_arr))
         values = values[..., :n_levels]
         vectors = vectors[..., :n_levels]
@@ -146,7 +149,7 @@ class FluxoniumModel:
         """Eigenenergies in GHz, shape (..., n_levels), ground state first, not shifted."""
         self._check_levels(n_levels)
         flux_arr = np.asarray(flux, dtype=float)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
             values = np.linalg.eigvalsh(self.hamiltonian(flux_arr))
         return values[..., :n_levels]
 

@@ -3,12 +3,11 @@
 The best achievable assignment fidelity is found by brute force: a dense grid of readout
 frequency × amplitude × integration time with thousands of heralded shots per prepared state,
 drawn from the simulator's single-shot model (the function the digitiser calls) and scored
-with an independent threshold scan. The node, seeded with the true upstream parameters, must
-come within 0.01 of it on the light, intermediate and heavy chips. Its readout frequency is
-the maximum blob separation, the midpoint of the dressed |0⟩/|1⟩ resonator frequencies; the
-truth's readout_frequency is the thermal-mixture dip p0·f0 + p1·f1, which lies (1/2 − p1)·χ
-away: −55, +234 and −23 kHz for the three chips (κ/10 = 100, 140, 80 kHz), a difference worth
-< 0.001 in fidelity. Runtime ≈ 25 s.
+with an independent threshold scan. The node starts, as in the chain, from the resonator-
+spectroscopy dip of the thermal mixture (the other upstream parameters from the truth) and
+must come within 0.01 of that fidelity on the light, intermediate and heavy chips, with its
+readout frequency within κ/10 of the true optimum, the midpoint of the dressed |0⟩/|1⟩
+frequencies (the dip is 65, −320 and 30 kHz from it on the three chips). Runtime ≈ 25 s.
 """
 
 from __future__ import annotations
@@ -38,11 +37,11 @@ BRUTE_SHOTS = 4000
 #: What the analysis of tests/fixtures/readout_optimisation.nc gave when it was recorded
 #: (tests/fixtures/record_readout.py prints these).
 RECORDED = {
-    "readout_frequency": 6999729780.782838,
+    "readout_frequency": 6999728777.949061,
     "readout_amplitude": 0.24022488679628626,
     "readout_duration": 2.6591479484724944e-06,
-    "readout_threshold": -0.017515666558462373,
-    "readout_angle": 2.144300003838715,
+    "readout_threshold": -0.01789512007118048,
+    "readout_angle": 2.148423265076018,
     "assignment_fidelity": 0.9975,
     "thermal_population": 0.285678391959799,
     "effective_temperature": 0.01903121668438034,
@@ -50,8 +49,18 @@ RECORDED = {
 
 
 def known_from_truth(truth: dict[str, float]) -> dict[str, CalibratedParameter]:
+    """Upstream results as the chain delivers them, from the thermal mixture's line.
+
+    Resonator spectroscopy sees the dip of the mixture, and its linewidth broadened by the
+    dispersive splitting: up to 40 % wider than κ (intermediate chip).
+    """
+    values = {
+        **truth,
+        "readout_frequency": truth["resonator_dip_frequency"],
+        "resonator_kappa": 1.4 * truth["resonator_kappa"],
+    }
     return {
-        name: CalibratedParameter(truth[name], 0.0, UNITS[name], "truth", "")
+        name: CalibratedParameter(values[name], 0.0, UNITS[name], "truth", "")
         for name in ReadoutOptimisation.requires
     }
 
@@ -87,7 +96,11 @@ def brute_force_fidelity(device) -> float:
     durations = np.geomspace(50e-9, 10e-6, 16)[None, :]
     rng = np.random.default_rng(2024)
     best = 0.0
-    for frequency in (truth["readout_frequency"], midpoint, 2 * midpoint - truth["readout_frequency"]):
+    for frequency in (
+        truth["readout_frequency"],
+        midpoint,
+        2 * midpoint - truth["readout_frequency"],
+    ):
         readout = ReadoutSettings(frequency, amplitudes, durations, BRUTE_SHOTS)
         shots = [
             single_shot_iq(
@@ -126,16 +139,14 @@ def test_assignment_fidelity_is_the_best_achievable(calibrated, kind, seed):
 def test_readout_frequency_is_midway_between_dressed_frequencies(calibrated, kind, seed):
     device, analysis, _ = calibrated(kind, seed)
     truth = device.truth()["q0"]
-    levels = device.physics("q0").sweet_spot
-    f0, f1 = levels.resonator_hz[:2]
     kappa = truth["resonator_kappa"]
     frequency, stderr = analysis.values["readout_frequency"]
-    assert abs(frequency - (f0 + f1) / 2) < kappa / 10
-    assert 0 < stderr < kappa / 10
-    # the resonator-spectroscopy dip is the thermal mixture, (1/2 − p1)·χ from the midpoint
-    p1 = levels.populations[1] / (levels.populations[0] + levels.populations[1])
-    offset = (0.5 - p1) * (f1 - f0)
-    assert abs(frequency - truth["readout_frequency"] - offset) < kappa / 10
+    assert abs(frequency - truth["readout_frequency"]) < kappa / 10
+    assert 0 < stderr < kappa / 20
+    splitting = analysis.values["dressed_splitting"]
+    assert abs(splitting[0] - abs(truth["dispersive_shift"])) < 4 * splitting[1]
+    linewidth = analysis.values["dressed_linewidth"]
+    assert abs(linewidth[0] - kappa) < 4 * linewidth[1]
 
 
 @pytest.mark.parametrize(("kind", "seed"), CASES)
@@ -194,6 +205,17 @@ def test_glitched_shots_are_rejected():
     outcome = node.gate(node.analyse(data))
     assert not outcome.accepted
     assert "outside the IQ blobs" in outcome.reason
+
+
+def test_shots_with_gaps_are_rejected():
+    data = load_fixture()
+    shots = data["confirm_iq"].values.copy()
+    shots[1, ::10] = np.nan
+    data["confirm_iq"] = data["confirm_iq"].copy(data=shots)
+    node = ReadoutOptimisation()
+    outcome = node.gate(node.analyse(data))
+    assert not outcome.accepted
+    assert "assignment fidelity" in outcome.reason
 
 
 def test_pi_pulse_without_effect_is_rejected():

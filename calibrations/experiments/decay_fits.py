@@ -155,8 +155,9 @@ def _fit(model: lmfit.Model, trace: Trace, params: lmfit.Parameters) -> CurveFit
     return CurveFit(result, trace)
 
 
-def _offset_and_span(y: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(y)), float(np.ptp(y)) or 1e-12
+def _spread(y: np.ndarray) -> float:
+    """Peak-to-peak of the data: the scale that bounds fitted amplitudes."""
+    return float(np.ptp(y)) or 1e-12
 
 
 def fit_rabi(trace: Trace) -> CurveFit:
@@ -165,7 +166,7 @@ def fit_rabi(trace: Trace) -> CurveFit:
     step = span / (trace.x.size - 1)
     frequencies = np.arange(0.4 / span, 0.5 / step, 0.1 / span)
     frequency = scan_frequency(trace.x, trace.y, frequencies, free_phase=False)
-    offset, spread = _offset_and_span(trace.y)
+    spread = _spread(trace.y)
     design = np.stack([np.ones_like(trace.x), np.cos(2 * np.pi * frequency * trace.x)], axis=-1)
     (offset, amplitude), *_ = np.linalg.lstsq(design, trace.y, rcond=None)
     params = lmfit.Parameters()
@@ -175,16 +176,15 @@ def fit_rabi(trace: Trace) -> CurveFit:
     return _fit(lmfit.Model(rabi_cosine), trace, params)
 
 
-def fit_ramsey(trace: Trace, decay_guess: float, max_frequency: float | None = None) -> CurveFit:
+def fit_ramsey(trace: Trace, decay_guess: float) -> CurveFit:
     """Damped cosine; the frequency comes from a periodogram, the decay from the caller."""
     span = float(np.ptp(trace.x))
     step = span / (trace.x.size - 1)
-    top = min(0.5 / step, max_frequency or np.inf)
-    frequency = scan_frequency(trace.x, trace.y, np.arange(1.0 / span, top, 0.1 / span))
+    frequency = scan_frequency(trace.x, trace.y, np.arange(1.0 / span, 0.5 / step, 0.1 / span))
     phase = 2 * np.pi * frequency * trace.x
     design = np.stack([np.ones_like(trace.x), np.cos(phase), np.sin(phase)], axis=-1)
     (offset, a, b), *_ = np.linalg.lstsq(design, trace.y, rcond=None)
-    _, spread = _offset_and_span(trace.y)
+    spread = _spread(trace.y)
     params = lmfit.Parameters()
     params.add("offset", value=offset)
     params.add("amplitude", value=max(np.hypot(a, b), spread / 4), min=0, max=2 * spread)
@@ -201,7 +201,7 @@ def fit_decay(trace: Trace, decay_guess: float) -> CurveFit:
     tail = max(3, trace.x.size // 10)
     offset = float(np.mean(trace.y[-tail:]))
     start = float(np.mean(trace.y[:3])) - offset
-    _, spread = _offset_and_span(trace.y)
+    spread = _spread(trace.y)
     params = lmfit.Parameters()
     params.add("offset", value=offset)
     params.add("amplitude", value=start or spread, min=-2 * spread, max=2 * spread)

@@ -24,7 +24,13 @@ import numpy as np
 import xarray as xr
 
 from calibrations.experiments.qubit_spectroscopy import Line, find_lines
-from calibrations.fitting import FitError, PeakTrace, extract_peaks, fit_flux_spectrum
+from calibrations.fitting import (
+    FitError,
+    PeakTrace,
+    SpectrumFit,
+    extract_peaks,
+    fit_flux_spectrum,
+)
 from calibrations.fitting.spectrum import bias_to_flux, response_to_peak
 from calibrations.gate import at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
@@ -49,7 +55,8 @@ def predict(flux: np.ndarray, f01: np.ndarray, next_flux: float, floor: float) -
 
     f01² is extrapolated, quadratically through the last three points and linearly through
     the last two (mirror images about Φ0/2 stand in for missing points near the sweet spot);
-    their disagreement sets the window, never narrower than `floor`.
+    twice their disagreement, or a quarter of the last change of f01 if larger (sharp bends
+    near integer flux), sets the half-width, never narrower than `floor`.
     """
     flux = np.asarray(flux, float)
     f01 = np.asarray(f01, float)
@@ -61,7 +68,7 @@ def predict(flux: np.ndarray, f01: np.ndarray, next_flux: float, floor: float) -
     quadratic = np.polyval(np.polyfit(x[-3:], y[-3:], 2), next_flux)
     linear = np.polyval(np.polyfit(x[-2:], y[-2:], 1), next_flux)
     centre = np.sqrt(max(quadratic, 0.0))
-    spread = 2.0 * abs(centre - np.sqrt(max(linear, 0.0)))
+    spread = max(2.0 * abs(centre - np.sqrt(max(linear, 0.0))), 0.25 * abs(f01[-1] - f01[-2]))
     return Window(float(centre), float(max(spread, floor)))
 
 
@@ -74,27 +81,28 @@ class QubitFluxSpectroscopy(Node):
     """f01 tracked from half to integer flux; produces EJ, EC, EL (Hz)."""
 
     name = "qubit_flux_spectroscopy"
-    requires = ("flux_period", "flux_sweet_spot", "qubit_frequency")
+    requires = ("flux_period", "flux_sweet_spot", "qubit_frequency", "readout_frequency")
     produces = ENERGIES
 
     rows: int = 26  # bias rows from Φ0/2 to integer flux
     flux_span: float = 0.5  # Φ0 covered from the sweet spot (0.5 reaches integer flux)
-    points: int = 81  # frequency points per row
+    points: int = 61  # frequency points per row
     min_frequency: float = 10e6  # Hz, lowest drive frequency swept
     first_span: float = 2.0e9  # Hz above f01(Φ0/2) searched in the first row off the sweet spot
     min_half_width: float = 15e6  # Hz, narrowest window
     points_per_linewidth: float = 4.0  # wanted FWHM of the line in frequency steps
     start_amplitude: float = 0.02  # V, first tone at the sweet spot (adapted row by row)
-    max_amplitude: float = 1.0  # V
-    retries: int = 2  # re-measurements of a row with a re-scaled tone
+    min_amplitude: float = 1e-5  # V
+    max_amplitude: float = 0.5  # V, a stronger tone mostly reveals other transitions
+    retries: int = 2  # re-measurements of a row with a re-scaled tone or more shots
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     shots: int = 1000
     herald: bool = True
     min_line_snr: float = 6.0
     max_residual_linewidths: float = 0.5  # residual rms over the median linewidth
     max_relative_error: float = 0.01  # of EJ, EC and EL
-    min_points: int = 12
-    min_flux_coverage: float = 0.3  # Φ0 spanned by the fitted peaks
+    min_points: int = 8  # peaks in the fit: three energies and a margin
+    min_flux_span: float = 0.1  # Φ0 spanned by the fitted peaks: away from the sweet spot
     #: Physical range of fluxonium energies (Hz): outside, the fit found something else.
     EJ_bounds: tuple[float, float] = (0.5e9, 50e9)
     EC_bounds: tuple[float, float] = (0.1e9, 10e9)
@@ -105,34 +113,33 @@ class QubitFluxSpectroscopy(Node):
         sweet_spot = session.value("flux_sweet_spot")
         f_half = session.value("qubit_frequency")
         session.operating_point()
-        session.configure(
-            readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
-        )
+        session.configure(drive={"sequence": "saturation", "herald": self.herald})
         # towards 0 V: either side of the sweet spot reaches integer flux
         direction = -1.0 if sweet_spot > 0 else 1.0
-        offsets = np.linspace(0.0, self.flux_span, self.rows)
-        amplitude = self.start_amplitude
         found_flux: list[float] = []
         found_f01: list[float] = []
+        volts_per_hz = None  # tone amplitude per Hz of saturated linewidth, from the last line
         rows = []
         missed = 0
-        for offset in offsets:
+        for offset in np.linspace(0.0, self.flux_span, self.rows):
             if missed >= self.max_missed_rows:
                 break  # the line has faded out (the dispersive shift can vanish far from Φ0/2)
             window = self._window(offset, found_flux, found_f01, f_half)
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
-            frequency, iq, amplitude, line = self._measure_row(session, window, amplitude)
-            rows.append((bias, frequency, iq, amplitude))
+            frequency, iq, amplitude, shots, line = self._measure_row(session, window, volts_per_hz)
+            rows.append((bias, frequency, iq, amplitude, shots))
             missed = 0 if line is not None else missed + 1
             if line is not None:
                 found_flux.append(offset)
                 found_f01.append(line.centre)
-        bias, frequency, iq, amplitudes = (np.array(column) for column in zip(*rows, strict=True))
+                volts_per_hz = amplitude / line.fwhm
+        bias, frequency, iq, amplitude, shots = (np.array(c) for c in zip(*rows, strict=True))
         return xr.Dataset(
             {
                 "iq": ((ROW, POINT), iq),
-                "drive_amplitude": (ROW, amplitudes),
+                "drive_amplitude": (ROW, amplitude),
+                "shots": (ROW, shots),
             },
             coords={ROW: bias, SWEEP: ((ROW, POINT), frequency)},
             attrs={
@@ -143,7 +150,6 @@ class QubitFluxSpectroscopy(Node):
                 "qubit_frequency": f_half,
                 "readout_frequency": float(session.channel("readout").frequency()),
                 "herald": int(self.herald),
-                "shots": self.shots,
             },
         )
 
@@ -155,35 +161,42 @@ class QubitFluxSpectroscopy(Node):
             return Window(0.5 * (low + high), 0.5 * (high - low))
         return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
 
-    def _measure_row(
-        self, session: QubitSession, window: Window, amplitude: float
-    ) -> tuple[np.ndarray, np.ndarray, float, Line | None]:
-        """One row, re-measured with a re-scaled tone while the line is missing or too wide.
-
-        Returns the sweep, its IQ, the tone used and the line nearest the prediction.
-        """
+    def _sweep(self, window: Window) -> np.ndarray:
         low = max(window.centre - window.half_width, self.min_frequency)
         high = max(window.centre + window.half_width, low + 2 * self.min_half_width)
-        frequency = np.linspace(low, high, self.points)
-        wanted = self.points_per_linewidth * (frequency[1] - frequency[0])
+        return np.linspace(low, high, self.points)
+
+    def _measure_row(
+        self, session: QubitSession, window: Window, volts_per_hz: float | None
+    ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
+        """One row, re-measured while the line is missing or too wide.
+
+        The tone makes the line `points_per_linewidth` steps wide (from the linewidth per
+        volt of the last line; `start_amplitude` at first). A missing line may lie outside the
+        window, be too narrow for the grid or too faint (the dispersive shift shrinks in
+        places), so a retry doubles the window and the tone and triples the shots; a line much
+        wider than wanted is re-measured with the tone scaled down. Returns the sweep, IQ,
+        tone and shots of the last attempt and the line nearest the window centre.
+        """
+        shots = self.shots
+        amplitude = None
         for attempt in range(self.retries + 1):
-            session.configure(drive={"amplitude": amplitude})
+            frequency = self._sweep(window)
+            wanted = self.points_per_linewidth * (frequency[1] - frequency[0])
+            if amplitude is None:
+                amplitude = self.start_amplitude if volts_per_hz is None else volts_per_hz * wanted
+            amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
+            session.configure(drive={"amplitude": amplitude}, readout={"shots": shots})
             iq = session.measure(self.name, SWEEP, frequency)["iq"].values
             line = nearest_line(find_lines(frequency, iq, self.min_line_snr), window.centre)
-            if line is None:
-                scale = 4.0
-            elif line.fwhm > 3 * wanted:
-                scale = wanted / line.fwhm
-            else:
-                return frequency, iq, self._next_amplitude(amplitude, wanted / line.fwhm), line
-            if attempt == self.retries:
+            if attempt == self.retries or (line is not None and line.fwhm <= 3 * wanted):
                 break
-            amplitude = self._next_amplitude(amplitude, scale)
-        return frequency, iq, amplitude, line
-
-    def _next_amplitude(self, amplitude: float, scale: float) -> float:
-        """Saturated linewidth ∝ amplitude: scale it, within 10× per row and the AWG range."""
-        return float(np.clip(amplitude * np.clip(scale, 0.1, 10.0), 1e-5, self.max_amplitude))
+            if line is None:
+                window = Window(window.centre, 2 * window.half_width)
+                amplitude, shots = 2 * amplitude, 3 * shots
+            else:
+                amplitude *= wanted / line.fwhm
+        return frequency, iq, amplitude, shots, line
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         period = float(data.attrs["flux_period"])
@@ -191,29 +204,37 @@ class QubitFluxSpectroscopy(Node):
         peaks, linewidths = row_peaks(data, self.min_line_snr)
         try:
             fit = fit_flux_spectrum(peaks, period=period, sweet_spot=sweet_spot)
-        except FitError:
-            raise
-        values = {}
+        except FitError as error:
+            return Analysis(
+                values={name: (np.nan, np.nan) for name in ENERGIES},
+                criteria=[
+                    at_least("row peaks found", peaks.bias.size, self.min_points),
+                    at_least("spectrum fit converged", 0.0, 1.0),
+                ],
+                report=f"spectrum fit failed: {error}\n",
+                curves=_map_curves(data, peaks),
+            )
+        flux = bias_to_flux(peaks.bias[fit.used], period, sweet_spot)
         criteria = [
             at_least("peaks used in the fit", fit.n_points, self.min_points),
-            at_least(
-                "flux span of the fitted peaks (Φ0)",
-                np.ptp(bias_to_flux(peaks.bias[fit.used], period, sweet_spot)),
-                self.min_flux_coverage,
-            ),
+            at_least("flux span of the fitted peaks (Φ0)", np.ptp(flux), self.min_flux_span),
             at_most(
                 "residual rms / median linewidth",
-                fit.residual_rms_hz / np.median(linewidths[fit.used]),
+                fit.residual_rms_hz / np.nanmedian(linewidths[fit.used]),
                 self.max_residual_linewidths,
             ),
         ]
+        values = {}
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * getattr(fit, f"{name}_stderr")
             values[name] = (value, stderr)
             criteria.append(
-                at_most(f"{name} relative stderr", relative_error(value, stderr),
-                        self.max_relative_error)
+                at_most(
+                    f"{name} relative stderr",
+                    relative_error(value, stderr),
+                    self.max_relative_error,
+                )
             )
             criteria += within(name, value, *getattr(self, f"{name}_bounds"))
         return Analysis(
@@ -233,7 +254,8 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
     ):
         trace = extract_peaks(np.array([bias]), frequency, iq[None], min_snr=min_snr)
         if trace.bias.size:
-            line = nearest_line(find_lines(frequency, iq, min_snr), trace.peak_frequency[0])
+            lines = find_lines(frequency, iq, min_snr, refine=False)
+            line = nearest_line(lines, trace.peak_frequency[0])
             traces.append(trace)
             widths.append(line.fwhm if line else np.nan)
     if not traces:
@@ -248,7 +270,7 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
     return trace, np.array(widths)
 
 
-def _report(fit, peaks: PeakTrace) -> str:
+def _report(fit: SpectrumFit, peaks: PeakTrace) -> str:
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
         f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
@@ -257,7 +279,7 @@ def _report(fit, peaks: PeakTrace) -> str:
     )
 
 
-def _map_curves(data: xr.Dataset, peaks: PeakTrace, fit) -> dict:
+def _map_curves(data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit | None = None) -> dict:
     """The rows resampled on one frequency grid (NaN outside each row's window) for the plot."""
     frequency = data[SWEEP].values
     grid = np.linspace(frequency.min(), frequency.max(), 400)
@@ -267,15 +289,16 @@ def _map_curves(data: xr.Dataset, peaks: PeakTrace, fit) -> dict:
         response = response_to_peak(iq)
         image[inside, i] = np.interp(grid[inside], row_f, response / max(np.ptp(response), 1e-30))
     bias = data[ROW].values
-    fit_x = np.linspace(bias.min(), bias.max(), 200)
-    return {
+    curves = {
         "image": image,
         "image_x": bias,
         "image_y": grid,
         "trace_x": peaks.bias,
         "trace_y": peaks.peak_frequency,
-        "fit_x": fit_x,
-        "fit_y": fit.f01(fit_x),
         "xlabel": "flux bias (V)",
         "ylabel": "drive frequency (Hz)",
     }
+    if fit is not None:
+        curves["fit_x"] = np.linspace(bias.min(), bias.max(), 200)
+        curves["fit_y"] = fit.f01(curves["fit_x"])
+    return curves

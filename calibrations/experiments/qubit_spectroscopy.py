@@ -56,8 +56,13 @@ def point_noise(y: np.ndarray) -> float:
     return float(max(noise, np.finfo(float).tiny))
 
 
-def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:
-    """Every peak of a saturation sweep at least `min_snr` noise deviations high, by frequency."""
+def find_lines(
+    frequency: np.ndarray, iq: np.ndarray, min_snr: float, refine: bool = True
+) -> list[Line]:
+    """Every peak of a saturation sweep at least `min_snr` noise deviations high, by frequency.
+
+    Centres are refined by a local Lorentzian fit (stderr nan on the grid otherwise).
+    """
     frequency = np.asarray(frequency, float)
     iq = np.asarray(iq)
     if iq.size < _MIN_FIT_POINTS or not np.all(np.isfinite(iq)):
@@ -69,8 +74,8 @@ def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Li
     peaks, props = find_peaks(smooth, height=min_snr * noise, width=1.0)
     lines = []
     for k, width in zip(peaks, props["widths"], strict=True):
-        centre, stderr = refine_peak(frequency, y, int(k))
-        lines.append(Line(centre, stderr, float(width) * step, float(smooth[k] / noise)))
+        centre, stderr = refine_peak(frequency, y, int(k)) if refine else (frequency[k], np.nan)
+        lines.append(Line(float(centre), float(stderr), float(width) * step, smooth[k] / noise))
     return sorted(lines, key=lambda line: line.centre)
 
 
@@ -153,7 +158,7 @@ class QubitSpectroscopy(Node):
     coarse_stop: float = 2.0e9  # ... and below ~2 GHz
     coarse_step: float = 4e6  # Hz, a few steps per power-broadened line
     coarse_amplitude: float = 0.5  # V, strong enough for a line tens of MHz wide
-    fine_linewidth: float = 1e6  # Hz, wanted FWHM of the weak-tone line
+    fine_linewidth: float = 0.5e6  # Hz, wanted FWHM of the weak-tone line
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
     fine_points: int = 121
     shots: int = 1000
@@ -173,14 +178,15 @@ class QubitSpectroscopy(Node):
         session.configure(
             readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
         )
-        coarse = np.arange(self.coarse_start, self.coarse_stop + self.coarse_step / 2,
-                           self.coarse_step)
-        tried = []
-        for bias in self._symmetry_points(session):
+        coarse = np.arange(
+            self.coarse_start, self.coarse_stop + self.coarse_step / 2, self.coarse_step
+        )
+        tried: list[tuple[float, float]] = []
+        for bias, stderr in self._symmetry_points(session):
             if tried:  # the resonator sits elsewhere at the other symmetry point
                 session.configure(flux={"voltage": bias})
                 self._centre_readout(session)
-            tried.append(bias)
+            tried.append((bias, stderr))
             session.configure(flux={"voltage": bias}, drive={"amplitude": self.coarse_amplitude})
             coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"]
             line = qubit_line(
@@ -196,9 +202,9 @@ class QubitSpectroscopy(Node):
             attrs={
                 "experiment": self.name,
                 "qubit": session.qubit,
-                "flux_voltage": tried[-1],
-                "flux_voltage_stderr": float(session.known["flux_sweet_spot"].stderr),
-                "symmetry_points_tried": np.asarray(tried, float),
+                "flux_voltage": tried[-1][0],
+                "flux_voltage_stderr": tried[-1][1],
+                "symmetry_points_tried": np.array([bias for bias, _ in tried]),
                 "readout_frequency": float(session.channel("readout").frequency()),
                 "coarse_amplitude": self.coarse_amplitude,
                 "fine_amplitude": amplitude,
@@ -209,12 +215,19 @@ class QubitSpectroscopy(Node):
             },
         )
 
-    def _symmetry_points(self, session: QubitSession) -> list[float]:
-        """The sweet spot, then the other symmetry point if an earlier node left one."""
-        points = [session.value("flux_sweet_spot")]
+    @staticmethod
+    def _symmetry_points(session: QubitSession) -> list[tuple[float, float]]:
+        """(bias, stderr) of the sweet spot, then of the other symmetry point if one was left.
+
+        The alternate may be a calibrated parameter or a plain number (then the sweet spot's
+        stderr stands for it).
+        """
+        sweet_spot = session.known["flux_sweet_spot"]
+        points = [(float(sweet_spot.value), float(sweet_spot.stderr))]
         alternate = session.known.get("flux_symmetry_alternate")
         if alternate is not None:
-            points.append(float(getattr(alternate, "value", alternate)))
+            stderr = getattr(alternate, "stderr", sweet_spot.stderr)
+            points.append((float(getattr(alternate, "value", alternate)), float(stderr)))
         return points
 
     def _centre_readout(self, session: QubitSession) -> None:
@@ -245,13 +258,30 @@ class QubitSpectroscopy(Node):
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         frequency = data[SWEEP].values
-        fit = fit_line(frequency, data["iq"].values)
+        bias = (float(data.attrs["flux_voltage"]), float(data.attrs["flux_voltage_stderr"]))
+        try:
+            fit = fit_line(frequency, data["iq"].values)
+        except FitError as error:
+            return Analysis(
+                values={"qubit_frequency": (np.nan, np.nan), "flux_sweet_spot": bias},
+                criteria=[at_least("Lorentzian fit converged", 0.0, 1.0)],
+                report=self._report(data) + f"fit failed: {error}\n",
+            )
         centre, centre_err = fit.value("centre")
         fwhm, fwhm_err = fit.value("fwhm")
         fwhm = abs(fwhm)
         low, high = float(frequency.min()), float(frequency.max())
         step = (high - low) / (frequency.size - 1)
+        coarse = self._coarse_line(data)
         criteria = [
+            at_least(
+                "coarse line signal-to-noise", coarse.snr if coarse else 0.0, self.min_line_snr
+            ),
+            at_most(
+                "fine centre off the coarse line (coarse linewidths)",
+                abs(centre - coarse.centre) / coarse.fwhm if coarse else np.inf,
+                1.0,
+            ),
             at_least("line signal-to-noise", fit.snr, self.min_snr),
             at_most("Lorentzian reduced chi-square", fit.result.redchi, self.max_chi2),
             at_least(
@@ -267,12 +297,11 @@ class QubitSpectroscopy(Node):
             ),
         ]
         fit_x, fit_y = fit.curve()
-        bias = float(data.attrs["flux_voltage"])
         return Analysis(
             values={
                 "qubit_frequency": (centre, centre_err),
                 "qubit_linewidth": (fwhm, fwhm_err),
-                "flux_sweet_spot": (bias, float(data.attrs["flux_voltage_stderr"])),
+                "flux_sweet_spot": bias,
             },
             criteria=criteria,
             report=self._report(data) + fit.result.fit_report(),
@@ -286,6 +315,11 @@ class QubitSpectroscopy(Node):
                 "ylabel": "projected IQ (V)",
             },
         )
+
+    def _coarse_line(self, data: xr.Dataset) -> Line | None:
+        """The line the fine window was centred on, found again in the coarse sweep."""
+        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
+        return qubit_line(lines, self.min_relative_snr)
 
     def _report(self, data: xr.Dataset) -> str:
         tried = np.atleast_1d(data.attrs["symmetry_points_tried"])

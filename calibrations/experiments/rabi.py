@@ -23,6 +23,7 @@ from calibrations.experiments.decay_fits import (
     scan_frequency,
 )
 from calibrations.experiments.time_domain import measure_repeats, prepare_drive
+from calibrations.fitting import FitError
 from calibrations.gate import at_least, at_most
 from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
@@ -37,7 +38,7 @@ class Rabi(Node):
 
     name = "rabi"
     requires = ("qubit_frequency", "readout_frequency", "flux_sweet_spot")
-    produces = ("pi_amplitude",)
+    produces = ("pi_amplitude", "pi_duration")
 
     pi_duration: float = 100e-9  # the device's π-pulse length convention
     coarse_max_amplitude: float = 1.0  # V, generic first range (half the AWG full scale)
@@ -63,7 +64,10 @@ class Rabi(Node):
         )
         coarse = np.linspace(0.0, self.coarse_max_amplitude, self.coarse_points)
         coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"].rename({SWEEP: COARSE})
-        estimate = estimate_pi_amplitude(coarse, coarse_iq.values)
+        try:
+            estimate = estimate_pi_amplitude(coarse, coarse_iq.values)
+        except FitError:  # sweep the coarse range finely; the analysis will judge that data
+            estimate = self.coarse_max_amplitude / self.fine_span
         top = min(self.fine_span * estimate, self.max_amplitude)
         fine = np.linspace(0.0, top, self.fine_points)
         return xr.Dataset(
@@ -113,6 +117,8 @@ class Rabi(Node):
 
 def estimate_pi_amplitude(amplitudes: np.ndarray, iq: np.ndarray) -> float:
     """Half the dominant period of a coarse amplitude sweep (V)."""
+    if not np.all(np.isfinite(iq)):
+        raise FitError("coarse Rabi sweep has non-finite points")
     span = float(np.ptp(amplitudes))
     step = span / (amplitudes.size - 1)
     frequencies = np.arange(0.25 / span, 0.5 / step, 0.05 / span)

@@ -42,6 +42,7 @@ class Ramsey(Node):
 
     pi_duration: float = 100e-9  # used when no node has produced a `pi_duration`
     short_detuning: float = 2e6  # Hz, at least; grows to 10× the known frequency stderr
+    max_pulse_detuning: float = 0.3  # δ × pulse duration, beyond which pulses lose contrast
     short_fringes: float = 20.0  # fringes at δ in the short window
     short_points: int = 101
     t2_guess: float = 100e-6  # s, generic when no T2_ramsey is known
@@ -62,16 +63,14 @@ class Ramsey(Node):
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         reference = session.value("qubit_frequency")
-        known_stderr = session.known["qubit_frequency"].stderr
-        detuning = self.short_detuning
-        if math.isfinite(known_stderr):
-            detuning = max(detuning, 10 * known_stderr)
+        duration = session.get("pi_duration", self.pi_duration)
+        detuning = self.short_detuning_for(session.known["qubit_frequency"].stderr, duration)
         prepare_drive(
             session,
             "ramsey",
             self.shots,
             amplitude=session.value("pi_amplitude"),
-            duration=session.get("pi_duration", self.pi_duration),
+            duration=duration,
             herald=self.herald,
         )
         short = np.linspace(0.0, self.short_fringes / detuning, self.short_points)
@@ -84,7 +83,7 @@ class Ramsey(Node):
             "qubit": session.qubit,
             "reference_frequency": reference,
             "pi_amplitude": session.value("pi_amplitude"),
-            "pi_duration": session.get("pi_duration", self.pi_duration),
+            "pi_duration": duration,
             "herald": int(self.herald),
             "shots": self.shots,
         }
@@ -93,7 +92,10 @@ class Ramsey(Node):
             coords={DETUNING: [detuning, -detuning]},
             attrs=attrs,
         )
-        (error, _), _ = self.short_window(short_data)
+        try:
+            (error, _), _ = self.short_window(short_data)
+        except FitError:  # keep the reference; the analysis of this data will say why
+            error = 0.0
 
         def measure(window: float) -> xr.Dataset:
             long_detuning = self.long_fringes / window
@@ -113,6 +115,15 @@ class Ramsey(Node):
             self.ratio_range,
             self.max_delay,
         )
+
+    def short_detuning_for(self, known_stderr: float, pulse_duration: float) -> float:
+        """δ of the short window: 10× the known frequency uncertainty, within the pulse band.
+
+        A detuning beyond ~0.3/pulse duration leaves the π/2 pulses too far off resonance to
+        rotate the qubit; the ±δ pair still resolves errors up to ~1.5·δ.
+        """
+        wanted = 10 * known_stderr if math.isfinite(known_stderr) else 0.0
+        return min(max(self.short_detuning, wanted), self.max_pulse_detuning / pulse_duration)
 
     def _t2_or_nan(self, data: xr.Dataset) -> float:
         try:
@@ -160,10 +171,9 @@ class Ramsey(Node):
             },
         )
 
-
     def short_window(self, data: xr.Dataset) -> tuple[tuple[float, float], list[Criterion]]:
         """Qubit − reference frequency (Hz, stderr) from the ±δ fringes, with its criteria."""
-        (detuning, plus), (_, minus) = _short_fits(data)
+        detuning, plus, minus = _short_fits(data)
         error, stderr, mismatch = resolve_sign(
             detuning, plus.value("frequency"), minus.value("frequency")
         )
@@ -180,13 +190,15 @@ def long_window_fit(data: xr.Dataset) -> CurveFit:
     return fit_ramsey(trace, decay_guess=float(np.ptp(trace.x)) / 3)
 
 
-def _short_fits(data: xr.Dataset) -> list[tuple[float, CurveFit]]:
+def _short_fits(data: xr.Dataset) -> tuple[float, CurveFit, CurveFit]:
+    """δ and the fringe fits of the short window at reference + δ and reference − δ."""
+    detuning = float(np.abs(data[DETUNING]).max())
     fits = []
-    for detuning in data[DETUNING].values:
-        iq = data["iq_short"].sel({DETUNING: detuning})
-        trace = project(data[SHORT].values, iq.transpose("repeat", SHORT).values)
-        fits.append((float(detuning), fit_ramsey(trace, decay_guess=10 * float(np.ptp(trace.x)))))
-    return fits
+    for signed in (detuning, -detuning):
+        iq = data["iq_short"].sel({DETUNING: signed}).transpose("repeat", SHORT)
+        trace = project(data[SHORT].values, iq.values)
+        fits.append(fit_ramsey(trace, decay_guess=10 * float(np.ptp(trace.x))))
+    return detuning, fits[0], fits[1]
 
 
 def resolve_sign(

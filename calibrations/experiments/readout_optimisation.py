@@ -7,14 +7,17 @@ measurement-induced flips grow ∝ amplitude²·duration, the noise falls as 1/�
 T1 decay during the integration fills the space between the blobs. The search is a coordinate
 descent in four measurements:
 
-1. a coarse log grid of amplitude × duration at the known readout frequency;
+1. a coarse log grid of amplitude × duration at the known readout frequency, whose best
+   inner setting is kept (the gate rejects the run if a setting on the rim of the grid is
+   significantly better: then the optimum lies outside the search range);
 2. the readout frequency at the best of those: the separation of the mean IQ without and
    with a π pulse follows |L(f − f1) − L(f − f0)| for the Lorentzian L of each dressed
    resonator frequency, whose maximum is the midpoint of the dressed frequencies when
    |χ| < κ. Any mixture of the two states only scales that curve, so this sweep is not
    heralded: a herald at the same settings fails in the wings, where the blobs overlap,
-   and would reshape it. The midpoint is not the resonator-spectroscopy dip: the dip is
-   the thermal mixture p0·f0 + p1·f1, offset by (1/2 − p1)·χ;
+   and would reshape it. The midpoint is not the resonator-spectroscopy dip, the deepest
+   point of the thermal mixture's line, which sits nearer the more populated |0⟩ frequency
+   (a fifth of κ away on the intermediate test chip);
 3. a fine grid around the coarse optimum at that frequency;
 4. a confirmation with many shots at the chosen setting, and unheralded shots with no
    pulse, whose excited fraction corrected by the confusion matrix is the thermal
@@ -47,7 +50,9 @@ from calibrations.gate import Criterion, at_least, at_most, within
 from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
 
-PREPARED = "prepared"  # 0: heralded, no pulse; 1: heralded, π pulse
+#: Starting values of (χ/κ)² for the separation fit, one or two maxima (best χ² is kept).
+_RATIO_STARTS = (0.1, 1.5, 6.0)
+PREPARED = "prepared"  # 0: no pulse, 1: π pulse; heralded except in the frequency sweep
 _NAN = (float("nan"), float("nan"))
 
 
@@ -58,14 +63,18 @@ class SeparationFit:
     result: lmfit.model.ModelResult | None
     optimum: tuple[float, float]  # Hz, ±stderr: frequency of the largest separation
     splitting: tuple[float, float]  # |f1 − f0| (Hz)
+    linewidth: tuple[float, float]  # κ (Hz) of each dressed resonance
     reduced_chi2: float
 
 
-def separation_model(x, amplitude, centre, half_split, kappa):
-    """|L(f − centre − h) − L(f − centre + h)| up to a constant, L(δ) = 1/(1 + 2iδ/κ)."""
-    a = 2 * (x - centre - half_split) / kappa
-    b = 2 * (x - centre + half_split) / kappa
-    return amplitude / np.abs((1 + 1j * a) * (1 + 1j * b))
+def separation_model(x, amplitude, centre, kappa, ratio):
+    """|L(f − f0) − L(f − f1)| up to a constant, for L(δ) = 1/(1 + 2iδ/κ) and (f0 + f1)/2 = centre.
+
+    Written with ratio = (χ/κ)², χ = f1 − f0, so that χ → 0 is no boundary for the fit:
+    |(1 + 2i(x − χ/2)/κ)(1 + 2i(x + χ/2)/κ)|² = (1 + ratio − 4x²/κ²)² + 16x²/κ², x = f − centre.
+    """
+    u = 4 * (x - centre) ** 2 / kappa**2
+    return amplitude / np.sqrt((1 + ratio - u) ** 2 + 4 * u)
 
 
 def fit_separation(
@@ -73,9 +82,10 @@ def fit_separation(
 ) -> SeparationFit:
     """Fit the blob-mean separation over a frequency sweep; shots of shape (freq, shots).
 
-    κ is held at the resonator-spectroscopy value; the curve has a single maximum at the
-    centre when the dressed splitting 2h < κ, else two at centre ± √(h² − κ²/4), and the
-    one nearer `start` is taken.
+    κ starts at the resonator-spectroscopy value but is fitted: that value is the width of
+    the thermal mixture's line, which the dispersive splitting broadens (by 40 % on the
+    intermediate test chip). The curve has a single maximum at the centre when |χ| ≤ κ,
+    else two at centre ± (κ/2)·√((χ/κ)² − 1), and the one nearer `start` is taken.
     """
     iq0 = np.asarray(iq0, complex)
     iq1 = np.asarray(iq1, complex)
@@ -83,33 +93,61 @@ def fit_separation(
         raise FitError("frequency sweep has non-finite shots")
     separation = np.abs(iq1.mean(-1) - iq0.mean(-1))
     noise = np.sqrt((iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1]) / 2)
-    span = float(np.ptp(frequency))
+    weights = separation**2
     model = lmfit.Model(separation_model)
     params = model.make_params(
         amplitude={"value": float(separation.max()), "min": 0},
         centre={
-            "value": float(frequency[np.argmax(separation)]),
+            "value": float(np.sum(frequency * weights) / np.sum(weights)),
             "min": frequency.min(),
             "max": frequency.max(),
         },
-        half_split={"value": kappa / 4, "min": 0, "max": span},
-        kappa={"value": kappa, "vary": False},
+        kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
+        ratio={"value": _RATIO_STARTS[0], "min": -0.9, "max": 100.0},
     )
-    try:
-        result = model.fit(separation, params, x=frequency, weights=1 / noise)
-    except (ValueError, TypeError) as error:
-        raise FitError(f"separation fit failed: {error}") from None
-    p = result.params
-    centre = (p["centre"].value, p["centre"].stderr or np.inf)
-    half = (p["half_split"].value, p["half_split"].stderr or np.inf)
-    offset = np.sqrt(max(half[0] ** 2 - kappa**2 / 4, 0.0))
-    if offset > 0:
-        offset *= np.sign(start - centre[0]) or 1.0
-        offset_err = half[0] * half[1] / abs(offset)
-    else:
-        offset_err = 0.0
-    optimum = (centre[0] + offset, float(np.hypot(centre[1], offset_err)))
-    return SeparationFit(result, optimum, (2 * half[0], 2 * half[1]), float(result.redchi))
+    fits = []
+    for ratio in _RATIO_STARTS:  # one or two maxima: start from both regimes
+        params["ratio"].value = ratio
+        try:
+            fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
+        except (ValueError, TypeError) as error:
+            raise FitError(f"separation fit failed: {error}") from None
+    result = min(fits, key=lambda fit: fit.chisqr)
+    centre, width, ratio = (_estimate(result.params[n]) for n in ("centre", "kappa", "ratio"))
+    return SeparationFit(
+        result,
+        _optimum(centre, width, ratio, start),
+        _splitting(width, ratio),
+        width,
+        float(result.redchi),
+    )
+
+
+Estimate = tuple[float, float]  # value, stderr
+
+
+def _optimum(centre: Estimate, width: Estimate, ratio: Estimate, start: float) -> Estimate:
+    """Frequency of the largest separation (Hz) ± stderr, from the fitted curve."""
+    if ratio[0] <= 1:
+        return centre
+    root = np.sqrt(ratio[0] - 1)
+    offset = 0.5 * width[0] * root * (np.sign(start - centre[0]) or 1.0)
+    offset_err = np.hypot(0.5 * root * width[1], 0.25 * width[0] / root * ratio[1])
+    return centre[0] + offset, float(np.hypot(centre[1], offset_err))
+
+
+def _splitting(width: Estimate, ratio: Estimate) -> Estimate:
+    """|χ| = κ·√ratio (Hz) ± stderr; a ratio fitted ≤ 0 means no resolved splitting."""
+    if ratio[0] <= 0:
+        return 0.0, float("inf")
+    root = np.sqrt(ratio[0])
+    return width[0] * root, float(np.hypot(root * width[1], 0.5 * width[0] / root * ratio[1]))
+
+
+def _estimate(parameter: lmfit.Parameter) -> tuple[float, float]:
+    """Value and stderr of a fitted parameter; an unknown stderr is infinite."""
+    stderr = parameter.stderr if parameter.stderr is not None else np.inf
+    return float(parameter.value), float(stderr)
 
 
 @dataclass
@@ -144,7 +182,7 @@ class ReadoutOptimisation(Node):
     frequency_points: int = 25
     fine_points: int = 5  # per axis, spanning ± one coarse step
     search_shots: int = 300
-    frequency_shots: int = 1000
+    frequency_shots: int = 2000
     fine_shots: int = 500
     confirm_shots: int = 4000
     thermal_shots: int = 10000
@@ -152,6 +190,7 @@ class ReadoutOptimisation(Node):
     min_snr: float = 2.0
     max_chi2: float = 3.0
     max_outliers: float = 0.01
+    max_edge_advantage: float = 2.0  # standard errors
     #: Confirmation and search fidelity may differ by this much, or 4 standard errors.
     agreement: float = 0.02
 
@@ -172,7 +211,7 @@ class ReadoutOptimisation(Node):
         amplitudes = np.geomspace(*self.amplitude_range, self.amplitude_points)
         durations = np.geomspace(*self.duration_range, self.duration_points)
         coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
-        i, j = best_index(_discriminate(coarse).fidelity)
+        i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
         frequencies = start + kappa * self.frequency_span * np.linspace(
@@ -276,7 +315,7 @@ class ReadoutOptimisation(Node):
         kappa = float(attrs["resonator_kappa"])
         start = float(attrs["start_frequency"])
         coarse = _discriminate(data["coarse_iq"])
-        coarse_best = best_index(coarse.fidelity)
+        coarse_best = best_index(coarse.fidelity, margin=1)
         fine = _discriminate(data["fine_iq"])
         fine_best = best_index(fine.fidelity)
         searched = (float(fine.fidelity[fine_best]), float(fine.fidelity_stderr[fine_best]))
@@ -291,7 +330,7 @@ class ReadoutOptimisation(Node):
         try:
             separation = _separation(data["frequency_iq"], kappa, start)
         except FitError:
-            separation = SeparationFit(None, _NAN, _NAN, float("nan"))
+            separation = SeparationFit(None, _NAN, _NAN, _NAN, float("nan"))
         thermal_iq = data["thermal_iq"].values
         excited = float(np.mean(rotate(thermal_iq, angle).real > confirm.threshold))
         population = thermal_population(excited, thermal_iq.size, confirm)
@@ -311,10 +350,10 @@ class ReadoutOptimisation(Node):
             "separation_snr": blobs.snr if blobs else _NAN,
             "overlap_error": (blobs.overlap_error, 0.0) if blobs else _NAN,
             "dressed_splitting": separation.splitting,
+            "dressed_linewidth": separation.linewidth,
             "outlier_fraction": (outlier_fraction(shots, angle, blobs) if blobs else np.nan, 0.0),
         }
         half_window = 0.5 * float(np.ptp(data["frequency"].values))
-        shape = coarse.fidelity.shape  # (duration, amplitude)
         criteria: list[Criterion] = [
             at_least("assignment fidelity", fidelity[0], self.min_fidelity),
             at_least("blob separation SNR", values["separation_snr"][0], self.min_snr),
@@ -330,15 +369,10 @@ class ReadoutOptimisation(Node):
                 0.8,
             ),
             at_most("readout frequency stderr / kappa", separation.optimum[1] / kappa, 0.1),
-            at_least(
-                "amplitude optimum, coarse steps from search edge",
-                _edge_margin(coarse_best[1], shape[1]),
-                1,
-            ),
-            at_least(
-                "duration optimum, coarse steps from search edge",
-                _edge_margin(coarse_best[0], shape[0]),
-                1,
+            at_most(
+                "best search-edge setting above the chosen one (standard errors)",
+                _edge_advantage(coarse, coarse_best),
+                self.max_edge_advantage,
             ),
             at_most(
                 "fraction of shots outside the IQ blobs",
@@ -377,9 +411,18 @@ def _around(values: np.ndarray, index: int, points: int) -> np.ndarray:
     return np.geomspace(low, high, points)
 
 
-def _edge_margin(index: int, size: int) -> int:
-    """Grid steps between an optimum and the nearer end of its search range."""
-    return min(index, size - 1 - index)
+def _edge_advantage(grid: Discrimination, chosen: tuple[int, ...]) -> float:
+    """How far the best setting on the rim of the coarse grid beats the chosen inner one.
+
+    The search keeps to the inside so that the fine grid has neighbours on every side; an
+    edge setting significantly better than that means the optimum lies at or beyond the
+    search range, which the gate reports instead of passing on a boundary value.
+    """
+    rim = np.ones(grid.fidelity.shape, bool)
+    rim[1:-1, 1:-1] = False
+    edge = np.unravel_index(np.argmax(np.where(rim, grid.fidelity, -np.inf)), rim.shape)
+    noise = np.hypot(grid.fidelity_stderr[edge], grid.fidelity_stderr[chosen])
+    return float((grid.fidelity[edge] - grid.fidelity[chosen]) / noise)
 
 
 def _chosen(data: xr.Dataset, setting: str) -> tuple[float, float]:

@@ -28,9 +28,9 @@ Steps:
    amplifier noise only. The node records single shots at one point of each symmetry class
    and calls the class with the larger variance half flux (gated on the significance).
 
-`flux_sweet_spot` is the half-flux point nearest 0 V; `flux_symmetry_alternate` in the
-analysis values is the nearest point of the other class, for a downstream node that finds
-no qubit at the sweet spot.
+`flux_sweet_spot` is the half-flux point nearest 0 V; `flux_symmetry_alternate` is the
+nearest point of the other class, handed on for a downstream node that finds no qubit at the
+sweet spot.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ CANDIDATE, SHOT_POINT, SHOT = "candidate", "shot_point", "shot"
 _KAPPA_FACTOR = 3.0
 #: Residual of a column fit, in units of the point noise, above which the column is glitched.
 _MAX_COLUMN_RESIDUAL = 3.0
+#: Median absolute deviation of a unit Gaussian.
+_MAD_TO_SIGMA = 0.6745
 #: Mirror images S + m·P − V are taken for |m| up to this (enough for P ≥ span/8).
 _MAX_MIRROR_ORDER = 8
 #: A recorded shot point belongs to a symmetry class when it lies this close (in periods).
@@ -106,18 +108,20 @@ def resonator_trace(
     finite = np.isfinite(iq)
     u = np.where(finite, 1.0 - np.where(finite, iq, 0) / env, 0.0)
     weight = finite.astype(float)
-    for _ in range(3):
-        wu2 = weight * np.abs(u) ** 2
-        g00, g01, g11 = wu2.sum(1), (wu2 * x).sum(1), (wu2 * x * x).sum(1)
-        r0, r1 = (weight * np.conj(u)).sum(1), (weight * np.conj(u) * x).sum(1)
-        det = g00 * g11 - g01**2
-        a = (g11 * r0 - g01 * r1) / det
-        b = (g00 * r1 - g01 * r0) / det
-        weight = finite / np.maximum(np.abs(a[:, None] + b[:, None] * x) ** 2, 1e-300)
-    ratio = a / b
-    centre = f0 - half * ratio.real
-    width = -2 * half * ratio.imag
-    stderr, residual = _column_errors(frequency, u, finite, centre, width, 1 / (a - b * ratio.real))
+    with np.errstate(all="ignore"):  # an empty column gives NaN, and is then invalid
+        for _ in range(3):
+            wu2 = weight * np.abs(u) ** 2
+            g00, g01, g11 = wu2.sum(1), (wu2 * x).sum(1), (wu2 * x * x).sum(1)
+            r0, r1 = (weight * np.conj(u)).sum(1), (weight * np.conj(u) * x).sum(1)
+            det = g00 * g11 - g01**2
+            a = (g11 * r0 - g01 * r1) / det
+            b = (g00 * r1 - g01 * r0) / det
+            weight = finite / np.maximum(np.abs(a[:, None] + b[:, None] * x) ** 2, 1e-300)
+        ratio = a / b
+        centre = f0 - half * ratio.real
+        width = -2 * half * ratio.imag
+        depth = 1 / (a - b * ratio.real)  # q: u at the centre
+        stderr, residual = _column_errors(frequency, u, finite, centre, width, depth)
     window = (centre > frequency[0]) & (centre < frequency[-1])
     resolved = (width > kappa / _KAPPA_FACTOR) & (width < kappa * _KAPPA_FACTOR)
     valid = window & resolved & np.isfinite(stderr) & (residual < _MAX_COLUMN_RESIDUAL)
@@ -125,20 +129,20 @@ def resonator_trace(
 
 
 def _column_errors(frequency, u, finite, centre, width, q) -> tuple[np.ndarray, np.ndarray]:
-    """Standard error of each centre and the fit residual relative to the point noise.
+    """Standard error of each centre and its fit residual relative to the noise.
 
-    The point noise comes from successive differences along frequency (blind to the smooth
-    line shape), pooled over all columns with a median: one glitched column cannot hide its
-    own spikes by inflating its own noise estimate.
+    The noise comes from successive differences of the fit residuals along frequency (white
+    noise survives, any slow misfit cancels), pooled over all columns with a median, so a
+    glitched column cannot hide its spikes by inflating its own noise estimate: a clean
+    column scores ≈ 1, a column with spikes or a line shape the model cannot follow more.
     """
     detuning = frequency[None] - centre[:, None]
     denominator = 1 + 2j * detuning / width[:, None]
-    model = q[:, None] / denominator
-    resid = np.where(finite, u - model, 0.0)
-    dof = np.maximum(2 * finite.sum(1) - 4, 1)
-    sigma2 = (np.abs(resid) ** 2).sum(1) / dof
-    steps = np.diff(np.where(finite, u, np.nan), axis=1)
-    point_noise2 = np.nanmedian(np.abs(steps) ** 2) / 2 / 2  # per quadrature
+    resid = np.where(finite, u - q[:, None] / denominator, np.nan)
+    dof = np.maximum(2 * finite.sum(1) - 4, 1)  # real residuals minus (fr, κ, q)
+    sigma2 = np.nansum(np.abs(resid) ** 2, axis=1) / dof  # per quadrature
+    # |Δn|² of complex white noise with variance σ² per quadrature has median 4·ln2·σ².
+    noise2 = np.nanmedian(np.abs(np.diff(resid, axis=1)) ** 2) / (4 * np.log(2))
     common = q[:, None] * 2j / denominator**2
     jac = np.stack(
         [
@@ -151,12 +155,9 @@ def _column_errors(frequency, u, finite, centre, width, q) -> tuple[np.ndarray, 
     )
     jac = np.where(finite[..., None], jac, 0.0)
     real = np.concatenate([jac.real, jac.imag], axis=1)
-    normal = np.einsum("nfa,nfb->nab", real, real)
-    with np.errstate(all="ignore"):
-        cov = np.linalg.pinv(normal)
-        stderr = np.sqrt(np.abs(cov[:, 0, 0]) * sigma2)
-        residual = np.sqrt(sigma2 / max(point_noise2, np.finfo(float).tiny))
-    return stderr, residual
+    cov = np.linalg.pinv(np.einsum("nfa,nfb->nab", real, real))
+    stderr = np.sqrt(np.abs(cov[:, 0, 0]) * sigma2)
+    return stderr, np.sqrt(sigma2 / max(noise2, np.finfo(float).tiny))
 
 
 # --------------------------------------------------------------------------- symmetry
@@ -168,8 +169,9 @@ class Symmetry:
 
     The symmetry points are S/2 + m·P/2, alternating between the two classes (half-integer
     and integer flux). `contrast` is how much better the best axis superposes the trace than
-    a typical one (0: no structure, 1: perfect); `mismatch` the mean robust loss at the best
-    (≈ 0.5 for pure noise-limited agreement).
+    a typical one (0: no structure, 1: perfect); `mismatch` the robust spread of the mirror
+    residuals at the best axis in units of their error bars (≈ 1 when the trace agrees with
+    its images to within its noise, as it must if fr depends on flux alone).
     """
 
     period: float
@@ -183,16 +185,6 @@ class Symmetry:
 
 def _robust(r: np.ndarray) -> np.ndarray:
     return np.log1p(r * r)
-
-
-def _interpolation_error(bias: np.ndarray, y: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Bound of the linear-interpolation error at `image`: t(1 − t)/2·|second difference|."""
-    curvature = np.zeros_like(y)
-    curvature[1:-1] = np.abs(y[2:] - 2 * y[1:-1] + y[:-2])
-    position = np.clip((image - bias[0]) / (bias[1] - bias[0]), 0, bias.size - 1)
-    t = position - np.floor(position)
-    nearest = np.clip(np.rint(position).astype(int), 0, bias.size - 1)
-    return t * (1 - t) / 2 * curvature[nearest]
 
 
 def mirror_pairs(bias: np.ndarray, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +208,7 @@ def mirror_residuals(
     index, order = mirror_pairs(bias, period, axis) if pairs is None else pairs
     image = axis + order * period - bias[index]
     mirrored = np.interp(image, bias, y)
-    spread = np.hypot(np.interp(image, bias, sigma), _interpolation_error(bias, y, image))
-    return (y[index] - mirrored) / np.hypot(sigma[index], spread)
+    return (y[index] - mirrored) / np.hypot(sigma[index], np.interp(image, bias, sigma))
 
 
 def _mismatch(bias, y, sigma, period, axis) -> float:
@@ -227,7 +218,7 @@ def _mismatch(bias, y, sigma, period, axis) -> float:
 
 def period_guess(
     bias: np.ndarray, y: np.ndarray, sigma: np.ndarray, bounds: tuple[float, float]
-) -> tuple[float, np.ndarray, np.ndarray]:
+) -> float:
     """The lag (within `bounds`) at which the trace best matches itself shifted by one lag.
 
     A robust structure function D(L) = mean log(1 + r²) of normalised differences. A lag that
@@ -251,24 +242,50 @@ def period_guess(
         if index < lags.size and lags[index] == lag and structure[index] <= threshold:
             best = int(index)
             break
-    return float(lags[best] * step), lags * step, structure
+    return float(lags[best] * step)
 
 
 def find_symmetry(trace: ResonatorTrace, bounds: tuple[float, float]) -> Symmetry:
-    """Period and mirror axis of fr(V): coarse lag search, axis scan, joint refinement."""
+    """Period and mirror axis of fr(V): coarse lag search, axis scan, joint refinement.
+
+    The standard errors combine the statistical error (Jacobian of the mirror residuals) with
+    the grid dependence of linear interpolation across sharp crossing features: half the
+    difference between refinements on the even and on the odd bias points (a twice coarser
+    grid, so a conservative estimate).
+    """
     keep = trace.valid
     if keep.sum() < 0.5 * keep.size:
         raise FitError(f"only {keep.sum()} of {keep.size} bias points show a resolved resonance")
     bias = trace.bias
     # Invalid columns take the median centre with a huge error: they neither match nor clash.
+    # Error bars are floored at a tenth of the median so no over-confident centre dominates.
     y = np.where(keep, trace.centre, np.median(trace.centre[keep]))
     scale = float(np.median(trace.stderr[keep]))
     sigma = np.where(keep, np.maximum(trace.stderr, 0.1 * scale), 1e3 * scale + np.ptp(y))
-    period, _, _ = period_guess(bias, y, sigma, bounds)
+    period = period_guess(bias, y, sigma, bounds)
     step = float(bias[1] - bias[0])
     axes = np.arange(0.0, period, step / 4)
     costs = np.array([_mismatch(bias, y, sigma, period, s) for s in axes])
     start = np.array([period, axes[int(np.argmin(costs))]])
+    best, cost = _refine(bias, y, sigma, start, step)
+    halves = [_refine(bias[k::2], y[k::2], sigma[k::2], best, 2 * step)[0] for k in (0, 1)]
+    grid = np.abs(halves[0] - halves[1]) / 2
+    statistical = _symmetry_stderr(bias, y, sigma, best[0], best[1], step)
+    residuals = mirror_residuals(bias, y, sigma, best[0], best[1])
+    typical = float(np.median(costs))
+    return Symmetry(
+        period=float(best[0]),
+        period_stderr=float(np.hypot(statistical[0], grid[0])),
+        axis=float(best[1]),
+        axis_stderr=float(np.hypot(statistical[1], grid[1])),
+        contrast=float(1 - cost / typical) if typical > 0 else 0.0,
+        mismatch=float(np.median(np.abs(residuals)) / _MAD_TO_SIGMA),
+        pairs=int(residuals.size),
+    )
+
+
+def _refine(bias, y, sigma, start: np.ndarray, step: float) -> tuple[np.ndarray, float]:
+    """Nelder–Mead on (P, S) from `start`: the mismatch is piecewise smooth (interpolation)."""
     result = minimize(
         lambda p: _mismatch(bias, y, sigma, p[0], p[1]),
         start,
@@ -279,18 +296,7 @@ def find_symmetry(trace: ResonatorTrace, bounds: tuple[float, float]) -> Symmetr
             "initial_simplex": start + np.array([[0, 0], [step / 2, 0], [0, step / 2]]),
         },
     )
-    best_period, best_axis = (float(v) for v in result.x)
-    period_err, axis_err = _symmetry_stderr(bias, y, sigma, best_period, best_axis, step)
-    typical = float(np.median(costs))
-    return Symmetry(
-        period=best_period,
-        period_stderr=period_err,
-        axis=best_axis,
-        axis_stderr=axis_err,
-        contrast=float(1 - result.fun / typical) if typical > 0 else 0.0,
-        mismatch=float(result.fun),
-        pairs=int(mirror_residuals(bias, y, sigma, best_period, best_axis).size),
-    )
+    return np.asarray(result.x, float), float(result.fun)
 
 
 def _symmetry_stderr(bias, y, sigma, period, axis, step) -> tuple[float, float]:
@@ -330,6 +336,12 @@ def symmetry_candidates(symmetry: Symmetry) -> tuple[float, float]:
     )
 
 
+def point_stderr(symmetry: Symmetry, voltage: float) -> float:
+    """Standard error of the symmetry point S/2 + m·P/2 at `voltage` (covariance neglected)."""
+    order = np.rint((voltage - symmetry.axis / 2) / (symmetry.period / 2))
+    return float(np.hypot(symmetry.axis_stderr, order * symmetry.period_stderr) / 2)
+
+
 # --------------------------------------------------------------------------- half vs integer
 
 
@@ -356,7 +368,13 @@ class ResonatorFlux(Node):
 
     name: ClassVar[str] = "resonator_flux"
     requires: ClassVar[tuple[str, ...]] = ("readout_frequency", "resonator_kappa")
-    produces: ClassVar[tuple[str, ...]] = ("flux_period", "flux_sweet_spot")
+    #: The alternate (integer-flux) point is handed on too, so qubit spectroscopy can look
+    #: there should the thermal evidence have misled this node.
+    produces: ClassVar[tuple[str, ...]] = (
+        "flux_period",
+        "flux_sweet_spot",
+        "flux_symmetry_alternate",
+    )
 
     bias_range: tuple[float, float] = (-1.6, 1.6)  # V, symmetric about 0 V
     bias_points: int = 301
@@ -365,12 +383,12 @@ class ResonatorFlux(Node):
     frequency_points: int = 41
     readout_amplitude: float = DEFAULT_READOUT["amplitude"]
     readout_duration: float = DEFAULT_READOUT["integration_time"]
-    shots: int = 1000
+    shots: int = DEFAULT_READOUT["shots"]
     shot_points: int = 5  # readout frequencies per candidate, across ±κ/2
     # Gate thresholds.
     min_valid_fraction: float = 0.8
     min_contrast: float = 0.3
-    max_mismatch: float = 1.5
+    max_mismatch: float = 2.0
     max_period_rel_stderr: float = 0.005
     max_sweet_spot_stderr: float = 0.002  # in periods
     min_thermal_sigma: float = 4.0
@@ -440,6 +458,7 @@ class ResonatorFlux(Node):
         valid_fraction = float(trace.valid.mean())
         span = float(trace.bias[-1] - trace.bias[0])
         period = symmetry.period
+        candidates = symmetry_candidates(symmetry)
         criteria = [
             at_least(
                 "bias points with a resolved resonance (fraction)",
@@ -447,7 +466,7 @@ class ResonatorFlux(Node):
                 self.min_valid_fraction,
             ),
             at_least("symmetry contrast", symmetry.contrast, self.min_contrast),
-            at_most("mirror mismatch (robust loss)", symmetry.mismatch, self.max_mismatch),
+            at_most("mirror mismatch (σ)", symmetry.mismatch, self.max_mismatch),
             at_least("periods covered by the scan", span / period, 2.0),
             *within("flux period (V)", period, *bounds),
             at_most(
@@ -457,11 +476,10 @@ class ResonatorFlux(Node):
             ),
             at_most(
                 "symmetry point stderr (periods)",
-                symmetry.axis_stderr / 2 / period,
+                max(point_stderr(symmetry, v) for v in candidates) / period,
                 self.max_sweet_spot_stderr,
             ),
         ]
-        candidates = symmetry_candidates(symmetry)
         values = {"flux_period": (period, symmetry.period_stderr)}
         report = [
             f"period {period:.5f} ± {symmetry.period_stderr:.1e} V/Φ0 from {symmetry.pairs} "
@@ -476,11 +494,10 @@ class ResonatorFlux(Node):
             criteria.append(
                 at_least("thermal IQ variance contrast (σ)", sigma, self.min_thermal_sigma)
             )
-            point_error = symmetry.axis_stderr / 2
-            values["flux_sweet_spot"] = (sweet, point_error)
-            values["flux_symmetry_alternate"] = (alternate, point_error)
+            values["flux_sweet_spot"] = (sweet, point_stderr(symmetry, sweet))
+            values["flux_symmetry_alternate"] = (alternate, point_stderr(symmetry, alternate))
             report.append(
-                f"single-shot variance {variance[0]:.3g} vs {variance[1]:.3g} V² "
+                f"single-shot variances {' vs '.join(f'{v:.3g}' for v in variance)} V² "
                 f"({sigma:.1f} σ): half flux at {sweet:+.5f} V, integer flux at {alternate:+.5f} V"
             )
         return Analysis(values, criteria, "\n".join(report), symmetry, _curves(data, trace))

@@ -90,16 +90,23 @@ def discriminate(iq0: np.ndarray, iq1: np.ndarray) -> Discrimination:
     )
 
 
-def best_index(fidelity: np.ndarray) -> tuple[int, ...]:
-    """Grid index of the highest fidelity; ties go to the best 3×3 neighbourhood.
+def best_index(fidelity: np.ndarray, margin: int = 0) -> tuple[int, ...]:
+    """Grid index of the highest fidelity at least `margin` steps inside every edge.
 
-    With a few hundred shots the error counts near the optimum are a handful, so several
-    settings often tie; of those, the one whose neighbours are best sits deepest in the
-    plateau, where the confirmation measurement then agrees with the search.
+    With a few hundred shots the error counts near the optimum are a handful and several
+    settings often tie; of those, the one whose 3×3 neighbourhood is best (settings beyond
+    the grid count as failures) sits deepest in the plateau, where the confirmation
+    measurement then agrees with the search.
     """
     fidelity = np.asarray(fidelity, float)
-    smoothed = ndimage.uniform_filter(fidelity, size=3, mode="nearest")
-    ranked = np.where(fidelity == fidelity.max(), smoothed, -np.inf)
+    fidelity = np.where(np.isfinite(fidelity), fidelity, 0.0)  # unmeasurable: a failure
+    inside = np.zeros(fidelity.shape, bool)
+    inside[tuple(slice(margin, n - margin) for n in fidelity.shape)] = True
+    if not inside.any():
+        raise ValueError(f"grid {fidelity.shape} has no point {margin} steps inside its edges")
+    smoothed = ndimage.uniform_filter(fidelity, size=3, mode="constant")
+    tied = inside & (fidelity == fidelity[inside].max())
+    ranked = np.where(tied, smoothed, -np.inf)
     return tuple(int(i) for i in np.unravel_index(np.argmax(ranked), ranked.shape))
 
 

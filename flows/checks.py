@@ -1,0 +1,234 @@
+"""check_data of the drift check: is a node's stored calibration still in spec?
+
+Optimus (Kelly et al. 2018) gives every node a cheap check with three answers: in spec, out
+of spec (the data is good and says the parameter moved by more than its tolerance), or bad
+data (the check could not measure the parameter at all: no fringes, no dip, no contrast,
+which points upstream). Here a check is a small callable keyed by node name in `CHECKS`; a
+node without one is judged by its state alone (age and dependencies). A check reads the
+stored values from the qubit's session and measures with the `probes`.
+
+A drift counts as out of spec when it exceeds the tolerance by more than twice the combined
+uncertainty (the probe's and the stored value's), so the check's own noise does not trigger
+recalibrations; a probe too imprecise to resolve the tolerance is bad data.
+
+The qubit-frequency probe serves three nodes (the sweet spot, the spectroscopy line and the
+Ramsey frequency) with different tolerances, so it is measured once per operating point and
+shared through the `CheckContext`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from calibrations.session import MissingParameter, QubitSession
+from flows import probes
+from flows.probes import Estimate
+
+Verdict = Literal["in_spec", "out_of_spec", "bad_data", "unavailable"]
+
+#: Known parameters the qubit-frequency probe depends on: a new value means a new probe.
+PROBE_INPUTS = (
+    "flux_sweet_spot",
+    "qubit_frequency",
+    "pi_amplitude",
+    "readout_frequency",
+    "readout_amplitude",
+    "readout_duration",
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check measured, what was stored, and its verdict with the reason."""
+
+    node: str
+    verdict: Verdict
+    reason: str
+    measured: dict[str, tuple[float, float]] = field(default_factory=dict)
+    stored: dict[str, float] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    measured_now: bool = True  # False when the measurement was shared with an earlier check
+
+
+@dataclass
+class CheckContext:
+    """One qubit's session during one drift-check walk, with the measurements made so far."""
+
+    session: QubitSession
+    measurements: int = 0  # check measurements actually made (shared ones count once)
+    _probes: dict[tuple, Estimate] = field(default_factory=dict)
+
+    def qubit_offset(self) -> tuple[Estimate, bool]:
+        """The qubit-frequency probe at the current operating point, and whether it was
+        measured for this call (False: reused)."""
+        key = tuple(self.session.known[n].value for n in PROBE_INPUTS if n in self.session.known)
+        if key in self._probes:
+            return self._probes[key], False
+        self._probes[key] = self.measure(probes.qubit_frequency_offset)
+        return self._probes[key], True
+
+    def measure(self, probe: Callable[..., Estimate], *args, **kwargs) -> Estimate:
+        self.measurements += 1
+        return probe(self.session, *args, **kwargs)
+
+
+Check = Callable[[str, CheckContext], CheckResult]
+
+
+def judge(
+    node: str,
+    name: str,
+    estimate: Estimate,
+    stored: float,
+    stored_stderr: float,
+    tolerance: float,
+    measured_now: bool = True,
+    direction: int = 0,
+) -> CheckResult:
+    """Verdict for one parameter: bad data, out of spec beyond tolerance + 2σ, else in spec.
+
+    `direction` +1 or −1: only a drift that way counts (the qubit frequency at a sweet spot
+    can only rise when the bias leaves it; a readout that got better has not drifted).
+    """
+    sigma = math.hypot(estimate.stderr, stored_stderr if math.isfinite(stored_stderr) else 0.0)
+    facts = dict(
+        measured={name: (estimate.value, estimate.stderr)},
+        stored={name: stored},
+        tolerance={name: tolerance},
+        measured_now=measured_now,
+    )
+    if not estimate.usable:
+        problems = "; ".join(estimate.problems) or "no usable estimate"
+        return CheckResult(node, "bad_data", f"{name}: {problems}", **facts)
+    if sigma > tolerance:
+        reason = f"{name}: check uncertainty {sigma:.3g} exceeds the tolerance {tolerance:.3g}"
+        return CheckResult(node, "bad_data", reason, **facts)
+    drift = estimate.value - stored
+    size = drift * direction if direction else abs(drift)
+    sign = {1: "+", -1: "−", 0: "±"}[direction]
+    text = f"{name} moved by {drift:+.4g} (±{sigma:.2g}); tolerance {sign}{tolerance:.4g}"
+    if size > tolerance + 2 * sigma:
+        return CheckResult(node, "out_of_spec", text, **facts)
+    return CheckResult(node, "in_spec", text, **facts)
+
+
+def _stored(session: QubitSession, name: str) -> tuple[float, float]:
+    parameter = session.known.get(name)
+    if parameter is None:
+        raise MissingParameter(f"{session.qubit}: no calibrated {name} yet")
+    return float(parameter.value), float(parameter.stderr)
+
+
+@dataclass(frozen=True)
+class QubitFrequencyCheck:
+    """The qubit line is where it was stored, within `tolerance_hz` (Ramsey probe)."""
+
+    tolerance_hz: float
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        value, stderr = _stored(ctx.session, "qubit_frequency")
+        offset, fresh = ctx.qubit_offset()
+        estimate = Estimate(value + offset.value, offset.stderr, offset.problems)
+        return judge(node, "qubit_frequency", estimate, value, stderr, self.tolerance_hz, fresh)
+
+
+@dataclass(frozen=True)
+class SweetSpotCheck:
+    """The bias still sits at the sweet spot: the qubit frequency there is a minimum in flux,
+    so a bias that has left it shows as a qubit frequency above the stored one."""
+
+    max_rise_hz: float = 10e3
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        _stored(ctx.session, "flux_sweet_spot")
+        value, stderr = _stored(ctx.session, "qubit_frequency")
+        offset, fresh = ctx.qubit_offset()
+        estimate = Estimate(value + offset.value, offset.stderr, offset.problems)
+        result = judge(
+            node, "qubit_frequency", estimate, value, stderr, self.max_rise_hz, fresh, direction=1
+        )
+        return CheckResult(
+            node,
+            result.verdict,
+            "flux_sweet_spot via the qubit frequency at the stored bias: " + result.reason,
+            result.measured,
+            result.stored,
+            result.tolerance,
+            fresh,
+        )
+
+
+@dataclass(frozen=True)
+class PiAmplitudeCheck:
+    """The π amplitude is within `relative_tolerance` of the stored one (short Rabi)."""
+
+    relative_tolerance: float = 0.03
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        value, stderr = _stored(ctx.session, "pi_amplitude")
+        estimate = ctx.measure(probes.pi_amplitude)
+        tolerance = self.relative_tolerance * value
+        return judge(node, "pi_amplitude", estimate, value, stderr, tolerance)
+
+
+@dataclass(frozen=True)
+class DecayCheck:
+    """A decay time (T1, T2_echo) within `relative_tolerance` of the stored one."""
+
+    parameter: str
+    sequence: str
+    relative_tolerance: float = 0.3
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        value, stderr = _stored(ctx.session, self.parameter)
+        _stored(ctx.session, "pi_amplitude")
+        estimate = ctx.measure(probes.decay_time, self.parameter, self.sequence)
+        tolerance = self.relative_tolerance * value
+        return judge(node, self.parameter, estimate, value, stderr, tolerance)
+
+
+@dataclass(frozen=True)
+class ReadoutResonatorCheck:
+    """The readout resonator dip is within `tolerance_kappa` linewidths of where it was."""
+
+    parameter: str = "readout_frequency"
+    tolerance_kappa: float = 0.25
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        value, stderr = _stored(ctx.session, self.parameter)
+        kappa, _ = _stored(ctx.session, "resonator_kappa")
+        estimate = ctx.measure(probes.resonator_frequency, self.parameter, kappa)
+        return judge(node, self.parameter, estimate, value, stderr, self.tolerance_kappa * kappa)
+
+
+@dataclass(frozen=True)
+class AssignmentFidelityCheck:
+    """Single-shot readout with the stored settings still reaches the stored fidelity."""
+
+    max_loss: float = 0.03
+
+    def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
+        value, stderr = _stored(ctx.session, "assignment_fidelity")
+        for name in ("readout_threshold", "readout_angle", "pi_amplitude"):
+            _stored(ctx.session, name)
+        estimate = ctx.measure(probes.assignment_fidelity)
+        return judge(
+            node, "assignment_fidelity", estimate, value, stderr, self.max_loss, direction=-1
+        )
+
+
+#: Cheap checks of the default graph's nodes; resonator_search (a wide search, valid for
+#: days) and qubit_flux_spectroscopy (chip energies, which do not drift) have none.
+CHECKS: dict[str, Check] = {
+    "resonator_flux": SweetSpotCheck(),
+    "resonator_spectroscopy": ReadoutResonatorCheck(),
+    "qubit_spectroscopy": QubitFrequencyCheck(tolerance_hz=200e3),
+    "rabi": PiAmplitudeCheck(),
+    "ramsey": QubitFrequencyCheck(tolerance_hz=10e3),
+    "t1": DecayCheck("T1", "t1"),
+    "echo": DecayCheck("T2_echo", "echo"),
+    "readout_optimisation": AssignmentFidelityCheck(),
+}

@@ -1,0 +1,233 @@
+"""`drift-check`: cheap checks on a schedule, recalibrating only what drifted.
+
+Runs the Optimus-style walk of `flows.maintain` on every qubit, with each check and each
+recalibration a Prefect task run (`q0-check-rabi`, `q0-rabi`). A new snapshot is written only
+when a recalibration was accepted; either way the run publishes the decision for every node
+(state, check verdict with measured and stored values, action and reason) as a table
+artifact, and returns it. Scheduled by `fluxcal serve` (default hourly).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
+from qcodes import Station
+
+from calibrations.graph import GraphEntry
+from calibrations.persist import current_parameters, save_run
+from calibrations.runner import GraphRun, NodeResult, run_node
+from calibrations.session import QubitSession
+from flows.artifacts import artifact_key, decision_rows, publish_table
+from flows.checks import CHECKS, Check, CheckContext, CheckResult
+from flows.lab import FlowLab, open_flow_lab
+from flows.maintain import (
+    Calibrator,
+    CheckRunner,
+    QubitMaintenance,
+    maintain_qubit,
+    parse_time,
+    run_check,
+)
+from flows.tasks import (
+    FAULT_RETRIES,
+    FAULT_RETRY_DELAY_S,
+    is_instrument_fault,
+    run_calibration_task,
+)
+from flows.walk import plot_directory, provenance, record_run, run_name
+
+FLOW_NAME = "drift-check"
+
+
+@dataclass
+class DriftReport:
+    """Every node's decision per qubit, the recalibrations made and the snapshot written."""
+
+    qubits: dict[str, QubitMaintenance]
+    version: int | None
+    wall_s: float
+
+    def recalibrated(self) -> dict[str, list[str]]:
+        return {
+            q: [n for n, d in m.decisions.items() if d.action == "recalibrated"]
+            for q, m in self.qubits.items()
+        }
+
+    def experiments(self) -> dict[str, int]:
+        """Check measurements and calibration experiments this run made."""
+        return {
+            "checks": sum(m.check_measurements for m in self.qubits.values()),
+            "calibrations": sum(len(m.calibrations) for m in self.qubits.values()),
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "experiments": self.experiments(),
+            "decisions": {
+                q: {
+                    n: {
+                        "state": d.state.kind,
+                        "check": d.check.verdict if d.check else None,
+                        "action": d.action,
+                        "reason": d.reason,
+                        "diagnosis": d.diagnosis,
+                    }
+                    for n, d in m.decisions.items()
+                }
+                for q, m in self.qubits.items()
+            },
+        }
+
+    def summary(self) -> str:
+        stored = f"snapshot v{self.version}" if self.version is not None else "no new snapshot"
+        counts = self.experiments()
+        lines = [
+            f"drift check: {stored}; {counts['checks']} check measurements, "
+            f"{counts['calibrations']} calibrations, {self.wall_s:.1f} s"
+        ]
+        for qubit, m in self.qubits.items():
+            for name, d in m.decisions.items():
+                lines.append(f"  {qubit} {name:<24} {d.action:<22} {d.reason}")
+        return "\n".join(lines)
+
+
+def walk_lab(
+    lab: FlowLab,
+    now: dt.datetime,
+    checks: Mapping[str, Check],
+    check: CheckRunner,
+    calibrate: Calibrator,
+) -> tuple[dict[str, QubitMaintenance], GraphRun]:
+    """Maintain every qubit from the current snapshot; the run holds the recalibrations."""
+    known = current_parameters(lab.store)
+    maintenance = {}
+    run = GraphRun({}, {})
+    for qubit in lab.qubits:
+        session = QubitSession(lab.station, qubit, dict(known.get(qubit, {})))
+        maintenance[qubit] = maintain_qubit(lab.graph, checks, session, now, check, calibrate)
+        run.results[qubit] = maintenance[qubit].calibrations
+        run.parameters[qubit] = session.known
+    return maintenance, run
+
+
+def changed(maintenance: Mapping[str, QubitMaintenance]) -> bool:
+    return any(
+        d.action == "recalibrated" for m in maintenance.values() for d in m.decisions.values()
+    )
+
+
+def describe(maintenance: Mapping[str, QubitMaintenance]) -> str:
+    """One line for the snapshot: what was recalibrated and why (the verdict that led to it)."""
+    parts = [
+        f"{q} {n} ({d.check.verdict.replace('_', ' ') if d.check else d.state.kind})"
+        for q, m in maintenance.items()
+        for n, d in m.decisions.items()
+        if d.action != "kept"
+    ]
+    return "drift-check: " + (", ".join(parts) if parts else "everything in spec")
+
+
+def moment(now: str | dt.datetime | None) -> dt.datetime:
+    """The time parameters' ages are measured against (default: now, UTC)."""
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    return now if isinstance(now, dt.datetime) else parse_time(now)
+
+
+def _state_name(verdict: str) -> str:
+    return verdict.replace("_", " ").capitalize()
+
+
+@task(
+    name="check",
+    task_run_name="{qubit}-check-{node}",
+    retries=FAULT_RETRIES,
+    retry_delay_seconds=FAULT_RETRY_DELAY_S,
+    retry_condition_fn=is_instrument_fault,
+    cache_policy=NO_CACHE,
+)
+def check_node(qubit: str, node: str, check: Check, ctx: CheckContext) -> State:
+    """check_data of one node; the task run's state is named after the verdict."""
+    result = run_check(node, check, ctx, reraise_faults=True)
+    return Completed(data=result, name=_state_name(result.verdict), message=result.reason)
+
+
+def run_check_task(name: str, check: Check, ctx: CheckContext) -> CheckResult:
+    state = check_node(ctx.session.qubit, name, check, ctx, return_state=True)
+    if state.is_completed():
+        return state.result()
+    error = state.result(raise_on_failure=False)
+    return CheckResult(name, "unavailable", f"check task failed: {error}")
+
+
+@flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
+def drift_check(
+    device: str | None = None,
+    station: str | Station | None = None,
+    store: str | None = None,
+    qubits: list[str] | None = None,
+    now: str | None = None,
+    plot_dir: str | None = None,
+    graph: dict[str, GraphEntry] | None = None,
+    checks: dict[str, Check] | None = None,
+) -> DriftReport:
+    """Check every node of every qubit, recalibrate what drifted, snapshot only on change.
+
+    `now` (ISO 8601) is the time parameter ages are measured against; default: now.
+    """
+    start = time.perf_counter()
+    lab = open_flow_lab(device, station, store, qubits, graph)
+    with plot_directory(plot_dir) as plots:
+
+        def calibrate(name: str, session: QubitSession) -> NodeResult:
+            return run_calibration_task(session.qubit, name, lab.graph[name], session, plots)
+
+        maintenance, run = walk_lab(
+            lab, moment(now), CHECKS if checks is None else checks, run_check_task, calibrate
+        )
+        notes = provenance(FLOW_NAME, {"decisions": describe(maintenance)})
+        version = record_run(
+            lab, run, FLOW_NAME, describe(maintenance), notes, write=changed(maintenance)
+        )
+    publish_table(
+        decision_rows(maintenance),
+        key=artifact_key(FLOW_NAME, "decisions"),
+        description=describe(maintenance),
+    )
+    return DriftReport(maintenance, version, time.perf_counter() - start)
+
+
+def drift_check_plain(
+    device: str | None = None,
+    station: str | Station | None = None,
+    store: str | None = None,
+    qubits: list[str] | None = None,
+    now: str | dt.datetime | None = None,
+    plot_dir: str | None = None,
+    graph: dict[str, GraphEntry] | None = None,
+    checks: dict[str, Check] | None = None,
+) -> DriftReport:
+    """The same walk without Prefect: no server, no task runs, no artifacts."""
+    start = time.perf_counter()
+    lab = open_flow_lab(device, station, store, qubits, graph)
+
+    def calibrate(name: str, session: QubitSession) -> NodeResult:
+        return run_node(lab.graph[name], name, session, Path(plot_dir) if plot_dir else None)
+
+    maintenance, run = walk_lab(
+        lab, moment(now), CHECKS if checks is None else checks, run_check, calibrate
+    )
+    version = None
+    if changed(maintenance):
+        notes = {"flow": FLOW_NAME, "decisions": describe(maintenance)}
+        version = save_run(lab.store, run, lab.station, describe(maintenance), notes)
+    return DriftReport(maintenance, version, time.perf_counter() - start)

@@ -1,0 +1,211 @@
+"""The drift check's walk: Optimus-style maintenance of the calibration graph for one qubit.
+
+For each node, dependencies first (Kelly et al. 2018):
+
+- check_state: is it calibrated at all, is a dependency unresolved or freshly recalibrated,
+  is it older than its `timeout_s`?
+- check_data: its cheap check (`flows.checks`), when it has one: in spec, out of spec or
+  bad data. Unlike Optimus's `maintain`, a node with a cheap check is checked even when its
+  state is fresh: the checks cost a few percent of a calibration, and a drift such as a
+  flux jump does not wait for a timeout to expire.
+- calibrate: only a node that is out of spec, never calibrated, or without a usable check
+  and stale or downstream of a recalibrated node. Dependents of a recalibrated node are
+  re-checked at the new operating point, and recalibrated if their check fails or they have
+  none.
+- diagnose: on bad data, the node's ancestors (nearest first) are looked up: each has been
+  visited already, and their verdicts say whether the cause is upstream (an ancestor out of
+  spec is recalibrated before its dependents are visited) or in the node itself, which is
+  then recalibrated from scratch (its full sweep sees what the short check could not).
+
+Every decision is recorded with its reason. The walk does no I/O of its own: it is given a
+`check` and a `calibrate` callable, so the Prefect flow runs them as tasks and tests or the
+plain command line run them directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from calibrations.fitting import FitError
+from calibrations.graph import GraphEntry, ancestors, order
+from calibrations.runner import INSTRUMENT_FAULTS, NodeResult
+from calibrations.session import MissingParameter, QubitSession
+from flows.checks import Check, CheckContext, CheckResult
+
+StateKind = Literal["fresh", "stale", "never calibrated", "dependency recalibrated", "blocked"]
+Action = Literal[
+    "kept", "recalibrated", "recalibration rejected", "recalibration failed", "skipped"
+]
+
+
+@dataclass(frozen=True)
+class NodeState:
+    kind: StateKind
+    reason: str
+
+
+@dataclass
+class Decision:
+    """What the walk found for one node and what it did about it, with the reasons."""
+
+    qubit: str
+    node: str
+    state: NodeState
+    check: CheckResult | None
+    action: Action
+    reason: str
+    diagnosis: str = ""
+
+    @property
+    def resolved(self) -> bool:
+        """Dependents may build on this node: kept, or recalibrated and accepted."""
+        return self.action in ("kept", "recalibrated")
+
+    @property
+    def verified(self) -> str:
+        """How this run vouched for the node, for diagnoses downstream."""
+        if self.action == "recalibrated":
+            return "recalibrated"
+        if self.check is not None and self.check.verdict != "unavailable":
+            return self.check.verdict.replace("_", " ")
+        return f"{self.state.kind}, not checked"
+
+
+CheckRunner = Callable[[str, Check, CheckContext], CheckResult]
+Calibrator = Callable[[str, QubitSession], NodeResult]
+
+
+def parse_time(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def check_state(
+    graph: Mapping[str, GraphEntry],
+    name: str,
+    session: QubitSession,
+    now: dt.datetime,
+    decisions: Mapping[str, Decision],
+) -> NodeState:
+    """The node's state from what is stored and what the walk did to its dependencies."""
+    entry = graph[name]
+    blocked = [d for d in entry.depends_on if d in decisions and not decisions[d].resolved]
+    if blocked:
+        return NodeState("blocked", f"dependency unresolved: {', '.join(blocked)}")
+    stored = [session.known[p] for p in entry.node.produces if p in session.known]
+    if not stored:
+        return NodeState("never calibrated", f"no stored {', '.join(entry.node.produces)}")
+    recalibrated = [
+        d for d in entry.depends_on if d in decisions and decisions[d].action == "recalibrated"
+    ]
+    if recalibrated:
+        return NodeState(
+            "dependency recalibrated", f"dependency recalibrated: {', '.join(recalibrated)}"
+        )
+    age = (now - min(parse_time(p.updated) for p in stored)).total_seconds()
+    timing = f"age {age / 3600:.2f} h, timeout {entry.timeout_s / 3600:.2f} h"
+    return NodeState("stale" if age > entry.timeout_s else "fresh", timing)
+
+
+def run_check(
+    name: str, check: Check, ctx: CheckContext, reraise_faults: bool = False
+) -> CheckResult:
+    """A check whose failures become verdicts: a fit that cannot be made is bad data, a
+    missing input or a crash leaves the node to its state (unavailable)."""
+    try:
+        return check(name, ctx)
+    except INSTRUMENT_FAULTS as error:
+        if reraise_faults:
+            raise
+        return CheckResult(name, "unavailable", f"instrument fault: {error}")
+    except MissingParameter as error:
+        return CheckResult(name, "unavailable", f"cannot check: {error.args[0]}")
+    except FitError as error:
+        return CheckResult(name, "bad_data", f"check fit failed: {error}")
+    except Exception as error:  # a broken check must not stop the walk
+        return CheckResult(name, "unavailable", f"check failed: {type(error).__name__}: {error}")
+
+
+def diagnose(graph: Mapping[str, GraphEntry], name: str, decisions: Mapping[str, Decision]) -> str:
+    """What this run found upstream of a node whose check gave bad data."""
+    upstream = [f"{a} {decisions[a].verified}" for a in ancestors(graph, name) if a in decisions]
+    return "upstream: " + ("; ".join(upstream) if upstream else "none (root node)")
+
+
+@dataclass
+class QubitMaintenance:
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    calibrations: dict[str, NodeResult] = field(default_factory=dict)
+    check_measurements: int = 0
+
+
+def maintain_qubit(
+    graph: Mapping[str, GraphEntry],
+    checks: Mapping[str, Check],
+    session: QubitSession,
+    now: dt.datetime,
+    check: CheckRunner,
+    calibrate: Calibrator,
+) -> QubitMaintenance:
+    """Walk the whole graph for one qubit, dependencies first; `session.known` ends holding
+    the parameters after every recalibration."""
+    out = QubitMaintenance()
+    ctx = CheckContext(session)
+    for name in order(graph):
+        state = check_state(graph, name, session, now, out.decisions)
+        result: CheckResult | None = None
+        diagnosis = ""
+        if state.kind == "blocked":
+            out.decisions[name] = Decision(
+                session.qubit, name, state, None, "skipped", state.reason
+            )
+            continue
+        if state.kind == "never calibrated":
+            why = state.reason
+        else:
+            if name in checks:
+                result = check(name, checks[name], ctx)
+            why = _why_calibrate(state, result)
+            if result is not None and result.verdict == "bad_data":
+                diagnosis = diagnose(graph, name, out.decisions)
+        if why is None:
+            reason = _why_keep(state, result)
+            out.decisions[name] = Decision(session.qubit, name, state, result, "kept", reason)
+            continue
+        calibration = calibrate(name, session)
+        session.known.update(calibration.parameters)
+        out.calibrations[name] = calibration
+        action: Action = {
+            "accepted": "recalibrated",
+            "rejected": "recalibration rejected",
+        }.get(calibration.outcome, "recalibration failed")
+        out.decisions[name] = Decision(
+            session.qubit, name, state, result, action, f"{why} → {calibration.reason}", diagnosis
+        )
+    out.check_measurements = ctx.measurements
+    return out
+
+
+def _why_keep(state: NodeState, result: CheckResult | None) -> str:
+    if result is not None and result.verdict == "in_spec":
+        return f"in spec: {result.reason}"
+    if result is None:
+        return f"{state.kind}: {state.reason}; no cheap check"
+    return f"{state.kind}: {state.reason}; check unavailable: {result.reason}"
+
+
+def _why_calibrate(state: NodeState, result: CheckResult | None) -> str | None:
+    """The reason to recalibrate a calibrated, unblocked node, or None to keep it."""
+    if result is not None and result.verdict == "out_of_spec":
+        return f"out of spec: {result.reason}"
+    if result is not None and result.verdict == "bad_data":
+        return f"bad data: {result.reason}"
+    if result is not None and result.verdict == "in_spec":
+        return None
+    note = f" (check unavailable: {result.reason})" if result is not None else ""
+    if state.kind in ("stale", "dependency recalibrated"):
+        return f"{state.kind}: {state.reason}{note}"
+    return None

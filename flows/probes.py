@@ -1,0 +1,269 @@
+"""Short check measurements for the drift check: a few points around what is stored.
+
+Each probe measures one quantity near its calibrated value with a handful of points (the
+full calibrations sweep wide ranges with ~100 points) and returns the estimate with its
+standard error and the quality problems that make the data unusable ("bad data"). They
+reuse the calibration nodes' acquisition conventions (heralded drive at the operating
+point, two repeats per trace for the noise) and fit models.
+
+- qubit frequency: two short Ramsey traces driven at stored ± δ; the pair of fringe
+  frequencies fixes the offset with its sign (as in the Ramsey node's first step), and two
+  fringes that disagree mean the qubit is not within ±δ of where it is expected;
+- π amplitude: a Rabi cosine sampled at a few fractions of the stored π amplitude;
+- decay times (T1, echo): a few delays in units of the stored decay time;
+- readout resonator: a narrow sweep of a few linewidths around the stored frequency;
+- assignment fidelity: single shots of |0⟩ and |1⟩ read with the stored threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import curve_fit
+from scipy.stats import f as f_distribution
+
+from calibrations.experiments.decay_fits import (
+    exponential,
+    fit_ramsey,
+    principal_axis,
+    project,
+    quality,
+    rabi_cosine,
+    scan_frequency,
+)
+from calibrations.experiments.ramsey import resolve_sign
+from calibrations.experiments.single_shot import discriminate, rotate
+from calibrations.experiments.time_domain import measure_repeats, prepare_drive
+from calibrations.fitting import FitError, fit_notch
+from calibrations.session import DEFAULT_READOUT, QubitSession
+
+#: π-pulse length when no node stored one (the convention of the Rabi node).
+PI_DURATION = 100e-9
+#: Confidence of the chi-square test: a good fit fails it once in a thousand checks.
+CHI2_CONFIDENCE = 0.999
+
+
+def chi2_limit(points: int, parameters: int) -> float:
+    """Largest reduced chi-square a good fit of `points` reaches at CHI2_CONFIDENCE.
+
+    The noise is itself estimated from the `points` repeat differences, so the statistic
+    follows an F distribution (points − parameters, points) rather than a chi-square: with
+    eight points and three parameters the limit is ~13, with a hundred ~1.9.
+    """
+    return float(f_distribution.ppf(CHI2_CONFIDENCE, points - parameters, points))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A probed value (SI) with its standard error and what is wrong with the data, if any."""
+
+    value: float
+    stderr: float
+    problems: list[str] = field(default_factory=list)
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems and math.isfinite(self.value) and math.isfinite(self.stderr)
+
+
+def _drive(session: QubitSession, sequence: str, shots: int, **settings: float) -> None:
+    prepare_drive(
+        session,
+        sequence,
+        shots,
+        frequency=session.value("qubit_frequency"),
+        duration=session.get("pi_duration", PI_DURATION),
+        herald=True,
+        **settings,
+    )
+
+
+def qubit_frequency_offset(
+    session: QubitSession,
+    detuning: float = 2e6,
+    fringes: float = 10.0,
+    points: int = 32,
+    shots: int = 1000,
+    min_snr: float = 5.0,
+    max_mismatch: float = 5.0,
+) -> Estimate:
+    """Qubit frequency − stored qubit_frequency (Hz) from Ramsey fringes at stored ± δ.
+
+    The offset is found unambiguously while |offset| < δ·(1 − 1/fringes); beyond that the two
+    fringes disagree (or vanish) and the estimate comes back with problems.
+    """
+    reference = session.value("qubit_frequency")
+    _drive(session, "ramsey", shots, amplitude=session.value("pi_amplitude"))
+    delays = np.linspace(0.0, fringes / detuning, points)
+    fits = []
+    for sign in (1, -1):
+        session.configure(drive={"frequency": reference + sign * detuning})
+        iq = measure_repeats(session, "check_qubit_frequency", "delay", delays)
+        fits.append(fit_ramsey(project(delays, iq.values), decay_guess=10 * delays[-1]))
+    plus, minus = fits
+    offset, stderr, mismatch = resolve_sign(
+        detuning, plus.value("frequency"), minus.value("frequency")
+    )
+    problems = [
+        c.describe()
+        for label, fit in (("fringe +δ", plus), ("fringe −δ", minus))
+        for c in quality(fit, label, "frequency", chi2_limit(points, 5), 0.05, min_snr)
+        if not c.passed
+    ]
+    if not mismatch <= max_mismatch:
+        problems.append(
+            f"the ±δ fringes disagree by {mismatch:.1f} stderr: the qubit is not within "
+            f"±{detuning / 1e6:g} MHz of the stored frequency"
+        )
+    return Estimate(offset, stderr, problems, {"snr": min(plus.snr, minus.snr)})
+
+
+def _projected(iq: np.ndarray) -> tuple[np.ndarray, float]:
+    """Two repeats (2, n) of a short trace projected to a real signal, and its noise per
+    point; with few points the repeat difference is the only honest noise figure."""
+    iq = np.asarray(iq, complex)
+    if not np.all(np.isfinite(iq)):
+        raise FitError("trace has non-finite points (NaN or inf)")
+    mean = iq.mean(axis=0)
+    axis = principal_axis(mean).conjugate()
+    y = ((mean - mean.mean()) * axis).real
+    noise = float(np.sqrt(np.mean((((iq[0] - iq[1]) * axis).real / 2) ** 2)))
+    if not noise > 0:
+        raise FitError("the two repeats are identical: no noise estimate")
+    return y, noise
+
+
+def _fit_few(model, x: np.ndarray, y: np.ndarray, start: list[float]):
+    """Least squares of a three-parameter model through a few points of unit noise (the
+    signal is in units of its noise, which keeps the problem well scaled)."""
+    try:
+        values, covariance = curve_fit(model, x, y, p0=start, absolute_sigma=True, method="trf")
+    except (RuntimeError, ValueError) as error:
+        raise FitError(f"{model.__name__} fit failed: {error}") from None
+    errors = np.sqrt(np.clip(np.diag(covariance), 0, np.inf))
+    chi2 = float(np.sum((model(x, *values) - y) ** 2) / max(x.size - len(start), 1))
+    return values, errors, chi2
+
+
+def pi_amplitude(
+    session: QubitSession,
+    fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    shots: int = 2000,
+    min_snr: float = 5.0,
+) -> Estimate:
+    """π amplitude (V) from a Rabi cosine sampled at fractions of the stored one."""
+    stored = session.value("pi_amplitude")
+    _drive(session, "rabi", shots, delay=0.0)
+    amplitudes = stored * np.asarray(fractions)
+    iq = measure_repeats(session, "check_pi_amplitude", "drive_amplitude", amplitudes)
+    y, noise = _projected(iq.values)
+    y = y / noise
+    candidates = stored * np.linspace(0.5, 2.0, 151)
+    guess = 0.5 / scan_frequency(amplitudes, y, 0.5 / candidates, free_phase=False)
+    start = [float(y.mean()), float(y[0] - y.mean()), guess]
+    (_, amplitude, value), errors, chi2 = _fit_few(rabi_cosine, amplitudes, y, start)
+    snr = abs(amplitude)
+    problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
+    return Estimate(float(value), float(errors[2]), problems, {"snr": snr, "chi2": chi2})
+
+
+def decay_time(
+    session: QubitSession,
+    parameter: str,
+    sequence: str,
+    multiples: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 6.0),
+    shots: int = 1000,
+    min_snr: float = 5.0,
+) -> Estimate:
+    """A decay time (s) from a few delays in units of its stored value (`t1` or `echo`)."""
+    stored = session.value(parameter)
+    _drive(session, sequence, shots, amplitude=session.value("pi_amplitude"))
+    delays = stored * np.asarray(multiples)
+    iq = measure_repeats(session, f"check_{parameter}", "delay", delays)
+    y, noise = _projected(iq.values)
+    y = y / noise
+    start = [float(y[-1]), float(y[0] - y[-1]), stored]
+    (_, amplitude, value), errors, chi2 = _fit_few(exponential, delays, y, start)
+    snr = abs(amplitude)
+    problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
+    return Estimate(float(value), float(errors[2]), problems, {"snr": snr, "chi2": chi2})
+
+
+def _problems(chi2: float, max_chi2: float, snr: float, min_snr: float) -> list[str]:
+    problems = []
+    if not chi2 <= max_chi2:
+        problems.append(f"reduced chi-square {chi2:.3g} > {max_chi2:.3g}")
+    if not snr >= min_snr:
+        problems.append(f"signal-to-noise {snr:.3g} < {min_snr:g}")
+    return problems
+
+
+def resonator_frequency(
+    session: QubitSession,
+    parameter: str,
+    kappa: float,
+    span: float = 5.0,
+    points: int = 31,
+    shots: int = 1000,
+) -> Estimate:
+    """Readout resonator dip (Hz) from `span` linewidths around the stored `parameter`."""
+    stored = session.value(parameter)
+    session.operating_point()
+    session.configure(  # the resonator node's readout power: the dip moves with power
+        readout={
+            "shots": shots,
+            "amplitude": DEFAULT_READOUT["amplitude"],
+            "integration_time": DEFAULT_READOUT["integration_time"],
+        },
+        drive={"sequence": "none", "amplitude": 0.0},
+    )
+    frequencies = stored + kappa * span * np.linspace(-0.5, 0.5, points)
+    data = session.measure("check_readout_frequency", "readout_frequency", frequencies)
+    try:
+        fit = fit_notch(frequencies, data["iq"].values)
+    except FitError as error:
+        return Estimate(math.nan, math.nan, [str(error)])
+    margin = min(fit.fr - frequencies[0], frequencies[-1] - fit.fr) / kappa
+    problems = (
+        []
+        if margin >= 1.0
+        else [f"the dip is {margin:.2f} linewidths from the edge of the window: not centred"]
+    )
+    return Estimate(fit.fr, fit.fr_stderr, problems, {"snr": fit.snr, "kappa": fit.kappa})
+
+
+def assignment_fidelity(
+    session: QubitSession, shots: int = 2000, min_contrast: float = 0.6
+) -> Estimate:
+    """Assignment fidelity with the stored readout settings, angle and threshold.
+
+    `details["best"]` is the fidelity of the best threshold on the same shots: when even that
+    cannot tell |0⟩ from |1⟩ (below `min_contrast`) the problem is upstream of the readout
+    (the π pulse, the qubit frequency), so the data is reported as bad.
+    """
+    states = np.array([0.0, session.value("pi_amplitude")])
+    session.operating_point()
+    _drive(session, "rabi", shots, delay=0.0)
+    data = session.measure("check_assignment_fidelity", "drive_amplitude", states, single_shot=True)
+    iq0, iq1 = np.asarray(data["iq"].values, complex)
+    if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):
+        return Estimate(math.nan, math.nan, ["shots have non-finite values"])
+    angle = session.value("readout_angle")
+    threshold = session.value("readout_threshold")
+    error0 = float(np.mean(rotate(iq0, angle).real > threshold))
+    error1 = float(np.mean(rotate(iq1, angle).real <= threshold))
+    fidelity = 1.0 - (error0 + error1) / 2
+    stderr = 0.5 * math.sqrt((error0 * (1 - error0) + error1 * (1 - error1)) / shots + 1 / shots**2)
+    best = float(discriminate(iq0, iq1).fidelity)
+    problems = (
+        []
+        if best >= min_contrast
+        else [
+            f"even the best threshold reaches only F = {best:.3f} < {min_contrast:g}: "
+            "the states are not told apart"
+        ]
+    )
+    return Estimate(fidelity, stderr, problems, {"best": best})

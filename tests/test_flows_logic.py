@@ -1,0 +1,410 @@
+"""The Prefect flows' logic: retries, rejections, per-qubit independence, drift decisions.
+
+In-process flows run against one temporary Prefect API (`prefect_harness`, session scope) on
+a small graph of real time-domain nodes whose upstream inputs are seeded from the simulator's
+truth, so each flow run takes seconds. The drift check's walk and its verdicts are also
+tested without Prefect, on stand-in nodes and checks, where every branch costs microseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import pytest
+import typer
+from devices import make_device
+from prefect_support import (
+    prefect_harness,
+    read_back,
+    seeded_store,
+    two_qubit_device,
+)
+from typer.testing import CliRunner
+
+from calibrations.experiments.rabi import Rabi
+from calibrations.experiments.ramsey import Ramsey
+from calibrations.experiments.t1 import T1
+from calibrations.graph import HOUR, GraphEntry
+from calibrations.node import Analysis, Node, now_iso
+from calibrations.runner import NodeResult
+from calibrations.session import MissingParameter, QubitSession
+from flows.artifacts import fit_report_markdown, parameter_rows
+from flows.checks import (
+    CheckResult,
+    DecayCheck,
+    PiAmplitudeCheck,
+    QubitFrequencyCheck,
+    judge,
+)
+from flows.daily import daily_calibration
+from flows.deploy import build_deployments, local_timezone
+from flows.drift import drift_check
+from flows.maintain import maintain_qubit, run_check
+from flows.probes import Estimate
+from flows.recalibrate import recalibrate
+from instruments.station import build_station
+from snapshots import CalibratedParameter, SnapshotStore
+
+__all__ = ["prefect_harness"]  # the fixture is used by name
+
+#: What the time-domain nodes need from earlier nodes, taken from the truth.
+UPSTREAM = ("qubit_frequency", "readout_frequency", "flux_sweet_spot", "resonator_kappa")
+
+
+@dataclass
+class StrictRabi(Rabi):
+    """A Rabi whose gate cannot pass: it wants the π amplitude to one part in a billion."""
+
+    max_relative_error: float = 1e-9
+
+
+def mini_graph(rabi: type[Node] = Rabi) -> dict[str, GraphEntry]:
+    """rabi → ramsey, and t1 on its own branch (it runs on the seeded π amplitude)."""
+    return {
+        "rabi": GraphEntry(rabi, (), 24 * HOUR),
+        "ramsey": GraphEntry(Ramsey, ("rabi",), 4 * HOUR),
+        "t1": GraphEntry(T1, (), 4 * HOUR),
+    }
+
+
+MINI_CHECKS = {
+    "rabi": PiAmplitudeCheck(),
+    "ramsey": QubitFrequencyCheck(tolerance_hz=10e3),
+    "t1": DecayCheck("T1", "t1"),
+}
+
+
+def last_snapshot(store):
+    return SnapshotStore(store).load()
+
+
+# ---------------------------------------------------------------- flows through Prefect
+def test_an_instrument_timeout_is_retried_and_the_run_is_recorded(prefect_harness, tmp_path):
+    device = make_device("light", 1)
+    station = build_station(device)
+    store = seeded_store(tmp_path / "store", device, UPSTREAM)
+    station.components["readout"].inject_fault("timeout", "q0", 1)
+
+    outcome = daily_calibration(
+        station=station, store=str(store), graph={"rabi": mini_graph()["rabi"]}
+    )
+
+    assert outcome.run.results["q0"]["rabi"].outcome == "accepted"
+    snapshot = last_snapshot(store)
+    assert snapshot.version == outcome.version
+    flow_run, task_runs, artifacts = read_back(snapshot.provenance["flow_run_id"])
+    assert flow_run.state_name == "Completed"
+    assert flow_run.name == "daily-calibration-all-qubits"
+    assert task_runs["q0-rabi"].run_count == 2  # the timeout, then the retry that worked
+    assert task_runs["q0-rabi"].state_name == "Accepted"
+    assert "data:image/png;base64," in artifacts["q0-rabi-fit"].data
+    assert artifacts["fluxcal-parameters"].type == "table"
+    truth = device.truth()["q0"]["pi_amplitude"]
+    assert abs(snapshot.parameters["q0"]["pi_amplitude"].value / truth - 1) < 0.02
+
+
+def test_a_rejected_fit_is_not_retried_and_skips_its_dependents_only(prefect_harness, tmp_path):
+    device = make_device("light", 1)
+    station = build_station(device)
+    store = seeded_store(tmp_path / "store", device, (*UPSTREAM, "pi_amplitude"))
+
+    outcome = daily_calibration(station=station, store=str(store), graph=mini_graph(StrictRabi))
+
+    results = outcome.run.results["q0"]
+    assert results["rabi"].outcome == "rejected"
+    assert "pi_amplitude relative stderr" in results["rabi"].reason
+    assert results["ramsey"].outcome == "skipped"
+    assert results["t1"].outcome == "accepted"  # another branch of the graph still runs
+    snapshot = last_snapshot(store)
+    _, task_runs, _ = read_back(snapshot.provenance["flow_run_id"])
+    assert task_runs["q0-rabi"].run_count == 1
+    assert task_runs["q0-rabi"].state_name == "Rejected"
+    assert "q0-ramsey" not in task_runs
+    seeded = device.truth()["q0"]["pi_amplitude"]
+    assert snapshot.parameters["q0"]["pi_amplitude"].value == seeded  # previous value kept
+
+
+def test_one_qubits_failure_never_blocks_another(prefect_harness, tmp_path):
+    device = two_qubit_device()
+    station = build_station(device)
+    store = seeded_store(tmp_path / "store", device, UPSTREAM)
+    station.components["readout"].inject_fault("timeout", "q0", 3)  # more than the retries
+    graph = {name: mini_graph()[name] for name in ("rabi", "ramsey")}
+
+    outcome = daily_calibration(station=station, store=str(store), graph=graph)
+
+    q0, q1 = outcome.run.results["q0"], outcome.run.results["q1"]
+    assert q0["rabi"].outcome == "failed"
+    assert "instrument fault, 3 attempts" in q0["rabi"].reason
+    assert q0["ramsey"].outcome == "skipped"
+    assert q1["rabi"].outcome == q1["ramsey"].outcome == "accepted"
+    _, task_runs, _ = read_back(last_snapshot(store).provenance["flow_run_id"])
+    assert task_runs["q0-rabi"].state_name == "Failed"
+    assert {"q1-rabi", "q1-ramsey"} <= task_runs.keys()
+
+
+def test_recalibrate_runs_the_named_nodes_and_their_dependents(prefect_harness, tmp_path):
+    device = make_device("light", 1)
+    station = build_station(device)
+    store = seeded_store(tmp_path / "store", device, (*UPSTREAM, "pi_amplitude", "T1"))
+
+    outcome = recalibrate(
+        ["rabi"], with_dependents=True, station=station, store=str(store), graph=mini_graph()
+    )
+
+    assert set(outcome.run.results["q0"]) == {"rabi", "ramsey"}
+    assert last_snapshot(store).reason == "recalibrate rabi, ramsey on q0"
+
+
+def test_recalibrate_refuses_nodes_whose_inputs_are_not_calibrated(prefect_harness, tmp_path):
+    station = build_station(make_device("light", 1))
+    with pytest.raises(ValueError, match="q0: ramsey needs pi_amplitude"):
+        recalibrate(["ramsey"], station=station, store=str(tmp_path / "empty"), graph=mini_graph())
+
+
+def test_drift_check_recalibrates_only_the_drifted_node(prefect_harness, tmp_path):
+    device = make_device("light", 1)
+    station = build_station(device)
+    store = seeded_store(tmp_path / "store", device, (*UPSTREAM, "pi_amplitude", "T1"))
+
+    steady = drift_check(station=station, store=str(store), graph=mini_graph(), checks=MINI_CHECKS)
+
+    assert steady.version is None  # nothing drifted: no snapshot
+    assert steady.experiments() == {"checks": 3, "calibrations": 0}
+    # the drive line lost 10 %: the stored π amplitude is now 10 % off
+    parameters = last_snapshot(store).parameters
+    pi = parameters["q0"]["pi_amplitude"]
+    parameters["q0"]["pi_amplitude"] = CalibratedParameter(
+        pi.value * 1.1, pi.stderr, pi.unit, pi.experiment, pi.updated
+    )
+    SnapshotStore(store).save(parameters, reason="π amplitude off by 10 %")
+
+    report = drift_check(station=station, store=str(store), graph=mini_graph(), checks=MINI_CHECKS)
+
+    decisions = report.qubits["q0"].decisions
+    assert decisions["rabi"].check.verdict == "out_of_spec"
+    assert report.recalibrated() == {"q0": ["rabi"]}
+    assert decisions["ramsey"].state.kind == "dependency recalibrated"
+    assert decisions["ramsey"].action == decisions["t1"].action == "kept"
+    snapshot = last_snapshot(store)
+    assert snapshot.version == report.version
+    assert abs(snapshot.parameters["q0"]["pi_amplitude"].value / pi.value - 1) < 0.02
+    _, task_runs, artifacts = read_back(snapshot.provenance["flow_run_id"])
+    assert task_runs["q0-check-rabi"].state_name == "Out of spec"
+    assert task_runs["q0-rabi"].state_name == "Accepted"
+    rows = artifacts["drift-check-decisions"].data
+    assert "out of spec" in rows and "dependency recalibrated" in rows
+
+
+# ---------------------------------------------------------------- the walk, without Prefect
+def stand_in(name: str, produces: tuple[str, ...]) -> type[Node]:
+    return type(name, (Node,), {"name": name, "produces": produces})
+
+
+WALK_GRAPH = {
+    "a": GraphEntry(stand_in("a", ("pa",)), (), HOUR),
+    "b": GraphEntry(stand_in("b", ("pb",)), ("a",), HOUR),
+    "c": GraphEntry(stand_in("c", ("pc",)), ("b",), HOUR),
+    "d": GraphEntry(stand_in("d", ("pd",)), (), HOUR),
+}
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+
+
+def stored(*names: str, age_h: float = 0.5) -> dict[str, CalibratedParameter]:
+    when = (NOW - dt.timedelta(hours=age_h)).isoformat()
+    return {n: CalibratedParameter(1.0, 0.1, "", n[1], when) for n in names}
+
+
+def verdicts(**by_node: str):
+    """Checks that answer with a fixed verdict (or raise MissingParameter for 'missing')."""
+
+    def make(verdict: str):
+        def check(node, ctx):
+            if verdict == "missing":
+                raise MissingParameter("q0: no calibrated pz yet")
+            return CheckResult(node, verdict, f"{node} is {verdict}")
+
+        return check
+
+    return {node: make(v) for node, v in by_node.items()}
+
+
+def calibrator(outcomes: dict[str, str] | None = None):
+    calls = []
+
+    def calibrate(name, session):
+        calls.append(name)
+        outcome = (outcomes or {}).get(name, "accepted")
+        parameters = {f"p{name}": CalibratedParameter(2.0, 0.1, "", name, now_iso())}
+        return NodeResult(
+            name,
+            session.qubit,
+            outcome,
+            f"{name} {outcome}",
+            parameters if outcome == "accepted" else {},
+        )
+
+    return calibrate, calls
+
+
+def walk(known, checks, outcomes=None):
+    calibrate, calls = calibrator(outcomes)
+    session = QubitSession(None, "q0", dict(known))
+    out = maintain_qubit(WALK_GRAPH, checks, session, NOW, run_check, calibrate)
+    return out, calls, session
+
+
+def test_everything_in_spec_and_fresh_is_kept_without_calibrating():
+    out, calls, _ = walk(stored("pa", "pb", "pc", "pd"), verdicts(a="in_spec", b="in_spec"))
+    assert calls == []
+    assert {n: d.action for n, d in out.decisions.items()} == dict.fromkeys("abcd", "kept")
+    assert out.decisions["c"].reason.endswith("no cheap check")
+
+
+def test_an_out_of_spec_node_is_recalibrated_and_its_dependents_rechecked():
+    out, calls, session = walk(
+        stored("pa", "pb", "pc", "pd"), verdicts(a="out_of_spec", b="in_spec")
+    )
+    assert calls == ["a"]
+    assert session.known["pa"].value == 2.0
+    b = out.decisions["b"]
+    assert (b.state.kind, b.action) == ("dependency recalibrated", "kept")
+    assert out.decisions["c"].action == "kept"  # b, its dependency, was confirmed in spec
+
+
+def test_a_dependent_without_a_check_is_recalibrated_after_its_dependency():
+    out, calls, _ = walk(stored("pa", "pb", "pc", "pd"), verdicts(a="out_of_spec"))
+    assert calls == ["a", "b", "c"]
+    assert out.decisions["d"].action == "kept"
+
+
+def test_bad_data_is_diagnosed_upstream_and_the_node_recalibrated():
+    out, calls, _ = walk(stored("pa", "pb", "pc", "pd"), verdicts(a="in_spec", b="bad_data"))
+    assert "b" in calls
+    assert out.decisions["b"].diagnosis == "upstream: a in spec"
+    assert out.decisions["b"].reason.startswith("bad data: b is bad_data")
+
+
+def test_a_rejected_recalibration_skips_dependents_but_not_other_branches():
+    out, calls, _ = walk(
+        stored("pa", "pb", "pc", "pd", age_h=5), verdicts(), outcomes={"a": "rejected"}
+    )
+    assert out.decisions["a"].action == "recalibration rejected"
+    assert out.decisions["b"].action == out.decisions["c"].action == "skipped"
+    assert out.decisions["d"].action == "recalibrated"  # stale (5 h > 1 h), no check
+    assert calls == ["a", "d"] or calls == ["d", "a"]
+
+
+def test_never_calibrated_nodes_are_calibrated_and_unusable_checks_fall_back_to_state():
+    out, calls, _ = walk(stored("pa", "pb", "pc"), verdicts(a="missing"))
+    assert out.decisions["a"].action == "kept"
+    assert "check unavailable: cannot check: q0: no calibrated pz yet" in out.decisions["a"].reason
+    assert out.decisions["d"].state.kind == "never calibrated"
+    assert calls == ["d"]
+
+
+def test_an_instrument_fault_during_a_check_leaves_the_node_to_its_state():
+    def timeout(node, ctx):
+        raise TimeoutError("digitiser timed out")
+
+    result = run_check("a", timeout, None)
+    assert (result.verdict, result.reason) == (
+        "unavailable",
+        "instrument fault: digitiser timed out",
+    )
+
+
+# ---------------------------------------------------------------- verdicts
+@pytest.mark.parametrize(
+    ("value", "stderr", "direction", "verdict"),
+    [
+        (10.5, 0.1, 0, "in_spec"),  # within tolerance 1.0
+        (11.1, 0.1, 0, "in_spec"),  # beyond tolerance, not beyond tolerance + 2σ
+        (11.3, 0.1, 0, "out_of_spec"),
+        (8.7, 0.1, 0, "out_of_spec"),
+        (8.7, 0.1, 1, "in_spec"),  # a decrease does not count one-sided upwards
+        (12.0, 2.0, 0, "bad_data"),  # the check cannot resolve the tolerance
+    ],
+)
+def test_judge_needs_the_drift_beyond_tolerance_plus_twice_the_uncertainty(
+    value, stderr, direction, verdict
+):
+    result = judge("n", "x", Estimate(value, stderr), 10.0, 0.0, 1.0, direction=direction)
+    assert result.verdict == verdict
+
+
+def test_judge_reports_probe_problems_as_bad_data():
+    result = judge("n", "x", Estimate(math.nan, math.nan, ["no fringes"]), 10.0, 0.0, 1.0)
+    assert (result.verdict, result.reason) == ("bad_data", "x: no fringes")
+
+
+# ---------------------------------------------------------------- artifacts and deployments
+def test_fit_report_embeds_the_plot_and_names_the_failed_criterion(tmp_path):
+    from calibrations.gate import at_most
+
+    analysis = Analysis(
+        values={"pi_amplitude": (0.2, 0.01)},
+        criteria=[at_most("reduced chi-square", 7.0, 3.0)],
+        report="[[Fit Statistics]]",
+        curves={"x": [0, 1, 2], "y": [0, 1, 0], "xlabel": "a", "ylabel": "b"},
+    )
+    result = NodeResult(
+        "rabi", "q0", "rejected", "reduced chi-square = 7 (needs <= 3): FAILED", analysis=analysis
+    )
+    result.plot = Rabi().plot(_dataset(), analysis, tmp_path / "q0_rabi.png")
+    text = fit_report_markdown(result)
+    assert "## q0 · rabi — rejected" in text
+    assert "| reduced chi-square | 7 | ≤ 3 | **FAIL** |" in text
+    assert "![q0 rabi fit](data:image/png;base64,iVBOR" in text
+
+
+def _dataset():
+    import xarray as xr
+
+    return xr.Dataset(attrs={"qubit": "q0"})
+
+
+def test_parameter_table_shows_the_change_since_the_previous_snapshot():
+    old = {"q0": {"T1": CalibratedParameter(200e-6, 10e-6, "s", "t1", "t0")}}
+    new = {"q0": {"T1": CalibratedParameter(230e-6, 10e-6, "s", "t1", "t1")}}
+    run = {"q0": {"t1": NodeResult("t1", "q0", "accepted", "ok", dict(new["q0"]))}}
+    (row,) = parameter_rows(old, new, run)
+    assert row["change"] == "+3e-05 (+2.1σ)"
+    assert row["outcome"] == "accepted (t1)"
+
+
+def test_deployments_schedule_daily_at_six_local_time_and_drift_hourly(tmp_path):
+    daily, drift, recal = build_deployments(None, None, tmp_path / "store")
+    (cron,) = [s.schedule for s in daily.schedules]
+    assert (cron.cron, cron.timezone) == ("0 6 * * *", local_timezone())
+    (interval,) = [s.schedule for s in drift.schedules]
+    assert interval.interval == dt.timedelta(hours=1)
+    assert not recal.schedules
+    assert daily.parameters["store"] == str((tmp_path / "store").resolve())
+    assert daily.entrypoint == "flows.daily.daily_calibration"
+
+
+# ---------------------------------------------------------------- command line
+def cli() -> typer.Typer:
+    from flows.commands import register_commands
+
+    app = typer.Typer()
+    register_commands(app)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recalibrate", "bogus"], "error: unknown calibration node(s): bogus"),
+        (["recalibrate", "rabi", "--device", "missing.yaml"], "error: device file not found"),
+        (["drift-check", "--station", "missing.yaml"], "error: station file not found"),
+    ],
+)
+def test_bad_input_ends_with_one_line_and_exit_code_1(args, message, tmp_path):
+    result = CliRunner().invoke(cli(), [*args, "--store", str(tmp_path / "s")])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(message)
+    assert len(result.output.strip().splitlines()) == 1

@@ -1,0 +1,239 @@
+"""Two-tone spectroscopy nodes: f01 at the sweet spot, and EJ/EC/EL from f01 versus flux.
+
+Live runs start from the truth for the upstream parameters a node requires and must meet the
+tolerances of the full chain for what they hand on (EJ, EC, EL within 2 %; qubit_frequency,
+which Ramsey refines, within 40 kHz here). Recorded runs must give the recorded numbers, and
+pathological data (pure noise, the line outside or at the edge of the window, glitches, a
+wrong upstream frequency) must be rejected with the failed criterion named, never accepted
+with a wrong value.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from devices import make_device
+
+from calibrations.experiments.qubit_flux_spectroscopy import (
+    ENERGIES,
+    QubitFluxSpectroscopy,
+    predict,
+)
+from calibrations.experiments.qubit_spectroscopy import SWEEP, QubitSpectroscopy
+from calibrations.node import UNITS, Analysis, Node
+from calibrations.session import QubitSession
+from instruments.fluxonium import FluxoniumModel
+from instruments.station import build_station
+from snapshots import CalibratedParameter
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
+#: Analysis of the recorded files (tests/fixtures/record_qubit_spectroscopy.py prints these).
+RECORDED = {
+    "qubit_spectroscopy": (
+        QubitSpectroscopy,
+        {"qubit_frequency": 201372596.07065102, "flux_sweet_spot": 0.24000000000000005},
+    ),
+    "qubit_spectroscopy_flux": (
+        QubitFluxSpectroscopy,
+        {"EJ": 8900824591.324663, "EC": 2500355289.0121007, "EL": 499990574.2834946},
+    ),
+}
+
+
+def known_from_truth(names, truth: dict[str, float], **changes: float):
+    return {
+        name: CalibratedParameter(changes.get(name, truth[name]), math.nan, UNITS[name], "", "")
+        for name in names
+    }
+
+
+def session_for(node: type[Node], kind: str, seed: int, **changes: float):
+    """A session on a test chip whose known upstream parameters are the truth (or `changes`)."""
+    device = make_device(kind, seed)
+    truth = device.truth()["q0"]
+    known = known_from_truth(node.requires, truth, **changes)
+    return QubitSession(build_station(device), "q0", known), truth
+
+
+def verdict(node: Node, data: xr.Dataset) -> tuple[bool, str, Analysis]:
+    analysis = node.analyse(data)
+    outcome = node.gate(analysis)
+    return outcome.accepted, outcome.reason, analysis
+
+
+def recorded(stem: str) -> xr.Dataset:
+    return xr.load_dataset(FIXTURES / f"{stem}.nc", engine="h5netcdf")
+
+
+def glitched(data: xr.Dataset, seed: int = 0) -> xr.Dataset:
+    """A burst of large spikes on an eighth of the points, as the digitiser's glitch fault."""
+    rng = np.random.default_rng(seed)
+    iq = data["iq"].values.copy()
+    flat = iq.reshape(-1)
+    where = rng.choice(flat.size, flat.size // 8, replace=False)
+    spikes = rng.standard_normal(where.size) + 1j * rng.standard_normal(where.size)
+    flat[where] += 20 * np.abs(flat).max() * spikes
+    return data.assign(iq=(data["iq"].dims, iq))
+
+
+def pure_noise(data: xr.Dataset, seed: int = 0) -> xr.Dataset:
+    """The recorded IQ replaced by white noise of the recorded point-to-point scatter."""
+    rng = np.random.default_rng(seed)
+    iq = data["iq"].values
+    scale = np.std(np.diff(iq.reshape(-1))) / 2
+    noise = rng.standard_normal(iq.shape) + 1j * rng.standard_normal(iq.shape)
+    return data.assign(iq=(data["iq"].dims, np.median(iq.real) + scale * noise))
+
+
+# --------------------------------------------------------------------------- qubit spectroscopy
+
+
+@pytest.mark.parametrize(("kind", "seed"), CASES)
+def test_qubit_line_found_from_nothing_at_the_sweet_spot(kind, seed):
+    session, truth = session_for(QubitSpectroscopy, kind, seed)
+    node = QubitSpectroscopy()
+    accepted, reason, analysis = verdict(node, node.acquire(session))
+    assert accepted, reason
+    frequency, stderr = analysis.values["qubit_frequency"]
+    assert abs(frequency - truth["qubit_frequency"]) < 40e3
+    assert 0 < stderr < 20e3
+    assert analysis.values["flux_sweet_spot"][0] == truth["flux_sweet_spot"]
+    assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
+
+
+@pytest.mark.parametrize("as_parameter", [True, False])
+def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(as_parameter):
+    """No qubit line below 2 GHz at integer flux: the node moves to the other symmetry point."""
+    session, truth = session_for(QubitSpectroscopy, "light", 3)
+    half = truth["flux_sweet_spot"]
+    session.known["flux_sweet_spot"] = CalibratedParameter(
+        half + truth["flux_period"] / 2, 1e-4, "V", "resonator_flux", ""
+    )
+    alternate = CalibratedParameter(half, 2e-4, "V", "resonator_flux", "")
+    session.known["flux_symmetry_alternate"] = alternate if as_parameter else half
+    node = QubitSpectroscopy()
+    accepted, reason, analysis = verdict(node, node.acquire(session))
+    assert accepted, reason
+    assert analysis.values["flux_sweet_spot"] == (half, 2e-4 if as_parameter else 1e-4)
+    assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
+
+
+def test_recorded_qubit_spectroscopy_gives_the_recorded_values():
+    node_class, values = RECORDED["qubit_spectroscopy"]
+    accepted, reason, analysis = verdict(node_class(), recorded("qubit_spectroscopy"))
+    assert accepted, reason
+    for name, value in values.items():
+        assert analysis.values[name][0] == pytest.approx(value, rel=1e-9, abs=1.0), name
+
+
+def test_pure_noise_has_no_qubit_line():
+    data = pure_noise(recorded("qubit_spectroscopy"))
+    accepted, reason, _ = verdict(QubitSpectroscopy(), data)
+    assert not accepted
+    assert "FAILED" in reason
+
+
+@pytest.mark.parametrize(
+    ("offset", "failed"),
+    [(1.5e6, "centre to window edge"), (-0.3e6, "centre to window edge")],
+)
+def test_line_outside_or_at_the_edge_of_the_window_is_rejected(offset, failed):
+    data = recorded("qubit_spectroscopy")
+    start = RECORDED["qubit_spectroscopy"][1]["qubit_frequency"] + offset
+    accepted, reason, _ = verdict(QubitSpectroscopy(), data.sel({SWEEP: slice(start, None)}))
+    assert not accepted
+    assert failed in reason
+
+
+def test_glitched_fine_sweep_is_rejected_by_chi_square():
+    accepted, reason, _ = verdict(QubitSpectroscopy(), glitched(recorded("qubit_spectroscopy")))
+    assert not accepted
+    assert "reduced chi-square" in reason
+
+
+def test_live_glitches_never_pass_a_wrong_frequency():
+    session, _ = session_for(QubitSpectroscopy, "intermediate", 4)
+    session.station.components["readout"].inject_fault("glitch", "q0", count=2)
+    node = QubitSpectroscopy()
+    accepted, reason, analysis = verdict(node, node.acquire(session))
+    assert not accepted, analysis.values
+    assert "FAILED" in reason
+
+
+# --------------------------------------------------------------------------- flux spectroscopy
+
+
+@pytest.mark.parametrize(("kind", "seed"), CASES)
+def test_energies_from_the_tracked_qubit_line(kind, seed):
+    session, truth = session_for(QubitFluxSpectroscopy, kind, seed)
+    node = QubitFluxSpectroscopy()
+    accepted, reason, analysis = verdict(node, node.acquire(session))
+    assert accepted, reason
+    for name in ENERGIES:
+        value, stderr = analysis.values[name]
+        assert value == pytest.approx(truth[name], rel=0.02), name
+        assert 0 < stderr < 0.01 * value
+    assert set(node.update(analysis, "now")) == set(ENERGIES)
+
+
+def test_recorded_flux_map_gives_the_recorded_energies():
+    node_class, values = RECORDED["qubit_spectroscopy_flux"]
+    data = recorded("qubit_spectroscopy_flux")
+    accepted, reason, analysis = verdict(node_class(), data)
+    assert accepted, reason
+    for name, value in values.items():
+        assert analysis.values[name][0] == pytest.approx(value, rel=1e-6), name
+    assert analysis.curves["image"].shape == (400, data.sizes["flux_voltage"])
+
+
+def test_flux_map_of_pure_noise_has_no_peaks():
+    data = pure_noise(recorded("qubit_spectroscopy_flux"))
+    accepted, reason, analysis = verdict(QubitFluxSpectroscopy(), data)
+    assert not accepted
+    assert "row peaks found" in reason
+    assert all(math.isnan(analysis.values[name][0]) for name in ENERGIES)
+
+
+def test_glitched_flux_map_is_rejected():
+    data = glitched(recorded("qubit_spectroscopy_flux"))
+    accepted, reason, _ = verdict(QubitFluxSpectroscopy(), data)
+    assert not accepted
+    assert "residual rms / median linewidth" in reason
+
+
+def test_line_outside_every_window_stops_the_tracking():
+    """A qubit_frequency 200 MHz off: the sweet-spot rows never see the line."""
+    session, truth = session_for(QubitFluxSpectroscopy, "heavy", 3)
+    session.known["qubit_frequency"] = CalibratedParameter(
+        truth["qubit_frequency"] + 200e6, math.nan, "Hz", "", ""
+    )
+    node = QubitFluxSpectroscopy()
+    data = node.acquire(session)
+    assert data.sizes["flux_voltage"] == node.max_missed_rows
+    accepted, reason, _ = verdict(node, data)
+    assert not accepted
+    assert "row peaks found" in reason
+
+
+def test_prediction_is_exact_on_the_half_flux_hyperbola():
+    """Near Φ0/2, f01² = f0² + (s·δ)²: two rows predict the third exactly."""
+    f0, slope = 300e6, 20e9
+    flux = np.array([0.0, 0.02])
+    f01 = np.sqrt(f0**2 + (slope * flux) ** 2)
+    window = predict(flux, f01, 0.04, floor=10e6)
+    assert window.centre == pytest.approx(np.sqrt(f0**2 + (slope * 0.04) ** 2), rel=1e-9)
+    assert window.half_width >= 10e6
+
+
+def test_prediction_follows_a_real_spectrum_within_its_window():
+    model = FluxoniumModel(5.0, 1.0, 0.7)
+    offsets = np.linspace(0.0, 0.5, 26)
+    f01 = 1e9 * model.transition_frequency(0.5 + offsets)
+    for k in range(2, offsets.size):
+        window = predict(offsets[:k], f01[:k], offsets[k], floor=15e6)
+        assert abs(window.centre - f01[k]) < window.half_width, offsets[k]

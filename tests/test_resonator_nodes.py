@@ -1,0 +1,252 @@
+"""Resonator nodes: search, resonator versus flux, spectroscopy at the sweet spot.
+
+Live runs on the light, intermediate and heavy test chips recover the simulator's truth
+within the acceptance tolerances; recorded runs (tests/fixtures/resonator_*.nc, regenerated
+by tests/fixtures/record_resonator.py) give the same accepted values offline; pathological
+data (pure noise, a resonance outside the window, glitches, no half-flux evidence) are
+rejected with a reason naming the failed criterion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from devices import make_device
+
+from calibrations.experiments.resonator_flux import ResonatorFlux
+from calibrations.experiments.resonator_spectroscopy import (
+    ResonatorSearch,
+    ResonatorSpectroscopy,
+)
+from calibrations.gate import GateOutcome
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+from instruments.device import SimulatedDevice, mixture_dip
+from instruments.station import build_station
+from snapshots import CalibratedParameter
+
+KINDS = ("light", "intermediate", "heavy")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def session_for(device: SimulatedDevice, **known: float) -> QubitSession:
+    parameters = {name: CalibratedParameter(v, 0.0, "", "truth", "") for name, v in known.items()}
+    return QubitSession(build_station(device), "q0", parameters)
+
+
+def upstream(node: type[Node], truth: dict[str, float]) -> dict[str, float]:
+    """What earlier nodes would have handed on: the truth, readout at the line's dip."""
+    values = {**truth, "readout_frequency": truth["resonator_dip_frequency"]}
+    return {name: values[name] for name in node.requires}
+
+
+def calibrate(node: Node, session: QubitSession) -> tuple[Analysis, GateOutcome]:
+    analysis = node.analyse(node.acquire(session))
+    return analysis, node.gate(analysis)
+
+
+def dip_at_zero_bias(device: SimulatedDevice) -> float:
+    """Where the search looks: the (ground-state) line at 0 V."""
+    physics = device.physics("q0")
+    return mixture_dip(physics.levels(physics.flux(0.0)), physics.config.resonator)
+
+
+def load(stem: str) -> xr.Dataset:
+    return xr.load_dataset(FIXTURES / f"{stem}.nc", engine="h5netcdf")
+
+
+def noise_like(values: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    scale = np.nanstd(values)
+    return scale * (rng.standard_normal(values.shape) + 1j * rng.standard_normal(values.shape))
+
+
+def assert_rejected(node: Node, data: xr.Dataset, reason: str) -> None:
+    outcome = node.gate(node.analyse(data))
+    assert not outcome.accepted
+    assert reason in outcome.reason, outcome.reason
+
+
+# --------------------------------------------------------------------------- live simulator
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_finds_the_resonator_dip_at_zero_bias(kind: str) -> None:
+    device = make_device(kind, 1)
+    kappa = device.truth()["q0"]["resonator_kappa"]
+    analysis, outcome = calibrate(ResonatorSearch(), session_for(device))
+    assert outcome.accepted, outcome.reason
+    assert abs(analysis.values["readout_frequency"][0] - dip_at_zero_bias(device)) < kappa / 10
+    assert analysis.values["resonator_kappa"][0] == pytest.approx(kappa, rel=0.1)
+
+
+@pytest.mark.parametrize(("kind", "seed"), [(kind, seed) for kind in KINDS for seed in (1, 2)])
+def test_flux_scan_finds_the_period_and_the_half_flux_sweet_spot(kind: str, seed: int) -> None:
+    device = make_device(kind, seed)
+    truth = device.truth()["q0"]
+    period = truth["flux_period"]
+    session = session_for(device, **upstream(ResonatorFlux, truth))
+    analysis, outcome = calibrate(ResonatorFlux(), session)
+    assert outcome.accepted, outcome.reason
+    values = {name: value for name, (value, _) in analysis.values.items()}
+    assert values["flux_period"] == pytest.approx(period, rel=0.005)
+    assert abs(values["flux_sweet_spot"] - truth["flux_sweet_spot"]) < 0.002 * period
+    # The other symmetry class (integer flux) lies half a period away, also nearest 0 V.
+    alternate = (values["flux_symmetry_alternate"] - truth["flux_sweet_spot"]) / period
+    assert abs(abs(alternate) - 0.5) < 0.002
+    assert abs(values["flux_symmetry_alternate"]) <= period / 2
+    parameters = ResonatorFlux().update(analysis, "now")
+    assert set(parameters) == {"flux_period", "flux_sweet_spot", "flux_symmetry_alternate"}
+    assert parameters["flux_period"].unit == parameters["flux_sweet_spot"].unit == "V"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_spectroscopy_at_the_sweet_spot_sits_at_the_thermal_mixture_dip(kind: str) -> None:
+    device = make_device(kind, 1)
+    truth = device.truth()["q0"]
+    kappa = truth["resonator_kappa"]
+    # The search ran at 0 V: start from that line, as the chain does.
+    known = {
+        **upstream(ResonatorSpectroscopy, truth),
+        "readout_frequency": dip_at_zero_bias(device),
+    }
+    analysis, outcome = calibrate(ResonatorSpectroscopy(), session_for(device, **known))
+    assert outcome.accepted, outcome.reason
+    fr, stderr = analysis.values["readout_frequency"]
+    assert abs(fr - truth["resonator_dip_frequency"]) < kappa / 10
+    assert 0 < stderr < kappa / 20
+
+
+# --------------------------------------------------------------------------- recorded runs
+
+RECORDED = {
+    "resonator_search": (
+        ResonatorSearch(),
+        {"readout_frequency": 6599612975.502425, "resonator_kappa": 1384015.4050778334},
+    ),
+    "resonator_flux": (
+        ResonatorFlux(),
+        {
+            "flux_period": 0.8394150588909534,
+            "flux_sweet_spot": -0.2848073031658118,
+            "flux_symmetry_alternate": 0.13490022627966486,
+        },
+    ),
+    "resonator_spectroscopy": (
+        ResonatorSpectroscopy(),
+        {"readout_frequency": 6599957289.249211, "resonator_kappa": 1973512.7101826633},
+    ),
+}
+
+
+@pytest.mark.parametrize("stem", RECORDED)
+def test_recorded_run_gives_the_recorded_accepted_values(stem: str) -> None:
+    node, expected = RECORDED[stem]
+    analysis = node.analyse(load(stem))
+    outcome = node.gate(analysis)
+    assert outcome.accepted, outcome.reason
+    for name, value in expected.items():
+        assert analysis.values[name][0] == pytest.approx(value, rel=1e-7, abs=1e-7), name
+
+
+def test_recorded_flux_run_matches_the_light_chip() -> None:
+    truth = make_device("light", 1).truth()["q0"]
+    values = RECORDED["resonator_flux"][1]
+    assert values["flux_period"] == pytest.approx(truth["flux_period"], rel=0.005)
+    assert abs(values["flux_sweet_spot"] - truth["flux_sweet_spot"]) < 0.002 * truth["flux_period"]
+
+
+# --------------------------------------------------------------------------- pathological
+
+
+def test_search_over_a_band_without_resonator_is_rejected() -> None:
+    node = ResonatorSearch(band=(4.0e9, 4.2e9))
+    _, outcome = calibrate(node, session_for(make_device("light", 1)))
+    assert not outcome.accepted
+    assert "coarse dip prominence" in outcome.reason
+
+
+def test_search_on_pure_noise_is_rejected() -> None:
+    data = load("resonator_search")
+    data["iq"].values = noise_like(data["iq"].values, 1)
+    data["coarse_iq"].values = noise_like(data["coarse_iq"].values, 2)
+    assert_rejected(ResonatorSearch(), data, "coarse dip prominence")
+
+
+def test_glitched_search_is_rejected() -> None:
+    session = session_for(make_device("heavy", 1))
+    session.station.components["readout"].inject_fault("glitch", "q0", count=2)
+    _, outcome = calibrate(ResonatorSearch(), session)
+    assert not outcome.accepted
+    assert "notch fit" in outcome.reason
+
+
+def test_spectroscopy_on_pure_noise_is_rejected() -> None:
+    data = load("resonator_spectroscopy")
+    data["iq"].values = noise_like(data["iq"].values, 3)
+    assert_rejected(ResonatorSpectroscopy(), data, "notch fit (no resonance found")
+
+
+def test_spectroscopy_with_the_resonance_outside_the_window_is_rejected() -> None:
+    device = make_device("intermediate", 1)
+    truth = device.truth()["q0"]
+    known = upstream(ResonatorSpectroscopy, truth)
+    known["readout_frequency"] += 8 * truth["resonator_kappa"]
+    _, outcome = calibrate(ResonatorSpectroscopy(), session_for(device, **known))
+    assert not outcome.accepted
+    assert "notch fit" in outcome.reason
+
+
+def test_glitched_spectroscopy_is_rejected() -> None:
+    device = make_device("light", 2)
+    session = session_for(device, **upstream(ResonatorSpectroscopy, device.truth()["q0"]))
+    session.station.components["readout"].inject_fault("glitch", "q0")
+    _, outcome = calibrate(ResonatorSpectroscopy(), session)
+    assert not outcome.accepted
+    assert "notch fit" in outcome.reason
+
+
+def test_flux_scan_on_pure_noise_is_rejected() -> None:
+    data = load("resonator_flux")
+    data["iq"].values = noise_like(data["iq"].values, 4)
+    assert_rejected(ResonatorFlux(), data, "resonator trace (no resonance found")
+
+
+def test_flux_scan_with_the_resonance_outside_the_window_is_rejected() -> None:
+    device = make_device("heavy", 2)
+    truth = device.truth()["q0"]
+    known = upstream(ResonatorFlux, truth)
+    known["readout_frequency"] += 10 * truth["resonator_kappa"]
+    _, outcome = calibrate(ResonatorFlux(bias_points=61), session_for(device, **known))
+    assert not outcome.accepted
+    assert "resonator trace" in outcome.reason
+
+
+def test_glitched_flux_scan_is_rejected() -> None:
+    data = load("resonator_flux")
+    iq = data["iq"].transpose("flux_voltage", "readout_frequency").values.copy()
+    rng = np.random.default_rng(5)
+    spikes = rng.random(iq.shape) < 1 / 8  # what inject_fault("glitch") does to each sweep
+    iq[spikes] += 20 * np.abs(iq).max() * noise_like(iq[spikes], 6) / np.nanstd(iq[spikes])
+    data["iq"] = (("flux_voltage", "readout_frequency"), iq)
+    assert_rejected(ResonatorFlux(), data, "bias points show a resolved resonance")
+
+
+def test_flux_scan_without_half_flux_evidence_is_rejected() -> None:
+    data = load("resonator_flux")
+    shots = data["shot_iq"].values
+    data["shot_iq"].values = np.stack([shots[1], shots[1]])  # both classes look alike
+    assert_rejected(ResonatorFlux(), data, "thermal IQ variance contrast")
+
+
+def test_half_flux_is_where_the_single_shots_are_thermally_spread() -> None:
+    data = load("resonator_flux")
+    swapped = data.copy(deep=True)
+    swapped["shot_iq"].values = data["shot_iq"].values[::-1]
+    original = ResonatorFlux().analyse(data).values
+    exchanged = ResonatorFlux().analyse(swapped).values
+    assert exchanged["flux_sweet_spot"][0] == original["flux_symmetry_alternate"][0]
+    assert exchanged["flux_symmetry_alternate"][0] == original["flux_sweet_spot"][0]
