@@ -22,6 +22,7 @@ from calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,
     ResonatorSpectroscopy,
 )
+from calibrations.experiments.sweet_spot import SweetSpot
 from calibrations.experiments.t1 import T1
 from calibrations.node import Node
 
@@ -43,10 +44,11 @@ DEFAULT_GRAPH: dict[str, GraphEntry] = {
     "qubit_spectroscopy": GraphEntry(QubitSpectroscopy, ("resonator_spectroscopy",), DAY),
     "qubit_flux_spectroscopy": GraphEntry(QubitFluxSpectroscopy, ("qubit_spectroscopy",), 7 * DAY),
     "rabi": GraphEntry(Rabi, ("qubit_spectroscopy",), DAY),
-    "ramsey": GraphEntry(Ramsey, ("rabi",), 4 * HOUR),
+    "sweet_spot": GraphEntry(SweetSpot, ("rabi",), 4 * HOUR),
+    "ramsey": GraphEntry(Ramsey, ("sweet_spot",), 4 * HOUR),
     "echo": GraphEntry(Echo, ("ramsey",), DAY),
-    "t1": GraphEntry(T1, ("rabi",), 4 * HOUR),
-    "readout_optimisation": GraphEntry(ReadoutOptimisation, ("rabi",), DAY),
+    "t1": GraphEntry(T1, ("sweet_spot",), 4 * HOUR),
+    "readout_optimisation": GraphEntry(ReadoutOptimisation, ("sweet_spot",), DAY),
 }
 
 

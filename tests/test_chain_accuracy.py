@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from devices import make_device
+from readout_brute_force import brute_force_fidelity
 
 from calibrations.runner import run_graph
 from instruments.station import build_station
@@ -30,7 +31,7 @@ def chains():
         if (kind, seed) not in cache:
             device = make_device(kind, seed)
             run = run_graph(build_station(device), ["q0"])
-            cache[kind, seed] = (run, device.truth()["q0"])
+            cache[kind, seed] = (run, device)
         return cache[kind, seed]
 
     return get
@@ -38,7 +39,8 @@ def chains():
 
 @pytest.mark.parametrize(("kind", "seed"), CASES)
 def test_full_chain_recovers_truth(chains, kind, seed):
-    run, truth = chains(kind, seed)
+    run, device = chains(kind, seed)
+    truth = device.truth()["q0"]
     outcomes = {name: (r.outcome, r.reason) for name, r in run.results["q0"].items()}
     assert all(o == "accepted" for o, _ in outcomes.values()), outcomes
     p = {name: c.value for name, c in run.parameters["q0"].items()}
@@ -51,5 +53,6 @@ def test_full_chain_recovers_truth(chains, kind, seed):
     assert relative(p["pi_amplitude"], truth["pi_amplitude"]) < 0.02
     for name in ("T1", "T2_ramsey", "T2_echo"):
         assert relative(p[name], truth[name]) < 0.15, name
+    assert abs(p["assignment_fidelity"] - brute_force_fidelity(device)) < 0.01
     for name, c in run.parameters["q0"].items():
         assert c.stderr >= 0 or c.stderr != c.stderr, f"{name} has a negative stderr"

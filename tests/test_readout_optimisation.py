@@ -7,7 +7,7 @@ with an independent threshold scan. The node starts, as in the chain, from the r
 spectroscopy dip of the thermal mixture (the other upstream parameters from the truth) and
 must come within 0.01 of that fidelity on the light, intermediate and heavy chips, with its
 readout frequency within κ/10 of the true optimum, the midpoint of the dressed |0⟩/|1⟩
-frequencies (the dip is 65, −320 and 30 kHz from it on the three chips). Runtime ≈ 25 s.
+frequencies (the dip is 65, −320 and 30 kHz from it on the three chips). Runtime ≈ 20 s.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 from devices import make_device
 from fixtures.record_readout import PATH as FIXTURE
+from readout_brute_force import brute_force_fidelity
 from scipy.special import ndtr
 
 from calibrations.experiments.readout_optimisation import ReadoutOptimisation, fit_separation
@@ -26,22 +27,22 @@ from calibrations.experiments.single_shot import (
     effective_temperature,
     thermal_population,
 )
-from calibrations.node import UNITS
+from calibrations.gate import GateOutcome
+from calibrations.node import UNITS, Analysis
 from calibrations.session import QubitSession
-from instruments.signals import PulseSettings, ReadoutSettings, single_shot_iq
+from instruments.device import SimulatedDevice
 from instruments.station import build_station
 from snapshots import CalibratedParameter
 
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
-BRUTE_SHOTS = 4000
 #: What the analysis of tests/fixtures/readout_optimisation.nc gave when it was recorded
 #: (tests/fixtures/record_readout.py prints these).
 RECORDED = {
-    "readout_frequency": 6999728777.949061,
+    "readout_frequency": 6999728015.345829,
     "readout_amplitude": 0.24022488679628626,
     "readout_duration": 2.6591479484724944e-06,
-    "readout_threshold": -0.01789512007118048,
-    "readout_angle": 2.148423265076018,
+    "readout_threshold": -0.01818357195510724,
+    "readout_angle": 2.151558658976167,
     "assignment_fidelity": 0.9975,
     "thermal_population": 0.285678391959799,
     "effective_temperature": 0.01903121668438034,
@@ -65,7 +66,9 @@ def known_from_truth(truth: dict[str, float]) -> dict[str, CalibratedParameter]:
     }
 
 
-def run(device, known: dict[str, CalibratedParameter]):
+def run(
+    device: SimulatedDevice, known: dict[str, CalibratedParameter]
+) -> tuple[Analysis, GateOutcome]:
     node = ReadoutOptimisation()
     data = node.acquire(QubitSession(build_station(device), "q0", known))
     analysis = node.analyse(data)
@@ -84,47 +87,6 @@ def calibrated():
         return cache[kind, seed]
 
     return get
-
-
-def brute_force_fidelity(device) -> float:
-    """Best fidelity over a dense readout grid, heralded |0⟩ and π-pulsed |1⟩ shots."""
-    truth = device.truth()["q0"]
-    physics = device.physics("q0")
-    f0, f1 = physics.sweet_spot.resonator_hz[:2]
-    midpoint = (f0 + f1) / 2
-    amplitudes = np.geomspace(0.05, 1.0, 14)[:, None]
-    durations = np.geomspace(50e-9, 10e-6, 16)[None, :]
-    rng = np.random.default_rng(2024)
-    best = 0.0
-    for frequency in (
-        truth["readout_frequency"],
-        midpoint,
-        2 * midpoint - truth["readout_frequency"],
-    ):
-        readout = ReadoutSettings(frequency, amplitudes, durations, BRUTE_SHOTS)
-        shots = [
-            single_shot_iq(
-                physics,
-                truth["flux_sweet_spot"],
-                PulseSettings("rabi", truth["qubit_frequency"], amplitude, 100e-9, 0.0, True),
-                readout,
-                rng,
-            ).reshape(-1, BRUTE_SHOTS)
-            for amplitude in (0.0, truth["pi_amplitude"])
-        ]
-        best = max(best, *(threshold_scan(s0, s1) for s0, s1 in zip(*shots, strict=True)))
-    return best
-
-
-def threshold_scan(iq0: np.ndarray, iq1: np.ndarray) -> float:
-    """Fidelity of the best of 400 thresholds along the axis joining the two means."""
-    axis = np.conj(iq1.mean() - iq0.mean()) / abs(iq1.mean() - iq0.mean())
-    x0 = np.sort((iq0 * axis).real)
-    x1 = np.sort((iq1 * axis).real)
-    thresholds = np.linspace(min(x0[0], x1[0]), max(x0[-1], x1[-1]), 400)
-    error0 = 1 - np.searchsorted(x0, thresholds) / x0.size
-    error1 = np.searchsorted(x1, thresholds) / x1.size
-    return float(1 - np.min(error0 + error1) / 2)
 
 
 @pytest.mark.parametrize(("kind", "seed"), CASES)

@@ -1,0 +1,173 @@
+"""Sweet-spot refinement: Ramsey frequency at a few biases, the vertex of the parabola.
+
+The resonator-vs-flux scan finds half flux to ~1e-4 of a period, but a light fluxonium's f01
+curves so steeply that 2.5e-4 Φ0 off the sweet spot already moves it by ~30 kHz and lets
+first-order flux noise cut T2 by a factor of three. Labs therefore refine the bias on the
+qubit itself: f01(V) = f0 + c·(V − V0)² near half flux, measured by Ramsey fringes (kHz
+precision) at biases spaced so the outer ones move f01 by about a megahertz. The drive sits
+below the lowest f01 (half flux is a minimum), so every fringe frequency f01(V) − f_drive is
+positive and no sign ambiguity arises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import lmfit
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.decay_fits import fit_ramsey, project
+from calibrations.experiments.time_domain import REPEAT, prepare_drive
+from calibrations.fitting import FitError
+from calibrations.gate import at_least, at_most, relative_error
+from calibrations.node import Analysis, Node
+from calibrations.session import QubitSession
+
+SWEEP = "delay"
+BIAS = "flux_voltage"
+
+
+@dataclass
+class SweetSpot(Node):
+    name: ClassVar[str] = "sweet_spot"
+    requires: ClassVar[tuple[str, ...]] = (
+        "flux_sweet_spot",
+        "flux_period",
+        "qubit_frequency",
+        "pi_amplitude",
+    )
+    produces: ClassVar[tuple[str, ...]] = ("flux_sweet_spot",)
+
+    flux_step: float = 0.0012  # Φ0 between the outer bias and the centre, first pass
+    target_shift: float = 1.2e6  # Hz the outer biases should move f01 by
+    detuning: float = 1.5e6  # Hz the drive sits below the coarse f01
+    biases: int = 7
+    delay_points: int = 81
+    fringes: float = 8.0  # over the delay window at the largest expected fringe frequency
+    shots: int = 500
+    max_chi2: float = 4.0
+    max_vertex_error: float = 2e-4  # of a flux period
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        centre = session.value("flux_sweet_spot")
+        period = session.value("flux_period")
+        drive = session.value("qubit_frequency") - self.detuning
+        prepare_drive(
+            session,
+            "ramsey",
+            self.shots,
+            amplitude=session.value("pi_amplitude"),
+            duration=session.get("pi_duration", 100e-9),
+            frequency=drive,
+            herald=True,
+        )
+        step = self.flux_step
+        data = self._measure(session, centre, period * step, drive)
+        try:
+            shift = _edge_shift(self.analyse(data))
+            if shift > 0:
+                step *= float(np.clip(np.sqrt(self.target_shift / shift), 0.3, 3.0))
+                data = self._measure(session, centre, period * step, drive)
+        except FitError:
+            pass  # keep the first pass; its analysis will say why it cannot be used
+        session.configure(flux={"voltage": centre})
+        return data
+
+    def _measure(self, session, centre: float, span: float, drive: float) -> xr.Dataset:
+        biases = centre + span * np.linspace(-1, 1, self.biases)
+        window = self.fringes / (self.detuning + self.target_shift * 1.5)
+        delays = np.linspace(0.0, window, self.delay_points)
+        runs = [
+            session.measure(self.name, SWEEP, delays, outer=("flux.voltage", biases))
+            for _ in range(2)
+        ]
+        iq = xr.concat([run["iq"] for run in runs], dim=REPEAT)
+        return xr.Dataset(
+            {"iq": iq},
+            attrs={
+                "experiment": self.name,
+                "qubit": session.qubit,
+                "drive_frequency": drive,
+                "flux_period": session.value("flux_period"),
+                "previous_sweet_spot": centre,
+            },
+        )
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        delays = data[SWEEP].values
+        biases = data[BIAS].values
+        drive = float(data.attrs["drive_frequency"])
+        frequencies, errors, chi2 = [], [], []
+        for index in range(biases.size):
+            trace = project(delays, data["iq"].isel({BIAS: index}).transpose(REPEAT, SWEEP).values)
+            fit = fit_ramsey(trace, decay_guess=float(np.ptp(delays)))
+            value, stderr = fit.value("frequency")
+            frequencies.append(drive + value)
+            errors.append(stderr)
+            chi2.append(fit.reduced_chi2)
+        frequencies, errors = np.array(frequencies), np.array(errors)
+        if not np.all(np.isfinite(errors)) or np.any(errors <= 0):
+            raise FitError("a Ramsey fringe fit gave no frequency uncertainty")
+        parabola = _fit_parabola(biases, frequencies, errors)
+        vertex, vertex_err = _param(parabola, "vertex")
+        f0, f0_err = _param(parabola, "f0")
+        curvature, curvature_err = _param(parabola, "curvature")
+        period = float(data.attrs["flux_period"])
+        criteria = [
+            at_most("worst fringe reduced chi-square", max(chi2), self.max_chi2),
+            at_most("parabola reduced chi-square", parabola.redchi, self.max_chi2 * 2),
+            at_least("curvature (f01 is a minimum)", curvature, 0.0),
+            at_most("curvature relative stderr", relative_error(curvature, curvature_err), 0.2),
+            at_most("vertex stderr / period", vertex_err / period, self.max_vertex_error),
+            at_most("vertex inside the biases", abs(vertex - biases.mean()) / np.ptp(biases), 0.5),
+        ]
+        fit_x = np.linspace(biases.min(), biases.max(), 200)
+        return Analysis(
+            values={
+                "flux_sweet_spot": (vertex, vertex_err),
+                "qubit_frequency": (f0, f0_err),
+                "curvature": (curvature, curvature_err),
+            },
+            criteria=criteria,
+            report=parabola.fit_report(),
+            fit=parabola,
+            curves={
+                "x": biases,
+                "y": frequencies,
+                "fit_x": fit_x,
+                "fit_y": parabola.eval(x=fit_x),
+                "xlabel": "flux bias (V)",
+                "ylabel": "f01 from Ramsey (Hz)",
+            },
+        )
+
+
+def _parabola(x, f0, curvature, vertex):
+    return f0 + curvature * (x - vertex) ** 2
+
+
+def _fit_parabola(biases, frequencies, errors) -> lmfit.model.ModelResult:
+    coefficients = np.polyfit(biases, frequencies, 2, w=1 / errors)
+    a, b, _ = coefficients
+    vertex = -b / (2 * a) if a > 0 else float(biases[np.argmin(frequencies)])
+    params = lmfit.Parameters()
+    params.add("f0", value=float(np.polyval(coefficients, vertex)))
+    params.add("curvature", value=float(a))
+    params.add("vertex", value=float(vertex))
+    return lmfit.Model(_parabola).fit(frequencies, params, x=biases, weights=1 / errors)
+
+
+def _param(result, name: str) -> tuple[float, float]:
+    parameter = result.params[name]
+    stderr = parameter.stderr if parameter.stderr is not None else np.inf
+    return float(parameter.value), float(stderr)
+
+
+def _edge_shift(analysis: Analysis) -> float:
+    """How far the outermost bias moved f01 (Hz), from the fitted parabola."""
+    biases = analysis.curves["x"]
+    curvature = analysis.values["curvature"][0]
+    vertex = analysis.values["flux_sweet_spot"][0]
+    return float(curvature * np.max((biases - vertex) ** 2))
