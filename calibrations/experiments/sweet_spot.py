@@ -37,6 +37,7 @@ class SweetSpot(Node):
         "flux_period",
         "qubit_frequency",
         "pi_amplitude",
+        "readout_frequency",
     )
     produces: ClassVar[tuple[str, ...]] = ("flux_sweet_spot",)
 
