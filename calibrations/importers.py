@@ -4,12 +4,17 @@ Every analysis is a pure function of an xarray Dataset with a complex `iq` varia
 named sweep dimensions (`readout_frequency`, `flux_voltage`, `drive_frequency`, `delay`,
 …) and its settings in `attrs`. These importers bring other sources into that form so a
 fit can be re-run offline: fluxcal's own QCoDeS runs, netCDF/HDF5 files written by xarray
-(including fluxcal snapshots), Touchstone files (via scikit-rf) and plain npz/CSV arrays.
+(including fluxcal snapshots, the system of record), Touchstone files (via scikit-rf) and
+plain npz/CSV arrays. Every failure is a `DataImportError` whose message names the file and
+says what is wrong, so the command line can print it as one line.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import zipfile
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -29,36 +34,59 @@ AXIS_UNITS = {
     "readout_duration": "s",
     "shot": "",
 }
+#: What the digitiser records; an S-parameter is a ratio, an external array's unit unknown.
+DIGITISER_UNIT = "V"
+ARBITRARY_UNIT = "arb. unit"
 
 
 class DataImportError(ValueError):
     """A file that cannot be turned into an analysis Dataset; the message says why."""
 
 
-def with_units(dataset: xr.Dataset) -> xr.Dataset:
+def with_units(dataset: xr.Dataset, signal_unit: str = DIGITISER_UNIT) -> xr.Dataset:
+    """Units on the known sweep axes and on `iq`, keeping any the source already set.
+
+    QCoDeS stores the swept values with an empty unit (the same setpoints parameter serves
+    every sweep), so an empty unit counts as none.
+    """
     for name in dataset.dims:
-        if name in AXIS_UNITS:
-            dataset[name].attrs.setdefault("units", AXIS_UNITS[name])
-    if "iq" in dataset:
-        dataset["iq"].attrs.setdefault("units", "V")
+        if name in AXIS_UNITS and name in dataset.coords and not dataset[name].attrs.get("units"):
+            dataset[name].attrs["units"] = AXIS_UNITS[name]
+    if "iq" in dataset and "units" not in dataset["iq"].attrs:
+        dataset["iq"].attrs["units"] = signal_unit
     return dataset
 
 
 def from_qcodes(database: str | Path, run_id: int) -> xr.Dataset:
-    """A fluxcal measurement from a QCoDeS database, by run id."""
+    """A fluxcal measurement from a QCoDeS database, by (captured) run id.
+
+    The file is checked read-only first: QCoDeS' own `connect` would create its tables in
+    any SQLite file it is pointed at, and logs a traceback on one that is not SQLite at all.
+    """
     from qcodes.dataset import load_by_run_spec
     from qcodes.dataset.sqlite.database import connect
 
-    if not Path(database).is_file():
-        raise DataImportError(f"{database}: no such QCoDeS database")
+    _check_qcodes_file(Path(database))
     connection = connect(str(database))
     try:
         run = load_by_run_spec(captured_run_id=run_id, conn=connection)
         return with_units(tidy(run.to_xarray_dataset()))
-    except (NameError, ValueError) as error:
+    except (NameError, ValueError, RuntimeError) as error:
         raise DataImportError(f"{database}: run {run_id}: {error}") from None
     finally:
         connection.close()
+
+
+def _check_qcodes_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataImportError(f"{path}: no such QCoDeS database")
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as error:
+        raise DataImportError(f"{path}: not an SQLite database ({error})") from None
+    if "runs" not in tables:
+        raise DataImportError(f"{path}: not a QCoDeS database (no runs table)")
 
 
 def from_netcdf(path: str | Path, group: str | None = None) -> xr.Dataset:
@@ -72,26 +100,51 @@ def from_netcdf(path: str | Path, group: str | None = None) -> xr.Dataset:
 
 def from_snapshot(path: str | Path, qubit: str, experiment: str) -> xr.Dataset:
     """The raw data one node stored in a snapshot version file."""
+    import h5py
+
     from snapshots import experiment_group
 
-    return from_netcdf(path, group=f"{experiment_group(qubit, experiment)}/data")
+    group = experiment_group(qubit, experiment)
+    with h5py.File(path, "r") as handle:
+        if group not in handle:
+            raise DataImportError(
+                f"{path}: no {experiment} data for {qubit}; has {_stored(handle)}"
+            )
+    return from_netcdf(path, group=group)
+
+
+def _stored(handle) -> str:
+    """`qubit/experiment` pairs with raw data in an open snapshot file, for error messages."""
+    pairs = [
+        f"{qubit}/{name}"
+        for qubit, qgroup in handle.get("qubits", {}).items()
+        for name, egroup in qgroup.get("experiments", {}).items()
+        if "data" in egroup
+    ]
+    return ", ".join(pairs) or "no experiment data"
 
 
 def from_touchstone(path: str | Path, port: tuple[int, int] = (1, 0)) -> xr.Dataset:
-    """S-parameter trace (default S21) of a Touchstone file as `iq` over readout_frequency."""
+    """S-parameter trace (default S21) of a Touchstone file as `iq` over readout_frequency.
+
+    The trace carries no fluxcal settings: analyses fall back on what the data show.
+    """
     import skrf
 
     try:
         network = skrf.Network(str(path))
     except Exception as error:  # scikit-rf raises many types on malformed files
         raise DataImportError(f"{path}: not a readable Touchstone file ({error})") from None
+    if max(port) >= network.nports:
+        name = f"S{port[0] + 1}{port[1] + 1}"
+        raise DataImportError(f"{path}: has {network.nports} port(s), no {name} trace")
     trace = network.s[:, port[0], port[1]]
     dataset = xr.Dataset(
         {"iq": ("readout_frequency", trace)},
         coords={"readout_frequency": network.f},
         attrs={"source": str(path), "experiment": "resonator_spectroscopy"},
     )
-    return with_units(dataset)
+    return with_units(dataset, signal_unit="")
 
 
 def from_arrays(path: str | Path, axes: Mapping[str, str], data: str = "data") -> xr.Dataset:
@@ -101,8 +154,15 @@ def from_arrays(path: str | Path, axes: Mapping[str, str], data: str = "data") -
     long form plus the data column (real, or `<data>_re`/`<data>_im` for complex).
     """
     path = Path(path)
-    if path.suffix == ".csv":
+    unknown = sorted(set(axes.values()) - set(AXIS_UNITS))
+    if unknown:
+        raise DataImportError(
+            f"unknown axis name(s) {', '.join(unknown)}; fluxcal axes: {', '.join(AXIS_UNITS)}"
+        )
+    if path.suffix.lower() == ".csv":
         return _from_csv(path, axes, data)
+    if not zipfile.is_zipfile(path):
+        raise DataImportError(f"{path}: not an npz archive")
     try:
         arrays = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -115,9 +175,8 @@ def from_arrays(path: str | Path, axes: Mapping[str, str], data: str = "data") -
     shape = tuple(len(c) for c in coords.values())
     if values.shape != shape:
         raise DataImportError(f"{path}: {data} has shape {values.shape}, axes give {shape}")
-    return with_units(
-        xr.Dataset({"iq": (list(coords), values)}, coords=coords, attrs={"source": str(path)})
-    )
+    dataset = xr.Dataset({"iq": (list(coords), values)}, coords=coords, attrs={"source": str(path)})
+    return with_units(dataset, signal_unit=ARBITRARY_UNIT)
 
 
 def _from_csv(path: Path, axes: Mapping[str, str], data: str) -> xr.Dataset:
@@ -137,10 +196,12 @@ def _from_csv(path: Path, axes: Mapping[str, str], data: str) -> xr.Dataset:
     if missing:
         raise DataImportError(f"{path}: missing column(s) {', '.join(missing)}")
     index = pd.MultiIndex.from_frame(frame[list(axes)].rename(columns=dict(axes)))
+    if index.has_duplicates:
+        raise DataImportError(f"{path}: repeated ({', '.join(axes)}) rows; one value per point")
     series = pd.Series(values, index=index, name="iq")
     dataset = xr.Dataset.from_dataframe(series.to_frame())
     dataset.attrs["source"] = str(path)
-    return with_units(dataset)
+    return with_units(dataset, signal_unit=ARBITRARY_UNIT)
 
 
 def load_recorded(

@@ -38,7 +38,7 @@ def png_data_uri(path: Path) -> str:
 
 
 def fit_report_markdown(result: NodeResult) -> str:
-    """One node's report: outcome and reason, fitted values, gate criteria, plot, fit details."""
+    """One node's report: outcome and reason, plot, fitted values, gate criteria, fit details."""
     lines = [
         f"## {result.qubit} · {result.node} — {result.outcome}",
         "",
@@ -47,6 +47,8 @@ def fit_report_markdown(result: NodeResult) -> str:
         f"Acquisition {result.acquire_s:.2f} s, analysis {result.analyse_s:.2f} s, "
         f"finished {result.finished or '–'}.",
     ]
+    if result.plot is not None and Path(result.plot).is_file():
+        lines += ["", f"![{result.qubit} {result.node} fit]({png_data_uri(result.plot)})"]
     analysis = result.analysis
     if analysis is not None and analysis.values:
         lines += ["", "| value | fitted | unit | handed on |", "|---|---|---|---|"]
@@ -61,8 +63,6 @@ def fit_report_markdown(result: NodeResult) -> str:
             sign = "≤" if c.kind == "max" else "≥"
             verdict = "pass" if c.passed else "**FAIL**"
             lines.append(f"| {c.name} | {number(c.value, 4)} | {sign} {c.limit:.4g} | {verdict} |")
-    if result.plot is not None and Path(result.plot).is_file():
-        lines += ["", f"![{result.qubit} {result.node} fit]({png_data_uri(result.plot)})"]
     if analysis is not None and analysis.report:
         lines += ["", "```text", analysis.report.strip(), "```"]
     return "\n".join(lines)
@@ -98,9 +98,9 @@ def parameter_rows(
                     "value": number(p.value),
                     "stderr": number(p.stderr, 2),
                     "unit": p.unit,
-                    "previous": number(old.value) if old else "–",
                     "change": _change(old, p),
                     "outcome": outcome,
+                    "previous": number(old.value) if old else "–",
                     "updated": p.updated,
                 }
             )
@@ -148,12 +148,12 @@ def decision_rows(maintenance: Mapping[str, Any]) -> list[dict[str, Any]]:
                 {
                     "qubit": qubit,
                     "node": name,
-                    "state": f"{d.state.kind} ({d.state.reason})",
+                    "action": d.action,
                     "check": check.verdict.replace("_", " ") if check else "no cheap check",
                     "measured": measured,
                     "stored": stored,
                     "tolerance": tolerance,
-                    "action": d.action,
+                    "state": f"{d.state.kind} ({d.state.reason})",
                     "reason": _cell(d.reason),
                     "diagnosis": d.diagnosis or "–",
                 }

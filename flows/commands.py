@@ -6,7 +6,9 @@ inputs not calibrated yet) ends with one line on stderr and exit code 1. (No pos
 annotations here: Typer reads the option types, which are local names, from the signatures.)
 """
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -99,13 +101,14 @@ def register_commands(app: typer.Typer) -> None:
         try:
             check_inputs(device, station)
             run = drift_check if prefect else drift_check_plain
-            report = run(
-                device=text(device),
-                station=text(station),
-                store=str(default_store(store)),
-                qubits=qubit,
-                now=now,
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result only
+                report = run(
+                    device=text(device),
+                    station=text(station),
+                    store=str(default_store(store)),
+                    qubits=qubit,
+                    now=now,
+                )
         except BAD_INPUT as error:
             fail(str(error).strip("'\""))
         typer.echo(json.dumps(report.as_json(), indent=2) if as_json else report.summary())
@@ -132,14 +135,15 @@ def register_commands(app: typer.Typer) -> None:
             check_inputs(device, station)
             selection(default_graph(), nodes, with_dependents)
             run = recalibrate_flow if prefect else recalibrate_plain
-            outcome = run(
-                nodes=nodes,
-                qubits=qubit,
-                with_dependents=with_dependents,
-                device=text(device),
-                station=text(station),
-                store=str(default_store(store)),
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result only
+                outcome = run(
+                    nodes=nodes,
+                    qubits=qubit,
+                    with_dependents=with_dependents,
+                    device=text(device),
+                    station=text(station),
+                    store=str(default_store(store)),
+                )
         except BAD_INPUT as error:
             fail(str(error).strip("'\""))
         if as_json:

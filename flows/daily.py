@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 from prefect import flow
-from qcodes import Station
 
 from calibrations.graph import GraphEntry, order
 from calibrations.persist import current_parameters
-from flows.lab import check_inputs, default_graph, open_flow_lab
+from flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 
@@ -26,7 +25,7 @@ FLOW_NAME = "daily-calibration"
 @flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
 def daily_calibration(
     device: str | None = None,
-    station: str | Station | None = None,
+    station: str | LiveStation | None = None,
     store: str | None = None,
     qubits: list[str] | None = None,
     nodes: list[str] | None = None,
@@ -38,7 +37,7 @@ def daily_calibration(
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
 
     `device`/`station` name the simulated chip file and the station YAML (defaults: the
-    built-in simulated lab); in-process callers may pass a ready Station and their own graph.
+    built-in simulated lab); in-process callers may pass a `LiveStation` and their own graph.
     """
     start = time.perf_counter()
     lab = open_flow_lab(device, station, store, qubits, graph)

@@ -19,7 +19,6 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
-from qcodes import Station
 
 from calibrations.graph import GraphEntry
 from calibrations.persist import current_parameters, save_run
@@ -27,7 +26,7 @@ from calibrations.runner import GraphRun, NodeResult, run_node
 from calibrations.session import QubitSession
 from flows.artifacts import artifact_key, decision_rows, publish_table
 from flows.checks import CHECKS, Check, CheckContext, CheckResult
-from flows.lab import FlowLab, open_flow_lab
+from flows.lab import FlowLab, LiveStation, open_flow_lab
 from flows.maintain import (
     Calibrator,
     CheckRunner,
@@ -172,7 +171,7 @@ def run_check_task(name: str, check: Check, ctx: CheckContext) -> CheckResult:
 @flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
 def drift_check(
     device: str | None = None,
-    station: str | Station | None = None,
+    station: str | LiveStation | None = None,
     store: str | None = None,
     qubits: list[str] | None = None,
     now: str | None = None,
@@ -208,7 +207,7 @@ def drift_check(
 
 def drift_check_plain(
     device: str | None = None,
-    station: str | Station | None = None,
+    station: str | LiveStation | None = None,
     store: str | None = None,
     qubits: list[str] | None = None,
     now: str | dt.datetime | None = None,

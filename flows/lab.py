@@ -1,8 +1,9 @@
 """What one flow run works on: the station, its qubits, the calibration graph and the store.
 
 Deployments pass plain strings (device file, station YAML, store directory) because Prefect
-stores flow parameters as JSON; tests and in-process callers may pass a ready `Station` and
-their own graph instead. Either way a flow opens its lab here, once, at the start of the run.
+stores flow parameters as JSON; tests and in-process callers may pass a ready station (as a
+`LiveStation`) and their own graph instead. Either way a flow opens its lab here, once, at
+the start of the run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ DEFAULT_STORE = "fluxcal-store"
 
 def default_store(store: str | Path | None = None) -> Path:
     return Path(store or os.environ.get("FLUXCAL_STORE", DEFAULT_STORE))
+
+
+class LiveStation:
+    """A Station built by the caller, for in-process flow runs (tests, notebooks).
+
+    Prefect records flow parameters as JSON and would walk every instrument trying to encode
+    a bare Station (slowly, with warnings); this holder has no attribute dict and is not
+    iterable, so the run records it as `<LiveStation>` at once.
+    """
+
+    __slots__ = ("station",)
+
+    def __init__(self, station: Station):
+        self.station = station
 
 
 @dataclass
@@ -52,13 +67,14 @@ def check_inputs(device: str | Path | None, station: str | Path | None) -> None:
 
 def open_flow_lab(
     device: str | Path | None,
-    station: str | Path | Station | None,
+    station: str | Path | LiveStation | None,
     store: str | Path | None,
     qubits: list[str] | None,
     graph: dict[str, GraphEntry] | None,
 ) -> FlowLab:
     """Build (or adopt) the station and open the store; QCoDeS runs go next to the snapshots."""
-    if isinstance(station, Station):
+    if isinstance(station, LiveStation):
+        station = station.station
         simulated = getattr(station.components["readout"], "lab", None)
         device_object = getattr(simulated, "device", None)
     else:

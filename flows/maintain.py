@@ -94,7 +94,7 @@ def check_state(
     entry = graph[name]
     blocked = [d for d in entry.depends_on if d in decisions and not decisions[d].resolved]
     if blocked:
-        return NodeState("blocked", f"dependency unresolved: {', '.join(blocked)}")
+        return NodeState("blocked", f"{', '.join(blocked)} unresolved")
     stored = [session.known[p] for p in entry.node.produces if p in session.known]
     if not stored:
         return NodeState("never calibrated", f"no stored {', '.join(entry.node.produces)}")
@@ -102,9 +102,7 @@ def check_state(
         d for d in entry.depends_on if d in decisions and decisions[d].action == "recalibrated"
     ]
     if recalibrated:
-        return NodeState(
-            "dependency recalibrated", f"dependency recalibrated: {', '.join(recalibrated)}"
-        )
+        return NodeState("dependency recalibrated", ", ".join(recalibrated))
     age = (now - min(parse_time(p.updated) for p in stored)).total_seconds()
     timing = f"age {age / 3600:.2f} h, timeout {entry.timeout_s / 3600:.2f} h"
     return NodeState("stale" if age > entry.timeout_s else "fresh", timing)
@@ -159,9 +157,8 @@ def maintain_qubit(
         result: CheckResult | None = None
         diagnosis = ""
         if state.kind == "blocked":
-            out.decisions[name] = Decision(
-                session.qubit, name, state, None, "skipped", state.reason
-            )
+            reason = f"blocked: {state.reason}"
+            out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
             continue
         if state.kind == "never calibrated":
             why = state.reason

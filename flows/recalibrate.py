@@ -12,12 +12,11 @@ import time
 from collections.abc import Iterable, Mapping
 
 from prefect import flow
-from qcodes import Station
 
 from calibrations.graph import GraphEntry, dependents, order
 from calibrations.persist import current_parameters, save_run
 from calibrations.runner import run_graph
-from flows.lab import FlowLab, open_flow_lab
+from flows.lab import FlowLab, LiveStation, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome
 from snapshots import CalibratedParameter
@@ -72,7 +71,7 @@ def recalibrate(
     qubits: list[str] | None = None,
     with_dependents: bool = False,
     device: str | None = None,
-    station: str | Station | None = None,
+    station: str | LiveStation | None = None,
     store: str | None = None,
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
@@ -95,7 +94,7 @@ def recalibrate_plain(
     qubits: list[str] | None = None,
     with_dependents: bool = False,
     device: str | None = None,
-    station: str | Station | None = None,
+    station: str | LiveStation | None = None,
     store: str | None = None,
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,

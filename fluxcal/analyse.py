@@ -1,11 +1,14 @@
 """Offline re-analysis: run one experiment's analysis and gate on a recorded file.
 
 The same pure analysis functions the live chain uses, fed by `calibrations.importers`, so a
-lab can re-fit saved data or a trace from another tool without touching an instrument.
+lab can re-fit saved data or a trace from another tool without touching an instrument. A
+snapshot version file holds every node's Dataset exactly as its analysis saw it, so it is the
+source that re-analyses every node; a QCoDeS run id only serves nodes whose Dataset is one run.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,11 @@ import xarray as xr
 
 from calibrations.gate import GateOutcome
 from calibrations.importers import load_recorded
-from calibrations.node import Analysis, Node
+from calibrations.node import UNITS, Analysis, Node
+
+
+class OfflineAnalysisError(ValueError):
+    """The recorded data lack what the chosen experiment's analysis needs."""
 
 
 @dataclass
@@ -29,13 +36,20 @@ class OfflineResult:
             "experiment": self.experiment,
             "accepted": self.outcome.accepted,
             "reason": self.outcome.reason,
-            "values": {k: {"value": v, "stderr": e} for k, (v, e) in self.analysis.values.items()},
+            "values": {
+                name: {"value": float(value), "stderr": float(stderr), "unit": UNITS.get(name, "")}
+                for name, (value, stderr) in self.analysis.values.items()
+            },
             "criteria": [c.describe() for c in self.outcome.criteria],
+            "report": self.analysis.report,
         }
 
     def text(self) -> str:
         lines = [f"{self.experiment}: {'accepted' if self.outcome.accepted else 'REJECTED'}"]
-        lines += [f"  {k} = {v:.7g} ± {e:.2g}" for k, (v, e) in self.analysis.values.items()]
+        lines += [
+            f"  {name} = {value:.10g} ± {stderr:.2g} {UNITS.get(name, '')}".rstrip()
+            for name, (value, stderr) in self.analysis.values.items()
+        ]
         lines += [f"  {c.describe()}" for c in self.outcome.criteria]
         if not self.outcome.accepted:
             lines.append(f"  reason: {self.outcome.reason}")
@@ -61,10 +75,52 @@ def analyse_file(
     data: str = "data",
     plot: Path | None = None,
 ) -> OfflineResult:
+    """Load `path`, analyse it as `experiment`, gate it, and optionally plot the fit."""
     node = node_for(experiment)
     dataset = load_recorded(path, experiment, qubit=qubit, run_id=run_id, axes=axes, data=data)
-    analysis = node.analyse(dataset)
+    hint = SINGLE_RUN_HINT if run_id is not None else WRONG_EXPERIMENT_HINT
+    analysis = analyse_dataset(node, dataset, f"{path}", hint)
     result = OfflineResult(experiment, dataset, analysis, node.gate(analysis))
     if plot is not None:
         node.plot(dataset, analysis, plot)
     return result
+
+
+SINGLE_RUN_HINT = (
+    "a node whose Dataset combines several runs is re-analysed from its snapshot or netCDF "
+    "file, not from one run id"
+)
+WRONG_EXPERIMENT_HINT = "is --experiment the node that recorded it?"
+
+
+def analyse_dataset(node: Node, dataset: xr.Dataset, source: str, hint: str = "") -> Analysis:
+    """`node.analyse`, with a missing variable or setting reported as what the data lack.
+
+    A live analysis may raise on data it was not built for; offline, that is the usual
+    mistake (wrong experiment, a run that is only part of a node's Dataset), so say which.
+    """
+    suffix = f"; {hint}" if hint else ""
+    try:
+        return node.analyse(dataset)
+    except KeyError as error:
+        text = str(error).strip("'\"")
+        named = re.search(r"variable named '([^']+)'", text)
+        missing = named.group(1) if named else text
+        raise OfflineAnalysisError(
+            f"{source}: the {node.name} analysis needs {missing!r}, which this data lacks "
+            f"(it holds {_describe(dataset)}){suffix}"
+        ) from None
+    except (ValueError, IndexError, TypeError) as error:
+        raise OfflineAnalysisError(
+            f"{source}: the {node.name} analysis cannot use this data ({error}; it holds "
+            f"{_describe(dataset)}){suffix}"
+        ) from None
+
+
+def _describe(dataset: xr.Dataset) -> str:
+    variables = ", ".join(
+        f"{name}({', '.join(map(str, variable.dims))})"
+        for name, variable in dataset.data_vars.items()
+    )
+    settings = ", ".join(str(key) for key in dataset.attrs) or "none"
+    return f"variables {variables or 'none'}; settings {settings}"

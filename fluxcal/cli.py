@@ -110,5 +110,5 @@ def analyse(
     try:
         result = analyse_file(file, experiment, qubit, run_id, _parse_axes(axes), data, plot)
     except (ValueError, KeyError, OSError) as error:
-        fail(str(error).strip("'\""))
+        fail(" ".join(str(error).strip("'\"").split()))
     typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())

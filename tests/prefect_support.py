@@ -140,3 +140,27 @@ def read_back(flow_run_id: str) -> tuple:
         {t.name: t for t in task_runs},
         {a.key: a for a in artifacts if a.key is not None},
     )
+
+
+def api(url: str):
+    """Context in which the Prefect client of this process talks to the server at `url`."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: url})
+
+
+def write_device(path: Path, kind: str, seed: int) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(device_dict(kind, seed)), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # `python tests/prefect_support.py serve ...`: the flows' commands
+    import typer
+
+    from flows.commands import register_commands
+
+    commands = typer.Typer()
+    register_commands(commands)
+    commands()

@@ -40,7 +40,7 @@ RECORDED = {
     ),
     "qubit_spectroscopy_flux": (
         QubitFluxSpectroscopy,
-        {"EJ": 8900824591.324663, "EC": 2500355289.0121007, "EL": 499990574.2834946},
+        {"EJ": 8896328220.534662, "EC": 2499205393.6838036, "EL": 500037880.9583407},
     ),
 }
 
@@ -139,8 +139,7 @@ def test_pure_noise_has_no_qubit_line():
 
 
 @pytest.mark.parametrize(
-    ("offset", "failed"),
-    [(1.5e6, "centre to window edge"), (-0.3e6, "centre to window edge")],
+    ("offset", "failed"), [(1.5e6, "FAILED"), (-0.3e6, "centre to window edge")]
 )
 def test_line_outside_or_at_the_edge_of_the_window_is_rejected(offset, failed):
     data = recorded("qubit_spectroscopy")
@@ -178,6 +177,8 @@ def test_energies_from_the_tracked_qubit_line(kind, seed):
         value, stderr = analysis.values[name]
         assert value == pytest.approx(truth[name], rel=0.02), name
         assert 0 < stderr < 0.01 * value
+    sweet_spot = analysis.values["flux_sweet_spot"][0]
+    assert abs(sweet_spot - truth["flux_sweet_spot"]) < 2e-4 * truth["flux_period"]
     assert set(node.update(analysis, "now")) == set(ENERGIES)
 
 
@@ -189,6 +190,15 @@ def test_recorded_flux_map_gives_the_recorded_energies():
     for name, value in values.items():
         assert analysis.values[name][0] == pytest.approx(value, rel=1e-6), name
     assert analysis.curves["image"].shape == (400, data.sizes["flux_voltage"])
+
+
+def test_map_inconsistent_with_the_calibrated_sweet_spot_is_rejected():
+    """The map says where half flux is; 0.02 Φ0 away from the calibration means a wrong mapping."""
+    data = recorded("qubit_spectroscopy_flux")
+    data.attrs["flux_sweet_spot"] += 0.02 * data.attrs["flux_period"]
+    accepted, reason, _ = verdict(QubitFluxSpectroscopy(), data)
+    assert not accepted
+    assert "fitted − calibrated sweet spot" in reason
 
 
 def test_flux_map_of_pure_noise_has_no_peaks():
@@ -207,10 +217,10 @@ def test_glitched_flux_map_is_rejected():
 
 
 def test_line_outside_every_window_stops_the_tracking():
-    """A qubit_frequency 200 MHz off: the sweet-spot rows never see the line."""
+    """qubit_frequency 150 MHz below the line: the first rows never see it, tracking stops."""
     session, truth = session_for(QubitFluxSpectroscopy, "heavy", 3)
     session.known["qubit_frequency"] = CalibratedParameter(
-        truth["qubit_frequency"] + 200e6, math.nan, "Hz", "", ""
+        truth["qubit_frequency"] - 150e6, math.nan, "Hz", "", ""
     )
     node = QubitFluxSpectroscopy()
     data = node.acquire(session)

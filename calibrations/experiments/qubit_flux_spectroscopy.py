@@ -5,15 +5,21 @@ from a few hundred MHz to several GHz. A map over that whole range would be most
 the node tracks the line instead: one short frequency sweep per bias row, centred on a
 prediction from the rows already measured. Near half flux f01² is quadratic in the flux
 offset (the avoided crossing of the two fluxon states), so predictions extrapolate f01²
-through the last points (mirrored about the sweet spot at the start) and the window
-half-width is the disagreement between quadratic and linear extrapolation. The saturation
-tone is re-scaled row by row so the line stays a few frequency steps wide (away from the
-sweet spot T2 drops by ~100× and the line broadens accordingly); a row without a line is
-retried with a stronger tone, one with a too-wide line with a weaker one.
+through the last points (mirrored about the sweet spot at the start), and the window
+half-width comes from the disagreement between quadratic and linear extrapolation. The
+saturation tone is re-scaled row by row so the line stays a few frequency steps wide (away
+from the sweet spot T2 drops ~100× and the same tone gives a far wider line); a row without
+a line is retried wider, stronger and with more shots, one with a too-wide line weaker.
+Tracking ends after a few rows in a row without a line (far from Φ0/2 the dispersive shift
+can vanish, and with it the readout contrast).
 
 The analysis is the shared spectrum fit: `extract_peaks` per row (each row has its own
-frequency axis), then `fit_flux_spectrum` with the flux period and sweet spot held at their
-calibrated values. Energies come out in GHz and are handed on in Hz.
+frequency axis), then `fit_flux_spectrum` with the calibrated flux period held fixed and the
+half-flux bias fitted. The map has half a period of precise peaks that pin the symmetry point
+far better than the resonator does, and for a light fluxonium (f01 rising steeply) a
+sweet-spot error of 3·10⁻⁴ Φ0, well inside its tolerance, would bias EJ and EC by 2 %; the
+fitted sweet spot must agree with the calibrated one. Energies come out in GHz and are
+handed on in Hz.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from calibrations.experiments.qubit_spectroscopy import Line, find_lines
+from calibrations.experiments.qubit_spectroscopy import Line, find_lines, refine_line
 from calibrations.fitting import (
     FitError,
     PeakTrace,
@@ -94,6 +100,7 @@ class QubitFluxSpectroscopy(Node):
     start_amplitude: float = 0.02  # V, first tone at the sweet spot (adapted row by row)
     min_amplitude: float = 1e-5  # V
     max_amplitude: float = 0.5  # V, a stronger tone mostly reveals other transitions
+    max_tone_growth: float = 3.0  # from one row to the next
     retries: int = 2  # re-measurements of a row with a re-scaled tone or more shots
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     shots: int = 1000
@@ -103,6 +110,7 @@ class QubitFluxSpectroscopy(Node):
     max_relative_error: float = 0.01  # of EJ, EC and EL
     min_points: int = 8  # peaks in the fit: three energies and a margin
     min_flux_span: float = 0.1  # Φ0 spanned by the fitted peaks: away from the sweet spot
+    max_sweet_spot_shift: float = 0.01  # Φ0 between the fitted and the calibrated sweet spot
     #: Physical range of fluxonium energies (Hz): outside, the fit found something else.
     EJ_bounds: tuple[float, float] = (0.5e9, 50e9)
     EC_bounds: tuple[float, float] = (0.1e9, 10e9)
@@ -118,7 +126,7 @@ class QubitFluxSpectroscopy(Node):
         direction = -1.0 if sweet_spot > 0 else 1.0
         found_flux: list[float] = []
         found_f01: list[float] = []
-        volts_per_hz = None  # tone amplitude per Hz of saturated linewidth, from the last line
+        last_tone = None  # (amplitude, linewidth) of the last line seen
         rows = []
         missed = 0
         for offset in np.linspace(0.0, self.flux_span, self.rows):
@@ -127,13 +135,13 @@ class QubitFluxSpectroscopy(Node):
             window = self._window(offset, found_flux, found_f01, f_half)
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
-            frequency, iq, amplitude, shots, line = self._measure_row(session, window, volts_per_hz)
+            frequency, iq, amplitude, shots, line = self._measure_row(session, window, last_tone)
             rows.append((bias, frequency, iq, amplitude, shots))
             missed = 0 if line is not None else missed + 1
             if line is not None:
                 found_flux.append(offset)
                 found_f01.append(line.centre)
-                volts_per_hz = amplitude / line.fwhm
+                last_tone = (amplitude, line.fwhm)
         bias, frequency, iq, amplitude, shots = (np.array(c) for c in zip(*rows, strict=True))
         return xr.Dataset(
             {
@@ -167,12 +175,14 @@ class QubitFluxSpectroscopy(Node):
         return np.linspace(low, high, self.points)
 
     def _measure_row(
-        self, session: QubitSession, window: Window, volts_per_hz: float | None
+        self, session: QubitSession, window: Window, last_tone: tuple[float, float] | None
     ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
         """One row, re-measured while the line is missing or too wide.
 
-        The tone makes the line `points_per_linewidth` steps wide (from the linewidth per
-        volt of the last line; `start_amplitude` at first). A missing line may lie outside the
+        The tone should make the line `points_per_linewidth` steps wide: the last line's
+        (amplitude, linewidth) scaled linearly, but never more than `max_tone_growth` times
+        the last tone, since away from the sweet spot T2 drops and the same tone gives a far
+        wider line (`start_amplitude` at first). A missing line may lie outside the
         window, be too narrow for the grid or too faint (the dispersive shift shrinks in
         places), so a retry doubles the window and the tone and triples the shots; a line much
         wider than wanted is re-measured with the tone scaled down. Returns the sweep, IQ,
@@ -184,11 +194,13 @@ class QubitFluxSpectroscopy(Node):
             frequency = self._sweep(window)
             wanted = self.points_per_linewidth * (frequency[1] - frequency[0])
             if amplitude is None:
-                amplitude = self.start_amplitude if volts_per_hz is None else volts_per_hz * wanted
+                amplitude = self._first_tone(last_tone, wanted)
             amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
             session.configure(drive={"amplitude": amplitude}, readout={"shots": shots})
             iq = session.measure(self.name, SWEEP, frequency)["iq"].values
             line = nearest_line(find_lines(frequency, iq, self.min_line_snr), window.centre)
+            if line is not None:
+                line = refine_line(frequency, iq, line)
             if attempt == self.retries or (line is not None and line.fwhm <= 3 * wanted):
                 break
             if line is None:
@@ -198,12 +210,18 @@ class QubitFluxSpectroscopy(Node):
                 amplitude *= wanted / line.fwhm
         return frequency, iq, amplitude, shots, line
 
+    def _first_tone(self, last_tone: tuple[float, float] | None, wanted: float) -> float:
+        if last_tone is None:
+            return self.start_amplitude
+        amplitude, linewidth = last_tone
+        return min(amplitude * wanted / linewidth, self.max_tone_growth * amplitude)
+
     def analyse(self, data: xr.Dataset) -> Analysis:
         period = float(data.attrs["flux_period"])
-        sweet_spot = float(data.attrs["flux_sweet_spot"])
+        calibrated_sweet_spot = float(data.attrs["flux_sweet_spot"])
         peaks, linewidths = row_peaks(data, self.min_line_snr)
         try:
-            fit = fit_flux_spectrum(peaks, period=period, sweet_spot=sweet_spot)
+            fit = fit_flux_spectrum(peaks, period=period)
         except FitError as error:
             return Analysis(
                 values={name: (np.nan, np.nan) for name in ENERGIES},
@@ -214,7 +232,7 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
-        flux = bias_to_flux(peaks.bias[fit.used], period, sweet_spot)
+        flux = bias_to_flux(peaks.bias[fit.used], period, fit.sweet_spot)
         criteria = [
             at_least("peaks used in the fit", fit.n_points, self.min_points),
             at_least("flux span of the fitted peaks (Φ0)", np.ptp(flux), self.min_flux_span),
@@ -223,8 +241,13 @@ class QubitFluxSpectroscopy(Node):
                 fit.residual_rms_hz / np.nanmedian(linewidths[fit.used]),
                 self.max_residual_linewidths,
             ),
+            at_most(
+                "fitted − calibrated sweet spot (Φ0)",
+                abs(fit.sweet_spot - calibrated_sweet_spot) / period,
+                self.max_sweet_spot_shift,
+            ),
         ]
-        values = {}
+        values = {"flux_sweet_spot": (fit.sweet_spot, fit.sweet_spot_stderr)}
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * getattr(fit, f"{name}_stderr")
@@ -240,7 +263,7 @@ class QubitFluxSpectroscopy(Node):
         return Analysis(
             values=values,
             criteria=criteria,
-            report=_report(fit, peaks),
+            report=_report(fit, peaks, calibrated_sweet_spot),
             fit=fit.result,
             curves=_map_curves(data, peaks, fit),
         )
@@ -254,8 +277,7 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
     ):
         trace = extract_peaks(np.array([bias]), frequency, iq[None], min_snr=min_snr)
         if trace.bias.size:
-            lines = find_lines(frequency, iq, min_snr, refine=False)
-            line = nearest_line(lines, trace.peak_frequency[0])
+            line = nearest_line(find_lines(frequency, iq, min_snr), trace.peak_frequency[0])
             traces.append(trace)
             widths.append(line.fwhm if line else np.nan)
     if not traces:
@@ -270,9 +292,11 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
     return trace, np.array(widths)
 
 
-def _report(fit: SpectrumFit, peaks: PeakTrace) -> str:
+def _report(fit: SpectrumFit, peaks: PeakTrace, calibrated_sweet_spot: float) -> str:
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
+        f"half flux at {fit.sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V "
+        f"(calibrated {calibrated_sweet_spot:.6f} V), period held at {fit.period:.6f} V\n"
         f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
         f" GHz, EL = {fit.EL:.4f} ± {fit.EL_stderr:.2g} GHz\n"
         f"residual rms {fit.residual_rms_hz / 1e6:.3g} MHz, reduced chi-square {fit.redchi:.3g}\n"

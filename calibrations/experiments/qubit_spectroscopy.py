@@ -20,7 +20,7 @@ bias where the line was found, so the node confirms (or corrects) it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lmfit
 import numpy as np
@@ -42,12 +42,16 @@ _MIN_FIT_POINTS = 15
 
 @dataclass(frozen=True)
 class Line:
-    """A transition seen in a frequency sweep: centre and its stderr, FWHM (Hz) and SNR."""
+    """A transition seen in a frequency sweep: centre and its stderr, FWHM (Hz) and SNR.
+
+    `index` is the sweep point of the peak; on the grid the stderr is half a step.
+    """
 
     centre: float
     stderr: float
     fwhm: float
     snr: float
+    index: int
 
 
 def point_noise(y: np.ndarray) -> float:
@@ -56,12 +60,11 @@ def point_noise(y: np.ndarray) -> float:
     return float(max(noise, np.finfo(float).tiny))
 
 
-def find_lines(
-    frequency: np.ndarray, iq: np.ndarray, min_snr: float, refine: bool = True
-) -> list[Line]:
+def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:
     """Every peak of a saturation sweep at least `min_snr` noise deviations high, by frequency.
 
-    Centres are refined by a local Lorentzian fit (stderr nan on the grid otherwise).
+    The response is smoothed over three points and the height compared with the noise of
+    one point, as `extract_peaks` does; centres are on the grid (see `refine_line`).
     """
     frequency = np.asarray(frequency, float)
     iq = np.asarray(iq)
@@ -72,11 +75,16 @@ def find_lines(
     smooth = np.convolve(y, np.ones(3) / 3, mode="same")
     step = float(np.median(np.diff(frequency)))
     peaks, props = find_peaks(smooth, height=min_snr * noise, width=1.0)
-    lines = []
-    for k, width in zip(peaks, props["widths"], strict=True):
-        centre, stderr = refine_peak(frequency, y, int(k)) if refine else (frequency[k], np.nan)
-        lines.append(Line(float(centre), float(stderr), float(width) * step, smooth[k] / noise))
-    return sorted(lines, key=lambda line: line.centre)
+    return [
+        Line(float(frequency[k]), step / 2, float(width) * step, float(smooth[k] / noise), int(k))
+        for k, width in zip(peaks, props["widths"], strict=True)
+    ]
+
+
+def refine_line(frequency: np.ndarray, iq: np.ndarray, line: Line) -> Line:
+    """The line with its centre from a local Lorentzian fit (grid point if that fails)."""
+    centre, stderr = refine_peak(np.asarray(frequency, float), response_to_peak(iq), line.index)
+    return replace(line, centre=centre, stderr=stderr)
 
 
 def qubit_line(lines: list[Line], min_relative_snr: float) -> Line | None:
@@ -188,17 +196,19 @@ class QubitSpectroscopy(Node):
                 self._centre_readout(session)
             tried.append((bias, stderr))
             session.configure(flux={"voltage": bias}, drive={"amplitude": self.coarse_amplitude})
-            coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"]
+            coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"].values
             line = qubit_line(
-                find_lines(coarse, coarse_iq.values, self.min_line_snr), self.min_relative_snr
+                find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr
             )
             if line is not None:
+                line = refine_line(coarse, coarse_iq, line)
                 break
         fine, amplitude = self._fine_settings(line)
         session.configure(drive={"amplitude": amplitude})
         fine_iq = session.measure(self.name, SWEEP, fine)["iq"]
         return xr.Dataset(
-            {"iq": fine_iq, "iq_coarse": coarse_iq.rename({SWEEP: COARSE})},
+            {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq)},
+            coords={COARSE: coarse},
             attrs={
                 "experiment": self.name,
                 "qubit": session.qubit,
@@ -259,20 +269,22 @@ class QubitSpectroscopy(Node):
     def analyse(self, data: xr.Dataset) -> Analysis:
         frequency = data[SWEEP].values
         bias = (float(data.attrs["flux_voltage"]), float(data.attrs["flux_voltage_stderr"]))
+        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
+        coarse = qubit_line(lines, self.min_relative_snr)  # the line the fine sweep zoomed on
+        report = self._report(data, lines)
         try:
             fit = fit_line(frequency, data["iq"].values)
         except FitError as error:
             return Analysis(
                 values={"qubit_frequency": (np.nan, np.nan), "flux_sweet_spot": bias},
                 criteria=[at_least("Lorentzian fit converged", 0.0, 1.0)],
-                report=self._report(data) + f"fit failed: {error}\n",
+                report=report + f"fit failed: {error}\n",
             )
         centre, centre_err = fit.value("centre")
         fwhm, fwhm_err = fit.value("fwhm")
         fwhm = abs(fwhm)
         low, high = float(frequency.min()), float(frequency.max())
         step = (high - low) / (frequency.size - 1)
-        coarse = self._coarse_line(data)
         criteria = [
             at_least(
                 "coarse line signal-to-noise", coarse.snr if coarse else 0.0, self.min_line_snr
@@ -304,7 +316,7 @@ class QubitSpectroscopy(Node):
                 "flux_sweet_spot": bias,
             },
             criteria=criteria,
-            report=self._report(data) + fit.result.fit_report(),
+            report=report + fit.result.fit_report(),
             fit=fit.result,
             curves={
                 "x": fit.x,
@@ -316,15 +328,10 @@ class QubitSpectroscopy(Node):
             },
         )
 
-    def _coarse_line(self, data: xr.Dataset) -> Line | None:
-        """The line the fine window was centred on, found again in the coarse sweep."""
-        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
-        return qubit_line(lines, self.min_relative_snr)
-
-    def _report(self, data: xr.Dataset) -> str:
+    @staticmethod
+    def _report(data: xr.Dataset, lines: list[Line]) -> str:
         tried = np.atleast_1d(data.attrs["symmetry_points_tried"])
-        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
-        found = ", ".join(f"{line.centre / 1e6:.1f} MHz (SNR {line.snr:.0f})" for line in lines)
+        found = ", ".join(f"{line.centre / 1e6:.0f} MHz (SNR {line.snr:.0f})" for line in lines)
         return (
             f"bias points tried: {', '.join(f'{v:.4f} V' for v in tried)}\n"
             f"coarse lines at {data.attrs['coarse_amplitude']:.3g} V: {found or 'none'}\n"

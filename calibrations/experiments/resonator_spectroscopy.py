@@ -94,7 +94,11 @@ def find_dip(frequency: np.ndarray, iq: np.ndarray, baseline_points: int) -> Dip
 
 
 def notch_analysis(data: xr.Dataset, limits: NotchLimits) -> Analysis:
-    """Notch fit of `iq` over `readout_frequency` → readout_frequency and resonator_kappa."""
+    """Notch fit of `iq` over `readout_frequency` → readout_frequency, κ and the Q factors.
+
+    Needs nothing from `attrs`, so a trace from a VNA file (Touchstone) is analysed the same
+    way as a live one; the quality factors let such a trace be checked against other tools.
+    """
     frequency = data[FREQUENCY].values.astype(float)
     iq = data["iq"].values.astype(complex)
     try:
@@ -116,8 +120,13 @@ def notch_analysis(data: xr.Dataset, limits: NotchLimits) -> Analysis:
     values = {
         "readout_frequency": (fit.fr, fit.fr_stderr),
         "resonator_kappa": (fit.kappa, fit.kappa_stderr),
+        "loaded_q": (fit.Ql, fit.Ql_stderr),
+        "internal_q": (fit.Qi, fit.Qi_stderr),
+        "coupling_q": (fit.Qc, fit.Qc_stderr),
     }
-    return Analysis(values, criteria, _report(fit), fit, _curves(frequency, iq, fit))
+    unit = data["iq"].attrs.get("units", "V")
+    curves = _curves(frequency, iq, fit, unit)
+    return Analysis(values, criteria, _report(fit), fit, curves)
 
 
 def _report(fit: ResonatorFit) -> str:
@@ -128,7 +137,8 @@ def _report(fit: ResonatorFit) -> str:
     )
 
 
-def _curves(frequency: np.ndarray, iq: np.ndarray, fit: ResonatorFit) -> dict:
+def _curves(frequency: np.ndarray, iq: np.ndarray, fit: ResonatorFit, unit: str) -> dict:
+    """Magnitude and fit; `unit` is the trace's (V from the digitiser, none for an S21 file)."""
     fine = np.linspace(frequency.min(), frequency.max(), 1000)
     return {
         "x": frequency,
@@ -136,7 +146,7 @@ def _curves(frequency: np.ndarray, iq: np.ndarray, fit: ResonatorFit) -> dict:
         "fit_x": fine,
         "fit_y": np.abs(fit.best_fit(fine)),
         "xlabel": "readout frequency (Hz)",
-        "ylabel": "|S21| (V)",
+        "ylabel": f"|S21| ({unit})" if unit else "|S21|",
     }
 
 

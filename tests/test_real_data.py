@@ -1,0 +1,126 @@
+"""Real measured traces through `fluxcal analyse`: the lab's way in, no instrument needed.
+
+The files live in ../shared/data (see its README for sources and the authors' reference
+fits); they are not copied into the project, so these tests skip where the folder is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from calibrations.importers import load_recorded
+from fluxcal.analyse import analyse_file
+from fluxcal.cli import app
+
+
+def shared_data_dir() -> Path:
+    """repo_root/../shared/data, unless FLUXCAL_SHARED_DATA names another folder."""
+    override = os.environ.get("FLUXCAL_SHARED_DATA")
+    repo_root = Path(__file__).resolve().parents[1]
+    return Path(override) if override else repo_root.parent / "shared" / "data"
+
+
+S2P = shared_data_dir() / "S21testdata.s2p"
+TWOTONE = shared_data_dir() / "supergrad_fluxonium_twotone.npz"
+needs_s2p = pytest.mark.skipif(not S2P.is_file(), reason=f"real resonator trace not at {S2P}")
+needs_twotone = pytest.mark.skipif(
+    not TWOTONE.is_file(), reason=f"real two-tone map not at {TWOTONE}"
+)
+
+# resonator_tools 2.2.0 notch_port().autofit() on the same file (shared/data/README.md).
+REFERENCE_FR = 5.922519e9
+REFERENCE_QL = 87128.0
+REFERENCE_QI = 127755.0
+# SuperGrad's own fit of the two-tone map (GHz, V).
+REFERENCE_ENERGIES = {"EJ": 2.8479e9, "EC": 1.5494e9, "EL": 0.3599e9}
+REFERENCE_SWEET_SPOT = -0.0151
+FLUX_NODE_GAP = (
+    "qubit_flux_spectroscopy.analyse needs the live attrs flux_period/flux_sweet_spot and a "
+    "per-row (flux_voltage, point) drive_frequency; a lab map has neither (one shared axis, "
+    "NaN outside each row's window)"
+)
+
+
+def assert_matches_reference(values: dict[str, tuple[float, float]]) -> None:
+    assert abs(values["readout_frequency"][0] - REFERENCE_FR) < 2e3
+    assert values["loaded_q"][0] == pytest.approx(REFERENCE_QL, rel=0.05)
+    assert values["internal_q"][0] == pytest.approx(REFERENCE_QI, rel=0.10)
+    assert values["resonator_kappa"][0] == pytest.approx(
+        values["readout_frequency"][0] / values["loaded_q"][0]
+    )
+    assert all(np.isfinite(stderr) and stderr > 0 for _, stderr in values.values())
+
+
+@needs_s2p
+def test_nist_resonator_through_the_command_line_matches_the_reference_fit(tmp_path) -> None:
+    figure = tmp_path / "out.png"
+    result = CliRunner().invoke(
+        app,
+        ["analyse", str(S2P), "--experiment", "resonator_spectroscopy", "--plot", str(figure)]
+        + ["--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accepted"], report["reason"]
+    values = {k: (v["value"], v["stderr"]) for k, v in report["values"].items()}
+    assert_matches_reference(values)
+    assert report["values"]["readout_frequency"]["unit"] == "Hz"
+    assert figure.stat().st_size > 10_000
+
+
+@needs_s2p
+def test_nist_resonator_through_the_api_matches_the_reference_fit() -> None:
+    result = analyse_file(S2P, "resonator_spectroscopy")
+    assert result.outcome.accepted, result.outcome.reason
+    assert_matches_reference(result.analysis.values)
+    # The Touchstone trace carries no live settings: the analysis used the data alone.
+    assert result.data["readout_frequency"].attrs["units"] == "Hz"
+    assert result.data["iq"].attrs["units"] == ""
+    assert "kappa_reference" not in result.data.attrs
+
+
+@needs_s2p
+def test_nist_resonator_text_output_names_the_values_with_units() -> None:
+    result = CliRunner().invoke(
+        app, ["analyse", str(S2P), "--experiment", "resonator_spectroscopy"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("resonator_spectroscopy: accepted")
+    assert "readout_frequency = 59225" in result.stdout
+    assert "loaded_q = " in result.stdout and "internal_q = " in result.stdout
+
+
+@needs_twotone
+def test_supergrad_map_imports_as_a_flux_map_with_units() -> None:
+    data = load_recorded(
+        TWOTONE, "qubit_flux_spectroscopy", axes={"xs": "flux_voltage", "ys": "drive_frequency"}
+    )
+    assert data["iq"].dims == ("flux_voltage", "drive_frequency")
+    assert data["iq"].shape == (35, 1828)
+    assert data["flux_voltage"].attrs["units"] == "V"
+    assert data["drive_frequency"].attrs["units"] == "Hz"
+    # only a 150-point window per bias row was measured; the rest stays NaN
+    assert (np.isfinite(data["iq"].values).sum(axis=1) == 150).all()
+
+
+@needs_twotone
+def test_supergrad_flux_map_through_the_command_line_matches_the_authors_fit() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["analyse", str(TWOTONE), "--experiment", "qubit_flux_spectroscopy"]
+        + ["--axes", "xs=flux_voltage,ys=drive_frequency", "--json"],
+    )
+    if result.exit_code != 0 and "the qubit_flux_spectroscopy analysis" in result.stderr:
+        pytest.xfail(f"{FLUX_NODE_GAP}: {result.stderr.strip()}")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    values = report["values"]
+    for name, reference in REFERENCE_ENERGIES.items():
+        assert values[name]["value"] == pytest.approx(reference, rel=0.03), name
+    assert abs(values["flux_sweet_spot"]["value"] - REFERENCE_SWEET_SPOT) < 0.01
