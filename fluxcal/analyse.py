@@ -19,6 +19,12 @@ from calibrations.gate import GateOutcome
 from calibrations.importers import load_recorded
 from calibrations.node import UNITS, Analysis, Node
 
+SINGLE_RUN_HINT = (
+    "a node whose Dataset combines several runs is re-analysed from its snapshot or netCDF "
+    "file, not from one run id"
+)
+WRONG_EXPERIMENT_HINT = "is --experiment the node that recorded it?"
+
 
 class OfflineAnalysisError(ValueError):
     """The recorded data lack what the chosen experiment's analysis needs."""
@@ -79,18 +85,11 @@ def analyse_file(
     node = node_for(experiment)
     dataset = load_recorded(path, experiment, qubit=qubit, run_id=run_id, axes=axes, data=data)
     hint = SINGLE_RUN_HINT if run_id is not None else WRONG_EXPERIMENT_HINT
-    analysis = analyse_dataset(node, dataset, f"{path}", hint)
+    analysis = analyse_dataset(node, dataset, str(path), hint)
     result = OfflineResult(experiment, dataset, analysis, node.gate(analysis))
     if plot is not None:
         node.plot(dataset, analysis, plot)
     return result
-
-
-SINGLE_RUN_HINT = (
-    "a node whose Dataset combines several runs is re-analysed from its snapshot or netCDF "
-    "file, not from one run id"
-)
-WRONG_EXPERIMENT_HINT = "is --experiment the node that recorded it?"
 
 
 def analyse_dataset(node: Node, dataset: xr.Dataset, source: str, hint: str = "") -> Analysis:

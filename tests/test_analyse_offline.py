@@ -99,9 +99,9 @@ def assert_same_values(offline: dict, live: dict, node: str) -> None:
     assert offline.keys() == live.keys(), node
     for name, pair in live.items():
         for got, want in zip(offline[name], pair, strict=True):
-            assert math.isclose(got, want, rel_tol=SAME) or (math.isnan(got) and math.isnan(want)), (
-                f"{node}.{name}: {got!r} offline, {want!r} live"
-            )
+            assert math.isclose(got, want, rel_tol=SAME) or (
+                math.isnan(got) and math.isnan(want)
+            ), f"{node}.{name}: {got!r} offline, {want!r} live"
 
 
 def test_the_live_chain_ran_every_node(recorded: Recorded) -> None:
@@ -113,16 +113,12 @@ def test_the_live_chain_ran_every_node(recorded: Recorded) -> None:
 @pytest.mark.parametrize("node", list(DEFAULT_GRAPH))
 def test_every_node_reanalyses_identically_from_the_snapshot(recorded: Recorded, node) -> None:
     live = recorded.results[node].analysis.values
-    offline = reanalysed_values(
-        recorded.snapshot, "--experiment", node, "--qubit", QUBIT
-    )
+    offline = reanalysed_values(recorded.snapshot, "--experiment", node, "--qubit", QUBIT)
     assert_same_values(offline, live, node)
 
 
 @pytest.mark.parametrize("node", list(DEFAULT_GRAPH))
-def test_nodes_of_several_runs_reanalyse_identically_from_netcdf(recorded: Recorded, node) -> None:
-    if node in recorded.single_run:
-        pytest.skip(f"{node} is one QCoDeS run: checked from the database")
+def test_every_node_reanalyses_identically_from_netcdf(recorded: Recorded, node) -> None:
     live = recorded.results[node].analysis.values
     offline = reanalysed_values(recorded.netcdf[node], "--experiment", node)
     assert_same_values(offline, live, node)
@@ -135,9 +131,7 @@ def test_single_run_nodes_reanalyse_identically_from_the_qcodes_database(
     assert "resonator_spectroscopy" in recorded.single_run
     for node, run_id in recorded.single_run.items():
         live = recorded.results[node].analysis.values
-        offline = reanalysed_values(
-            recorded.database, "--run-id", run_id, "--experiment", node
-        )
+        offline = reanalysed_values(recorded.database, "--run-id", run_id, "--experiment", node)
         assert_same_values(offline, live, node)
 
 

@@ -118,6 +118,7 @@ def test_npz_needs_axes_and_a_real_archive(tmp_path) -> None:
         load_recorded(broken, "x", axes={"xs": "flux_voltage"})
 
 
+@pytest.mark.filterwarnings("ignore:You are writing invalid netcdf")
 def test_netcdf_round_trip_keeps_complex_data_and_adds_missing_units(tmp_path) -> None:
     dataset = xr.Dataset(
         {"iq": (("flux_voltage", "delay"), map_values()[:, :2])},

@@ -21,6 +21,7 @@ from devices import make_device
 from calibrations.experiments.qubit_flux_spectroscopy import (
     ENERGIES,
     QubitFluxSpectroscopy,
+    glitched,
     predict,
 )
 from calibrations.experiments.qubit_spectroscopy import SWEEP, QubitSpectroscopy
@@ -70,7 +71,7 @@ def recorded(stem: str) -> xr.Dataset:
     return xr.load_dataset(FIXTURES / f"{stem}.nc", engine="h5netcdf")
 
 
-def glitched(data: xr.Dataset, seed: int = 0) -> xr.Dataset:
+def with_glitches(data: xr.Dataset, seed: int = 0) -> xr.Dataset:
     """A burst of large spikes on an eighth of the points, as the digitiser's glitch fault."""
     rng = np.random.default_rng(seed)
     iq = data["iq"].values.copy()
@@ -150,7 +151,9 @@ def test_line_outside_or_at_the_edge_of_the_window_is_rejected(offset, failed):
 
 
 def test_glitched_fine_sweep_is_rejected_by_chi_square():
-    accepted, reason, _ = verdict(QubitSpectroscopy(), glitched(recorded("qubit_spectroscopy")))
+    accepted, reason, _ = verdict(
+        QubitSpectroscopy(), with_glitches(recorded("qubit_spectroscopy"))
+    )
     assert not accepted
     assert "reduced chi-square" in reason
 
@@ -210,10 +213,29 @@ def test_flux_map_of_pure_noise_has_no_peaks():
 
 
 def test_glitched_flux_map_is_rejected():
-    data = glitched(recorded("qubit_spectroscopy_flux"))
+    data = with_glitches(recorded("qubit_spectroscopy_flux"))
     accepted, reason, _ = verdict(QubitFluxSpectroscopy(), data)
     assert not accepted
-    assert "residual rms / median linewidth" in reason
+    assert "glitched rows (fraction) = 1" in reason
+
+
+def test_glitched_rows_are_left_out_of_the_fit():
+    data = recorded("qubit_spectroscopy_flux")
+    burst = with_glitches(data.isel(flux_voltage=slice(10, 13)))
+    data["iq"][10:13] = burst["iq"].values
+    accepted, reason, analysis = verdict(QubitFluxSpectroscopy(), data)
+    assert accepted, reason
+    values = RECORDED["qubit_spectroscopy_flux"][1]
+    for name in ENERGIES:
+        assert analysis.values[name][0] == pytest.approx(values[name], rel=2e-3), name
+
+
+def test_live_glitch_is_measured_again():
+    session, _ = session_for(QubitFluxSpectroscopy, "intermediate", 3)
+    session.station.components["readout"].inject_fault("glitch", "q0", count=1)
+    node = QubitFluxSpectroscopy(rows=6, flux_span=0.1)
+    data = node.acquire(session)
+    assert not any(map(glitched, data["iq"].values))
 
 
 def test_line_outside_every_window_stops_the_tracking():

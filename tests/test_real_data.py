@@ -60,11 +60,8 @@ def assert_matches_reference(values: dict[str, tuple[float, float]]) -> None:
 @needs_s2p
 def test_nist_resonator_through_the_command_line_matches_the_reference_fit(tmp_path) -> None:
     figure = tmp_path / "out.png"
-    result = CliRunner().invoke(
-        app,
-        ["analyse", str(S2P), "--experiment", "resonator_spectroscopy", "--plot", str(figure)]
-        + ["--json"],
-    )
+    command = ["analyse", str(S2P), "--experiment", "resonator_spectroscopy"]
+    result = CliRunner().invoke(app, [*command, "--plot", str(figure), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["accepted"], report["reason"]
@@ -111,11 +108,9 @@ def test_supergrad_map_imports_as_a_flux_map_with_units() -> None:
 
 @needs_twotone
 def test_supergrad_flux_map_through_the_command_line_matches_the_authors_fit() -> None:
-    result = CliRunner().invoke(
-        app,
-        ["analyse", str(TWOTONE), "--experiment", "qubit_flux_spectroscopy"]
-        + ["--axes", "xs=flux_voltage,ys=drive_frequency", "--json"],
-    )
+    command = ["analyse", str(TWOTONE), "--experiment", "qubit_flux_spectroscopy"]
+    axes = ["--axes", "xs=flux_voltage,ys=drive_frequency"]
+    result = CliRunner().invoke(app, [*command, *axes, "--json"])
     if result.exit_code != 0 and "the qubit_flux_spectroscopy analysis" in result.stderr:
         pytest.xfail(f"{FLUX_NODE_GAP}: {result.stderr.strip()}")
     assert result.exit_code == 0, result.output

@@ -46,6 +46,8 @@ ROW = "flux_voltage"
 POINT = "point"
 SWEEP = "drive_frequency"
 ENERGIES = ("EJ", "EC", "EL")
+_MAD_TO_SIGMA = 1.4826
+_SPIKE_SIGMAS = 8.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,23 @@ def predict(flux: np.ndarray, f01: np.ndarray, next_flux: float, floor: float) -
     centre = np.sqrt(max(quadratic, 0.0))
     spread = max(2.0 * abs(centre - np.sqrt(max(linear, 0.0))), 0.25 * abs(f01[-1] - f01[-2]))
     return Window(float(centre), float(max(spread, floor)))
+
+
+def glitched(iq: np.ndarray) -> bool:
+    """Whether a row holds isolated spikes in more than one place: a glitch, not a qubit line.
+
+    A point stands alone when it is far (`_SPIKE_SIGMAS` noise deviations) from the mean of its
+    two neighbours and most of its excursion from the baseline is that jump. A saturated line
+    is one feature a few steps wide (an unresolved one, a single point); a digitiser glitch
+    spikes many points.
+    """
+    z = np.asarray(iq, complex)
+    noise = _MAD_TO_SIGMA * np.median(np.abs(np.diff(z))) / np.sqrt(2)
+    baseline = np.median(z.real) + 1j * np.median(z.imag)
+    jump = np.abs(z[1:-1] - (z[:-2] + z[2:]) / 2)
+    alone = (jump > _SPIKE_SIGMAS * noise) & (jump > 0.7 * np.abs(z[1:-1] - baseline))
+    places = np.count_nonzero(alone[1:] & ~alone[:-1]) + int(alone[0])
+    return places > 1
 
 
 def nearest_line(lines: list[Line], frequency: float) -> Line | None:
@@ -111,6 +130,7 @@ class QubitFluxSpectroscopy(Node):
     min_points: int = 8  # peaks in the fit: three energies and a margin
     min_flux_span: float = 0.1  # Φ0 spanned by the fitted peaks: away from the sweet spot
     max_sweet_spot_shift: float = 0.01  # Φ0 between the fitted and the calibrated sweet spot
+    max_glitched_fraction: float = 0.2  # of the rows (left out of the fit)
     #: Physical range of fluxonium energies (Hz): outside, the fit found something else.
     EJ_bounds: tuple[float, float] = (0.5e9, 50e9)
     EC_bounds: tuple[float, float] = (0.1e9, 10e9)
@@ -186,7 +206,8 @@ class QubitFluxSpectroscopy(Node):
         window, be too narrow for the grid or too faint (the dispersive shift shrinks in
         places), so a retry doubles the window and the tone and triples the shots; a line much
         wider than wanted is re-measured with the tone scaled down. Returns the sweep, IQ,
-        tone and shots of the last attempt and the line nearest the window centre.
+        tone and shots of the last attempt and the line nearest the window centre. A glitched
+        row is simply measured again.
         """
         shots = self.shots
         amplitude = None
@@ -198,6 +219,9 @@ class QubitFluxSpectroscopy(Node):
             amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
             session.configure(drive={"amplitude": amplitude}, readout={"shots": shots})
             iq = session.measure(self.name, SWEEP, frequency)["iq"].values
+            if glitched(iq):  # an instrument hiccup: measure the row again as it was
+                line = None
+                continue
             line = nearest_line(find_lines(frequency, iq, self.min_line_snr), window.centre)
             if line is not None:
                 line = refine_line(frequency, iq, line)
@@ -218,14 +242,18 @@ class QubitFluxSpectroscopy(Node):
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         period = float(data.attrs["flux_period"])
-        calibrated_sweet_spot = float(data.attrs["flux_sweet_spot"])
-        peaks, linewidths = row_peaks(data, self.min_line_snr)
+        calibrated = float(data.attrs["flux_sweet_spot"])
+        peaks, linewidths, n_glitched = row_peaks(data, self.min_line_snr)
+        clean = at_most(
+            "glitched rows (fraction)", n_glitched / data.sizes[ROW], self.max_glitched_fraction
+        )
         try:
             fit = fit_flux_spectrum(peaks, period=period)
         except FitError as error:
             return Analysis(
                 values={name: (np.nan, np.nan) for name in ENERGIES},
                 criteria=[
+                    clean,
                     at_least("row peaks found", peaks.bias.size, self.min_points),
                     at_least("spectrum fit converged", 0.0, 1.0),
                 ],
@@ -233,7 +261,10 @@ class QubitFluxSpectroscopy(Node):
                 curves=_map_curves(data, peaks),
             )
         flux = bias_to_flux(peaks.bias[fit.used], period, fit.sweet_spot)
+        # f01 has period one flux quantum: the fit may land on an equivalent half-flux point
+        sweet_spot = fit.sweet_spot - period * np.round((fit.sweet_spot - calibrated) / period)
         criteria = [
+            clean,
             at_least("peaks used in the fit", fit.n_points, self.min_points),
             at_least("flux span of the fitted peaks (Φ0)", np.ptp(flux), self.min_flux_span),
             at_most(
@@ -243,11 +274,11 @@ class QubitFluxSpectroscopy(Node):
             ),
             at_most(
                 "fitted − calibrated sweet spot (Φ0)",
-                abs(fit.sweet_spot - calibrated_sweet_spot) / period,
+                abs(sweet_spot - calibrated) / period,
                 self.max_sweet_spot_shift,
             ),
         ]
-        values = {"flux_sweet_spot": (fit.sweet_spot, fit.sweet_spot_stderr)}
+        values = {"flux_sweet_spot": (sweet_spot, fit.sweet_spot_stderr)}
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * getattr(fit, f"{name}_stderr")
@@ -263,40 +294,42 @@ class QubitFluxSpectroscopy(Node):
         return Analysis(
             values=values,
             criteria=criteria,
-            report=_report(fit, peaks, calibrated_sweet_spot),
+            report=_report(fit, peaks, sweet_spot, calibrated),
             fit=fit.result,
             curves=_map_curves(data, peaks, fit),
         )
 
 
-def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray]:
-    """Peak per row (rows have their own frequency axes) and the linewidth (Hz) of each."""
+def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, int]:
+    """Peak per row (rows have their own frequency axes), the linewidth (Hz) of each and the
+    number of glitched rows (left out)."""
     traces, widths = [], []
-    for bias, frequency, iq in zip(
-        data[ROW].values, data[SWEEP].values, data["iq"].values, strict=True
-    ):
+    rows = zip(data[ROW].values, data[SWEEP].values, data["iq"].values, strict=True)
+    clean = [(bias, frequency, iq) for bias, frequency, iq in rows if not glitched(iq)]
+    for bias, frequency, iq in clean:
         trace = extract_peaks(np.array([bias]), frequency, iq[None], min_snr=min_snr)
         if trace.bias.size:
             line = nearest_line(find_lines(frequency, iq, min_snr), trace.peak_frequency[0])
             traces.append(trace)
             widths.append(line.fwhm if line else np.nan)
+    n_glitched = data.sizes[ROW] - len(clean)
     if not traces:
         empty = np.empty(0)
-        return PeakTrace(empty, empty, empty, empty), empty
+        return PeakTrace(empty, empty, empty, empty), empty, n_glitched
     trace = PeakTrace(
         np.concatenate([t.bias for t in traces]),
         np.concatenate([t.peak_frequency for t in traces]),
         np.concatenate([t.peak_stderr for t in traces]),
         np.concatenate([t.snr for t in traces]),
     )
-    return trace, np.array(widths)
+    return trace, np.array(widths), n_glitched
 
 
-def _report(fit: SpectrumFit, peaks: PeakTrace, calibrated_sweet_spot: float) -> str:
+def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: float) -> str:
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
-        f"half flux at {fit.sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V "
-        f"(calibrated {calibrated_sweet_spot:.6f} V), period held at {fit.period:.6f} V\n"
+        f"half flux at {sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V "
+        f"(calibrated {calibrated:.6f} V), period held at {fit.period:.6f} V\n"
         f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
         f" GHz, EL = {fit.EL:.4f} ± {fit.EL_stderr:.2g} GHz\n"
         f"residual rms {fit.residual_rms_hz / 1e6:.3g} MHz, reduced chi-square {fit.redchi:.3g}\n"
