@@ -142,6 +142,8 @@ def decision_rows(maintenance: Mapping[str, Any]) -> list[dict[str, Any]]:
                 key = next(iter(check.measured))
                 value, stderr = check.measured[key]
                 measured = f"{key} = {number(value)} ± {number(stderr, 2)}"
+                if not check.measured_now:
+                    measured += " (shared probe)"
                 stored = number(check.stored.get(key))
                 tolerance = number(check.tolerance.get(key), 3)
             rows.append(

@@ -161,7 +161,7 @@ def maintain_qubit(
             out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
             continue
         if state.kind == "never calibrated":
-            why = state.reason
+            why = f"{state.kind}: {state.reason}"
         else:
             if name in checks:
                 result = check(name, checks[name], ctx)

@@ -34,15 +34,16 @@ from calibrations.experiments.decay_fits import (
     scan_frequency,
 )
 from calibrations.experiments.ramsey import resolve_sign
-from calibrations.experiments.single_shot import discriminate, rotate
+from calibrations.experiments.single_shot import Discrimination, discriminate, rotate
 from calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from calibrations.fitting import FitError, fit_notch
 from calibrations.session import DEFAULT_READOUT, QubitSession
 
 #: π-pulse length when no node stored one (the convention of the Rabi node).
 PI_DURATION = 100e-9
-#: Confidence of the chi-square test: a good fit fails it once in a thousand checks.
-CHI2_CONFIDENCE = 0.999
+#: Confidence of the chi-square test: a good fit fails it once in ten thousand checks (a
+#: false "bad data" costs a recalibration; a glitch gives a χ² in the hundreds).
+CHI2_CONFIDENCE = 0.9999
 
 
 def chi2_limit(points: int, parameters: int) -> float:
@@ -50,7 +51,7 @@ def chi2_limit(points: int, parameters: int) -> float:
 
     The noise is itself estimated from the `points` repeat differences, so the statistic
     follows an F distribution (points − parameters, points) rather than a chi-square: with
-    eight points and three parameters the limit is ~13, with a hundred ~1.9.
+    eight points and three parameters the limit is ~26, with thirty-two and five ~4.
     """
     return float(f_distribution.ppf(CHI2_CONFIDENCE, points - parameters, points))
 
@@ -62,7 +63,6 @@ class Estimate:
     value: float
     stderr: float
     problems: list[str] = field(default_factory=list)
-    details: dict[str, float] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -95,8 +95,8 @@ def qubit_frequency_offset(
     The offset is found unambiguously while |offset| < δ·(1 − 1/fringes) and the faster
     fringe stays below the Nyquist frequency; beyond that the two fringes disagree (or
     vanish) and the estimate comes back with problems. The χ² limit is twice the F quantile:
-    `project` clips outliers from its noise figure, which fattens the tail of the statistic
-    (1 fit in 50 passes the plain quantile on good data; glitches give χ² ≫ 10).
+    `project` clips outliers from its noise figure, which fattens the statistic's tail; a
+    glitch still gives χ² ≫ 10.
     """
     reference = session.value("qubit_frequency")
     _drive(session, "ramsey", shots, amplitude=session.value("pi_amplitude"))
@@ -121,7 +121,7 @@ def qubit_frequency_offset(
             f"the ±δ fringes disagree by {mismatch:.1f} stderr: the qubit is not within "
             f"±{detuning / 1e6:g} MHz of the stored frequency"
         )
-    return Estimate(offset, stderr, problems, {"snr": min(plus.snr, minus.snr)})
+    return Estimate(offset, stderr, problems)
 
 
 def _projected(iq: np.ndarray) -> tuple[np.ndarray, float]:
@@ -170,7 +170,7 @@ def pi_amplitude(
     (_, amplitude, value), errors, chi2 = _fit_few(rabi_cosine, amplitudes, y, start)
     snr = abs(amplitude)
     problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
-    return Estimate(float(value), float(errors[2]), problems, {"snr": snr, "chi2": chi2})
+    return Estimate(float(value), float(errors[2]), problems)
 
 
 def decay_time(
@@ -192,7 +192,7 @@ def decay_time(
     (_, amplitude, value), errors, chi2 = _fit_few(exponential, delays, y, start)
     snr = abs(amplitude)
     problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
-    return Estimate(float(value), float(errors[2]), problems, {"snr": snr, "chi2": chi2})
+    return Estimate(float(value), float(errors[2]), problems)
 
 
 def _problems(chi2: float, max_chi2: float, snr: float, min_snr: float) -> list[str]:
@@ -235,7 +235,7 @@ def resonator_frequency(
         if margin >= 1.0
         else [f"the dip is {margin:.2f} linewidths from the edge of the window: not centred"]
     )
-    return Estimate(fit.fr, fit.fr_stderr, problems, {"snr": fit.snr, "kappa": fit.kappa})
+    return Estimate(fit.fr, fit.fr_stderr, problems)
 
 
 def assignment_fidelity(
@@ -243,9 +243,9 @@ def assignment_fidelity(
 ) -> Estimate:
     """Assignment fidelity with the stored readout settings, angle and threshold.
 
-    `details["best"]` is the fidelity of the best threshold on the same shots: when even that
-    cannot tell |0⟩ from |1⟩ (below `min_contrast`) the problem is upstream of the readout
-    (the π pulse, the qubit frequency), so the data is reported as bad.
+    When even the best threshold on the same shots cannot tell |0⟩ from |1⟩ (a fidelity below
+    `min_contrast`), the problem is upstream of the readout (the π pulse, the qubit
+    frequency), so the data is reported as bad.
     """
     states = np.array([0.0, session.value("pi_amplitude")])
     session.operating_point()
@@ -256,10 +256,14 @@ def assignment_fidelity(
         return Estimate(math.nan, math.nan, ["shots have non-finite values"])
     angle = session.value("readout_angle")
     threshold = session.value("readout_threshold")
-    error0 = float(np.mean(rotate(iq0, angle).real > threshold))
-    error1 = float(np.mean(rotate(iq1, angle).real <= threshold))
-    fidelity = 1.0 - (error0 + error1) / 2
-    stderr = 0.5 * math.sqrt((error0 * (1 - error0) + error1 * (1 - error1)) / shots + 1 / shots**2)
+    stored = Discrimination(
+        np.asarray(angle),
+        np.asarray(threshold),
+        np.asarray(np.mean(rotate(iq0, angle).real > threshold)),
+        np.asarray(np.mean(rotate(iq1, angle).real <= threshold)),
+        iq0.size,
+        iq1.size,
+    )
     best = float(discriminate(iq0, iq1).fidelity)
     problems = (
         []
@@ -269,4 +273,4 @@ def assignment_fidelity(
             "the states are not told apart"
         ]
     )
-    return Estimate(fidelity, stderr, problems, {"best": best})
+    return Estimate(float(stored.fidelity), float(stored.fidelity_stderr), problems)

@@ -19,6 +19,7 @@ from prefect_support import (
     prefect_harness,
     read_back,
     seeded_store,
+    truth_parameters,
     two_qubit_device,
 )
 from typer.testing import CliRunner
@@ -32,6 +33,8 @@ from calibrations.runner import NodeResult
 from calibrations.session import MissingParameter, QubitSession
 from flows.artifacts import fit_report_markdown, parameter_rows
 from flows.checks import (
+    CHECKS,
+    CheckContext,
     CheckResult,
     DecayCheck,
     PiAmplitudeCheck,
@@ -127,6 +130,33 @@ def test_a_rejected_fit_is_not_retried_and_skips_its_dependents_only(prefect_har
     assert "q0-ramsey" not in task_runs
     seeded = device.truth()["q0"]["pi_amplitude"]
     assert snapshot.parameters["q0"]["pi_amplitude"].value == seeded  # previous value kept
+
+
+class BrokenAWG(Node):
+    """A node whose acquisition fails for a reason that is no instrument hiccup."""
+
+    name = "broken"
+    produces = ("pi_amplitude",)
+
+    def acquire(self, session):
+        raise ValueError("AWG sequence memory full")
+
+
+def test_a_node_that_cannot_run_fails_its_task_run_without_retries(prefect_harness, tmp_path):
+    station = build_station(make_device("light", 1))
+    store = tmp_path / "store"
+    graph = {"broken": GraphEntry(BrokenAWG, (), HOUR)}
+
+    outcome = daily_calibration(station=LiveStation(station), store=str(store), graph=graph)
+
+    result = outcome.run.results["q0"]["broken"]
+    assert (result.outcome, result.reason) == (
+        "failed",
+        "acquisition error: AWG sequence memory full",
+    )
+    _, task_runs, _ = read_back(last_snapshot(store).provenance["flow_run_id"])
+    assert task_runs["q0-broken"].state_name == "Failed"
+    assert task_runs["q0-broken"].run_count == 1
 
 
 def test_one_qubits_failure_never_blocks_another(prefect_harness, tmp_path):
@@ -349,6 +379,17 @@ def test_judge_needs_the_drift_beyond_tolerance_plus_twice_the_uncertainty(
 ):
     result = judge("n", "x", Estimate(value, stderr), 10.0, 0.0, 1.0, direction=direction)
     assert result.verdict == verdict
+
+
+@pytest.mark.parametrize("node", ["rabi", "t1", "ramsey"])
+def test_a_glitched_check_trace_is_bad_data_never_a_drift(node):
+    device = make_device("light", 1)
+    station = build_station(device)
+    names = (*UPSTREAM, "pi_amplitude", "T1")
+    session = QubitSession(station, "q0", truth_parameters(device, names)["q0"])
+    assert run_check(node, CHECKS[node], CheckContext(session)).verdict == "in_spec"
+    station.components["readout"].inject_fault("glitch", "q0", 1)
+    assert run_check(node, CHECKS[node], CheckContext(session)).verdict == "bad_data"
 
 
 def test_judge_reports_probe_problems_as_bad_data():

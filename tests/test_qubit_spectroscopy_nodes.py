@@ -24,7 +24,7 @@ from calibrations.experiments.qubit_flux_spectroscopy import (
     glitched,
     predict,
 )
-from calibrations.experiments.qubit_spectroscopy import SWEEP, QubitSpectroscopy
+from calibrations.experiments.qubit_spectroscopy import SWEEP, Line, QubitSpectroscopy, qubit_line
 from calibrations.node import UNITS, Analysis, Node
 from calibrations.session import QubitSession
 from instruments.fluxonium import FluxoniumModel
@@ -41,23 +41,19 @@ RECORDED = {
     ),
     "qubit_spectroscopy_flux": (
         QubitFluxSpectroscopy,
-        {"EJ": 8896328220.534662, "EC": 2499205393.6838036, "EL": 500037880.9583407},
+        {"EJ": 8914566138.526651, "EC": 2503695126.115897, "EL": 499819199.74273616},
     ),
 }
 
 
-def known_from_truth(names, truth: dict[str, float], **changes: float):
-    return {
-        name: CalibratedParameter(changes.get(name, truth[name]), math.nan, UNITS[name], "", "")
-        for name in names
-    }
-
-
-def session_for(node: type[Node], kind: str, seed: int, **changes: float):
-    """A session on a test chip whose known upstream parameters are the truth (or `changes`)."""
+def session_for(node: type[Node], kind: str, seed: int) -> tuple[QubitSession, dict[str, float]]:
+    """A session on a test chip whose known upstream parameters are the truth."""
     device = make_device(kind, seed)
     truth = device.truth()["q0"]
-    known = known_from_truth(node.requires, truth, **changes)
+    known = {
+        name: CalibratedParameter(truth[name], math.nan, UNITS[name], "truth", "")
+        for name in node.requires
+    }
     return QubitSession(build_station(device), "q0", known), truth
 
 
@@ -122,6 +118,14 @@ def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(as_parameter):
     assert accepted, reason
     assert analysis.values["flux_sweet_spot"] == (half, 2e-4 if as_parameter else 1e-4)
     assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
+
+
+def test_the_qubit_is_the_lowest_line_not_much_weaker_than_the_strongest():
+    blip = Line(60e6, 2e6, 8e6, 9.0, 10)
+    f01 = Line(360e6, 1e6, 30e6, 40.0, 85)
+    one_to_two = Line(900e6, 1e6, 30e6, 15.0, 220)
+    assert qubit_line([blip, f01, one_to_two], min_relative_snr=0.25) is f01
+    assert qubit_line([], min_relative_snr=0.25) is None
 
 
 def test_recorded_qubit_spectroscopy_gives_the_recorded_values():

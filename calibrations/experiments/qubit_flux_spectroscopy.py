@@ -109,7 +109,7 @@ class QubitFluxSpectroscopy(Node):
     requires = ("flux_period", "flux_sweet_spot", "qubit_frequency", "readout_frequency")
     produces = ENERGIES
 
-    rows: int = 26  # bias rows from Φ0/2 to integer flux
+    rows: int = 21  # bias rows from Φ0/2 to integer flux
     flux_span: float = 0.5  # Φ0 covered from the sweet spot (0.5 reaches integer flux)
     points: int = 61  # frequency points per row
     min_frequency: float = 10e6  # Hz, lowest drive frequency swept

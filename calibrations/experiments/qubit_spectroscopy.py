@@ -6,9 +6,9 @@ So the node first scans that whole range with a strong saturation tone, whose po
 broadening makes the line tens of MHz wide and visible with coarse steps, and takes the
 lowest line that is not much weaker than the strongest one (thermal population lets weaker
 lines such as 1→2 show up too). It then zooms on that line with a weak tone, scaled from the
-coarse linewidth to a ~1 MHz wide line (in the strong-drive limit the saturated linewidth
-grows linearly with the drive amplitude), and fits a Lorentzian: the centre is f01 to a few
-tens of kHz, good enough for Rabi and for Ramsey to refine.
+coarse linewidth to make the line ~0.5 MHz wide (in the strong-drive limit the saturated
+linewidth grows linearly with the drive amplitude), and fits a Lorentzian: the centre is f01
+to ~10 kHz, good enough for Rabi and for Ramsey to refine.
 
 Shots are heralded by default (a pre-measurement keeps the shots that start in the ground
 state), which multiplies the contrast of a thermally excited fluxonium. If no line shows at

@@ -17,6 +17,7 @@ gives standard errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import lmfit
 import numpy as np
@@ -281,14 +282,23 @@ def _mapping_candidates(
     return p.ravel(), (c + s * p).ravel()
 
 
-def grid_start(
-    bias: np.ndarray, freq_ghz: np.ndarray, period: float | None, sweet_spot: float | None
-) -> _Start:
-    """Best coarse-grid point over energy ratios, energy scale and flux-mapping candidates."""
+@lru_cache(maxsize=1)
+def _grid() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The coarse f01 grid and which of its points are converged: built once per process."""
     ej_ratios = np.geomspace(*EJ_OVER_EC, _GRID_SHAPE[0])
     el_ratios = np.geomspace(*EL_OVER_EC, _GRID_SHAPE[1])
     table = f01_table(ej_ratios, el_ratios, _GRID_FLUX).reshape(-1, _GRID_FLUX.size)
     trusted = _converged(ej_ratios, el_ratios).ravel()
+    for array in (ej_ratios, el_ratios, table, trusted):
+        array.setflags(write=False)
+    return ej_ratios, el_ratios, table, trusted
+
+
+def grid_start(
+    bias: np.ndarray, freq_ghz: np.ndarray, period: float | None, sweet_spot: float | None
+) -> _Start:
+    """Best coarse-grid point over energy ratios, energy scale and flux-mapping candidates."""
+    ej_ratios, el_ratios, table, trusted = _grid()
     periods, sweet_spots = _mapping_candidates(bias, freq_ghz, period, sweet_spot)
     best: _Start | None = None
     for p, v in zip(periods, sweet_spots, strict=True):
