@@ -6,13 +6,16 @@ line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from flows.commands import register_commands
 from fluxcal.calibrate import CalibrationRequest, run_calibration
 from fluxcal.tables import parameter_table
 from snapshots.cli import app as snapshots_app
@@ -67,14 +70,14 @@ def calibrate(
         reason="fluxcal calibrate",
     )
     if prefect:
-        from flows.daily import run_daily_calibration_flow
-
-        outcome = run_daily_calibration_flow(request)
+        from flows.daily import run_daily_calibration_flow as runner
     else:
-        try:
-            outcome = run_calibration(request)
-        except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
-            fail(str(error).strip("'\""))
+        runner = run_calibration
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # QCoDeS chatter; stdout is the result
+            outcome = runner(request)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+        fail(str(error).strip("'\""))
     if as_json:
         typer.echo(json.dumps(outcome.as_json(), indent=2))
         return
@@ -112,3 +115,7 @@ def analyse(
     except (ValueError, KeyError, OSError) as error:
         fail(" ".join(str(error).strip("'\"").split()))
     typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())
+
+
+# Prefect commands (server, serve, drift-check, recalibrate) use the options defined above.
+register_commands(app)

@@ -11,6 +11,7 @@ names the swept setting (`sweep_parameter`) and its values (`sweep_values`), and
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,6 +53,9 @@ class SimulatedLab:
     """The device plus the instruments wired to it; one per device file per process."""
 
     _labs: ClassVar[dict[str, SimulatedLab]] = {}
+    #: Labs of device objects, dropped with their device (an id() key could be reused by a
+    #: later device and hand it a stale lab with another chip and noise counter).
+    _object_labs: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
 
     def __init__(self, device: SimulatedDevice):
         self.device = device
@@ -64,20 +68,13 @@ class SimulatedLab:
     def shared(cls, device: str | Path | SimulatedDevice | None = None) -> SimulatedLab:
         """The lab for a device file (or device object), created on first use."""
         if isinstance(device, SimulatedDevice):
-            key = f"object:{id(device)}"
-            if key not in cls._labs:
-                cls._labs[key] = cls(device)
-            return cls._labs[key]
+            if device not in cls._object_labs:
+                cls._object_labs[device] = cls(device)
+            return cls._object_labs[device]
         path = str(Path(device).resolve()) if device else str(default_device_path())
         if path not in cls._labs:
             cls._labs[path] = cls(SimulatedDevice.from_yaml(path))
         return cls._labs[path]
-
-    @classmethod
-    def forget(cls, lab: SimulatedLab) -> None:
-        """Drop a lab from the registry (tests building many devices)."""
-        for key in [k for k, v in cls._labs.items() if v is lab]:
-            del cls._labs[key]
 
     def register(self, role: str, instrument: Instrument) -> None:
         self.instruments[role] = instrument

@@ -241,8 +241,14 @@ class QubitFluxSpectroscopy(Node):
         return min(amplitude * wanted / linewidth, self.max_tone_growth * amplitude)
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        period = float(data.attrs["flux_period"])
-        calibrated = float(data.attrs["flux_sweet_spot"])
+        """Fit EJ/EC/EL to the tracked f01; the flux mapping is fitted when not recorded.
+
+        A live map records the calibrated period and sweet spot in its attrs; a map from
+        another lab (one shared frequency axis, NaN where nothing was measured) may not, and
+        then the period and the half-flux bias are fitted too.
+        """
+        period = _optional(data.attrs.get("flux_period"))
+        calibrated = _optional(data.attrs.get("flux_sweet_spot"))
         peaks, linewidths, n_glitched = row_peaks(data, self.min_line_snr)
         clean = at_most(
             "glitched rows (fraction)", n_glitched / data.sizes[ROW], self.max_glitched_fraction
@@ -260,9 +266,11 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
-        flux = bias_to_flux(peaks.bias[fit.used], period, fit.sweet_spot)
-        # f01 has period one flux quantum: the fit may land on an equivalent half-flux point
-        sweet_spot = fit.sweet_spot - period * np.round((fit.sweet_spot - calibrated) / period)
+        flux = bias_to_flux(peaks.bias[fit.used], fit.period, fit.sweet_spot)
+        sweet_spot = fit.sweet_spot
+        if calibrated is not None:
+            # f01 has period one flux quantum: the fit may land on an equivalent half-flux point
+            sweet_spot -= fit.period * np.round((fit.sweet_spot - calibrated) / fit.period)
         criteria = [
             clean,
             at_least("peaks used in the fit", fit.n_points, self.min_points),
@@ -272,13 +280,18 @@ class QubitFluxSpectroscopy(Node):
                 fit.residual_rms_hz / np.nanmedian(linewidths[fit.used]),
                 self.max_residual_linewidths,
             ),
-            at_most(
-                "fitted − calibrated sweet spot (Φ0)",
-                abs(sweet_spot - calibrated) / period,
-                self.max_sweet_spot_shift,
-            ),
         ]
+        if calibrated is not None:
+            criteria.append(
+                at_most(
+                    "fitted − calibrated sweet spot (Φ0)",
+                    abs(sweet_spot - calibrated) / fit.period,
+                    self.max_sweet_spot_shift,
+                )
+            )
         values = {"flux_sweet_spot": (sweet_spot, fit.sweet_spot_stderr)}
+        if period is None:
+            values["flux_period"] = (fit.period, fit.period_stderr)
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * getattr(fit, f"{name}_stderr")
@@ -304,8 +317,7 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, 
     """Peak per row (rows have their own frequency axes), the linewidth (Hz) of each and the
     number of glitched rows (left out)."""
     traces, widths = [], []
-    rows = zip(data[ROW].values, data[SWEEP].values, data["iq"].values, strict=True)
-    clean = [(bias, frequency, iq) for bias, frequency, iq in rows if not glitched(iq)]
+    clean = [(bias, frequency, iq) for bias, frequency, iq in rows(data) if not glitched(iq)]
     for bias, frequency, iq in clean:
         trace = extract_peaks(np.array([bias]), frequency, iq[None], min_snr=min_snr)
         if trace.bias.size:
@@ -325,11 +337,33 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, 
     return trace, np.array(widths), n_glitched
 
 
-def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: float) -> str:
+def _optional(value: object) -> float | None:
+    return None if value is None else float(value)
+
+
+def rows(data: xr.Dataset):
+    """(bias, frequencies, iq) per bias row, measured points only.
+
+    Live maps give each row its own frequency window (a 2-D frequency coordinate); recorded
+    maps from elsewhere share one frequency axis and mark unmeasured points with NaN.
+    """
+    frequency = data[SWEEP].values
+    iq = data["iq"].transpose(ROW, ...).values
+    for index, bias in enumerate(data[ROW].values):
+        row_f = frequency[index] if frequency.ndim == 2 else frequency
+        measured = np.isfinite(iq[index]) if frequency.ndim == 1 else slice(None)
+        yield bias, row_f[measured], iq[index][measured]
+
+
+def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: float | None) -> str:
+    mapping = (
+        f"(calibrated {calibrated:.6f} V), period held at {fit.period:.6f} V"
+        if calibrated is not None
+        else f"period fitted: {fit.period:.6f} ± {fit.period_stderr:.1g} V"
+    )
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
-        f"half flux at {sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V "
-        f"(calibrated {calibrated:.6f} V), period held at {fit.period:.6f} V\n"
+        f"half flux at {sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V {mapping}\n"
         f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
         f" GHz, EL = {fit.EL:.4f} ± {fit.EL_stderr:.2g} GHz\n"
         f"residual rms {fit.residual_rms_hz / 1e6:.3g} MHz, reduced chi-square {fit.redchi:.3g}\n"
@@ -339,9 +373,11 @@ def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: f
 def _map_curves(data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit | None = None) -> dict:
     """The rows resampled on one frequency grid (NaN outside each row's window) for the plot."""
     frequency = data[SWEEP].values
-    grid = np.linspace(frequency.min(), frequency.max(), 400)
-    image = np.full((grid.size, frequency.shape[0]), np.nan)
-    for i, (row_f, iq) in enumerate(zip(frequency, data["iq"].values, strict=True)):
+    grid = np.linspace(np.nanmin(frequency), np.nanmax(frequency), 400)
+    image = np.full((grid.size, data.sizes[ROW]), np.nan)
+    for i, (_, row_f, iq) in enumerate(rows(data)):
+        if row_f.size < 2:
+            continue
         inside = (grid >= row_f.min()) & (grid <= row_f.max())
         response = response_to_peak(iq)
         image[inside, i] = np.interp(grid[inside], row_f, response / max(np.ptp(response), 1e-30))
