@@ -254,7 +254,7 @@ class QubitFluxSpectroscopy(Node):
             "glitched rows (fraction)", n_glitched / data.sizes[ROW], self.max_glitched_fraction
         )
         try:
-            fit = fit_flux_spectrum(peaks, period=period)
+            fit = fit_flux_spectrum(peaks, period=period, sweet_spot_guess=calibrated)
         except FitError as error:
             return Analysis(
                 values={name: (np.nan, np.nan) for name in ENERGIES},

@@ -327,12 +327,17 @@ def _interpolate_rows(table: np.ndarray, grid: np.ndarray, x: np.ndarray) -> np.
 
 
 def fit_flux_spectrum(
-    peaks: PeakTrace, period: float | None = None, sweet_spot: float | None = None
+    peaks: PeakTrace,
+    period: float | None = None,
+    sweet_spot: float | None = None,
+    sweet_spot_guess: float | None = None,
 ) -> SpectrumFit:
     """Fit EJ, EC, EL (and the flux mapping unless given) to a peak trace, from the data alone.
 
     `period` (V per Φ0) and `sweet_spot` (V at Φ0/2), when known from a resonator-vs-flux
-    experiment, are held fixed. Raises FitError on too few peaks or a failed fit.
+    experiment, are held fixed. `sweet_spot_guess` starts the search at a known half-flux
+    bias but lets the fit move it: a trace measured on one side of half flux has no mirror
+    symmetry of its own to find it by. Raises FitError on too few peaks or a failed fit.
     """
     bias = np.asarray(peaks.bias, dtype=float)
     freq = np.asarray(peaks.peak_frequency, dtype=float)
@@ -341,7 +346,9 @@ def fit_flux_spectrum(
         raise FitError(
             f"spectrum fit needs at least {max(_MIN_PEAKS, n_free + 2)} peaks, got {bias.size}"
         )
-    start = grid_start(bias, freq / 1e9, period, sweet_spot)
+    start = grid_start(
+        bias, freq / 1e9, period, sweet_spot if sweet_spot is not None else sweet_spot_guess
+    )
     cutoff = FluxoniumModel(start.EJ, start.EC, start.EL).cutoff + _CUTOFF_MARGIN
     params = _parameters(start, vary_period=period is None, vary_sweet_spot=sweet_spot is None)
     sigma = _frequency_sigma(peaks)
