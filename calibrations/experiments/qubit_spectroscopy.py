@@ -180,6 +180,8 @@ class QubitSpectroscopy(Node):
     min_edge_distance: float = 1.5  # linewidths between the centre and the window edges
     min_points_per_linewidth: float = 3.0
     max_linewidth_fraction: float = 0.3  # of the fine window
+    max_coarse_offset: float = 2.0  # coarse linewidths between the fine and the coarse centre
+    fine_retries: int = 1  # re-centred, re-powered fine sweeps when the first is off
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         session.operating_point()
@@ -204,8 +206,36 @@ class QubitSpectroscopy(Node):
                 line = refine_line(coarse, coarse_iq, line)
                 break
         fine, amplitude = self._fine_settings(line)
-        session.configure(drive={"amplitude": amplitude})
-        fine_iq = session.measure(self.name, SWEEP, fine)["iq"]
+        dataset = None
+        for attempt in range(self.fine_retries + 1):
+            session.configure(drive={"amplitude": amplitude})
+            fine_iq = session.measure(self.name, SWEEP, fine)["iq"]
+            dataset = self._dataset(session, fine_iq, coarse, coarse_iq, tried, line, amplitude)
+            retry = self._recentred(dataset, amplitude) if attempt < self.fine_retries else None
+            if retry is None:
+                break
+            fine, amplitude = retry
+        return dataset
+
+    def _recentred(self, data: xr.Dataset, amplitude: float) -> tuple[np.ndarray, float] | None:
+        """A new fine window and tone when the first fine sweep's line is off-centre or too
+        broad (the coarse line only locates f01 to a fraction of its power-broadened width);
+        None when the sweep is fine as it is or gives nothing to re-centre on."""
+        try:
+            analysis = self.analyse(data)
+        except FitError:
+            return None
+        centre, fwhm = (
+            analysis.values["qubit_frequency"][0],
+            analysis.values.get("qubit_linewidth", (np.nan, np.nan))[0],
+        )
+        if self.gate(analysis).accepted or not (np.isfinite(centre) and fwhm > 0):
+            return None
+        amplitude *= float(np.clip(self.fine_linewidth / fwhm, 0.1, 1.0))
+        half = self.fine_half_span * self.fine_linewidth
+        return np.linspace(centre - half, centre + half, self.fine_points), amplitude
+
+    def _dataset(self, session, fine_iq, coarse, coarse_iq, tried, line, amplitude) -> xr.Dataset:
         return xr.Dataset(
             {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq)},
             coords={COARSE: coarse},
@@ -292,7 +322,7 @@ class QubitSpectroscopy(Node):
             at_most(
                 "fine centre off the coarse line (coarse linewidths)",
                 abs(centre - coarse.centre) / coarse.fwhm if coarse else np.inf,
-                1.0,
+                self.max_coarse_offset,
             ),
             at_least("line signal-to-noise", fit.snr, self.min_snr),
             at_most("Lorentzian reduced chi-square", fit.result.redchi, self.max_chi2),
