@@ -44,9 +44,7 @@ def daily_calibration(
     with plot_directory(plot_dir) as plots:
         run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots)
         version = record_run(lab, run, FLOW_NAME, reason, provenance(FLOW_NAME, extra_provenance))
-    truth = lab.device.truth() if lab.device is not None else None
-    parameters = lab.store.load(version).parameters
-    return CalibrationOutcome(version, run, parameters, truth, time.perf_counter() - start)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)
 
 
 def run_daily_calibration_flow(

@@ -84,9 +84,7 @@ def recalibrate(
         run = calibrate_graph(lab, sequence, known, plots)
         reason = _reason(sequence, lab.qubits)
         version = record_run(lab, run, FLOW_NAME, reason, provenance(FLOW_NAME))
-    truth = lab.device.truth() if lab.device is not None else None
-    parameters = lab.store.load(version).parameters
-    return CalibrationOutcome(version, run, parameters, truth, time.perf_counter() - start)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)
 
 
 def recalibrate_plain(
@@ -105,6 +103,4 @@ def recalibrate_plain(
     sequence, known = _prepare(lab, nodes, with_dependents)
     run = run_graph(lab.station, lab.qubits, lab.graph, sequence, known, plot_dir)
     version = save_run(lab.store, run, lab.station, _reason(sequence, lab.qubits))
-    truth = lab.device.truth() if lab.device is not None else None
-    parameters = lab.store.load(version).parameters
-    return CalibrationOutcome(version, run, parameters, truth, time.perf_counter() - start)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)

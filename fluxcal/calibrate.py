@@ -42,6 +42,20 @@ class CalibrationOutcome:
     truth: dict[str, dict[str, float]] | None
     wall_s: float
 
+    @classmethod
+    def stored(
+        cls,
+        store: SnapshotStore,
+        version: int,
+        run: GraphRun,
+        device: SimulatedDevice | None,
+        started: float,
+    ) -> CalibrationOutcome:
+        """The outcome of a run saved as `version`, with the truth when the chip is simulated."""
+        truth = device.truth() if device is not None else None
+        parameters = store.load(version).parameters
+        return cls(version, run, parameters, truth, time.perf_counter() - started)
+
     def summary(self) -> str:
         lines = [f"snapshot v{self.version} written in {self.wall_s:.1f} s"]
         for qubit, results in self.run.results.items():
@@ -102,7 +116,4 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
         plot_dir=request.plot_dir,
     )
     version = save_run(store, run, station, request.reason, request.provenance)
-    truth = device.truth() if device is not None else None
-    return CalibrationOutcome(
-        version, run, store.load(version).parameters, truth, time.perf_counter() - start
-    )
+    return CalibrationOutcome.stored(store, version, run, device, start)
