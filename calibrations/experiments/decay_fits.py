@@ -16,10 +16,10 @@ import lmfit
 import numpy as np
 
 from calibrations.fitting import FitError
+from calibrations.fitting.noise import robust_sigma
 from calibrations.gate import Criterion, at_least, at_most, relative_error
 
 #: Scale of the median absolute deviation to a Gaussian standard deviation.
-_MAD_TO_SIGMA = 1.4826
 #: Repeat differences further than this many robust deviations are glitches, not noise.
 _OUTLIER_SIGMAS = 5.0
 #: Fewest points for which a four- or five-parameter curve fit means anything.
@@ -71,7 +71,7 @@ def _clipped_rms(values: np.ndarray) -> float:
     noise whose size varies along the trace (projection noise is largest at P = 1/2).
     """
     centred = values - np.median(values)
-    robust = _MAD_TO_SIGMA * np.median(np.abs(centred))
+    robust = robust_sigma(centred, about=0.0)
     if not robust > 0:
         raise FitError("the two repeats are identical: no noise estimate")
     kept = centred[np.abs(centred) <= _OUTLIER_SIGMAS * robust]

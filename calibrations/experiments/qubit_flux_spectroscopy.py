@@ -37,6 +37,7 @@ from calibrations.fitting import (
     extract_peaks,
     fit_flux_spectrum,
 )
+from calibrations.fitting.noise import difference_noise
 from calibrations.fitting.spectrum import bias_to_flux, response_to_peak
 from calibrations.gate import at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
@@ -46,7 +47,6 @@ ROW = "flux_voltage"
 POINT = "point"
 SWEEP = "drive_frequency"
 ENERGIES = ("EJ", "EC", "EL")
-_MAD_TO_SIGMA = 1.4826
 _SPIKE_SIGMAS = 8.0
 
 
@@ -89,7 +89,7 @@ def glitched(iq: np.ndarray) -> bool:
     spikes many points.
     """
     z = np.asarray(iq, complex)
-    noise = _MAD_TO_SIGMA * np.median(np.abs(np.diff(z))) / np.sqrt(2)
+    noise = difference_noise(z)
     baseline = np.median(z.real) + 1j * np.median(z.imag)
     jump = np.abs(z[1:-1] - (z[:-2] + z[2:]) / 2)
     alone = (jump > _SPIKE_SIGMAS * noise) & (jump > 0.7 * np.abs(z[1:-1] - baseline))

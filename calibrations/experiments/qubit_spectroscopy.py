@@ -28,6 +28,7 @@ import xarray as xr
 from scipy.signal import find_peaks
 
 from calibrations.fitting import FitError
+from calibrations.fitting.noise import difference_noise
 from calibrations.fitting.spectrum import refine_peak, response_to_peak
 from calibrations.gate import at_least, at_most, relative_error
 from calibrations.node import Analysis, Node
@@ -36,7 +37,6 @@ from calibrations.session import QubitSession
 SWEEP = "drive_frequency"
 COARSE = "coarse_frequency"
 #: Scale of the median absolute deviation to a Gaussian standard deviation.
-_MAD_TO_SIGMA = 1.4826
 _MIN_FIT_POINTS = 15
 
 
@@ -56,8 +56,7 @@ class Line:
 
 def point_noise(y: np.ndarray) -> float:
     """Noise of one point from point-to-point differences: blind to peaks and slow baselines."""
-    noise = _MAD_TO_SIGMA * np.median(np.abs(np.diff(y))) / np.sqrt(2)
-    return float(max(noise, np.finfo(float).tiny))
+    return max(difference_noise(y), float(np.finfo(float).tiny))
 
 
 def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:

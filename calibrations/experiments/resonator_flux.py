@@ -43,6 +43,7 @@ import xarray as xr
 from scipy.optimize import minimize
 
 from calibrations.fitting import FitError, ResonatorFit, fit_notch
+from calibrations.fitting.noise import robust_sigma
 from calibrations.gate import at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
 from calibrations.session import DEFAULT_READOUT, QubitSession
@@ -58,7 +59,6 @@ _KAPPA_FACTOR = 3.0
 #: Residual of a column fit, in units of the point noise, above which the column is glitched.
 _MAX_COLUMN_RESIDUAL = 3.0
 #: Median absolute deviation of a unit Gaussian.
-_MAD_TO_SIGMA = 0.6745
 #: Mirror images S + m·P − V are taken for |m| up to this (enough for P ≥ span/8).
 _MAX_MIRROR_ORDER = 8
 #: A recorded shot point belongs to a symmetry class when it lies this close (in periods).
@@ -279,7 +279,7 @@ def find_symmetry(trace: ResonatorTrace, bounds: tuple[float, float]) -> Symmetr
         axis=float(best[1]),
         axis_stderr=float(np.hypot(statistical[1], grid[1])),
         contrast=float(1 - cost / typical) if typical > 0 else 0.0,
-        mismatch=float(np.median(np.abs(residuals)) / _MAD_TO_SIGMA),
+        mismatch=robust_sigma(residuals, about=0.0),
         pairs=int(residuals.size),
     )
 

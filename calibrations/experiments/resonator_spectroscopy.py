@@ -27,14 +27,13 @@ import xarray as xr
 from scipy.ndimage import median_filter
 
 from calibrations.fitting import FitError, ResonatorFit, fit_notch
+from calibrations.fitting.noise import difference_noise
 from calibrations.gate import Criterion, at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
 from calibrations.session import DEFAULT_READOUT, QubitSession
 
 FREQUENCY = "readout_frequency"
 COARSE = "coarse_frequency"
-#: Scale of the median absolute deviation to a Gaussian standard deviation.
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def find_dip(frequency: np.ndarray, iq: np.ndarray, baseline_points: int) -> Dip
     frequency, magnitude = frequency[finite], magnitude[finite]
     baseline = median_filter(magnitude, size=min(baseline_points, magnitude.size), mode="nearest")
     depth = 1.0 - magnitude / np.maximum(baseline, np.finfo(float).tiny)
-    noise = _MAD_TO_SIGMA * np.median(np.abs(np.diff(depth))) / np.sqrt(2)
+    noise = difference_noise(depth)
     smooth = np.convolve(depth, np.ones(3) / 3, mode="same")
     peak = int(np.argmax(smooth))
     half = depth > smooth[peak] / 2

@@ -17,6 +17,7 @@ from scipy import constants, ndimage
 from scipy.special import ndtr
 
 from calibrations.fitting import FitError
+from calibrations.fitting.noise import robust_sigma
 
 #: Histogram bins of the double-Gaussian fit.
 _BINS = 80
@@ -165,7 +166,7 @@ def fit_blobs(x0: np.ndarray, x1: np.ndarray) -> BlobFit:
     width = edges[1] - edges[0]
     counts = np.stack([np.histogram(x, edges)[0] for x in (x0, x1)]).astype(float)
     totals = np.array([x0.size, x1.size]) * width
-    spread = 1.4826 * np.median(np.abs(x0 - np.median(x0)))
+    spread = robust_sigma(x0)
     params = lmfit.Parameters()
     params.add("centre0", value=float(np.median(x0)), min=low, max=high)
     params.add("centre1", value=float(np.median(x1)), min=low, max=high)

@@ -24,6 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from calibrations.fitting.errors import FitError
+from calibrations.fitting.noise import difference_noise, robust_sigma
 from instruments.fluxonium import FluxoniumModel
 
 #: Coarse search ranges of the energy ratios (EC = 1); they cover light to heavy fluxonium
@@ -153,8 +154,7 @@ def _row_peak(
     k = int(np.argmax(smooth[1:-1])) + 1
     if k < edge_points or k >= len(f) - edge_points:
         return None
-    # Noise from point-to-point differences, insensitive to slow background drifts.
-    noise = 1.4826 * np.median(np.abs(np.diff(y))) / np.sqrt(2)
+    noise = difference_noise(y)
     snr = float(smooth[k] / max(noise, np.finfo(float).tiny))
     centre, stderr = refine_peak(f, y, k)
     return centre, stderr, snr
@@ -355,10 +355,10 @@ def fit_flux_spectrum(
 
     # soft-L1 needs its scale in residual units: far outside it, it converges very slowly.
     start_residual = (freq - _model_hz(params, bias, cutoff)) / sigma
-    scale = 1.4826 * np.median(np.abs(start_residual - np.median(start_residual)))
+    scale = robust_sigma(start_residual)
     robust = _minimize(params, bias, freq, sigma, cutoff, loss="soft_l1", f_scale=scale)
     scaled = robust.residual
-    spread = 1.4826 * np.median(np.abs(scaled))
+    spread = robust_sigma(scaled, about=0.0)
     used = np.abs(scaled) <= _OUTLIER_SIGMAS * max(spread, np.finfo(float).tiny)
     if used.sum() < max(_MIN_PEAKS, n_free + 2):
         raise FitError(f"only {used.sum()} of {bias.size} peaks agree with a fluxonium spectrum")
