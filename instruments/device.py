@@ -30,6 +30,30 @@ def default_device_path() -> Path:
     return Path(str(resources.files("instruments") / "device.yaml"))
 
 
+def best_discrimination(levels: LevelData, resonator: Resonator) -> tuple[float, float]:
+    """Readout frequencies where |S21(0) − S21(1)| peaks: the best one and its rival.
+
+    With |χ| small against κ there is one maximum, midway between the dressed lines; with
+    |χ| ≳ κ there is one near each line, of nearly equal height, and either is a correct
+    readout point. The rival is the other local maximum when it reaches 97 % of the best,
+    else the best again.
+    """
+    f0, f1 = levels.resonator_hz[:2]
+    spread = 3 * resonator.kappa + abs(f1 - f0)
+    frequency = (f0 + f1) / 2 + np.linspace(-spread, spread, 8001)
+    separation = np.abs(
+        notch_response(frequency, f0, resonator.kappa, resonator.coupling_ratio)
+        - notch_response(frequency, f1, resonator.kappa, resonator.coupling_ratio)
+    )
+    interior = (separation[1:-1] >= separation[:-2]) & (separation[1:-1] >= separation[2:])
+    peaks = np.flatnonzero(interior) + 1
+    peaks = peaks[np.argsort(separation[peaks])[::-1]]
+    best = float(frequency[peaks[0]])
+    rivals = [p for p in peaks[1:] if separation[p] >= 0.97 * separation[peaks[0]]]
+    far = [p for p in rivals if abs(frequency[p] - best) > resonator.kappa / 10]
+    return best, float(frequency[far[0]]) if far else best
+
+
 def mixture_dip(levels: LevelData, resonator: Resonator) -> float:
     """Frequency of the deepest point of |S21| for the thermal mixture of qubit states."""
     centre = float((levels.populations * levels.resonator_hz).sum())
@@ -84,8 +108,10 @@ class SimulatedDevice:
         """True value of every calibrated parameter, {qubit: {name: value}}, SI units.
 
         The operating point is the half-flux sweet spot nearest 0 V. readout_frequency is the
-        frequency that best tells 0 from 1: midway between the resonator dressed by each
-        (where |S21(0) − S21(1)| peaks for equal linewidths). resonator_dip_frequency is the
+        frequency that best tells 0 from 1 (where |S21(0) − S21(1)| peaks): midway between
+        the dressed lines when |χ| < κ; with |χ| > κ there are two maxima of equal height, and
+        readout_frequency_alternate names the second (a choice, either is right; equal to
+        readout_frequency when there is one). resonator_dip_frequency is the
         deepest point of the thermal mixture's line, which is what resonator spectroscopy
         sees before the readout is optimised; with χ a large fraction of κ the two differ.
         Readout-optimisation results (amplitude, duration, fidelity) are choices, not
@@ -99,8 +125,10 @@ class SimulatedDevice:
         f01 = float(levels.transition_hz(0, 1))
         config = physics.config
         thermal = 1.0 - float(levels.populations[0])
+        best, rival = best_discrimination(levels, config.resonator)
         return {
-            "readout_frequency": float(levels.resonator_hz[:2].mean()),
+            "readout_frequency": best,
+            "readout_frequency_alternate": rival,
             "resonator_dip_frequency": mixture_dip(levels, config.resonator),
             "resonator_kappa": config.resonator.kappa,
             "flux_period": config.flux.period,

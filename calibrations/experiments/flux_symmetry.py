@@ -1,0 +1,253 @@
+"""Period and mirror axis of a resonator-versus-bias map, from whole columns, with no line model.
+
+The readout resonator's response at bias V depends on V only through the flux, so the map is
+periodic (one flux quantum per period P) and mirror-symmetric about every integer and every
+half-integer flux point: column(V) = column(S + m·P − V) for all integers m, with the symmetry
+points at S/2 + m·P/2. Comparing whole complex columns needs no assumption about the line
+shape: it works for one Lorentzian, for the two dips of a thermal mixture with |χ| > κ, for a
+line that leaves the window near a crossing, for any cable delay (the line environment is the
+same in every column, so it cancels).
+
+Distances are noise-normalised: d² = mean over frequency of |Δz|² / (expected |Δz|² of noise),
+≈ 1 for columns that agree within noise. The noise comes from point-to-point differences along
+frequency, pooled over columns with a median (blind to the resonance and to glitches).
+Images between bias points are linearly interpolated; the cost of a trial (P, S) is the mean of
+log(1 + d²) over every point whose image falls inside the scan, a robust loss that glitched
+columns cannot dominate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from calibrations.fitting import FitError
+from calibrations.fitting.noise import MAD_TO_SIGMA
+
+#: Mirror images S + m·P − V are taken for |m| up to this (enough for P ≥ span/8).
+_MAX_MIRROR_ORDER = 8
+#: A pair of columns is an inlier for the error estimate when its d² is below this.
+_INLIER_D2 = 3.0
+
+
+@dataclass(frozen=True)
+class BiasMap:
+    """Complex response per (bias, frequency), its point noise, and which columns are usable."""
+
+    bias: np.ndarray
+    iq: np.ndarray
+    noise: float  # standard deviation of one complex point, per quadrature
+    finite: np.ndarray  # columns without a missing point
+
+    @classmethod
+    def from_scan(cls, bias: np.ndarray, iq: np.ndarray) -> BiasMap:
+        """The noise comes from differences between neighbouring bias columns at the same
+        frequency: the line moves little from one bias step to the next, while along
+        frequency the cable delay winds the phase by more than the noise between points."""
+        iq = np.asarray(iq, complex)
+        finite = np.isfinite(iq).all(axis=1)
+        if finite.sum() < 10:
+            raise FitError(f"only {finite.sum()} bias columns without missing points")
+        diffs = np.diff(iq[finite], axis=0)
+        spread = np.median(np.abs(np.concatenate([diffs.real.ravel(), diffs.imag.ravel()])))
+        noise = float(MAD_TO_SIGMA * spread / np.sqrt(2))
+        iq = np.where(finite[:, None], iq, np.nanmedian(iq[finite], axis=0))
+        return cls(np.asarray(bias, float), iq, max(noise, np.finfo(float).tiny), finite)
+
+    @property
+    def step(self) -> float:
+        return float(self.bias[1] - self.bias[0])
+
+    def _smoothed_magnitude(self) -> np.ndarray:
+        magnitude = np.abs(self.iq)
+        return (magnitude[:, :-2] + magnitude[:, 1:-1] + magnitude[:, 2:]) / 3
+
+    def dip_trace(self) -> np.ndarray:
+        """Frequency index of each column's deepest point of |S21| (smoothed over 3 points)."""
+        return np.argmin(self._smoothed_magnitude(), axis=1) + 1
+
+    def visibility(self) -> np.ndarray:
+        """Per column, the depth of the deepest point below the median level, in noise units."""
+        smooth = self._smoothed_magnitude()
+        depth = np.median(np.abs(self.iq), axis=1) - smooth.min(axis=1)
+        return depth / (self.noise / np.sqrt(3))
+
+
+def _interpolate(bmap: BiasMap, voltage: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns at `voltage` (linear between bias points), their noise weight and usability."""
+    position = np.clip((voltage - bmap.bias[0]) / bmap.step, 0, bmap.bias.size - 1)
+    lower = np.minimum(np.floor(position).astype(int), bmap.bias.size - 2)
+    w = (position - lower)[:, None]
+    columns = (1 - w) * bmap.iq[lower] + w * bmap.iq[lower + 1]
+    weight = ((1 - w) ** 2 + w**2)[:, 0]
+    usable = bmap.finite[lower] & bmap.finite[lower + 1]
+    return columns, weight, usable
+
+
+def mirror_pairs(bias: np.ndarray, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
+    """(point index, image voltage) of every image S + m·P − V that falls inside the scan."""
+    orders = np.arange(-_MAX_MIRROR_ORDER, _MAX_MIRROR_ORDER + 1)[:, None]
+    image = axis + orders * period - bias[None, :]
+    inside = (image >= bias[0]) & (image <= bias[-1]) & (np.abs(image - bias[None, :]) > 1e-12)
+    order, index = np.nonzero(inside)
+    return index, image[order, index]
+
+
+def pair_residuals(bmap: BiasMap, index: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Noise-normalised complex differences column(V) − column(image), shape (pairs, freq)."""
+    columns, weight, usable = _interpolate(bmap, image)
+    keep = bmap.finite[index] & usable
+    scale = bmap.noise * np.sqrt(2 * (1 + weight[keep]))[:, None]
+    return (bmap.iq[index[keep]] - columns[keep]) / scale
+
+
+def _d2(residuals: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(residuals) ** 2, axis=1)
+
+
+def mirror_cost(bmap: BiasMap, period: float, axis: float) -> float:
+    index, image = mirror_pairs(bmap.bias, period, axis)
+    d2 = _d2(pair_residuals(bmap, index, image))
+    return float(np.log1p(d2).mean()) if d2.size else np.inf
+
+
+def shift_cost(bmap: BiasMap, lag: int) -> float:
+    """Cost of superposing the map on itself shifted by `lag` bias points."""
+    index = np.arange(bmap.bias.size - lag)
+    d2 = _d2(pair_residuals(bmap, index, bmap.bias[index + lag]))
+    return float(np.log1p(d2).mean()) if d2.size else np.inf
+
+
+def period_guess(bmap: BiasMap, bounds: tuple[float, float]) -> float:
+    """The shortest lag within `bounds` at which the map matches itself shifted.
+
+    Every multiple of the period matches too, so the answer is the first local minimum of
+    the cost over lags that comes much nearer the best cost than the typical one does.
+    """
+    step = bmap.step
+    lags = np.arange(max(int(np.ceil(bounds[0] / step)), 1), int(bounds[1] / step) + 1)
+    lags = lags[lags < bmap.bias.size - 2]
+    if lags.size < 3:
+        raise FitError("the bias scan is shorter than the smallest period searched")
+    structure = np.array([shift_cost(bmap, int(n)) for n in lags])
+    best = float(structure.min())
+    threshold = best + 0.25 * (float(np.median(structure)) - best)
+    padded = np.concatenate(([np.inf], structure, [np.inf]))
+    minima = (structure <= padded[:-2]) & (structure <= padded[2:]) & (structure <= threshold)
+    return float(lags[int(np.argmax(minima))] * step)
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """Period P (V/Φ0) and mirror axis S (V), with errors and how well the map obeys them.
+
+    `contrast`: how far the best axis brings the mirror cost from a typical axis' down to the
+    noise floor (1: to the floor, 0: no better than a typical axis). `mismatch`: median d² of
+    the mirror pairs at the best axis (≈ 1 when the map agrees with its images within noise).
+    """
+
+    period: float
+    period_stderr: float
+    axis: float
+    axis_stderr: float
+    contrast: float
+    mismatch: float
+    pairs: int
+
+
+def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
+    """Lag search for the period, axis scan, then a joint Nelder–Mead refinement.
+
+    Standard errors combine the statistical error (Jacobian of the inlier residuals, scaled by
+    their reduced χ²) with the grid dependence of linear interpolation across sharp crossing
+    features: half the difference between refinements on the even and on the odd bias points.
+    """
+    period = period_guess(bmap, bounds)
+    step = bmap.step
+    axes = np.arange(0.0, period, step / 4)
+    costs = np.array([mirror_cost(bmap, period, s) for s in axes])
+    best, cost = _refine(bmap, np.array([period, axes[int(np.argmin(costs))]]))
+    halves = [_refine(_subsample(bmap, k), best)[0] for k in (0, 1)]
+    grid = np.abs(halves[0] - halves[1]) / 2
+    statistical, d2 = _statistics(bmap, best[0], best[1])
+    floor = float(np.log(2.0))  # log(1 + d²) of columns equal within noise
+    typical = float(np.median(costs))
+    contrast = (typical - cost) / (typical - floor) if typical > floor else 0.0
+    return Symmetry(
+        period=float(best[0]),
+        period_stderr=float(np.hypot(statistical[0], grid[0])),
+        axis=float(best[1]),
+        axis_stderr=float(np.hypot(statistical[1], grid[1])),
+        contrast=float(contrast),
+        mismatch=float(np.median(d2)) if d2.size else np.inf,
+        pairs=int(d2.size),
+    )
+
+
+def _subsample(bmap: BiasMap, start: int) -> BiasMap:
+    return BiasMap(bmap.bias[start::2], bmap.iq[start::2], bmap.noise, bmap.finite[start::2])
+
+
+def _refine(bmap: BiasMap, start: np.ndarray) -> tuple[np.ndarray, float]:
+    """Nelder–Mead on (P, S): the cost is piecewise smooth (linear interpolation)."""
+    step = bmap.step
+    result = minimize(
+        lambda p: mirror_cost(bmap, p[0], p[1]),
+        start,
+        method="Nelder-Mead",
+        options={
+            "xatol": 1e-4 * step,
+            "fatol": 1e-9,
+            "initial_simplex": start + np.array([[0, 0], [step / 2, 0], [0, step / 2]]),
+        },
+    )
+    return np.asarray(result.x, float), float(result.fun)
+
+
+def _statistics(bmap: BiasMap, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
+    """Standard errors of (P, S) and the d² of every mirror pair at the solution.
+
+    Each pair enters twice (each column is the other's image), so the covariance is doubled.
+    """
+    index, image = mirror_pairs(bmap.bias, period, axis)
+    base = pair_residuals(bmap, index, image)
+    d2 = _d2(base)
+    inlier = d2 < _INLIER_D2
+    if inlier.sum() < 3:
+        return np.array([np.inf, np.inf]), d2
+    h = 0.05 * bmap.step
+    columns = []
+    for dp, ds in ((h, 0.0), (0.0, h)):
+        shifted = []
+        for sign in (1, -1):
+            moved = image + sign * (ds + np.rint((image + bmap.bias[index] - axis) / period) * dp)
+            shifted.append(pair_residuals(bmap, index, moved))
+        derivative = (shifted[0] - shifted[1]) / (2 * h)
+        columns.append(np.concatenate([derivative.real, derivative.imag], axis=1)[inlier].ravel())
+    jac = np.stack(columns, axis=1)
+    resid = np.concatenate([base.real, base.imag], axis=1)[inlier].ravel()
+    redchi = float((resid**2).sum() / max(resid.size - 2, 1))
+    try:
+        cov = 2 * redchi * np.linalg.inv(jac.T @ jac)
+    except np.linalg.LinAlgError:
+        return np.array([np.inf, np.inf]), d2
+    return np.sqrt(np.abs(np.diag(cov))), d2
+
+
+def symmetry_candidates(symmetry: Symmetry) -> tuple[float, float]:
+    """The point of each symmetry class (S/2 + k·P and S/2 + P/2 + k·P) nearest 0 V."""
+    period = symmetry.period
+    first = symmetry.axis / 2
+    second = first + period / 2
+    return (
+        float(first - period * np.round(first / period)),
+        float(second - period * np.round(second / period)),
+    )
+
+
+def point_stderr(symmetry: Symmetry, voltage: float) -> float:
+    """Standard error of the symmetry point S/2 + m·P/2 at `voltage` (covariance neglected)."""
+    order = np.rint((voltage - symmetry.axis / 2) / (symmetry.period / 2))
+    return float(np.hypot(symmetry.axis_stderr, order * symmetry.period_stderr) / 2)

@@ -1,0 +1,96 @@
+"""Judging a calibration chain against the simulator's truth, for tests and benchmarks.
+
+A run is *fully calibrated* when every node was accepted, *gracefully rejected* when a node
+was rejected (the first one and its failed criteria name the cause), and *wrong* when an
+accepted value lies outside its tolerance: the one outcome that must never happen. The
+tolerances are the acceptance criteria of the chip-agnostic chain issue.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibrations.runner import GraphRun
+
+RELATIVE_TOLERANCE = {
+    "EJ": 0.02,
+    "EC": 0.02,
+    "EL": 0.02,
+    "pi_amplitude": 0.02,
+    "T1": 0.15,
+    "T2_ramsey": 0.15,
+    "T2_echo": 0.15,
+    "flux_period": 0.005,
+}
+QUBIT_FREQUENCY_TOLERANCE_HZ = 20e3
+
+
+@dataclass
+class ChainVerdict:
+    outcomes: dict[str, str]
+    first_failure: tuple[str, str] | None  # (node, reason) of the first node not accepted
+    wrong: list[str] = field(default_factory=list)  # accepted values outside tolerance
+
+    @property
+    def fully_calibrated(self) -> bool:
+        return all(o == "accepted" for o in self.outcomes.values())
+
+
+def wrong_values(parameters: dict, truth: dict) -> list[str]:
+    """Accepted parameters outside tolerance, each described with value and truth."""
+    wrong = []
+
+    def check(name: str, error: float, limit: float) -> None:
+        if name in parameters and not abs(error) <= limit:
+            wrong.append(f"{name}={parameters[name]:.6g} truth={truth[name]:.6g}")
+
+    for name, tolerance in RELATIVE_TOLERANCE.items():
+        if name in parameters:
+            check(name, (parameters[name] - truth[name]) / truth[name], tolerance)
+    if "qubit_frequency" in parameters:
+        error = parameters["qubit_frequency"] - truth["qubit_frequency"]
+        check("qubit_frequency", error, QUBIT_FREQUENCY_TOLERANCE_HZ)
+    if "flux_sweet_spot" in parameters:
+        # any half-flux point is a sweet spot: compare modulo the period
+        period = truth["flux_period"]
+        offset = (parameters["flux_sweet_spot"] - truth["flux_sweet_spot"]) / period
+        check("flux_sweet_spot", (offset - round(offset)) * period, 0.002 * period)
+    if "readout_frequency" in parameters:
+        error = min(
+            abs(parameters["readout_frequency"] - truth[key])
+            for key in ("readout_frequency", "readout_frequency_alternate")
+        )
+        check("readout_frequency", error, truth["resonator_kappa"] / 10)
+    return wrong
+
+
+def judge(run: GraphRun, truth: dict, qubit: str = "q0") -> ChainVerdict:
+    results = run.results[qubit]
+    outcomes = {name: r.outcome for name, r in results.items()}
+    first = next(
+        ((name, r.reason) for name, r in results.items() if r.outcome != "accepted"), None
+    )
+    # readout_frequency means the best-discrimination point only once readout is optimised
+    values = {
+        name: p.value
+        for name, p in run.parameters[qubit].items()
+        if name != "readout_frequency" or p.experiment == "readout_optimisation"
+    }
+    return ChainVerdict(outcomes, first, wrong_values(values, truth))
+
+
+def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
+    """Calibrate sampled chip `seed` from scratch (own QCoDeS database); verdict and truth."""
+    from qcodes.dataset import initialise_or_create_database_at
+
+    from calibrations.runner import run_graph
+    from instruments.design_space import sample_device
+    from instruments.station import build_station
+
+    initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
+    device = sample_device(seed)
+    run = run_graph(build_station(device), ["q0"])
+    truth = device.truth()["q0"]
+    return judge(run, truth), truth
