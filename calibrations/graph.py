@@ -17,6 +17,7 @@ from calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
 from calibrations.experiments.rabi import Rabi
 from calibrations.experiments.ramsey import Ramsey
 from calibrations.experiments.readout_optimisation import ReadoutOptimisation
+from calibrations.experiments.readout_power import ReadoutPower
 from calibrations.experiments.resonator_flux import ResonatorFlux
 from calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,
@@ -39,11 +40,14 @@ HOUR = 3600.0
 
 DEFAULT_GRAPH: dict[str, GraphEntry] = {
     "resonator_search": GraphEntry(ResonatorSearch, (), 7 * DAY),
-    "resonator_flux": GraphEntry(ResonatorFlux, ("resonator_search",), DAY),
-    "resonator_spectroscopy": GraphEntry(ResonatorSpectroscopy, ("resonator_flux",), DAY),
-    "qubit_spectroscopy": GraphEntry(QubitSpectroscopy, ("resonator_spectroscopy",), DAY),
-    "qubit_flux_spectroscopy": GraphEntry(QubitFluxSpectroscopy, ("qubit_spectroscopy",), 7 * DAY),
-    "rabi": GraphEntry(Rabi, ("qubit_spectroscopy",), DAY),
+    "readout_power": GraphEntry(ReadoutPower, ("resonator_search",), DAY),
+    "resonator_flux": GraphEntry(ResonatorFlux, ("readout_power",), DAY),
+    "qubit_spectroscopy": GraphEntry(QubitSpectroscopy, ("resonator_flux",), DAY),
+    "resonator_spectroscopy": GraphEntry(ResonatorSpectroscopy, ("qubit_spectroscopy",), DAY),
+    "qubit_flux_spectroscopy": GraphEntry(
+        QubitFluxSpectroscopy, ("resonator_spectroscopy",), 7 * DAY
+    ),
+    "rabi": GraphEntry(Rabi, ("resonator_spectroscopy",), DAY),
     "sweet_spot": GraphEntry(SweetSpot, ("rabi",), 4 * HOUR),
     "ramsey": GraphEntry(Ramsey, ("sweet_spot",), 4 * HOUR),
     "echo": GraphEntry(Echo, ("ramsey",), DAY),

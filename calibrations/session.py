@@ -61,11 +61,35 @@ class QubitSession:
             for name, value in values.items():
                 channel.parameters[name].set(value)
 
+    def symmetry_points(self) -> list[CalibratedParameter]:
+        """Where to look for the qubit: the sweet spot, then the other flux-symmetry point.
+
+        When resonator_flux could not tell half from integer flux it hands on its likelier
+        `flux_symmetry_point` instead of a sweet spot; that is tried first when it is newer
+        than any sweet spot known (an older one may predate a flux jump).
+        """
+        sweet = self.known.get("flux_sweet_spot")
+        point = self.known.get("flux_symmetry_point")
+        if point is not None and (sweet is None or point.updated > sweet.updated):
+            sweet = point
+        if sweet is None:
+            raise MissingParameter(f"{self.qubit}: no calibrated flux_sweet_spot yet")
+        alternate = self.known.get("flux_symmetry_alternate")
+        return [sweet] if alternate is None else [sweet, alternate]
+
+    def readout_amplitude(self, setting: float | None = None) -> float:
+        """A node's own setting if it has one, else the best amplitude known so far: the
+        optimised one, else the largest linear one (readout_power), else the default."""
+        if setting is not None:
+            return float(setting)
+        linear = self.get("readout_amplitude_linear", DEFAULT_READOUT["amplitude"])
+        return self.get("readout_amplitude", linear)
+
     def operating_point(self, readout_frequency: float | None = None) -> None:
         """Bias at the sweet spot and read out with the best settings known so far."""
         self.configure(flux={"voltage": self.get("flux_sweet_spot", 0.0)})
         readout = {
-            "amplitude": self.get("readout_amplitude", DEFAULT_READOUT["amplitude"]),
+            "amplitude": self.readout_amplitude(),
             "integration_time": self.get("readout_duration", DEFAULT_READOUT["integration_time"]),
             "shots": DEFAULT_READOUT["shots"],
         }

@@ -169,6 +169,7 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     axes = np.arange(0.0, period, step / 4)
     costs = np.array([mirror_cost(bmap, period, s) for s in axes])
     best, cost = _refine(bmap, np.array([period, axes[int(np.argmin(costs))]]))
+    best, cost = _fundamental(bmap, best, cost, float(np.median(costs)))
     halves = [_refine(_subsample(bmap, k), best)[0] for k in (0, 1)]
     grid = np.abs(halves[0] - halves[1]) / 2
     statistical, d2 = _statistics(bmap, best[0], best[1])
@@ -184,6 +185,23 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
         mismatch=float(np.median(d2)) if d2.size else np.inf,
         pairs=int(d2.size),
     )
+
+
+def _fundamental(
+    bmap: BiasMap, best: np.ndarray, cost: float, typical: float
+) -> tuple[np.ndarray, float]:
+    """A third or a half of the period when the map obeys that too.
+
+    A multiple of the period is a symmetry of the map as well, and with sharp crossing
+    features the integer-lag search can miss a period that spans a fractional number of
+    bias steps; the refined (P, S) is tested directly at P/3 and P/2 (the axis S stays a
+    mirror axis of the shorter period).
+    """
+    for divisor in (3, 2):
+        trial = np.array([best[0] / divisor, best[1]])
+        if mirror_cost(bmap, *trial) <= cost + 0.25 * (typical - cost):
+            return _refine(bmap, trial)
+    return best, cost
 
 
 def _subsample(bmap: BiasMap, start: int) -> BiasMap:

@@ -11,11 +11,15 @@ linewidth grows linearly with the drive amplitude), and fits a Lorentzian: the c
 to ~10 kHz, good enough for Rabi and for Ramsey to refine.
 
 Shots are heralded by default (a pre-measurement keeps the shots that start in the ground
-state), which multiplies the contrast of a thermally excited fluxonium. If no line shows at
-the sweet spot and an earlier node left the other flux-symmetry point as a candidate
-(`flux_symmetry_alternate`, when it could not tell half from integer flux), the node tries
-that point, where the resonator is first re-centred; `flux_sweet_spot` is produced as the
-bias where the line was found, so the node confirms (or corrects) it.
+state), which multiplies the contrast of a thermally excited fluxonium. Each coarse sweep is
+averaged until its line reaches the detection threshold or the shot budget is spent.
+
+Half versus integer flux is decided here, physically: resonator_flux hands on the two
+flux-symmetry points nearest 0 V (the likelier half-flux one first), and f01 is lowest at
+half flux, so the node looks at both (re-centring the readout on the resonator at each) and
+keeps the point with the lowest qubit line; at the second point it only sweeps below the
+line already found. `flux_sweet_spot` is produced as that bias. Thermal evidence alone can
+mislead: a light, hot fluxonium is thermally excited at integer flux too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 import xarray as xr
 from scipy.signal import find_peaks
 
+from calibrations.averaging import measure_averaged
 from calibrations.fitting import FitError
 from calibrations.fitting.noise import difference_noise
 from calibrations.fitting.spectrum import refine_peak, response_to_peak
@@ -158,7 +163,7 @@ class QubitSpectroscopy(Node):
     """Saturation spectroscopy at the sweet spot; produces qubit_frequency (Hz)."""
 
     name = "qubit_spectroscopy"
-    requires = ("flux_sweet_spot", "readout_frequency")
+    requires = ("flux_symmetry_point", "readout_frequency")
     produces = ("qubit_frequency", "flux_sweet_spot")
 
     coarse_start: float = 20e6  # Hz: a fluxonium at half flux is above tens of MHz ...
@@ -169,8 +174,9 @@ class QubitSpectroscopy(Node):
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
     fine_points: int = 121
     shots: int = 1000
+    budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
-    readout_span: float = 6e6  # Hz, resonator re-centring window at the other symmetry point
+    readout_span: float = 6e6  # Hz, at least: resonator re-centring window at each point
     min_line_snr: float = 8.0  # coarse detection threshold
     min_relative_snr: float = 0.25  # weaker lines than this fraction of the strongest are not f01
     min_snr: float = 10.0
@@ -187,34 +193,74 @@ class QubitSpectroscopy(Node):
         session.configure(
             readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
         )
-        coarse = np.arange(
-            self.coarse_start, self.coarse_stop + self.coarse_step / 2, self.coarse_step
-        )
+        found = None  # (bias, stderr, coarse sweep, its IQ, qubit line) of the lowest line
         tried: list[tuple[float, float]] = []
         for bias, stderr in self._symmetry_points(session):
-            if tried:  # the resonator sits elsewhere at the other symmetry point
-                session.configure(flux={"voltage": bias})
-                self._centre_readout(session)
+            # f01 is lowest at half flux: at the other symmetry point only a line below the
+            # one already found could mean that this point is the half-flux one.
+            stop = self.coarse_stop if found is None else found[4].centre - 2 * found[4].fwhm
+            if stop < self.coarse_start + 10 * self.coarse_step:
+                break
+            coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
+            session.configure(flux={"voltage": bias})
+            self._centre_readout(session)
             tried.append((bias, stderr))
-            session.configure(flux={"voltage": bias}, drive={"amplitude": self.coarse_amplitude})
-            coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"].values
+            session.configure(drive={"amplitude": self.coarse_amplitude})
+            coarse_iq = measure_averaged(
+                session,
+                self.name,
+                SWEEP,
+                coarse,
+                self._line_score(coarse),
+                self.min_line_snr,
+                self.budget,
+            )["iq"].values
             line = qubit_line(
                 find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr
             )
             if line is not None:
-                line = refine_line(coarse, coarse_iq, line)
-                break
+                found = (bias, stderr, coarse, coarse_iq, refine_line(coarse, coarse_iq, line))
+        if found is None:
+            found = (*tried[0], coarse, coarse_iq, None)
+        bias, stderr, coarse, coarse_iq, line = found
+        if tried[-1][0] != bias:  # back to the point with the qubit line
+            session.configure(flux={"voltage": bias})
+            self._centre_readout(session)
+        tried = [*(t for t in tried if t[0] != bias), (bias, stderr)]
         fine, amplitude = self._fine_settings(line)
         dataset = None
         for attempt in range(self.fine_retries + 1):
             session.configure(drive={"amplitude": amplitude})
-            fine_iq = session.measure(self.name, SWEEP, fine)["iq"]
+            fine_iq = measure_averaged(
+                session, self.name, SWEEP, fine, self._fine_score(fine), self.min_snr, self.budget
+            )["iq"]
             dataset = self._dataset(session, fine_iq, coarse, coarse_iq, tried, line, amplitude)
             retry = self._recentred(dataset, amplitude) if attempt < self.fine_retries else None
             if retry is None:
                 break
             fine, amplitude = retry
         return dataset
+
+    def _line_score(self, frequency: np.ndarray):
+        """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none)."""
+
+        def score(iq: np.ndarray) -> float:
+            line = qubit_line(find_lines(frequency, iq, 3.0), self.min_relative_snr)
+            return line.snr if line else 0.0
+
+        return score
+
+    @staticmethod
+    def _fine_score(frequency: np.ndarray):
+        """Averaging target of the fine sweep: the fitted line's SNR (0 if nothing fits)."""
+
+        def score(iq: np.ndarray) -> float:
+            try:
+                return fit_line(frequency, iq).snr
+            except FitError:
+                return 0.0
+
+        return score
 
     def _recentred(self, data: xr.Dataset, amplitude: float) -> tuple[np.ndarray, float] | None:
         """A new fine window and tone when the first fine sweep's line is off-centre or too
@@ -256,18 +302,8 @@ class QubitSpectroscopy(Node):
 
     @staticmethod
     def _symmetry_points(session: QubitSession) -> list[tuple[float, float]]:
-        """(bias, stderr) of the sweet spot, then of the other symmetry point if one was left.
-
-        The alternate may be a calibrated parameter or a plain number (then the sweet spot's
-        stderr stands for it).
-        """
-        sweet_spot = session.known["flux_sweet_spot"]
-        points = [(float(sweet_spot.value), float(sweet_spot.stderr))]
-        alternate = session.known.get("flux_symmetry_alternate")
-        if alternate is not None:
-            stderr = getattr(alternate, "stderr", sweet_spot.stderr)
-            points.append((float(getattr(alternate, "value", alternate)), float(stderr)))
-        return points
+        """(bias, stderr) of the sweet spot, then of the other symmetry point if one was left."""
+        return [(float(p.value), float(p.stderr)) for p in session.symmetry_points()]
 
     def _centre_readout(self, session: QubitSession) -> None:
         """Move the readout tone to the resonator dip at the present bias (drive off)."""
@@ -275,7 +311,8 @@ class QubitSpectroscopy(Node):
         drive = session.channel("drive")
         sequence = drive.sequence()
         centre = session.value("readout_frequency")
-        sweep = np.linspace(centre - self.readout_span, centre + self.readout_span, 121)
+        span = max(self.readout_span, 6 * session.get("resonator_kappa", 0.0))
+        sweep = np.linspace(centre - span, centre + span, 121)
         drive.sequence("none")
         iq = session.measure(f"{self.name}_readout", "readout_frequency", sweep)["iq"].values
         drive.sequence(sequence)

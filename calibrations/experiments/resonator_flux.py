@@ -1,36 +1,28 @@
-"""Resonator versus flux bias: the flux period and the half-flux sweet spot, from the resonator.
+"""Resonator versus flux bias: the flux period and the two flux-symmetry points nearest 0 V.
 
-Second node of the graph. Nothing is known about the qubit yet, only where the readout
-resonator sits (`readout_frequency`) and how wide it is (`resonator_kappa`). The dressed
-resonator frequency fr(V) follows the fluxonium spectrum, so it is periodic in the bias with
-one flux quantum per period and mirror-symmetric about every integer and every half-integer
-flux point (the Hamiltonian is even in Φext about both). In the simulator and on real chips
-fr moves by only a fraction of κ over most of a period, with sharp avoided-crossing-sized
-pulls where a fluxonium transition crosses the resonator; those sharp features fix the
-symmetry to a small fraction of the bias step.
+Nothing is known about the qubit yet, only where the readout resonator sits
+(`readout_frequency`), how wide it is (`resonator_kappa`) and how hard it may be driven
+(`readout_amplitude_linear`). The resonator's response depends on the bias only through the
+flux, so the map is periodic (one flux quantum per period) and mirror-symmetric about every
+integer and half-integer flux point.
 
 Steps:
-1. A 2-D scan: a readout-frequency sweep of a few κ around `readout_frequency` (the hardware
-   sweep) at each bias of a wide symmetric range (default ±1.6 V, ≥ 2 periods of any device
-   with 0.4–1.6 V/Φ0).
-2. The line environment (gain, phase, cable delay) from a notch fit to the median over bias,
-   then per bias the resonance centre from a weighted linear fit of 1/(1 − S21/env), which is
-   linear in frequency for a Lorentzian (vectorised over all biases, with standard errors).
-3. The period from the lag that best superposes fr(V) on itself (a robust structure
-   function), then the mirror axis and the period together from a least-mismatch fit of
-   fr(V) against its reflected images (S + m·P − V for all m, linear interpolation, robust
-   loss). This finds all symmetry points, S/2 + m·P/2, without telling half from integer flux.
-4. Half flux versus integer flux, decided physically: at half flux the fluxonium is at its
-   lowest frequency (a few hundred MHz), so it is tens of percent thermally excited and its
-   states pull the resonator differently, which makes single-shot IQ at the resonator
-   bimodal: the shot-to-shot variance exceeds the amplifier noise by p(1 − p)·|ΔIQ|². At
-   integer flux f01 is several GHz, the qubit is in its ground state and the variance is
-   amplifier noise only. The node records single shots at one point of each symmetry class
-   and calls the class with the larger variance half flux (gated on the significance).
+1. A 2-D scan: a readout-frequency sweep at each bias of the flux source's range (default
+   ±2.6 V, ≥ 2 periods of any device with ≤ 2.6 V/Φ0). The window is a few κ wide but at
+   least `min_window` (the line moves with flux, by more than κ when |χ| > κ), in κ/3 steps.
+2. Period and mirror axis from whole complex columns (`flux_symmetry`): no line model, so a
+   thermal mixture of two dressed lines, a line leaving the window or any cable delay is
+   handled alike. This finds all symmetry points, S/2 + m·P/2, without telling half from
+   integer flux.
+3. Which class is likelier half flux: at half flux the fluxonium sits lowest (tens to hundreds
+   of MHz), so it is usually thermally excited and single-shot IQ at the resonator is
+   bimodal (variance above amplifier noise by p(1 − p)·|ΔIQ|²). Single shots at one point of
+   each class are added in rounds until the classes differ by `min_thermal_sigma` or the
+   budget is spent. This only orders the candidates: a light, hot fluxonium is excited at
+   integer flux too, so qubit spectroscopy decides (f01 is lowest at half flux).
 
-`flux_sweet_spot` is the half-flux point nearest 0 V; `flux_symmetry_alternate` is the
-nearest point of the other class, handed on for a downstream node that finds no qubit at the
-sweet spot.
+`flux_symmetry_point` is the likelier half-flux point nearest 0 V, `flux_symmetry_alternate`
+the nearest point of the other class; both have standard errors from the symmetry fit.
 """
 
 from __future__ import annotations
@@ -94,7 +86,7 @@ class ResonatorFlux(Node):
     #: there should the thermal evidence have been too weak to decide.
     produces: ClassVar[tuple[str, ...]] = (
         "flux_period",
-        "flux_sweet_spot",
+        "flux_symmetry_point",
         "flux_symmetry_alternate",
     )
 
@@ -105,7 +97,7 @@ class ResonatorFlux(Node):
     min_window: float = 2e6  # Hz ... and at least this: the line moves with flux
     points_per_linewidth: float = 3.0
     max_frequency_points: int = 121
-    readout_amplitude: float = DEFAULT_READOUT["amplitude"]
+    readout_amplitude: float | None = None  # V; None: the largest linear one (readout_power)
     readout_duration: float = DEFAULT_READOUT["integration_time"]
     shots: int = DEFAULT_READOUT["shots"]
     shot_points: int = 5  # readout frequencies per candidate, across ±κ/2
@@ -117,7 +109,7 @@ class ResonatorFlux(Node):
     max_mismatch: float = 2.0
     max_period_rel_stderr: float = 0.005
     max_sweet_spot_stderr: float = 0.002  # in periods
-    min_thermal_sigma: float = 4.0
+    min_thermal_sigma: float = 4.0  # stop adding thermal shots once this is reached
 
     def frequencies(self, centre: float, kappa: float) -> np.ndarray:
         """Readout window: wide enough for the line's flux motion, κ/3 steps (capped)."""
@@ -129,10 +121,11 @@ class ResonatorFlux(Node):
     def acquire(self, session: QubitSession) -> xr.Dataset:
         kappa = session.value("resonator_kappa")
         centre = session.value("readout_frequency")
+        amplitude = session.readout_amplitude(self.readout_amplitude)
         session.configure(
             drive={"sequence": "none", "herald": False},
             readout={
-                "amplitude": self.readout_amplitude,
+                "amplitude": amplitude,
                 "integration_time": self.readout_duration,
                 "shots": self.shots,
             },
@@ -144,7 +137,7 @@ class ResonatorFlux(Node):
             "readout_frequency_reference": centre,
             "period_min": self.period_bounds[0],
             "period_max": self.period_bounds[1],
-            "readout_amplitude": self.readout_amplitude,
+            "readout_amplitude": amplitude,
             "readout_duration": self.readout_duration,
             "shots": self.shots,
         }
@@ -240,17 +233,14 @@ class ResonatorFlux(Node):
         if "shot_iq" not in data:
             criteria.append(at_least("half-flux evidence recorded", 0, 1))
         else:
-            sweet, alternate, sigma, variance = _half_flux(data, symmetry)
-            values["flux_sweet_spot"] = (sweet, point_stderr(symmetry, sweet))
-            values["flux_symmetry_alternate"] = (alternate, point_stderr(symmetry, alternate))
+            likelier, other, sigma, variance = _half_flux(data, symmetry)
+            values["flux_symmetry_point"] = (likelier, point_stderr(symmetry, likelier))
+            values["flux_symmetry_alternate"] = (other, point_stderr(symmetry, other))
             values["half_flux_significance"] = (sigma, 1.0)
-            decided = sigma >= self.min_thermal_sigma
             report.append(
                 f"single-shot variances {' vs '.join(f'{v:.3g}' for v in variance)} V² "
-                f"({sigma:.1f} σ): half flux "
-                + ("at" if decided else "undecided, more likely at")
-                + f" {sweet:+.5f} V, integer flux at {alternate:+.5f} V"
-                + ("" if decided else "; qubit spectroscopy decides (it tries both)")
+                f"({sigma:.1f} σ): half flux likelier at {likelier:+.5f} V than at "
+                f"{other:+.5f} V; qubit spectroscopy decides (f01 is lowest at half flux)"
             )
         return Analysis(values, criteria, "\n".join(report), symmetry, _curves(data, bmap))
 
