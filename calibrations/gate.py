@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import lmfit
+
+#: A varied parameter closer to a bound than this fraction of its scale sits on the bound.
+BOUND_RTOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,68 @@ def evaluate(criteria: list[Criterion]) -> GateOutcome:
     if failed:
         return GateOutcome(False, "; ".join(c.describe() for c in failed), tuple(criteria))
     return GateOutcome(True, "all criteria passed", tuple(criteria))
+
+
+def fit_parameters(fit: Any) -> lmfit.Parameters | None:
+    """The parameters of an lmfit result, or of a fit object holding one as `result`."""
+    results = (lmfit.model.ModelResult, lmfit.minimizer.MinimizerResult)
+    for candidate in (fit, getattr(fit, "result", None)):
+        if isinstance(candidate, results):
+            return candidate.params
+    return None
+
+
+def _bound_scale(parameter: lmfit.Parameter) -> float:
+    """What "close" is measured against: the allowed range, or the bound's and start's size."""
+    low, high = parameter.min, parameter.max
+    if math.isfinite(low) and math.isfinite(high):
+        return high - low
+    sizes = [abs(b) for b in (low, high) if math.isfinite(b)]
+    return max(*sizes, abs(parameter.init_value or 0.0), 1e-300)
+
+
+def bound_distances(
+    params: lmfit.Parameters,
+) -> list[tuple[lmfit.Parameter, str, float, float]]:
+    """(parameter, "lower"/"upper", bound, distance/scale) for each finite bound of a varied one."""
+    found = []
+    for parameter in params.values():
+        if not parameter.vary or parameter.expr:
+            continue
+        scale = _bound_scale(parameter)
+        for side, bound in (("lower", parameter.min), ("upper", parameter.max)):
+            if math.isfinite(bound):
+                found.append((parameter, side, bound, abs(parameter.value - bound) / scale))
+    return found
+
+
+def pinned_parameters(
+    params: lmfit.Parameters, rtol: float = BOUND_RTOL
+) -> list[tuple[str, str, float]]:
+    """(name, "lower"/"upper", bound) of every varied parameter sitting on a bound."""
+    return [(p.name, side, b) for p, side, b, d in bound_distances(params) if d <= rtol]
+
+
+def off_bounds(fit: Any, rtol: float = BOUND_RTOL) -> list[Criterion]:
+    """A failing criterion for every varied parameter of an lmfit fit pinned at a bound.
+
+    A parameter on its bound is where the optimiser was stopped, not where the data put it:
+    its value and stderr mean nothing, and whatever is derived from it must not be handed on.
+    The fit declares what a bound means through the parameter's `user_data`:
+    `{"at_bound": "cause"}` names the physical reason a pinned value would have (shown in the
+    rejection), `{"physical_bound": True}` marks a limit the value may legitimately reach (a
+    leakage fraction at 0), which is not a rejection. Accepts a ModelResult, a
+    MinimizerResult, or any fit object holding one as `result`; anything else has no bounds.
+    """
+    params = fit_parameters(fit)
+    if params is None:
+        return []
+    criteria = []
+    for parameter, side, bound, distance in bound_distances(params):
+        data = parameter.user_data if isinstance(parameter.user_data, dict) else {}
+        if distance > rtol or data.get("physical_bound"):
+            continue
+        cause = data.get("at_bound", "the data do not determine it")
+        name = f"{parameter.name} at its {side} bound {bound:.4g} ({cause})"
+        criteria.append(at_least(name, distance, rtol))
+    return criteria

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import xarray as xr
 
-from calibrations.gate import Criterion, GateOutcome, evaluate
+from calibrations.gate import Criterion, GateOutcome, evaluate, off_bounds
 from calibrations.session import QubitSession
 from snapshots import CalibratedParameter
 
@@ -26,8 +26,10 @@ from snapshots import CalibratedParameter
 UNITS = {
     "readout_frequency": "Hz",
     "resonator_kappa": "Hz",
+    "resonator_splitting": "Hz",
     "flux_period": "V",
     "flux_sweet_spot": "V",
+    "flux_symmetry_point": "V",
     "flux_symmetry_alternate": "V",
     "qubit_frequency": "Hz",
     "EJ": "Hz",
@@ -39,6 +41,7 @@ UNITS = {
     "T2_ramsey": "s",
     "T2_echo": "s",
     "readout_amplitude": "V",
+    "readout_amplitude_linear": "V",
     "readout_duration": "s",
     "readout_threshold": "V",
     "readout_angle": "rad",
@@ -79,7 +82,13 @@ class Node:
         raise NotImplementedError
 
     def gate(self, analysis: Analysis) -> GateOutcome:
-        return evaluate(analysis.criteria)
+        """The analysis' criteria, plus a rejection for every fitted parameter on a bound.
+
+        A parameter pinned at a bound is where the optimiser was stopped, not a measurement;
+        every node gets that check from its lmfit result (`analysis.fit`), whatever its own
+        criteria say.
+        """
+        return evaluate([*analysis.criteria, *off_bounds(analysis.fit)])
 
     def update(self, analysis: Analysis, when: str) -> dict[str, CalibratedParameter]:
         """Canonical parameters from an accepted analysis."""

@@ -6,10 +6,15 @@ data with no instrument attached.
 
 from calibrations.fitting.errors import FitError
 from calibrations.fitting.resonator import (
+    MixtureFit,
+    NotchLines,
     ResonatorFit,
     fit_notch,
+    fit_notch_lines,
+    fit_notch_mixture,
     fit_reflection,
     fit_resonator,
+    notch_mixture_s21,
     notch_s21,
     reflection_s11,
 )
@@ -22,14 +27,19 @@ from calibrations.fitting.spectrum import (
 
 __all__ = [
     "FitError",
+    "MixtureFit",
+    "NotchLines",
     "PeakTrace",
     "ResonatorFit",
     "SpectrumFit",
     "extract_peaks",
     "fit_flux_spectrum",
     "fit_notch",
+    "fit_notch_lines",
+    "fit_notch_mixture",
     "fit_reflection",
     "fit_resonator",
+    "notch_mixture_s21",
     "notch_s21",
     "reflection_s11",
 ]
