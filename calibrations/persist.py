@@ -43,7 +43,8 @@ def save_run(
     reason: str,
     provenance: dict[str, str] | None = None,
 ) -> int:
-    """Write one new version holding every qubit's parameters and every node's record.
+    """Write one new version holding every qubit's parameters and every node's record, with
+    the settings the run used (so the snapshot says how it was made).
 
     Qubits this run did not touch keep their current parameters.
     """
@@ -60,4 +61,5 @@ def save_run(
         station=station_snapshot(station),
         reason=reason,
         provenance=provenance or {},
+        settings=run.settings,
     )

@@ -4,7 +4,9 @@
 but a `failed` outcome with a reason (unless asked to re-raise instrument faults, which is
 what the Prefect tasks do so that Prefect retries them). `run_graph` walks the graph per
 qubit: a rejected or failed node skips its dependents on that qubit only, independent nodes
-still run, and accepted parameters flow to later nodes.
+still run, and accepted parameters flow to later nodes. Each node is built with the qubit's
+calibration settings (`calibrations.settings`; default: every field at its default), and
+the run keeps those settings, resolved, for its snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from qcodes import Station
 from calibrations.graph import DEFAULT_GRAPH, GraphEntry, order
 from calibrations.node import Analysis, now_iso
 from calibrations.session import QubitSession
+from calibrations.settings import CalibrationSettings, Resolved
 from snapshots import CalibratedParameter, ExperimentRecord
 
 #: Exceptions that mean "the instrument hiccuped, try again", not "the physics is wrong".
@@ -51,6 +54,7 @@ class NodeResult:
 class GraphRun:
     results: dict[str, dict[str, NodeResult]]  # qubit -> node -> result
     parameters: dict[str, dict[str, CalibratedParameter]]  # qubit -> name -> latest
+    settings: Resolved = field(default_factory=dict)  # qubit -> node -> field -> value used
 
     def outcomes(self) -> dict[str, dict[str, str]]:
         return {q: {n: r.outcome for n, r in nodes.items()} for q, nodes in self.results.items()}
@@ -62,9 +66,11 @@ def run_node(
     session: QubitSession,
     plot_dir: Path | None = None,
     reraise_faults: bool = False,
+    settings: CalibrationSettings | None = None,
 ) -> NodeResult:
-    """acquire → analyse → gate → update for one node on one qubit."""
-    node = entry.node()
+    """acquire → analyse → gate → update for one node on one qubit, built with the qubit's
+    settings for it (default: the node class's defaults)."""
+    node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
     start = time.perf_counter()
     try:
         data = node.acquire(session)
@@ -118,13 +124,17 @@ def run_graph(
     known: dict[str, dict[str, CalibratedParameter]] | None = None,
     plot_dir: Path | None = None,
     on_result: Callable[[NodeResult], None] | None = None,
+    settings: CalibrationSettings | None = None,
 ) -> GraphRun:
     """Run `nodes` (default: all) of the graph for each qubit, dependencies first.
 
     `known` seeds each qubit's parameters (e.g. from the current snapshot), so a targeted
     recalibration can start mid-graph. A dependency that is not in `nodes` counts as
-    satisfied; one that ran and was not accepted skips this node with a reason.
+    satisfied; one that ran and was not accepted skips this node with a reason. `settings`
+    (validated against this graph; default: every field at its default) configure the nodes.
     """
+    qubits = list(qubits)
+    settings = settings or CalibrationSettings(graph=graph)
     sequence = order(graph, nodes)
     results: dict[str, dict[str, NodeResult]] = {}
     parameters: dict[str, dict[str, CalibratedParameter]] = {}
@@ -147,10 +157,10 @@ def run_graph(
                     finished=now_iso(),
                 )
             else:
-                result = run_node(entry, name, session, plot_dir)
+                result = run_node(entry, name, session, plot_dir, settings=settings)
                 session.known.update(result.parameters)
             results[qubit][name] = result
             if on_result is not None:
                 on_result(result)
         parameters[qubit] = session.known
-    return GraphRun(results, parameters)
+    return GraphRun(results, parameters, settings.resolved(qubits))

@@ -2,8 +2,10 @@
 
 `fluxcal.cli` calls `register_commands(app)`; the flows themselves are imported only when a
 command runs, so `fluxcal --help` stays fast. Bad input (unknown node or qubit, missing file,
-inputs not calibrated yet) ends with one line on stderr and exit code 1. (No postponed
-annotations here: Typer reads the option types, which are local names, from the signatures.)
+a settings file that does not validate, inputs not calibrated yet) ends with one line on
+stderr and exit code 1: files are checked before a flow run starts, so Prefect never logs a
+crashed run for a typo. (No postponed annotations here: Typer reads the option types, which
+are local names, from the signatures.)
 """
 
 import contextlib
@@ -20,7 +22,15 @@ BAD_INPUT = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 def register_commands(app: typer.Typer) -> None:
     """Add `server`, `serve`, `drift-check` and `recalibrate` to the fluxcal app."""
-    from fluxcal.cli import DeviceOption, StationOption, StoreOption, default_store, fail
+    from calibrations.settings import settings_from
+    from fluxcal.cli import (
+        ConfigOption,
+        DeviceOption,
+        StationOption,
+        StoreOption,
+        default_store,
+        fail,
+    )
     from fluxcal.tables import parameter_table
 
     JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
@@ -63,14 +73,19 @@ def register_commands(app: typer.Typer) -> None:
             str | None, typer.Option(help="IANA time zone of the cron (default: this machine's)")
         ] = None,
         interval: Annotated[float, typer.Option(help="drift-check period in seconds")] = 3600.0,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Register the deployments with PREFECT_API_URL's server and run them until stopped."""
+        """Register the deployments with PREFECT_API_URL's server and run them until stopped.
+
+        Each run reads --config afresh: edits take effect at the next run.
+        """
         from flows.deploy import build_deployments, describe_deployments, serve_deployments
 
         try:
+            settings_from(config)
             deployments = build_deployments(
-                device, station, default_store(store), cron, timezone, interval
+                device, station, default_store(store), cron, timezone, interval, config
             )
             described = describe_deployments(deployments)
             if as_json:
@@ -92,6 +107,7 @@ def register_commands(app: typer.Typer) -> None:
             str | None, typer.Option(help="ISO 8601 time to age parameters against (default: now)")
         ] = None,
         prefect: PrefectOption = True,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Check every node cheaply; recalibrate what drifted; snapshot only if something did."""
@@ -100,6 +116,7 @@ def register_commands(app: typer.Typer) -> None:
 
         try:
             check_inputs(device, station)
+            settings_from(config)
             run = drift_check if prefect else drift_check_plain
             with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result only
                 report = run(
@@ -108,6 +125,7 @@ def register_commands(app: typer.Typer) -> None:
                     store=str(default_store(store)),
                     qubits=qubit,
                     now=now,
+                    settings=text(config),
                 )
         except BAD_INPUT as error:
             fail(str(error).strip("'\""))
@@ -124,6 +142,7 @@ def register_commands(app: typer.Typer) -> None:
             bool, typer.Option("--with-dependents", help="also every node downstream")
         ] = False,
         prefect: PrefectOption = True,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Recalibrate named nodes of named qubits from the current snapshot; store a snapshot."""
@@ -133,6 +152,7 @@ def register_commands(app: typer.Typer) -> None:
 
         try:
             check_inputs(device, station)
+            settings_from(config)
             selection(default_graph(), nodes, with_dependents)
             run = recalibrate_flow if prefect else recalibrate_plain
             with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result only
@@ -143,6 +163,7 @@ def register_commands(app: typer.Typer) -> None:
                     device=text(device),
                     station=text(station),
                     store=str(default_store(store)),
+                    settings=text(config),
                 )
         except BAD_INPUT as error:
             fail(str(error).strip("'\""))

@@ -33,14 +33,16 @@ def daily_calibration(
     reason: str = FLOW_NAME,
     extra_provenance: dict[str, str] | None = None,
     graph: dict[str, GraphEntry] | None = None,
+    settings: str | dict | None = None,
 ) -> CalibrationOutcome:
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
 
     `device`/`station` name the simulated chip file and the station YAML (defaults: the
     built-in simulated lab); in-process callers may pass a `LiveStation` and their own graph.
+    `settings` is a settings file or its parsed content (default: every field at its default).
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings)
     with plot_directory(plot_dir) as plots:
         run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots)
         version = record_run(lab, run, FLOW_NAME, reason, provenance(FLOW_NAME, extra_provenance))
@@ -67,6 +69,8 @@ def run_daily_calibration_flow(
         reason=request.reason,
         extra_provenance=request.provenance,
         graph=graph,
+        # As data, not an object: Prefect keeps flow parameters as JSON (and shows them).
+        settings=request.settings.as_dict() if request.settings else None,
     )
 
 

@@ -38,14 +38,23 @@ def local_timezone() -> str:
 
 
 def flow_parameters(
-    device: Path | None, station: Path | None, store: Path
+    device: Path | None, station: Path | None, store: Path, settings: Path | None = None
 ) -> dict[str, str | None]:
-    """What every deployed run is given: absolute paths, since runs start in other processes."""
+    """What every deployed run is given: absolute paths, since runs start in other processes.
+
+    The settings file is passed by path, not content, so an edit reaches the next run
+    without redeploying (and a broken edit fails that run with the field named).
+    """
 
     def absolute(path: Path | None) -> str | None:
         return None if path is None else str(Path(path).resolve())
 
-    return {"device": absolute(device), "station": absolute(station), "store": absolute(store)}
+    return {
+        "device": absolute(device),
+        "station": absolute(station),
+        "store": absolute(store),
+        "settings": absolute(settings),
+    }
 
 
 def build_deployments(
@@ -55,13 +64,14 @@ def build_deployments(
     cron: str = DAILY_CRON,
     timezone: str | None = None,
     interval_s: float = DRIFT_INTERVAL_S,
+    settings: Path | None = None,
 ) -> list[RunnerDeployment]:
     from flows.daily import daily_calibration
     from flows.drift import drift_check
     from flows.recalibrate import recalibrate
 
     zone = timezone or local_timezone()
-    parameters = flow_parameters(device, station, store)
+    parameters = flow_parameters(device, station, store, settings)
     common: dict[str, Any] = {
         "name": DEPLOYMENT,
         "parameters": parameters,

@@ -109,7 +109,7 @@ def walk_lab(
     """Maintain every qubit from the current snapshot; the run holds the recalibrations."""
     known = current_parameters(lab.store)
     maintenance = {}
-    run = GraphRun({}, {})
+    run = GraphRun({}, {}, lab.settings.resolved(lab.qubits))
     for qubit in lab.qubits:
         session = QubitSession(lab.station, qubit, dict(known.get(qubit, {})))
         maintenance[qubit] = maintain_qubit(lab.graph, checks, session, now, check, calibrate)
@@ -178,17 +178,20 @@ def drift_check(
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
     checks: dict[str, Check] | None = None,
+    settings: str | dict | None = None,
 ) -> DriftReport:
     """Check every node of every qubit, recalibrate what drifted, snapshot only on change.
 
     `now` (ISO 8601) is the time parameter ages are measured against; default: now.
+    `settings` (a settings file or its parsed content) configure the recalibrations.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings)
     with plot_directory(plot_dir) as plots:
 
         def calibrate(name: str, session: QubitSession) -> NodeResult:
-            return run_calibration_task(session.qubit, name, lab.graph[name], session, plots)
+            entry = lab.graph[name]
+            return run_calibration_task(session.qubit, name, entry, session, plots, lab.settings)
 
         maintenance, run = walk_lab(
             lab, moment(now), CHECKS if checks is None else checks, run_check_task, calibrate
@@ -214,13 +217,15 @@ def drift_check_plain(
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
     checks: dict[str, Check] | None = None,
+    settings: str | dict | None = None,
 ) -> DriftReport:
     """The same walk without Prefect: no server, no task runs, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings)
+    plots = Path(plot_dir) if plot_dir else None
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
-        return run_node(lab.graph[name], name, session, Path(plot_dir) if plot_dir else None)
+        return run_node(lab.graph[name], name, session, plots, settings=lab.settings)
 
     maintenance, run = walk_lab(
         lab, moment(now), CHECKS if checks is None else checks, run_check, calibrate

@@ -1,9 +1,10 @@
-"""What one flow run works on: the station, its qubits, the calibration graph and the store.
+"""What one flow run works on: the station, its qubits, the graph, its settings, the store.
 
-Deployments pass plain strings (device file, station YAML, store directory) because Prefect
-stores flow parameters as JSON; tests and in-process callers may pass a ready station (as a
-`LiveStation`) and their own graph instead. Either way a flow opens its lab here, once, at
-the start of the run.
+Deployments pass plain strings (device file, station YAML, settings file, store directory)
+because Prefect stores flow parameters as JSON; tests and in-process callers may pass a ready
+station (as a `LiveStation`), their own graph and settings as a parsed document instead.
+Either way a flow opens its lab here, once, at the start of the run, so a settings file
+edited between two scheduled runs takes effect at the next one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from qcodes import Station
 from qcodes.dataset import initialise_or_create_database_at
 
 from calibrations.graph import GraphEntry
+from calibrations.settings import CalibrationSettings, settings_from
 from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
 from instruments.device import SimulatedDevice
 from snapshots import SnapshotStore
@@ -49,6 +51,7 @@ class FlowLab:
     qubits: list[str]
     graph: dict[str, GraphEntry]
     store: SnapshotStore
+    settings: CalibrationSettings
 
 
 def default_graph() -> dict[str, GraphEntry]:
@@ -71,8 +74,13 @@ def open_flow_lab(
     store: str | Path | None,
     qubits: list[str] | None,
     graph: dict[str, GraphEntry] | None,
+    settings: str | Path | dict | None = None,
 ) -> FlowLab:
-    """Build (or adopt) the station and open the store; QCoDeS runs go next to the snapshots."""
+    """Build (or adopt) the station, validate the settings (a file path or a parsed document)
+    against the graph and the station's qubits, and open the store; QCoDeS runs go next to
+    the snapshots."""
+    graph = graph or default_graph()
+    configured = settings_from(settings, graph)
     if isinstance(station, LiveStation):
         station = station.station
         simulated = getattr(station.components["readout"], "lab", None)
@@ -86,5 +94,10 @@ def open_flow_lab(
     snapshots = SnapshotStore(default_store(store))
     initialise_or_create_database_at(str(snapshots.path / "experiments.db"))
     return FlowLab(
-        station, device_object, qubits_of(station, qubits), graph or default_graph(), snapshots
+        station,
+        device_object,
+        qubits_of(station, qubits, configured),
+        graph,
+        snapshots,
+        configured,
     )

@@ -75,10 +75,14 @@ def recalibrate(
     store: str | None = None,
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
+    settings: str | dict | None = None,
 ) -> CalibrationOutcome:
-    """Recalibrate `nodes` (and their dependents if asked) on `qubits`; store a snapshot."""
+    """Recalibrate `nodes` (and their dependents if asked) on `qubits`; store a snapshot.
+
+    `settings` (a settings file or its parsed content) configure the nodes.
+    """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings)
     sequence, known = _prepare(lab, nodes, with_dependents)
     with plot_directory(plot_dir) as plots:
         run = calibrate_graph(lab, sequence, known, plots)
@@ -96,11 +100,14 @@ def recalibrate_plain(
     store: str | None = None,
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
+    settings: str | dict | None = None,
 ) -> CalibrationOutcome:
     """The same recalibration through the plain runner: no Prefect server, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings)
     sequence, known = _prepare(lab, nodes, with_dependents)
-    run = run_graph(lab.station, lab.qubits, lab.graph, sequence, known, plot_dir)
+    run = run_graph(
+        lab.station, lab.qubits, lab.graph, sequence, known, plot_dir, settings=lab.settings
+    )
     version = save_run(lab.store, run, lab.station, _reason(sequence, lab.qubits))
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)

@@ -20,6 +20,7 @@ from calibrations.graph import GraphEntry
 from calibrations.node import now_iso
 from calibrations.runner import INSTRUMENT_FAULTS, NodeResult, run_node
 from calibrations.session import QubitSession
+from calibrations.settings import CalibrationSettings
 from flows.artifacts import publish_fit_report
 
 #: Attempts after the first when an acquisition times out or loses its connection.
@@ -48,14 +49,20 @@ def is_instrument_fault(task: Any, task_run: Any, state: State) -> bool:
     cache_policy=NO_CACHE,  # a calibration measures the chip now: never reuse a result
 )
 def calibrate_node(
-    qubit: str, node: str, entry: GraphEntry, session: QubitSession, plot_dir: Path
+    qubit: str,
+    node: str,
+    entry: GraphEntry,
+    session: QubitSession,
+    plot_dir: Path,
+    settings: CalibrationSettings | None = None,
 ) -> State:
-    """acquire → analyse → gate → update for one node; the fit report becomes an artifact.
+    """acquire → analyse → gate → update for one node, configured by `settings`; the fit
+    report becomes an artifact.
 
     The task run ends as `Accepted` or `Rejected` (both completed: a rejection is a result),
     or `Failed` when the node could not run.
     """
-    result = run_node(entry, node, session, plot_dir, reraise_faults=True)
+    result = run_node(entry, node, session, plot_dir, reraise_faults=True, settings=settings)
     publish_fit_report(result)
     if result.outcome == "failed":
         return Failed(data=result, message=result.reason)
@@ -63,10 +70,15 @@ def calibrate_node(
 
 
 def run_calibration_task(
-    qubit: str, node: str, entry: GraphEntry, session: QubitSession, plot_dir: Path
+    qubit: str,
+    node: str,
+    entry: GraphEntry,
+    session: QubitSession,
+    plot_dir: Path,
+    settings: CalibrationSettings | None = None,
 ) -> NodeResult:
     """Run the task; a task that failed for good (retries spent) becomes a failed result."""
-    state = calibrate_node(qubit, node, entry, session, plot_dir, return_state=True)
+    state = calibrate_node(qubit, node, entry, session, plot_dir, settings, return_state=True)
     value = state.result(raise_on_failure=False)
     if isinstance(value, NodeResult):
         return value

@@ -75,7 +75,7 @@ def calibrate_graph(
             done[name] = calibrate_or_skip(lab, session, name, done, plot_dir)
             session.known.update(done[name].parameters)
         parameters[qubit] = session.known
-    return GraphRun(results, parameters)
+    return GraphRun(results, parameters, lab.settings.resolved(lab.qubits))
 
 
 def calibrate_or_skip(
@@ -90,7 +90,8 @@ def calibrate_or_skip(
     if blocked:
         reason = f"dependency not accepted: {', '.join(blocked)}"
         return NodeResult(name, session.qubit, "skipped", reason, finished=now_iso())
-    return run_calibration_task(session.qubit, name, lab.graph[name], session, plot_dir)
+    entry = lab.graph[name]
+    return run_calibration_task(session.qubit, name, entry, session, plot_dir, lab.settings)
 
 
 def record_run(

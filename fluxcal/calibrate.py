@@ -2,7 +2,8 @@
 
 Shared by `fluxcal calibrate` (plain runner, seconds) and the Prefect flows (which reuse the
 request and outcome types). On the simulated device the outcome carries the device's truth
-so the command can print calibrated values next to it.
+so the command can print calibrated values next to it. The nodes are configured by the
+request's calibration settings (`calibrations.settings`), which the snapshot records.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from qcodes.dataset import initialise_or_create_database_at
 
 from calibrations.persist import current_parameters, save_run
 from calibrations.runner import GraphRun, run_graph
+from calibrations.settings import CalibrationSettings, SettingsError
 from instruments.device import SimulatedDevice
 from instruments.station import build_station, load_station
 from snapshots import CalibratedParameter, SnapshotStore
@@ -32,6 +34,7 @@ class CalibrationRequest:
     plot_dir: Path | None = None
     reason: str = "calibration"
     provenance: dict[str, str] = field(default_factory=dict)
+    settings: CalibrationSettings | None = None  # None: every node field at its default
 
 
 @dataclass
@@ -89,8 +92,13 @@ def open_lab(request: CalibrationRequest) -> tuple[Station, SimulatedDevice | No
     return build_station(device), device
 
 
-def qubits_of(station: Station, requested: list[str] | None) -> list[str]:
+def qubits_of(
+    station: Station, requested: list[str] | None, settings: CalibrationSettings | None = None
+) -> list[str]:
+    """The qubits to calibrate; unknown ones, requested or configured, are an error."""
     available = list(station.components["readout"].submodules)
+    if settings is not None:
+        settings.check_qubits(available)
     if not requested:
         return available
     unknown = [q for q in requested if q not in available]
@@ -107,13 +115,25 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
     station, device = open_lab(request)
     store = SnapshotStore(request.store)
     initialise_or_create_database_at(str(Path(request.store) / "experiments.db"))
-    qubits = qubits_of(station, request.qubits)
+    qubits = qubits_of(station, request.qubits, request.settings)
     run = run_graph(
         station,
         qubits,
         nodes=request.nodes,
         known=current_parameters(store),
         plot_dir=request.plot_dir,
+        settings=request.settings,
     )
     version = save_run(store, run, station, request.reason, request.provenance)
     return CalibrationOutcome.stored(store, version, run, device, start)
+
+
+def snapshot_settings(store: Path, version: int | None) -> CalibrationSettings:
+    """The settings a stored version was made with (None: the current one), every field
+    explicit per qubit, to repeat that calibration. Fails if the code no longer has a field
+    the snapshot set: the run could not be the same."""
+    snapshot = SnapshotStore(store, create=False).load(version)
+    if not snapshot.settings:
+        raise SettingsError(f"snapshot v{snapshot.version} records no calibration settings")
+    source = f"settings of snapshot v{snapshot.version}"
+    return CalibrationSettings.from_dict({"qubits": snapshot.settings}, source=source)

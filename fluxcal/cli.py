@@ -1,7 +1,7 @@
 """`fluxcal` command line: calibrate, inspect snapshots, orchestrate with Prefect.
 
-Bad input (a missing file, a broken device or station file, an unknown node) ends with one
-line on stderr and a non-zero exit, never a traceback.
+Bad input (a missing file, a broken device, station or settings file, an unknown node) ends
+with one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,13 +15,18 @@ from typing import Annotated
 
 import typer
 
+from calibrations.settings import settings_from
 from flows.commands import register_commands
-from fluxcal.calibrate import CalibrationRequest, run_calibration
+from fluxcal.calibrate import CalibrationRequest, run_calibration, snapshot_settings
+from fluxcal.settings_cli import app as settings_app
 from fluxcal.tables import parameter_table
+from snapshots import StoreError
 from snapshots.cli import app as snapshots_app
+from snapshots.cli import parse_version
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.add_typer(snapshots_app, name="snapshots", help="Inspect and manage calibration snapshots.")
+app.add_typer(settings_app, name="settings", help="Calibration settings files.")
 
 DeviceOption = Annotated[
     Path | None,
@@ -32,6 +37,10 @@ StationOption = Annotated[
 ]
 StoreOption = Annotated[
     Path | None, typer.Option("--store", help="snapshot store directory [env FLUXCAL_STORE]")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="calibration settings YAML (`fluxcal settings defaults`)"),
 ]
 
 
@@ -58,25 +67,40 @@ def calibrate(
     plots: Annotated[Path | None, typer.Option("--plots", help="write fit plots here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the new snapshot as JSON")] = False,
     prefect: Annotated[bool, typer.Option("--prefect", help="run as the Prefect flow")] = False,
+    config: ConfigOption = None,
+    config_from_snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--config-from-snapshot",
+            help="repeat the settings a snapshot was made with (version or 'current')",
+        ),
+    ] = None,
 ) -> None:
     """Run the calibration chain and store a new snapshot (default: built-in simulated chip)."""
-    request = CalibrationRequest(
-        device=device,
-        station=station,
-        store=default_store(store),
-        qubits=qubit,
-        nodes=node,
-        plot_dir=plots,
-        reason="fluxcal calibrate",
-    )
+    if config is not None and config_from_snapshot is not None:
+        fail("give --config or --config-from-snapshot, not both")
     if prefect:
         from flows.daily import run_daily_calibration_flow as runner
     else:
         runner = run_calibration
     try:
+        if config_from_snapshot is not None:
+            settings = snapshot_settings(default_store(store), parse_version(config_from_snapshot))
+        else:
+            settings = settings_from(config)
+        request = CalibrationRequest(
+            device=device,
+            station=station,
+            store=default_store(store),
+            qubits=qubit,
+            nodes=node,
+            plot_dir=plots,
+            reason="fluxcal calibrate",
+            settings=settings,
+        )
         with contextlib.redirect_stdout(sys.stderr):  # QCoDeS chatter; stdout is the result
             outcome = runner(request)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, StoreError) as error:
         fail(str(error).strip("'\""))
     if as_json:
         typer.echo(json.dumps(outcome.as_json(), indent=2))

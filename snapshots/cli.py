@@ -59,7 +59,7 @@ def show(
     """Show one version: metadata, parameters and experiment outcomes."""
     with _clean_errors():
         s = _open(store)
-        snap = s.load(_version(version))
+        snap = s.load(parse_version(version))
         experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
         if as_json:
             _print_json(
@@ -70,6 +70,7 @@ def show(
                     "reason": snap.reason,
                     "provenance": snap.provenance,
                     "fluxcal_version": snap.fluxcal_version,
+                    "code_version": snap.code_version,
                     "checksum": snap.checksum,
                     "current": snap.version == s.current_version(),
                     "parameters": {
@@ -91,6 +92,7 @@ def show(
                         for q, recs in experiments.items()
                     },
                     "station": snap.station,
+                    "settings": snap.settings,
                 }
             )
             return
@@ -102,6 +104,8 @@ def show(
             "provenance: "
             + (", ".join(f"{k}={v}" for k, v in sorted(snap.provenance.items())) or "-"),
             f"checksum: {snap.checksum}",
+            f"code: {_code(snap.code_version)}",
+            f"settings: {_settings(snap.settings)}",
             "",
             _table(
                 ["qubit", "parameter", "value", "experiment", "updated"],
@@ -217,7 +221,7 @@ def _open(path: Path) -> SnapshotStore:
     return SnapshotStore(path, create=False)
 
 
-def _version(text: str) -> int | None:
+def parse_version(text: str) -> int | None:
     """'current' -> None; '12', 'v12' or 'v000012' -> 12."""
     if text == "current":
         return None
@@ -228,12 +232,30 @@ def _version(text: str) -> int | None:
 
 
 def _resolve(store: SnapshotStore, text: str) -> int:
-    version = _version(text)
+    version = parse_version(text)
     if version is None:
         version = store.current_version()
         if version is None:
             raise UnknownVersion(f"store {store.path} has no current version")
     return version
+
+
+def _code(version: dict[str, Any]) -> str:
+    if not version:
+        return "not recorded"
+    text = f"fluxcal {version.get('fluxcal', '?')}"
+    if "git_commit" in version:
+        text += f", git {version['git_commit'][:12]}"
+        text += " with uncommitted changes" if version.get("git_dirty") else ""
+    return text
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    """Which qubits the recorded settings cover; the values themselves are in --json."""
+    if not settings:
+        return "not recorded"
+    nodes = max(len(nodes) for nodes in settings.values())
+    return f"{', '.join(sorted(settings))} ({nodes} nodes each; values in --json)"
 
 
 def _scaled(x: float, unit: str, digits: int = 10) -> str:

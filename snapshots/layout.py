@@ -3,15 +3,18 @@
 Layout (see docs/snapshots.md)::
 
     /                                   attrs: format, format_version, version, parent, created,
-                                               reason, provenance (JSON), fluxcal_version, checksum
+                                               reason, provenance (JSON), fluxcal_version,
+                                               code_version (JSON), checksum
     /station                            scalar string dataset: QCoDeS station snapshot as JSON
+    /settings                           scalar string dataset: calibration settings as JSON
     /qubits/<q>/parameters/<name>       attrs: value, stderr, unit, experiment, updated
     /qubits/<q>/experiments/<e>         attrs: outcome, reason, report, updated
     /qubits/<q>/experiments/<e>/fit/<p> attrs: value, stderr
     /qubits/<q>/experiments/<e>/data    netCDF4 group written by xarray (h5netcdf engine)
 
 This module knows nothing about directories, locks or the index: the store decides where a
-file goes and when it becomes visible.
+file goes and when it becomes visible. `code_version` and `/settings` arrived after the first
+files were written; a file without them reads back with both empty.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Snapshot:
     station: dict
     path: Path
     experiment_names: dict[str, list[str]] = field(default_factory=dict)
+    #: Settings the calibration ran with: qubit -> node -> field -> value ({} if unrecorded).
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: Code that made it: {"fluxcal": version, "git_commit": sha, "git_dirty": bool} or {}.
+    code_version: dict[str, Any] = field(default_factory=dict)
 
     @property
     def qubits(self) -> list[str]:
@@ -83,6 +90,8 @@ def write_version(
     parameters: Mapping[str, Mapping[str, CalibratedParameter]],
     experiments: Mapping[str, Mapping[str, ExperimentRecord]],
     station: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    code_version: Mapping[str, Any],
 ) -> str:
     """Write a complete version file at `path` and return its content checksum.
 
@@ -100,7 +109,11 @@ def write_version(
         attrs["reason"] = reason
         attrs["provenance"] = json.dumps(dict(provenance), sort_keys=True)
         attrs["fluxcal_version"] = fluxcal.__version__
+        attrs["code_version"] = json.dumps(dict(code_version), sort_keys=True)
         f.create_dataset("station", data=json.dumps(dict(station), default=_json_default))
+        # A dataset, not an attribute: resolved settings grow with the qubits past the 64 kB
+        # an HDF5 attribute holds.
+        f.create_dataset("settings", data=json.dumps(dict(settings)))
         qubits = f.create_group("qubits")
         for qubit, params in parameters.items():
             check_name(qubit, "qubit")
@@ -172,6 +185,8 @@ def read_version(path: Path) -> Snapshot:
                 station=json.loads(f["station"][()]),
                 path=path,
                 experiment_names=experiment_names,
+                settings=json.loads(f["settings"][()]) if "settings" in f else {},
+                code_version=json.loads(attrs.get("code_version", "{}")),
             )
     except DamagedSnapshot:
         raise

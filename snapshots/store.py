@@ -21,6 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 import fluxcal
+from fluxcal.code_version import code_version as current_code_version
 
 from . import index as idx
 from .errors import DamagedSnapshot, StoreError, UnknownVersion
@@ -71,14 +72,19 @@ class SnapshotStore:
         provenance: Mapping[str, str] | None = None,
         parent: int | None = None,
         make_current: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        code_version: Mapping[str, Any] | None = None,
     ) -> int:
         """Write a new immutable version and return its number.
 
         The lock is held for the whole write: the version number is stored inside the file,
         so it must be allocated before writing, and holding the lock keeps numbers distinct
         across processes. `parent` defaults to the current version (-1 in an empty store).
+        `settings` are the calibration settings the content was made with (JSON data);
+        `code_version` describes the code that made it (default: this process's code).
         """
         provenance = dict(provenance or {})
+        code = dict(code_version) if code_version is not None else current_code_version()
         with self._locked():
             self._remove_stale_temps()
             index = self._refresh_index_locked()
@@ -101,6 +107,8 @@ class SnapshotStore:
                     parameters=parameters,
                     experiments=experiments or {},
                     station=station or {},
+                    settings=settings or {},
+                    code_version=code,
                 )
                 fsync_file(tmp)
                 digest = file_sha256(tmp)
@@ -125,7 +133,10 @@ class SnapshotStore:
         return version
 
     def rollback(self, version: int, reason: str = "") -> int:
-        """Make a new version whose content is `version`'s; history is never rewritten."""
+        """Make a new version whose content is `version`'s; history is never rewritten.
+
+        The content includes how it was made: the old version's settings and code version.
+        """
         old = self.load(version)
         experiments = {q: recs for q in old.qubits if (recs := old.experiments(q))}
         note = f"rollback to v{version}" + (f": {reason}" if reason else "")
@@ -135,6 +146,8 @@ class SnapshotStore:
             station=old.station,
             reason=note,
             provenance={**old.provenance, "rollback_of": str(version)},
+            settings=old.settings,
+            code_version=old.code_version,
         )
 
     def rebuild_index(self) -> None:
