@@ -778,10 +778,10 @@ def fit_notch_lines(
     try:
         mixture = fit_notch_mixture(frequency, s21, single)
     except FitError:
-        return _one_line(frequency, s21, single, None, 0.0, threshold, "two lines failed")
+        return _one_line(frequency, s21, single, None, 0.0, threshold, ("two lines failed", False))
     delta = float((single.result.chisqr - mixture.result.chisqr) / _unit(mixture))
     problem = _mixture_problem(mixture, delta, threshold)
-    if problem:
+    if problem[0]:
         return _one_line(frequency, s21, single, mixture, delta, threshold, problem)
     reason = (
         f"two dressed lines: χ² lower by {delta:.1f} ≥ {threshold:.1f}, "
@@ -806,27 +806,30 @@ def _unit(fit: ResonatorFit | MixtureFit) -> float:
     return max(fit.noise, np.finfo(float).tiny) ** 2
 
 
-def _mixture_problem(mixture: MixtureFit, delta: float, threshold: float) -> str:
-    """Why the mixture must not be chosen, or "" when it may."""
+def _mixture_problem(mixture: MixtureFit, delta: float, threshold: float) -> tuple[str, bool]:
+    """Why the mixture must not be chosen ("" when it may), and whether the data still allow
+    an unresolved pair of lines (not when the misfit is shown to be something else)."""
     if delta < threshold:
-        return f"a second line lowers χ² by only {delta:.1f} < {threshold:.1f}"
+        return f"a second line lowers χ² by only {delta:.1f} < {threshold:.1f}", True
     nfree = mixture.result.nfree
     left = (mixture.redchi - 1.0) * nfree
     if left > max(delta, 3 * np.sqrt(2 * nfree)):
         return (
             f"a second line lowers χ² by {delta:.1f} but leaves {left:.0f} of misfit "
-            f"(reduced χ² {mixture.redchi:.2f}): the line is distorted otherwise"
+            f"(reduced χ² {mixture.redchi:.2f}): the line is distorted otherwise",
+            False,
         )
     pinned = pinned_parameters(mixture.result.params)
     if pinned:
         at = ", ".join(f"{name} at its {side} bound" for name, side, _ in pinned)
-        return f"a second line lowers χ² by {delta:.1f} but is pinned ({at})"
+        return f"a second line lowers χ² by {delta:.1f} but is pinned ({at})", True
     if mixture.resolved < MIN_RESOLUTION:
         return (
             f"a second line lowers χ² by {delta:.1f} but its weight and separation stand "
-            f"only {mixture.resolved:.1f} stderr from zero"
+            f"only {mixture.resolved:.1f} stderr from zero",
+            True,
         )
-    return ""
+    return "", False
 
 
 def _one_line(
@@ -836,10 +839,11 @@ def _one_line(
     mixture: MixtureFit | None,
     delta: float,
     threshold: float,
-    reason: str,
+    problem: tuple[str, bool],
 ) -> NotchLines:
-    """Keep one line, with a κ stderr that reaches down to the profile floor."""
-    floor = _kappa_floor(frequency, s21, single)
+    """Keep one line; while a pair of lines is possible, κ's stderr reaches to its floor."""
+    reason, pair_possible = problem
+    floor = _kappa_floor(frequency, s21, single) if pair_possible else single.kappa
     stderr = max(single.kappa_stderr, single.kappa - floor)
     return NotchLines(
         single,
