@@ -29,7 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from calibrations.experiments.qubit_spectroscopy import Line, find_lines, refine_line
+from calibrations.averaging import measure_averaged
+from calibrations.experiments.qubit_spectroscopy import (
+    Line,
+    centre_readout,
+    find_lines,
+    qubit_line,
+    refine_line,
+)
 from calibrations.fitting import (
     FitError,
     PeakTrace,
@@ -120,11 +127,15 @@ class QubitFluxSpectroscopy(Node):
     min_amplitude: float = 1e-5  # V
     max_amplitude: float = 0.5  # V, a stronger tone mostly reveals other transitions
     max_tone_growth: float = 3.0  # from one row to the next
-    retries: int = 2  # re-measurements of a row with a re-scaled tone or more shots
+    retries: int = 4  # re-measurements of a row: re-centred, zoomed or re-scaled tone
+    budget: int = 16_000  # shots per point a faint row may take
+    max_step: float = 5e6  # Hz: a line placed on a coarser grid is measured again, zoomed
+    readout_span: float = 3e6  # Hz, at least: readout re-centring window when a row misses
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     shots: int = 1000
     herald: bool = True
     min_line_snr: float = 6.0
+    min_relative_snr: float = 0.25  # of the strongest line, for the lowest line to be f01
     max_residual_linewidths: float = 0.5  # residual rms over the median linewidth
     max_relative_error: float = 0.01  # of EJ, EC and EL
     min_points: int = 8  # peaks in the fit: three energies and a margin
@@ -155,14 +166,24 @@ class QubitFluxSpectroscopy(Node):
             window = self._window(offset, found_flux, found_f01, f_half)
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
-            frequency, iq, amplitude, shots, line = self._measure_row(session, window, last_tone)
+            # Without a prediction yet (first row off the sweet spot) the window is wide and
+            # a strong tone shows other transitions too: f01 is then the lowest line.
+            lowest = len(found_flux) == 1
+            frequency, iq, amplitude, shots, line = self._measure_row(
+                session, window, last_tone, lowest
+            )
             rows.append((bias, frequency, iq, amplitude, shots))
             missed = 0 if line is not None else missed + 1
+            if line is None and offset == 0.0:  # qubit spectroscopy measured f01 here
+                found_flux.append(0.0)
+                found_f01.append(f_half)
             if line is not None:
                 found_flux.append(offset)
                 found_f01.append(line.centre)
                 last_tone = (amplitude, line.fwhm)
-        bias, frequency, iq, amplitude, shots = (np.array(c) for c in zip(*rows, strict=True))
+        bias, frequency, iq, amplitude, shots = zip(*rows, strict=True)
+        frequency, iq = _padded(frequency), _padded(iq)
+        bias, amplitude, shots = np.array(bias), np.array(amplitude), np.array(shots)
         return xr.Dataset(
             {
                 "iq": ((ROW, POINT), iq),
@@ -192,10 +213,16 @@ class QubitFluxSpectroscopy(Node):
     def _sweep(self, window: Window) -> np.ndarray:
         low = max(window.centre - window.half_width, self.min_frequency)
         high = max(window.centre + window.half_width, low + 2 * self.min_half_width)
-        return np.linspace(low, high, self.points)
+        # a wide window gets more points, so a line of a few steps is never very broad
+        points = int(np.clip(np.ceil((high - low) / self.max_step) + 1, self.points, 401))
+        return np.linspace(low, high, points)
 
     def _measure_row(
-        self, session: QubitSession, window: Window, last_tone: tuple[float, float] | None
+        self,
+        session: QubitSession,
+        window: Window,
+        last_tone: tuple[float, float] | None,
+        lowest: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
         """One row, re-measured while the line is missing or too wide.
 
@@ -213,32 +240,67 @@ class QubitFluxSpectroscopy(Node):
         amplitude = None
         for attempt in range(self.retries + 1):
             frequency = self._sweep(window)
-            wanted = self.points_per_linewidth * (frequency[1] - frequency[0])
+            step = frequency[1] - frequency[0]
+            wanted = self.points_per_linewidth * step
             if amplitude is None:
-                amplitude = self._first_tone(last_tone, wanted)
+                amplitude = self._first_tone(last_tone, wanted, lowest)
             amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
             session.configure(drive={"amplitude": amplitude}, readout={"shots": shots})
-            iq = session.measure(self.name, SWEEP, frequency)["iq"].values
+            data = measure_averaged(
+                session,
+                self.name,
+                SWEEP,
+                frequency,
+                self._score(frequency, window),
+                self.min_line_snr,
+                self.budget,
+            )
+            iq, shots = data["iq"].values, int(data.attrs["shots"])
             if glitched(iq):  # an instrument hiccup: measure the row again as it was
                 line = None
                 continue
-            line = nearest_line(find_lines(frequency, iq, self.min_line_snr), window.centre)
+            lines = find_lines(frequency, iq, self.min_line_snr)
+            if lowest:
+                line = qubit_line(lines, self.min_relative_snr)
+                lowest = line is None  # once found, zooming keeps the nearest line
+            else:
+                line = nearest_line(lines, window.centre)
             if line is not None:
                 line = refine_line(frequency, iq, line)
-            if attempt == self.retries or (line is not None and line.fwhm <= 3 * wanted):
+            resolved = line is not None and line.fwhm > 1.5 * step and step <= self.max_step
+            if attempt == self.retries or (resolved and line.fwhm <= 3 * wanted):
                 break
+            shots = self.shots
             if line is None:
+                # off the line, out of the window, or read out off the moving resonator
+                centre_readout(session, f"{self.name}_readout", self.readout_span)
                 window = Window(window.centre, 2 * window.half_width)
-                amplitude, shots = 2 * amplitude, 3 * shots
+                amplitude *= 2
+            elif not resolved:  # the window was too coarse to place the line: zoom in
+                window = Window(line.centre, max(self.min_half_width, 2 * line.fwhm))
             else:
                 amplitude *= wanted / line.fwhm
         return frequency, iq, amplitude, shots, line
 
-    def _first_tone(self, last_tone: tuple[float, float] | None, wanted: float) -> float:
+    def _score(self, frequency: np.ndarray, window: Window):
+        """Averaging target of a row: the SNR of the line nearest the prediction (0 if none)."""
+
+        def score(iq: np.ndarray) -> float:
+            line = nearest_line(find_lines(frequency, iq, 3.0), window.centre)
+            return line.snr if line else 0.0
+
+        return score
+
+    def _first_tone(
+        self, last_tone: tuple[float, float] | None, wanted: float, unbounded: bool = False
+    ) -> float:
+        """The last tone scaled to the wanted linewidth; its growth is capped (T2 drops off
+        the sweet spot) except on the first row off it, whose wide grid needs a broad line."""
         if last_tone is None:
             return self.start_amplitude
         amplitude, linewidth = last_tone
-        return min(amplitude * wanted / linewidth, self.max_tone_growth * amplitude)
+        growth = wanted / linewidth
+        return amplitude * (growth if unbounded else min(growth, self.max_tone_growth))
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         """Fit EJ/EC/EL to the tracked f01; the flux mapping is fitted when not recorded.
@@ -337,6 +399,16 @@ def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, 
     return trace, np.array(widths), n_glitched
 
 
+def _padded(arrays: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Rows of different lengths (wide windows get more points) as one NaN-padded array."""
+    width = max(a.size for a in arrays)
+    dtype = np.result_type(*arrays, float)
+    out = np.full((len(arrays), width), np.nan, dtype=dtype)
+    for k, a in enumerate(arrays):
+        out[k, : a.size] = a
+    return out
+
+
 def _optional(value: object) -> float | None:
     return None if value is None else float(value)
 
@@ -351,7 +423,7 @@ def rows(data: xr.Dataset):
     iq = data["iq"].transpose(ROW, ...).values
     for index, bias in enumerate(data[ROW].values):
         row_f = frequency[index] if frequency.ndim == 2 else frequency
-        measured = np.isfinite(iq[index]) if frequency.ndim == 1 else slice(None)
+        measured = np.isfinite(iq[index]) & np.isfinite(row_f)
         yield bias, row_f[measured], iq[index][measured]
 
 

@@ -99,6 +99,29 @@ def qubit_line(lines: list[Line], min_relative_snr: float) -> Line | None:
     return next(line for line in lines if line.snr >= min_relative_snr * strongest)
 
 
+def centre_readout(session: QubitSession, name: str, span: float, points: int = 121) -> float:
+    """Move the readout tone to the resonator dip at the present bias (drive off).
+
+    The dressed resonator moves with flux, by several κ where |χ| > κ, so a readout
+    frequency found at one bias can sit off the line at another and show no qubit contrast.
+    The sweep spans ±max(`span`, 6κ) around the last known readout frequency.
+    """
+    readout = session.channel("readout")
+    drive = session.channel("drive")
+    sequence = drive.sequence()
+    centre = session.value("readout_frequency")
+    span = max(span, 6 * session.get("resonator_kappa", 0.0))
+    sweep = np.linspace(centre - span, centre + span, points)
+    drive.sequence("none")
+    try:
+        iq = session.measure(name, "readout_frequency", sweep)["iq"].values
+    finally:
+        drive.sequence(sequence)
+    best = float(sweep[np.argmin(np.abs(iq))])
+    readout.frequency(best)
+    return best
+
+
 def lorentzian_peak(x, centre, fwhm, height, offset):
     """Saturated two-level population versus drive frequency: a Lorentzian on a baseline."""
     return offset + height / (1.0 + (2.0 * (x - centre) / fwhm) ** 2)
@@ -306,17 +329,7 @@ class QubitSpectroscopy(Node):
         return [(float(p.value), float(p.stderr)) for p in session.symmetry_points()]
 
     def _centre_readout(self, session: QubitSession) -> None:
-        """Move the readout tone to the resonator dip at the present bias (drive off)."""
-        readout = session.channel("readout")
-        drive = session.channel("drive")
-        sequence = drive.sequence()
-        centre = session.value("readout_frequency")
-        span = max(self.readout_span, 6 * session.get("resonator_kappa", 0.0))
-        sweep = np.linspace(centre - span, centre + span, 121)
-        drive.sequence("none")
-        iq = session.measure(f"{self.name}_readout", "readout_frequency", sweep)["iq"].values
-        drive.sequence(sequence)
-        readout.frequency(float(sweep[np.argmin(np.abs(iq))]))
+        centre_readout(session, f"{self.name}_readout", self.readout_span)
 
     def _fine_settings(self, line: Line | None) -> tuple[np.ndarray, float]:
         """Fine window around the coarse line, and the tone that makes it ~fine_linewidth wide.

@@ -214,9 +214,7 @@ class ReadoutOptimisation(Node):
         i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
-        frequencies = start + kappa * self.frequency_span * np.linspace(
-            -0.5, 0.5, self.frequency_points
-        )
+        frequencies = self.frequencies(start, kappa, session.get("resonator_splitting", 0.0))
         session.configure(
             readout={"amplitude": amplitude, "integration_time": duration},
             drive={"herald": False},
@@ -262,6 +260,15 @@ class ReadoutOptimisation(Node):
                 "readout_duration": duration,
             },
         )
+
+    def frequencies(self, start: float, kappa: float, splitting: float) -> np.ndarray:
+        """Readout frequencies around the resonator dip: `frequency_span` κ, widened by the
+        dressed-line splitting on either side (with |χ| > κ the best points sit near each
+        line, and the dip is near the more populated one), at the same density."""
+        half = kappa * self.frequency_span / 2 + splitting
+        points = int(np.ceil(self.frequency_points * half / (kappa * self.frequency_span / 2)))
+        points = min(points | 1, 4 * self.frequency_points)
+        return start + np.linspace(-half, half, points)
 
     def _states(
         self,

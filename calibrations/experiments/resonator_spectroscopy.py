@@ -19,6 +19,7 @@ well inside the window, and small relative standard errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,13 +27,15 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import median_filter
 
-from calibrations.fitting import FitError, ResonatorFit, fit_notch
+from calibrations.averaging import measure_averaged, noise_limited_score
+from calibrations.fitting import FitError, NotchLines, fit_notch_lines
 from calibrations.fitting.noise import difference_noise
 from calibrations.gate import Criterion, at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
 from calibrations.session import DEFAULT_READOUT, QubitSession
 
 FREQUENCY = "readout_frequency"
+_UNRESOLVED = (float("nan"), float("nan"))
 COARSE = "coarse_frequency"
 
 
@@ -92,58 +95,93 @@ def find_dip(frequency: np.ndarray, iq: np.ndarray, baseline_points: int) -> Dip
 # --------------------------------------------------------------------------- notch analysis
 
 
+def notch_score(frequency: np.ndarray, limits: NotchLimits) -> Callable[[np.ndarray], float]:
+    """Scorer for averaging: how far the gate's noise-limited criteria are met (1 = just met)."""
+
+    def score(iq: np.ndarray) -> float:
+        trace = xr.Dataset({"iq": (FREQUENCY, iq)}, coords={FREQUENCY: frequency})
+        analysis = notch_analysis(trace, limits)
+        return noise_limited_score(analysis.criteria, ("signal-to-noise", "stderr"))
+
+    return score
+
+
 def notch_analysis(data: xr.Dataset, limits: NotchLimits) -> Analysis:
     """Notch fit of `iq` over `readout_frequency` → readout_frequency, κ and the Q factors.
 
-    Needs nothing from `attrs`, so a trace from a VNA file (Touchstone) is analysed the same
-    way as a live one; the quality factors let such a trace be checked against other tools.
+    The line is fitted as one Lorentzian and as the thermal mixture of two dressed lines, and
+    κ comes from the model the data support (`fitting.fit_notch_lines`): a fluxonium at its
+    sweet spot is 10–45 % excited, and one line fitted to two reads their spread as width.
+    readout_frequency stays the deepest point of the measured line (the mixture's dip) for
+    the nodes downstream; the dressed lines and the excited weight are reported when resolved.
+    loaded_q is fr/κ of the chosen model; internal_q and coupling_q are the one-line fit's,
+    the numbers other tools give. Needs nothing from `attrs`, so a trace from a VNA file
+    (Touchstone) is analysed the same way as a live one.
     """
     frequency = data[FREQUENCY].values.astype(float)
     iq = data["iq"].values.astype(complex)
     try:
-        fit = fit_notch(frequency, iq)
+        lines = fit_notch_lines(frequency, iq)
     except FitError as error:
         return Analysis({}, [at_least(f"notch fit ({error})", 0, 1)], str(error))
-    edge = min(fit.fr - frequency.min(), frequency.max() - fit.fr) / fit.kappa
+    single = lines.single
+    kappa, kappa_stderr = lines.kappa, lines.kappa_stderr
+    edge = min(lines.dip - frequency.min(), frequency.max() - lines.dip) / kappa
     criteria = [
-        at_least("notch fit signal-to-noise", fit.snr, limits.min_snr),
-        *within("resonator linewidth κ (Hz)", fit.kappa, *limits.kappa_bounds),
+        at_least("notch fit signal-to-noise", single.snr, limits.min_snr),
+        *within("resonator linewidth κ (Hz)", kappa, *limits.kappa_bounds),
         at_least("centre distance from window edge (κ)", edge, limits.min_edge_distance),
         at_most(
             "κ relative stderr",
-            relative_error(fit.kappa, fit.kappa_stderr),
+            relative_error(kappa, kappa_stderr),
             limits.max_kappa_rel_stderr,
         ),
-        at_most("centre stderr (κ)", fit.fr_stderr / fit.kappa, limits.max_centre_stderr),
+        at_most("centre stderr (κ)", lines.dip_stderr / kappa, limits.max_centre_stderr),
     ]
+    loaded_q = lines.dip / kappa
     values = {
-        "readout_frequency": (fit.fr, fit.fr_stderr),
-        "resonator_kappa": (fit.kappa, fit.kappa_stderr),
-        "loaded_q": (fit.Ql, fit.Ql_stderr),
-        "internal_q": (fit.Qi, fit.Qi_stderr),
-        "coupling_q": (fit.Qc, fit.Qc_stderr),
+        "readout_frequency": (lines.dip, lines.dip_stderr),
+        "resonator_kappa": (kappa, kappa_stderr),
+        "loaded_q": (loaded_q, loaded_q * kappa_stderr / kappa),
+        "internal_q": (single.Qi, single.Qi_stderr),
+        "coupling_q": (single.Qc, single.Qc_stderr),
     }
+    if lines.mixture is not None and lines.is_mixture:
+        mixture = lines.mixture
+        values["dressed_frequency_0"] = (mixture.f0, mixture.f0_stderr)
+        values["dressed_frequency_1"] = (mixture.f1, mixture.f1_stderr)
+        values["excited_weight"] = (mixture.p1, mixture.p1_stderr)
     unit = data["iq"].attrs.get("units", "V")
-    curves = _curves(frequency, iq, fit, unit)
-    return Analysis(values, criteria, _report(fit), fit, curves)
+    curves = _curves(frequency, iq, lines, unit)
+    return Analysis(values, criteria, _report(lines), lines.chosen, curves)
 
 
-def _report(fit: ResonatorFit) -> str:
-    return (
-        f"fr = {fit.fr:.0f} ± {fit.fr_stderr:.0f} Hz, κ = {fit.kappa:.0f} ± "
-        f"{fit.kappa_stderr:.0f} Hz (Ql {fit.Ql:.0f}, Qi {fit.Qi:.0f}, Qc {fit.Qc:.0f}), "
-        f"cable delay {fit.delay * 1e9:.2f} ns, SNR {fit.snr:.0f}"
+def _report(lines: NotchLines) -> str:
+    single = lines.single
+    text = (
+        f"dip {lines.dip:.0f} ± {lines.dip_stderr:.0f} Hz, κ = {lines.kappa:.0f} ± "
+        f"{lines.kappa_stderr:.0f} Hz; one line: fr = {single.fr:.0f} Hz, κ = "
+        f"{single.kappa:.0f} Hz (Ql {single.Ql:.0f}, Qi {single.Qi:.0f}, Qc {single.Qc:.0f}), "
+        f"cable delay {single.delay * 1e9:.2f} ns, SNR {single.snr:.0f}, "
+        f"reduced χ² {single.redchi:.2f}\n{lines.reason}"
     )
+    if lines.mixture is not None and lines.is_mixture:
+        mixture = lines.mixture
+        text += (
+            f"\ndressed lines {mixture.f0:.0f} and {mixture.f1:.0f} Hz, excited weight "
+            f"{mixture.p1:.3f} ± {mixture.p1_stderr:.3f}, reduced χ² {mixture.redchi:.2f}"
+        )
+    return text
 
 
-def _curves(frequency: np.ndarray, iq: np.ndarray, fit: ResonatorFit, unit: str) -> dict:
+def _curves(frequency: np.ndarray, iq: np.ndarray, lines: NotchLines, unit: str) -> dict:
     """Magnitude and fit; `unit` is the trace's (V from the digitiser, none for an S21 file)."""
     fine = np.linspace(frequency.min(), frequency.max(), 1000)
     return {
         "x": frequency,
         "y": np.abs(iq),
         "fit_x": fine,
-        "fit_y": np.abs(fit.best_fit(fine)),
+        "fit_y": np.abs(lines.chosen.best_fit(fine)),
         "xlabel": "readout frequency (Hz)",
         "ylabel": f"|S21| ({unit})" if unit else "|S21|",
     }
@@ -167,12 +205,15 @@ class ResonatorSearch(Node):
     name: ClassVar[str] = "resonator_search"
     produces: ClassVar[tuple[str, ...]] = ("readout_frequency", "resonator_kappa")
 
-    band: tuple[float, float] = (6e9, 8e9)  # Hz, the readout line's band
+    band: tuple[float, float] = (4e9, 9e9)  # Hz, the readout line's band
     step: float = 200e3  # Hz, a few points per linewidth of any readout resonator
     bias: float = 0.0  # V; nothing is known about the flux yet
     readout_amplitude: float = 0.02  # V, well below saturation
     readout_duration: float = DEFAULT_READOUT["integration_time"]
+    coarse_shots: int = 100  # first look at the band; more only if the dip is not clear
+    coarse_budget: int = 3200  # shots per point the band may take
     shots: int = DEFAULT_READOUT["shots"]
+    fine_budget: int = 32_000  # shots per point the fine scan may take
     baseline_width: float = 20e6  # Hz, running-median window ≫ κ
     min_prominence: float = 8.0  # dip depth in noise units
     fine_widths: float = 8.0  # fine-scan half-span in coarse dip widths
@@ -180,22 +221,45 @@ class ResonatorSearch(Node):
     limits: NotchLimits = NotchLimits()
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
-        _prepare_readout(session, self.readout_amplitude, self.readout_duration, self.shots)
+        _prepare_readout(session, self.readout_amplitude, self.readout_duration, self.coarse_shots)
         session.configure(flux={"voltage": self.bias})
         coarse_frequency = np.arange(self.band[0], self.band[1] + self.step / 2, self.step)
-        coarse = session.measure(f"{self.name}_coarse", FREQUENCY, coarse_frequency)
-        dip = find_dip(coarse_frequency, coarse["iq"].values, self._baseline_points())
+        baseline = self._baseline_points()
+
+        def prominence(iq: np.ndarray) -> float:
+            return find_dip(coarse_frequency, iq, baseline).prominence
+
+        coarse = measure_averaged(
+            session,
+            f"{self.name}_coarse",
+            FREQUENCY,
+            coarse_frequency,
+            prominence,
+            self.min_prominence,
+            self.coarse_budget,
+        )
+        dip = find_dip(coarse_frequency, coarse["iq"].values, baseline)
         half = self.fine_widths * dip.width
         frequency = np.linspace(dip.centre - half, dip.centre + half, self.fine_points)
         attrs = {
             "bias": self.bias,
             "readout_amplitude": self.readout_amplitude,
             "readout_duration": self.readout_duration,
-            "shots": self.shots,
-            "baseline_points": self._baseline_points(),
-            "coarse_run_id": coarse.attrs.get("run_id"),
+            "coarse_shots": coarse.attrs["shots"],
+            "baseline_points": baseline,
+            "coarse_run_id": coarse.attrs["averaging_runs"],
         }
-        data = session.measure(self.name, FREQUENCY, frequency, attrs=attrs)
+        session.configure(readout={"shots": self.shots})
+        data = measure_averaged(
+            session,
+            self.name,
+            FREQUENCY,
+            frequency,
+            notch_score(frequency, self.limits),
+            1.0,
+            self.fine_budget,
+            attrs,
+        )
         return data.assign(coarse_iq=(COARSE, coarse["iq"].values)).assign_coords(
             {COARSE: coarse_frequency}
         )
@@ -231,31 +295,83 @@ class ResonatorSpectroscopy(Node):
         "readout_frequency",
         "resonator_kappa",
     )
-    produces: ClassVar[tuple[str, ...]] = ("readout_frequency", "resonator_kappa")
+    #: `resonator_splitting` (|f1 − f0| of the dressed lines, unresolved: 0 ± κ) tells readout
+    #: optimisation how wide to look for the best-discriminating frequency.
+    produces: ClassVar[tuple[str, ...]] = (
+        "readout_frequency",
+        "resonator_kappa",
+        "resonator_splitting",
+    )
 
     window_linewidths: float = 6.0  # half-span in κ: the flux and thermal shifts are < κ
     points: int = 301
-    readout_amplitude: float = DEFAULT_READOUT["amplitude"]
+    readout_amplitude: float | None = None  # V; None: the largest linear one (readout_power)
     readout_duration: float = DEFAULT_READOUT["integration_time"]
     shots: int = DEFAULT_READOUT["shots"]
+    budget: int = 32_000  # shots per point, spent only when the line is weak
     limits: NotchLimits = NotchLimits()
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
+        """The line at the sweet spot; re-centred and widened once when it sits off-centre.
+
+        The window starts around the last known readout frequency, found at another bias
+        (the search runs at 0 V); at the sweet spot the thermal mixture can put the dip or a
+        second dressed line near an edge, so the window then moves onto the lines seen and
+        widens to hold them with `window_linewidths` κ on either side.
+        """
         kappa = session.value("resonator_kappa")
         centre = session.value("readout_frequency")
         bias = session.value("flux_sweet_spot")
-        _prepare_readout(session, self.readout_amplitude, self.readout_duration, self.shots)
+        amplitude = session.readout_amplitude(self.readout_amplitude)
+        _prepare_readout(session, amplitude, self.readout_duration, self.shots)
         session.configure(flux={"voltage": bias})
-        half = self.window_linewidths * kappa
-        frequency = np.linspace(centre - half, centre + half, self.points)
         attrs = {
             "bias": bias,
             "kappa_reference": kappa,
-            "readout_amplitude": self.readout_amplitude,
+            "readout_amplitude": amplitude,
             "readout_duration": self.readout_duration,
-            "shots": self.shots,
         }
-        return session.measure(self.name, FREQUENCY, frequency, attrs=attrs)
+        half = self.window_linewidths * kappa
+        for attempt in range(2):
+            frequency = np.linspace(centre - half, centre + half, self.points)
+            data = measure_averaged(
+                session,
+                self.name,
+                FREQUENCY,
+                frequency,
+                notch_score(frequency, self.limits),
+                1.0,
+                self.budget,
+                attrs,
+            )
+            lines = self._lines_seen(self.analyse(data))
+            if attempt or lines is None or self._inside(frequency, lines, kappa):
+                return data
+            centre = float(np.mean(lines))
+            half = float(np.ptp(lines)) / 2 + self.window_linewidths * kappa
+        return data
+
+    @staticmethod
+    def _lines_seen(analysis: Analysis) -> np.ndarray | None:
+        """Dressed-line centres of the fit (or its dip), None when nothing was fitted."""
+        names = ("dressed_frequency_0", "dressed_frequency_1")
+        found = [analysis.values[n][0] for n in names if n in analysis.values]
+        if not found and "readout_frequency" in analysis.values:
+            found = [analysis.values["readout_frequency"][0]]
+        found = [f for f in found if np.isfinite(f)]
+        return np.array(found) if found else None
+
+    def _inside(self, frequency: np.ndarray, lines: np.ndarray, kappa: float) -> bool:
+        margin = self.limits.min_edge_distance * kappa
+        return bool(lines.min() - frequency[0] >= margin and frequency[-1] - lines.max() >= margin)
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        return notch_analysis(data, self.limits)
+        analysis = notch_analysis(data, self.limits)
+        lines = [analysis.values.get(f"dressed_frequency_{k}") for k in (0, 1)]
+        kappa = analysis.values.get("resonator_kappa", _UNRESOLVED)[0]
+        if all(lines):
+            splitting = (abs(lines[1][0] - lines[0][0]), float(np.hypot(lines[0][1], lines[1][1])))
+        else:
+            splitting = (0.0, kappa)
+        analysis.values["resonator_splitting"] = splitting
+        return analysis
