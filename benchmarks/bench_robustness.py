@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from robustness import calibrate_sampled  # noqa: E402
+from robustness import calibrate_sampled
 
-from instruments.design_space import sample_device_dict  # noqa: E402
+from instruments.design_space import sample_device_dict
 
 
 def _criterion(reason: str) -> str:
@@ -57,6 +57,18 @@ def main(n_chips: int = 60, first_seed: int = 1000, workers: int = 2) -> None:
     print(f"  gracefully rejected    {rejected:3d}  ({rejected / n_chips:.0%})")
     print(f"  accepted values outside tolerance: {sum(map(len, wrong.values()))} "
           f"on {len(wrong)} chips")
+    coverage: dict[str, list[float]] = collections.defaultdict(list)
+    for verdict, _ in verdicts.values():
+        for name, error in verdict.normalised_errors.items():
+            coverage[name].append(error)
+    everything = [e for errors in coverage.values() for e in errors]
+    inside = sum(abs(e) <= 3 for e in everything)
+    print(f"  stderr coverage: {inside} of {len(everything)} values within ±3 stderr of truth "
+          f"({inside / max(len(everything), 1):.1%})")
+    for name, errors in sorted(coverage.items()):
+        worst = max(errors, key=abs)
+        within = sum(abs(e) <= 3 for e in errors)
+        print(f"    {name:<20} {within:3d}/{len(errors):<3d} worst {worst:+.1f}σ")
     print("\nfirst failing node and criterion:")
     for (node, criterion), count in causes.most_common():
         print(f"  {count:3d}  {node:<24} {criterion}")

@@ -21,6 +21,9 @@ from qcodes.dataset import Measurement, load_or_create_experiment
 
 from snapshots import CalibratedParameter
 
+#: π-pulse length used until the Rabi node has calibrated one (its `pi_duration` setting is
+#: the lab's convention; every other node reads the calibrated value via `pi_duration()`).
+DEFAULT_PI_DURATION = 100e-9
 #: Readout settings used before the readout-optimisation node has run.
 DEFAULT_READOUT = {"amplitude": 0.05, "integration_time": 2e-6, "shots": 1000}
 ROLES = ("flux", "drive", "readout")
@@ -76,6 +79,10 @@ class QubitSession:
             raise MissingParameter(f"{self.qubit}: no calibrated flux_sweet_spot yet")
         alternate = self.known.get("flux_symmetry_alternate")
         return [sweet] if alternate is None else [sweet, alternate]
+
+    def pi_duration(self) -> float:
+        """The calibrated π-pulse length, or the default convention before Rabi has run."""
+        return self.get("pi_duration", DEFAULT_PI_DURATION)
 
     def readout_amplitude(self, setting: float | None = None) -> float:
         """A node's own setting if it has one, else the best amplitude known so far: the

@@ -39,8 +39,6 @@ from calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from calibrations.fitting import FitError, fit_notch
 from calibrations.session import DEFAULT_READOUT, QubitSession
 
-#: π-pulse length when no node stored one (the convention of the Rabi node).
-PI_DURATION = 100e-9
 #: Confidence of the chi-square test: a good fit fails it once in ten thousand checks (a
 #: false "bad data" costs a recalibration; a glitch gives a χ² in the hundreds).
 CHI2_CONFIDENCE = 0.9999
@@ -75,7 +73,7 @@ def _drive(session: QubitSession, sequence: str, shots: int, **settings: float) 
         sequence,
         shots,
         frequency=session.value("qubit_frequency"),
-        duration=session.get("pi_duration", PI_DURATION),
+        duration=session.pi_duration(),
         herald=True,
         **settings,
     )

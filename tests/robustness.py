@@ -27,11 +27,29 @@ RELATIVE_TOLERANCE = {
 QUBIT_FREQUENCY_TOLERANCE_HZ = 20e3
 
 
+#: Parameters whose truth the simulator knows, for the stderr coverage check.
+COVERED = (
+    "qubit_frequency",
+    "EJ",
+    "EC",
+    "EL",
+    "pi_amplitude",
+    "T1",
+    "T2_ramsey",
+    "T2_echo",
+    "flux_period",
+    "resonator_kappa",
+    "thermal_population",
+)
+
+
 @dataclass
 class ChainVerdict:
     outcomes: dict[str, str]
     first_failure: tuple[str, str] | None  # (node, reason) of the first node not accepted
     wrong: list[str] = field(default_factory=list)  # accepted values outside tolerance
+    #: (value − truth) / stderr of every accepted parameter in COVERED
+    normalised_errors: dict[str, float] = field(default_factory=dict)
 
     @property
     def fully_calibrated(self) -> bool:
@@ -78,19 +96,29 @@ def judge(run: GraphRun, truth: dict, qubit: str = "q0") -> ChainVerdict:
         for name, p in run.parameters[qubit].items()
         if name != "readout_frequency" or p.experiment == "readout_optimisation"
     }
-    return ChainVerdict(outcomes, first, wrong_values(values, truth))
+    errors = {
+        name: (p.value - truth[name]) / p.stderr
+        for name, p in run.parameters[qubit].items()
+        if name in COVERED and p.stderr > 0
+    }
+    return ChainVerdict(outcomes, first, wrong_values(values, truth), errors)
 
 
-def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
-    """Calibrate sampled chip `seed` from scratch (own QCoDeS database); verdict and truth."""
-    from qcodes.dataset import initialise_or_create_database_at
-
+def calibrate_device(device) -> tuple[ChainVerdict, dict]:
+    """Calibrate a one-qubit simulated device from scratch; verdict and truth."""
     from calibrations.runner import run_graph
-    from instruments.design_space import sample_device
     from instruments.station import build_station
 
-    initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
-    device = sample_device(seed)
     run = run_graph(build_station(device), ["q0"])
     truth = device.truth()["q0"]
     return judge(run, truth), truth
+
+
+def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
+    """Calibrate sampled chip `seed` in a QCoDeS database of its own (for worker processes)."""
+    from qcodes.dataset import initialise_or_create_database_at
+
+    from instruments.design_space import sample_device
+
+    initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
+    return calibrate_device(sample_device(seed))

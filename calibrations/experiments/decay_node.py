@@ -32,7 +32,6 @@ class DecayNode(Node):
 
     sequence: ClassVar[str]
 
-    pi_duration: float = 100e-9  # used when no node has produced a `pi_duration`
     window_factor: float = 5.0  # delays up to this many expected decay times
     ratio_range: tuple[float, float] = (3.0, 10.0)  # window/decay accepted without re-measuring
     points: int = 101
@@ -56,7 +55,7 @@ class DecayNode(Node):
     def acquire(self, session: QubitSession) -> xr.Dataset:
         frequency = session.value("qubit_frequency")
         pi_amplitude = session.value("pi_amplitude")
-        duration = session.get("pi_duration", self.pi_duration)
+        duration = session.pi_duration()
         prepare_drive(
             session,
             self.sequence,

@@ -116,8 +116,12 @@ class QubitFluxSpectroscopy(Node):
     requires = ("flux_period", "flux_sweet_spot", "qubit_frequency", "readout_frequency")
     produces = ENERGIES
 
-    rows: int = 21  # bias rows from Φ0/2 to integer flux
+    rows: int = 30  # at most, bias rows from Φ0/2 to integer flux
     flux_span: float = 0.5  # Φ0 covered from the sweet spot (0.5 reaches integer flux)
+    first_step: float = 0.006  # Φ0 to the first row off the sweet spot, where f01 is unknown
+    min_step: float = 0.003  # Φ0
+    max_flux_step: float = 0.04  # Φ0
+    target_jump: float = 150e6  # Hz of f01 change aimed at between rows
     points: int = 61  # frequency points per row
     min_frequency: float = 10e6  # Hz, lowest drive frequency swept
     first_span: float = 2.0e9  # Hz above f01(Φ0/2) searched in the first row off the sweet spot
@@ -160,14 +164,15 @@ class QubitFluxSpectroscopy(Node):
         last_tone = None  # (amplitude, linewidth) of the last line seen
         rows = []
         missed = 0
-        for offset in np.linspace(0.0, self.flux_span, self.rows):
+        offset, step = 0.0, self.first_step
+        while len(rows) < self.rows and offset <= self.flux_span + 1e-12:
             if missed >= self.max_missed_rows:
                 break  # the line has faded out (the dispersive shift can vanish far from Φ0/2)
-            window = self._window(offset, found_flux, found_f01, f_half)
+            window = self._window(offset, found_flux, found_f01, f_half, step)
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
-            # Without a prediction yet (first row off the sweet spot) the window is wide and
-            # a strong tone shows other transitions too: f01 is then the lowest line.
+            # Without a prediction yet (first row off the sweet spot) the window is wide:
+            # f01 is then the lowest line in it.
             lowest = len(found_flux) == 1
             frequency, iq, amplitude, shots, line = self._measure_row(
                 session, window, last_tone, lowest
@@ -181,6 +186,9 @@ class QubitFluxSpectroscopy(Node):
                 found_flux.append(offset)
                 found_f01.append(line.centre)
                 last_tone = (amplitude, line.fwhm)
+            step = self._next_step(step, found_f01) if offset > 0 else step
+            offset = offset + step if offset < self.flux_span else np.inf
+            offset = min(offset, self.flux_span) if np.isfinite(offset) else offset
         bias, frequency, iq, amplitude, shots = zip(*rows, strict=True)
         frequency, iq = _padded(frequency), _padded(iq)
         bias, amplitude, shots = np.array(bias), np.array(amplitude), np.array(shots)
@@ -202,11 +210,23 @@ class QubitFluxSpectroscopy(Node):
             },
         )
 
-    def _window(self, offset: float, flux: list[float], f01: list[float], f_half: float) -> Window:
+    def _next_step(self, step: float, f01: list[float]) -> float:
+        """Flux step to the next row: f01 should move by about `target_jump` per row, so
+        predictions stay close where f01 is steep and rows are not wasted where it is flat."""
+        if len(f01) < 2:
+            return step
+        jump = max(abs(f01[-1] - f01[-2]), 1.0)
+        step *= float(np.clip(self.target_jump / jump, 0.5, 2.0))
+        return float(np.clip(step, self.min_step, self.max_flux_step))
+
+    def _window(
+        self, offset: float, flux: list[float], f01: list[float], f_half: float, step: float
+    ) -> Window:
         if not flux or offset == 0.0:
             return Window(f_half, self.min_half_width)
         if len(flux) == 1:  # rising from the sweet spot at an unknown rate
-            low, high = f01[0] - self.min_half_width, f01[0] + self.first_span
+            span = self.first_span * min(1.0, (step / self.max_flux_step) ** 2 * 4)
+            low, high = f01[0] - self.min_half_width, f01[0] + max(span, 4 * self.min_half_width)
             return Window(0.5 * (low + high), 0.5 * (high - low))
         return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
 
@@ -295,12 +315,13 @@ class QubitFluxSpectroscopy(Node):
         self, last_tone: tuple[float, float] | None, wanted: float, unbounded: bool = False
     ) -> float:
         """The last tone scaled to the wanted linewidth; its growth is capped (T2 drops off
-        the sweet spot) except on the first row off it, whose wide grid needs a broad line."""
+        the sweet spot), less so on the first row off it, whose wide grid needs a broader
+        line (a much stronger tone would show other transitions)."""
         if last_tone is None:
             return self.start_amplitude
         amplitude, linewidth = last_tone
-        growth = wanted / linewidth
-        return amplitude * (growth if unbounded else min(growth, self.max_tone_growth))
+        growth = min(wanted / linewidth, (3 if unbounded else 1) * self.max_tone_growth)
+        return amplitude * growth
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         """Fit EJ/EC/EL to the tracked f01; the flux mapping is fitted when not recorded.

@@ -26,7 +26,7 @@ from calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from calibrations.fitting import FitError
 from calibrations.gate import at_least, at_most
 from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from calibrations.session import DEFAULT_PI_DURATION, QubitSession
 
 SWEEP = "drive_amplitude"
 COARSE = "drive_amplitude_coarse"
@@ -40,7 +40,7 @@ class Rabi(Node):
     requires = ("qubit_frequency", "readout_frequency", "flux_sweet_spot")
     produces = ("pi_amplitude", "pi_duration")
 
-    pi_duration: float = 100e-9  # the device's π-pulse length convention
+    pi_duration: float = DEFAULT_PI_DURATION  # the device's π-pulse length convention
     coarse_max_amplitude: float = 1.0  # V, generic first range (half the AWG full scale)
     coarse_points: int = 101
     max_amplitude: float = 2.0  # V, AWG full scale

@@ -40,7 +40,6 @@ class Ramsey(Node):
     requires = ("pi_amplitude", "qubit_frequency", "readout_frequency", "flux_sweet_spot")
     produces = ("qubit_frequency", "T2_ramsey")
 
-    pi_duration: float = 100e-9  # used when no node has produced a `pi_duration`
     short_detuning: float = 2e6  # Hz, at least; grows to 10× the known frequency stderr
     max_pulse_detuning: float = 0.3  # δ × pulse duration, beyond which pulses lose contrast
     short_fringes: float = 20.0  # fringes at δ in the short window
@@ -63,7 +62,7 @@ class Ramsey(Node):
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         reference = session.value("qubit_frequency")
-        duration = session.get("pi_duration", self.pi_duration)
+        duration = session.pi_duration()
         detuning = self.short_detuning_for(session.known["qubit_frequency"].stderr, duration)
         prepare_drive(
             session,

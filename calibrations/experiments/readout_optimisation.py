@@ -173,7 +173,6 @@ class ReadoutOptimisation(Node):
         "effective_temperature",
     )
 
-    pi_duration: float = 100e-9  # s, the π-pulse convention the Rabi node calibrated
     amplitude_range: tuple[float, float] = (0.01, 2.0)  # V; 2 V is the readout full scale
     amplitude_points: int = 8
     duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
@@ -198,12 +197,13 @@ class ReadoutOptimisation(Node):
         start = session.value("readout_frequency")
         kappa = session.value("resonator_kappa")
         states = np.array([0.0, session.value("pi_amplitude")])
+        pi_duration = session.pi_duration()
         session.operating_point()
         session.configure(
             drive={
                 "sequence": "rabi",
                 "frequency": session.value("qubit_frequency"),
-                "duration": self.pi_duration,
+                "duration": pi_duration,
                 "delay": 0.0,
                 "herald": True,
             }
@@ -254,7 +254,7 @@ class ReadoutOptimisation(Node):
                 "resonator_kappa": kappa,
                 "qubit_frequency": session.value("qubit_frequency"),
                 "pi_amplitude": float(states[1]),
-                "pi_duration": self.pi_duration,
+                "pi_duration": pi_duration,
                 "readout_frequency": frequency,
                 "readout_amplitude": amplitude,
                 "readout_duration": duration,

@@ -171,8 +171,10 @@ def fit_blobs(x0: np.ndarray, x1: np.ndarray) -> BlobFit:
     params.add("centre0", value=float(np.median(x0)), min=low, max=high)
     params.add("centre1", value=float(np.median(x1)), min=low, max=high)
     params.add("sigma", value=max(spread, width), min=width / 4, max=high - low)
-    params.add("leak0", value=0.02, min=0.0, max=0.5)
-    params.add("leak1", value=0.05, min=0.0, max=0.5)
+    # A leak fraction of 0 is physical (a clean readout), not a fit stuck on its bound.
+    physical = {"physical_bound": True}
+    params.add("leak0", value=0.02, min=0.0, max=0.5, user_data=physical)
+    params.add("leak1", value=0.05, min=0.0, max=0.5, user_data=physical)
     weights = 1.0 / np.sqrt(np.maximum(counts, 1.0))
 
     def residual(p: lmfit.Parameters) -> np.ndarray:

@@ -60,7 +60,7 @@ class SweetSpot(Node):
             "ramsey",
             self.shots,
             amplitude=session.value("pi_amplitude"),
-            duration=session.get("pi_duration", 100e-9),
+            duration=session.pi_duration(),
             frequency=drive,
             herald=True,
         )
