@@ -34,6 +34,7 @@ import lmfit
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import next_total
 from calibrations.experiments.single_shot import (
     BlobFit,
     Discrimination,
@@ -182,6 +183,8 @@ class ReadoutOptimisation(Node):
     fine_points: int = 5  # per axis, spanning ± one coarse step
     search_shots: int = 300
     frequency_shots: int = 2000
+    frequency_budget: int = 32_000  # shots per point and state, spent only when needed
+    max_frequency_stderr: float = 0.1  # of the readout frequency, in κ
     fine_shots: int = 500
     confirm_shots: int = 4000
     thermal_shots: int = 10000
@@ -219,13 +222,7 @@ class ReadoutOptimisation(Node):
             readout={"amplitude": amplitude, "integration_time": duration},
             drive={"herald": False},
         )
-        sweep = self._states(
-            session, states, self.frequency_shots, ("readout.frequency", frequencies)
-        ).rename({"readout_frequency": "frequency", "shot": "frequency_shot"})
-        try:
-            frequency = _separation(sweep, kappa, start).optimum[0]
-        except FitError:
-            frequency = start  # the analysis rejects this data; measure the rest anyway
+        sweep, frequency = self._frequency_sweep(session, states, frequencies, kappa, start)
 
         session.configure(readout={"frequency": frequency}, drive={"herald": True})
         fine_amplitudes = _around(amplitudes, j, self.fine_points)
@@ -269,6 +266,27 @@ class ReadoutOptimisation(Node):
         points = int(np.ceil(self.frequency_points * half / (kappa * self.frequency_span / 2)))
         points = min(points | 1, 4 * self.frequency_points)
         return start + np.linspace(-half, half, points)
+
+    def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
+        """The separation sweep, repeated with more shots until the optimum is known to
+        `max_frequency_stderr` κ or `frequency_budget` shots per point are spent (the √shots
+        law sets each round's size, as in `calibrations.averaging`)."""
+        parts, total, batch = [], 0, self.frequency_shots
+        while True:
+            part = self._states(session, states, batch, ("readout.frequency", frequencies))
+            parts.append(part.rename({"readout_frequency": "frequency", "shot": "frequency_shot"}))
+            total += batch
+            sweep = xr.concat(parts, dim="frequency_shot") if len(parts) > 1 else parts[0]
+            try:
+                optimum = _separation(sweep, kappa, start).optimum
+            except FitError:
+                return sweep, start  # the analysis rejects this data; measure the rest anyway
+            # aim 10 % inside the gate's limit: a refit must not land just outside it
+            score = 0.9 * self.max_frequency_stderr * kappa / max(optimum[1], 1e-300)
+            planned = next_total(total, score, 1.0, self.frequency_budget)
+            if score >= 1.0 or planned <= total:
+                return sweep, optimum[0]
+            batch = planned - total
 
     def _states(
         self,
@@ -375,7 +393,11 @@ class ReadoutOptimisation(Node):
                 abs(separation.optimum[0] - start) / half_window,
                 0.8,
             ),
-            at_most("readout frequency stderr / kappa", separation.optimum[1] / kappa, 0.1),
+            at_most(
+                "readout frequency stderr / kappa",
+                separation.optimum[1] / kappa,
+                self.max_frequency_stderr,
+            ),
             at_most(
                 "best search-edge setting above the chosen one (standard errors)",
                 _edge_advantage(coarse, coarse_best),

@@ -108,7 +108,7 @@ class ResonatorFlux(Node):
     min_contrast: float = 0.3
     max_mismatch: float = 2.0
     max_period_rel_stderr: float = 0.005
-    max_sweet_spot_stderr: float = 0.002  # in periods
+    max_sweet_spot_stderr: float = 0.005  # in periods: qubit spectroscopy looks within it
     min_thermal_sigma: float = 4.0  # stop adding thermal shots once this is reached
 
     def frequencies(self, centre: float, kappa: float) -> np.ndarray:

@@ -303,7 +303,8 @@ class ResonatorSpectroscopy(Node):
         "resonator_splitting",
     )
 
-    window_linewidths: float = 6.0  # half-span in κ: the flux and thermal shifts are < κ
+    window_linewidths: float = 6.0  # half-span in κ around the line(s) ...
+    min_window: float = 4e6  # Hz ... and at least this: a second dressed line may sit |χ| away
     points: int = 301
     readout_amplitude: float | None = None  # V; None: the largest linear one (readout_power)
     readout_duration: float = DEFAULT_READOUT["integration_time"]
@@ -331,7 +332,7 @@ class ResonatorSpectroscopy(Node):
             "readout_amplitude": amplitude,
             "readout_duration": self.readout_duration,
         }
-        half = self.window_linewidths * kappa
+        half = max(self.window_linewidths * kappa, self.min_window)
         for attempt in range(2):
             frequency = np.linspace(centre - half, centre + half, self.points)
             data = measure_averaged(
