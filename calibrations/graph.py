@@ -52,7 +52,8 @@ DEFAULT_GRAPH: dict[str, GraphEntry] = {
     "ramsey": GraphEntry(Ramsey, ("sweet_spot",), 4 * HOUR),
     "echo": GraphEntry(Echo, ("ramsey",), DAY),
     "t1": GraphEntry(T1, ("sweet_spot",), 4 * HOUR),
-    "readout_optimisation": GraphEntry(ReadoutOptimisation, ("sweet_spot",), DAY),
+    # after t1: the integration times it searches reach T1/5
+    "readout_optimisation": GraphEntry(ReadoutOptimisation, ("sweet_spot", "t1"), DAY),
 }
 
 

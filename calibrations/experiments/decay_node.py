@@ -16,8 +16,14 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import noise_limited_score
 from calibrations.experiments.decay_fits import fit_decay, project, quality
-from calibrations.experiments.time_domain import measure_repeats, prepare_drive, resolve_window
+from calibrations.experiments.time_domain import (
+    measure_repeats,
+    prepare_drive,
+    resolve_window,
+    with_enough_shots,
+)
 from calibrations.fitting import FitError
 from calibrations.gate import at_least
 from calibrations.node import Analysis, Node
@@ -36,6 +42,7 @@ class DecayNode(Node):
     ratio_range: tuple[float, float] = (3.0, 10.0)  # window/decay accepted without re-measuring
     points: int = 101
     shots: int = 1000
+    budget: int = 16_000  # shots per point a noisy trace may take
     herald: bool = True
     max_delay: float = 1e-2  # s, longest delay the AWG sequencer takes
     max_chi2: float = 3.0
@@ -81,9 +88,10 @@ class DecayNode(Node):
         def measure(window: float) -> xr.Dataset:
             delays = np.linspace(0.0, window, self.points)
             iq = measure_repeats(session, self.name, SWEEP, delays)
-            return xr.Dataset({"iq": iq}, attrs=attrs)
+            shots = int(session.channel("readout").shots())
+            return xr.Dataset({"iq": iq}, attrs={**attrs, "shots": shots})
 
-        return resolve_window(
+        data = resolve_window(
             measure,
             self._decay_or_nan,
             guess,
@@ -91,6 +99,15 @@ class DecayNode(Node):
             self.ratio_range,
             self.max_delay,
         )
+        window = float(data[SWEEP].values.max())
+        return with_enough_shots(session, measure, data, window, self._score, self.budget)
+
+    def _score(self, data: xr.Dataset) -> float:
+        try:
+            criteria = self.analyse(data).criteria
+        except FitError:
+            return 0.0
+        return noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
 
     def _decay_or_nan(self, data: xr.Dataset) -> float:
         try:

@@ -150,6 +150,9 @@ class Symmetry:
     `contrast`: how far the best axis brings the mirror cost from a typical axis' down to the
     noise floor (1: to the floor, 0: no better than a typical axis). `mismatch`: median d² of
     the mirror pairs at the best axis (≈ 1 when the map agrees with its images within noise).
+    `modulation`: how far a typical axis' cost lies above that of columns equal within noise
+    (log(1 + d²) − log 2); near 0 the resonator hardly moves with flux and the contrast of
+    two small numbers means nothing.
     """
 
     period: float
@@ -159,6 +162,7 @@ class Symmetry:
     contrast: float
     mismatch: float
     pairs: int
+    modulation: float  # typical mirror cost above the noise-only cost: how much flux shows
 
 
 def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
@@ -190,6 +194,7 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
         contrast=float(contrast),
         mismatch=float(np.median(d2)) if d2.size else np.inf,
         pairs=int(d2.size),
+        modulation=typical - noise_cost,
     )
 
 

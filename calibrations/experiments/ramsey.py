@@ -20,8 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import noise_limited_score
 from calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
-from calibrations.experiments.time_domain import measure_repeats, prepare_drive, resolve_window
+from calibrations.experiments.time_domain import (
+    measure_repeats,
+    prepare_drive,
+    resolve_window,
+    with_enough_shots,
+)
 from calibrations.fitting import FitError
 from calibrations.gate import Criterion, at_least, at_most
 from calibrations.node import Analysis, Node
@@ -50,6 +56,7 @@ class Ramsey(Node):
     long_fringes: float = 8.0  # fringes over the long window
     long_points: int = 101
     shots: int = 1000
+    budget: int = 16_000  # shots per point a noisy long window may take
     herald: bool = True
     max_delay: float = 1e-2  # s, longest delay the AWG sequencer takes
     max_chi2: float = 3.0
@@ -104,9 +111,10 @@ class Ramsey(Node):
             iq = measure_repeats(session, self.name, SWEEP, delays)
             data = short_data.assign(iq=iq)
             data.attrs = {**attrs, "drive_frequency": drive, "long_detuning": long_detuning}
+            data.attrs["long_shots"] = int(session.channel("readout").shots())
             return data
 
-        return resolve_window(
+        data = resolve_window(
             measure,
             self._t2_or_nan,
             session.get("T2_ramsey", self.t2_guess),
@@ -114,6 +122,15 @@ class Ramsey(Node):
             self.ratio_range,
             self.max_delay,
         )
+        window = float(data[SWEEP].values.max())
+        return with_enough_shots(session, measure, data, window, self._score, self.budget)
+
+    def _score(self, data: xr.Dataset) -> float:
+        try:
+            criteria = self.analyse(data).criteria
+        except FitError:
+            return 0.0
+        return noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
 
     def short_detuning_for(self, known_stderr: float, pulse_duration: float) -> float:
         """δ of the short window: 10× the known frequency uncertainty, within the pulse band.

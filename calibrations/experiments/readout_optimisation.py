@@ -177,6 +177,7 @@ class ReadoutOptimisation(Node):
     amplitude_range: tuple[float, float] = (0.01, 2.0)  # V; 2 V is the readout full scale
     amplitude_points: int = 8
     duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
+    t1_fraction: float = 5.0  # integration times up to T1/5 when T1 is known
     duration_points: int = 7
     frequency_span: float = 3.0  # full sweep width in units of κ
     frequency_points: int = 25
@@ -212,7 +213,7 @@ class ReadoutOptimisation(Node):
             }
         )
         amplitudes = np.geomspace(*self.amplitude_range, self.amplitude_points)
-        durations = np.geomspace(*self.duration_range, self.duration_points)
+        durations = self.durations(session.get("T1", 0.0))
         coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
         i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
@@ -266,6 +267,15 @@ class ReadoutOptimisation(Node):
         points = int(np.ceil(self.frequency_points * half / (kappa * self.frequency_span / 2)))
         points = min(points | 1, 4 * self.frequency_points)
         return start + np.linspace(-half, half, points)
+
+    def durations(self, t1: float) -> np.ndarray:
+        """Integration times searched: `duration_range`, reaching T1/`t1_fraction` when T1
+        is known (a long-lived qubit with a noisy amplifier integrates longest), at the same
+        density per decade."""
+        low, high = self.duration_range
+        high = max(high, t1 / self.t1_fraction)
+        decades = np.log10(high / low) / np.log10(self.duration_range[1] / low)
+        return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
 
     def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
         """The separation sweep, repeated with more shots until the optimum is known to

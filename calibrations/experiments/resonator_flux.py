@@ -105,6 +105,7 @@ class ResonatorFlux(Node):
     # Gate thresholds.
     min_finite_fraction: float = 0.8
     min_visible_fraction: float = 0.2
+    min_modulation: float = 0.3  # log(1 + d²) above noise: unrelated columns must differ
     min_contrast: float = 0.3
     max_mismatch: float = 2.0
     max_period_rel_stderr: float = 0.005
@@ -207,6 +208,11 @@ class ResonatorFlux(Node):
             ),
             at_least(
                 "bias columns showing the resonator (fraction)", visible, self.min_visible_fraction
+            ),
+            at_least(
+                "flux modulation of the resonator above noise",
+                symmetry.modulation,
+                self.min_modulation,
             ),
             at_least("symmetry contrast", symmetry.contrast, self.min_contrast),
             at_most("mirror mismatch (d²)", symmetry.mismatch, self.max_mismatch),

@@ -14,6 +14,7 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import next_total
 from calibrations.session import QubitSession
 
 #: Dimension that holds the two repeats of a trace.
@@ -67,3 +68,33 @@ def resolve_window(
         window = min(wanted, max_window)
         data = acquire(window)
     return data
+
+
+def with_enough_shots(
+    session: QubitSession,
+    acquire: Callable[[float], Data],
+    data: Data,
+    window: float,
+    score: Callable[[Data], float],
+    budget: int,
+) -> Data:
+    """The trace again with more shots when its noise-limited criteria fall short.
+
+    `score(data)` is how far the gate's signal-to-noise and relative-error criteria are met
+    (1: just met, 0: nothing fitted, when more shots would not tell what went wrong); the
+    √shots law sets the shot count, within `budget`. The first trace is replaced, not
+    averaged in, so every repeat of the new trace has the same shots.
+    """
+    readout = session.channel("readout")
+    shots = int(readout.shots())
+    reached = score(data)
+    if reached >= 1.0 or reached <= 0.0:
+        return data
+    wanted = next_total(shots, reached, 1.0, budget)
+    if wanted <= shots:
+        return data
+    readout.shots(wanted)
+    try:
+        return acquire(window)
+    finally:
+        readout.shots(shots)
