@@ -6,11 +6,14 @@ channel's shot count, scores the averaged trace with the analysis' own signal-to
 measure, and, when it falls short of the target, measures again with as many more shots as
 the √shots law says the target needs (at least 2×, at most 16× per round), until the target or
 the budget is reached. Every round is its own QCoDeS run; the trace handed on is the
-shot-weighted mean, with the total shots and run ids in its attrs.
+shot-weighted mean, with the total shots and run ids in its attrs. Every run of the
+measurement records which runs (GUIDs) and shots it belongs with (`AVERAGING_TAG` metadata),
+so loading any of them from the database (`combine_runs`) gives the same trace bit for bit.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +26,28 @@ from calibrations.session import QubitSession
 #: Aim a little above the target: the score of the next round scatters around its prediction.
 _MARGIN = 1.3
 _MAX_ROUND_FACTOR = 16.0
+#: QCoDeS run metadata of an averaged measurement: {"guids", "shots", "attrs"}.
+AVERAGING_TAG = "fluxcal_averaging"
+
+
+def shot_weighted_mean(traces: Sequence[np.ndarray], shots: Sequence[int]) -> np.ndarray:
+    """Mean of per-run averaged traces weighted by their shots (one run: that run's trace)."""
+    if len(traces) == 1:
+        return np.asarray(traces[0])
+    weighted = traces[0] * shots[0]
+    for trace, count in zip(traces[1:], shots[1:], strict=True):
+        weighted = weighted + trace * count
+    return weighted / sum(shots)
+
+
+def combine_runs(runs: Sequence[xr.Dataset], record: dict[str, Any]) -> xr.Dataset:
+    """The averaged Dataset from its runs (in order) and their `AVERAGING_TAG` record: the
+    last run with the shot-weighted mean as `iq` and the measurement's attrs."""
+    data = runs[-1].copy()
+    mean = shot_weighted_mean([run["iq"].values for run in runs], record["shots"])
+    data["iq"] = (data["iq"].dims, mean, data["iq"].attrs)
+    data.attrs.update(record["attrs"])
+    return data
 
 
 def next_total(total: int, score: float, target: float, budget: int) -> int:
@@ -65,23 +90,37 @@ def measure_averaged(
     readout = session.channel("readout")
     first = int(readout.shots())
     total, batch = 0, first
-    weighted: np.ndarray | None = None
-    run_ids = []
+    runs: list[xr.Dataset] = []
+    shots: list[int] = []
     try:
         while True:
             session.configure(readout={"shots": batch})
-            data = session.measure(name, sweep, values, attrs=attrs)
-            run_ids.append(str(data.attrs.get("run_id")))
-            iq = data["iq"].values * batch
-            weighted = iq if weighted is None else weighted + iq
+            runs.append(session.measure(name, sweep, values, attrs=attrs))
+            shots.append(batch)
             total += batch
-            reached = score(weighted / total)
+            reached = score(shot_weighted_mean([run["iq"].values for run in runs], shots))
             planned = next_total(total, reached, target, budget)
             if reached >= target or planned <= total:
                 break
             batch = planned - total
     finally:
         readout.shots(first)
-    data["iq"] = (data["iq"].dims, weighted / total, data["iq"].attrs)
-    data.attrs.update(shots=total, averaging_runs=",".join(run_ids), score=reached)
-    return data
+    run_ids = ",".join(str(run.attrs.get("run_id")) for run in runs)
+    record = {
+        "guids": [run.attrs.get("guid") for run in runs],
+        "shots": shots,
+        "attrs": {"shots": total, "averaging_runs": run_ids, "score": float(reached)},
+    }
+    _record_averaging(record)
+    return combine_runs(runs, record)
+
+
+def _record_averaging(record: dict[str, Any]) -> None:
+    """Store `record` in the metadata of every run it combines (runs without a GUID, not
+    stored in a QCoDeS database, are skipped)."""
+    if not all(record["guids"]):
+        return
+    from qcodes.dataset import load_by_guid
+
+    for guid in record["guids"]:
+        load_by_guid(guid).add_metadata(AVERAGING_TAG, json.dumps(record))

@@ -11,6 +11,7 @@ says what is wrong, so the command line can print it as one line.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import zipfile
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import AVERAGING_TAG, combine_runs
 from calibrations.session import tidy
 
 #: Units of the sweep dimensions fluxcal understands.
@@ -60,18 +62,29 @@ def with_units(dataset: xr.Dataset, signal_unit: str = DIGITISER_UNIT) -> xr.Dat
 def from_qcodes(database: str | Path, run_id: int) -> xr.Dataset:
     """A fluxcal measurement from a QCoDeS database, by (captured) run id.
 
+    A run that is one round of an averaged measurement (`measure_averaged`) gives the whole
+    measurement: the shot-weighted mean of all its runs, as the live node saw it.
+
     The file is checked read-only first: QCoDeS' own `connect` would create its tables in
     any SQLite file it is pointed at, and logs a traceback on one that is not SQLite at all.
     """
-    from qcodes.dataset import load_by_run_spec
+    from qcodes.dataset import load_by_guid, load_by_run_spec
     from qcodes.dataset.sqlite.database import connect
 
     _check_qcodes_file(Path(database))
     connection = connect(str(database))
     try:
         run = load_by_run_spec(captured_run_id=run_id, conn=connection)
-        return with_units(tidy(run.to_xarray_dataset()))
-    except (NameError, ValueError, RuntimeError) as error:
+        record = run.metadata.get(AVERAGING_TAG)
+        if record is None:
+            return with_units(tidy(run.to_xarray_dataset()))
+        record = json.loads(record)
+        runs = [
+            tidy(load_by_guid(guid, conn=connection).to_xarray_dataset())
+            for guid in record["guids"]
+        ]
+        return with_units(combine_runs(runs, record))
+    except (NameError, ValueError, RuntimeError, KeyError) as error:
         raise DataImportError(f"{database}: run {run_id}: {error}") from None
     finally:
         connection.close()

@@ -30,6 +30,15 @@ def default_device_path() -> Path:
     return Path(str(resources.files("instruments") / "device.yaml"))
 
 
+def state_separation(levels: LevelData, resonator: Resonator, frequency) -> np.ndarray:
+    """|S21(0) − S21(1)| at readout `frequency` (Hz), per unit drive: what tells 0 from 1."""
+    f0, f1 = levels.resonator_hz[:2]
+    return np.abs(
+        notch_response(frequency, f0, resonator.kappa, resonator.coupling_ratio)
+        - notch_response(frequency, f1, resonator.kappa, resonator.coupling_ratio)
+    )
+
+
 def best_discrimination(levels: LevelData, resonator: Resonator) -> tuple[float, float]:
     """Readout frequencies where |S21(0) − S21(1)| peaks: the best one and its rival.
 
@@ -41,10 +50,7 @@ def best_discrimination(levels: LevelData, resonator: Resonator) -> tuple[float,
     f0, f1 = levels.resonator_hz[:2]
     spread = 3 * resonator.kappa + abs(f1 - f0)
     frequency = (f0 + f1) / 2 + np.linspace(-spread, spread, 8001)
-    separation = np.abs(
-        notch_response(frequency, f0, resonator.kappa, resonator.coupling_ratio)
-        - notch_response(frequency, f1, resonator.kappa, resonator.coupling_ratio)
-    )
+    separation = state_separation(levels, resonator, frequency)
     interior = (separation[1:-1] >= separation[:-2]) & (separation[1:-1] >= separation[2:])
     peaks = np.flatnonzero(interior) + 1
     peaks = peaks[np.argsort(separation[peaks])[::-1]]

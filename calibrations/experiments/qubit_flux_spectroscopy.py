@@ -121,7 +121,9 @@ class QubitFluxSpectroscopy(Node):
     first_step: float = 0.006  # Φ0 to the first row off the sweet spot, where f01 is unknown
     min_step: float = 0.003  # Φ0
     max_flux_step: float = 0.04  # Φ0
-    target_jump: float = 150e6  # Hz of f01 change aimed at between rows
+    target_jump: float = 150e6  # Hz of f01 change aimed at between rows ...
+    far_jump: float = 500e6  # Hz ... and where the last prediction was good
+    good_prediction: float = 15e6  # Hz between the predicted and the found line
     points: int = 61  # frequency points per row
     min_frequency: float = 10e6  # Hz, lowest drive frequency swept
     first_span: float = 2.0e9  # Hz above f01(Φ0/2) searched in the first row off the sweet spot
@@ -186,7 +188,9 @@ class QubitFluxSpectroscopy(Node):
                 found_flux.append(offset)
                 found_f01.append(line.centre)
                 last_tone = (amplitude, line.fwhm)
-            step = self._next_step(step, found_f01) if offset > 0 else step
+            if offset > 0:
+                missed_by = abs(line.centre - window.centre) if line else np.inf
+                step = self._next_step(step, found_f01, missed_by)
             offset = offset + step if offset < self.flux_span else np.inf
             offset = min(offset, self.flux_span) if np.isfinite(offset) else offset
         bias, frequency, iq, amplitude, shots = zip(*rows, strict=True)
@@ -210,13 +214,15 @@ class QubitFluxSpectroscopy(Node):
             },
         )
 
-    def _next_step(self, step: float, f01: list[float]) -> float:
+    def _next_step(self, step: float, f01: list[float], missed_by: float) -> float:
         """Flux step to the next row: f01 should move by about `target_jump` per row, so
-        predictions stay close where f01 is steep and rows are not wasted where it is flat."""
+        predictions stay close where f01 bends, and by `far_jump` where the last prediction
+        was good to `good_prediction` (f01 nearly straight), so rows are not wasted there."""
         if len(f01) < 2:
             return step
         jump = max(abs(f01[-1] - f01[-2]), 1.0)
-        step *= float(np.clip(self.target_jump / jump, 0.5, 2.0))
+        target = self.far_jump if missed_by <= self.good_prediction else self.target_jump
+        step *= float(np.clip(target / jump, 0.5, 2.0))
         return float(np.clip(step, self.min_step, self.max_flux_step))
 
     def _window(

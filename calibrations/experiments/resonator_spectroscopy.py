@@ -208,7 +208,7 @@ class ResonatorSearch(Node):
     band: tuple[float, float] = (4e9, 9e9)  # Hz, the readout line's band
     step: float = 200e3  # Hz, a few points per linewidth of any readout resonator
     bias: float = 0.0  # V; nothing is known about the flux yet
-    readout_amplitude: float = 0.02  # V, well below saturation
+    readout_amplitude: float = 0.05  # V, below saturation (readout_power measures it next)
     readout_duration: float = DEFAULT_READOUT["integration_time"]
     coarse_shots: int = 100  # first look at the band; more only if the dip is not clear
     coarse_budget: int = 3200  # shots per point the band may take
