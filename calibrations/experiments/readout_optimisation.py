@@ -114,10 +114,11 @@ def fit_separation(
         except (ValueError, TypeError) as error:
             raise FitError(f"separation fit failed: {error}") from None
     result = min(fits, key=lambda fit: fit.chisqr)
-    centre, width, ratio = (_estimate(result.params[n]) for n in ("centre", "kappa", "ratio"))
+    names = ("centre", "kappa", "ratio")
+    centre, width, ratio = (_estimate(result.params[n]) for n in names)
     return SeparationFit(
         result,
-        _optimum(centre, width, ratio, start),
+        _optimum(centre, width, ratio, start, _covariance(result, names)),
         _splitting(width, ratio),
         width,
         float(result.redchi),
@@ -127,14 +128,34 @@ def fit_separation(
 Estimate = tuple[float, float]  # value, stderr
 
 
-def _optimum(centre: Estimate, width: Estimate, ratio: Estimate, start: float) -> Estimate:
-    """Frequency of the largest separation (Hz) ± stderr, from the fitted curve."""
+def _optimum(
+    centre: Estimate, width: Estimate, ratio: Estimate, start: float, covar: np.ndarray | None
+) -> Estimate:
+    """Frequency of the largest separation (Hz) ± stderr, from the fitted curve.
+
+    With two maxima the offset (κ/2)·√(ratio − 1) depends on κ and ratio, whose errors are
+    strongly anti-correlated (the splitting κ·√ratio is what the data fix), so the error is
+    propagated with the fit's covariance of (centre, κ, ratio) when it has one.
+    """
     if ratio[0] <= 1:
         return centre
     root = np.sqrt(ratio[0] - 1)
-    offset = 0.5 * width[0] * root * (np.sign(start - centre[0]) or 1.0)
-    offset_err = np.hypot(0.5 * root * width[1], 0.25 * width[0] / root * ratio[1])
+    sign = np.sign(start - centre[0]) or 1.0
+    offset = 0.5 * width[0] * root * sign
+    gradient = np.array([1.0, 0.5 * root * sign, 0.25 * width[0] / root * sign])
+    if covar is not None and covar.shape == (3, 3) and np.all(np.isfinite(covar)):
+        variance = float(gradient @ covar @ gradient)
+        return centre[0] + offset, float(np.sqrt(max(variance, 0.0)))
+    offset_err = np.hypot(gradient[1] * width[1], gradient[2] * ratio[1])
     return centre[0] + offset, float(np.hypot(centre[1], offset_err))
+
+
+def _covariance(result: lmfit.model.ModelResult, names: tuple[str, ...]) -> np.ndarray | None:
+    """The fit's covariance of the named parameters, None when it has none."""
+    if result.covar is None or not all(n in result.var_names for n in names):
+        return None
+    index = [result.var_names.index(n) for n in names]
+    return np.asarray(result.covar)[np.ix_(index, index)]
 
 
 def _splitting(width: Estimate, ratio: Estimate) -> Estimate:
@@ -184,6 +205,7 @@ class ReadoutOptimisation(Node):
     fine_points: int = 5  # per axis, spanning ± one coarse step
     search_shots: int = 300
     frequency_shots: int = 2000
+    frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
     max_frequency_stderr: float = 0.1  # of the readout frequency, in κ
     fine_shots: int = 500
@@ -219,8 +241,13 @@ class ReadoutOptimisation(Node):
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
         frequencies = self.frequencies(start, kappa, session.get("resonator_splitting", 0.0))
+        # Where the states separate best does not depend on the integration time, but the
+        # separation's signal-to-noise per shot does: integrate at least
+        # `frequency_integration` (within T1/10) so a short best setting costs no precision.
+        t1 = session.get("T1", np.inf)
+        integration = max(duration, min(self.frequency_integration, t1 / 10))
         session.configure(
-            readout={"amplitude": amplitude, "integration_time": duration},
+            readout={"amplitude": amplitude, "integration_time": integration},
             drive={"herald": False},
         )
         sweep, frequency = self._frequency_sweep(session, states, frequencies, kappa, start)
