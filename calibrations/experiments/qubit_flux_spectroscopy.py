@@ -207,6 +207,7 @@ class QubitFluxSpectroscopy(Node):
                 "experiment": self.name,
                 "qubit": session.qubit,
                 "flux_period": period,
+                "flux_period_stderr": float(session.known["flux_period"].stderr),
                 "flux_sweet_spot": sweet_spot,
                 "qubit_frequency": f_half,
                 "readout_frequency": float(session.channel("readout").frequency()),
@@ -381,9 +382,10 @@ class QubitFluxSpectroscopy(Node):
         values = {"flux_sweet_spot": (sweet_spot, fit.sweet_spot_stderr)}
         if period is None:
             values["flux_period"] = (fit.period, fit.period_stderr)
+        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit)
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
-            stderr = 1e9 * getattr(fit, f"{name}_stderr")
+            stderr = 1e9 * float(np.hypot(getattr(fit, f"{name}_stderr"), mapping[name]))
             values[name] = (value, stderr)
             criteria.append(
                 at_most(
@@ -400,6 +402,29 @@ class QubitFluxSpectroscopy(Node):
             fit=fit.result,
             curves=_map_curves(data, peaks, fit),
         )
+
+
+def _period_errors(
+    peaks: PeakTrace, period: float | None, period_stderr: object, fit: SpectrumFit
+) -> dict[str, float]:
+    """Errors (GHz) the held flux period's own uncertainty gives EJ, EC and EL.
+
+    The period from resonator_flux is held fixed in the fit, but it maps bias to flux and so
+    scales EL (and through it EJ, EC): the fit is repeated at period ± stderr and half the
+    spread of each energy is added in quadrature to its statistical error.
+    """
+    stderr = _optional(period_stderr)
+    zero = dict.fromkeys(ENERGIES, 0.0)
+    if period is None or not stderr or not np.isfinite(stderr):
+        return zero
+    try:
+        shifted = [
+            fit_flux_spectrum(peaks, period=period + sign * stderr, sweet_spot_guess=fit.sweet_spot)
+            for sign in (1, -1)
+        ]
+    except FitError:
+        return dict.fromkeys(ENERGIES, np.inf)
+    return {n: abs(getattr(shifted[0], n) - getattr(shifted[1], n)) / 2 for n in ENERGIES}
 
 
 def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, int]:

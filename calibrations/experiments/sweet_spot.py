@@ -146,7 +146,10 @@ class SweetSpot(Node):
 
 
 def _parabola(x, f0, curvature, vertex):
-    return f0 + curvature * (x - vertex) ** 2
+    """f01 near half flux: the avoided crossing of the two fluxon states,
+    √(f0² + 2·f0·curvature·(V − V0)²), which is f0 + curvature·(V − V0)² for small shifts
+    but keeps the quartic term a heavy fluxonium (f0 of tens of MHz) shows within a MHz."""
+    return np.sqrt(np.maximum(f0**2 + 2 * f0 * curvature * (x - vertex) ** 2, 0.0))
 
 
 def _fit_parabola(biases, frequencies, errors) -> lmfit.model.ModelResult:
