@@ -78,7 +78,10 @@ def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Li
     noise = point_noise(y)
     smooth = np.convolve(y, np.ones(3) / 3, mode="same")
     step = float(np.median(np.diff(frequency)))
-    peaks, props = find_peaks(smooth, height=min_snr * noise, width=1.0)
+    # Prominence, not only height: noise bumps on one power-broadened line are not lines.
+    peaks, props = find_peaks(
+        smooth, height=min_snr * noise, prominence=0.5 * min_snr * noise, width=1.0
+    )
     return [
         Line(float(frequency[k]), step / 2, float(width) * step, float(smooth[k] / noise), int(k))
         for k, width in zip(peaks, props["widths"], strict=True)
