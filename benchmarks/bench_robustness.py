@@ -57,6 +57,9 @@ def main(n_chips: int = 60, first_seed: int = 1000, workers: int = 2) -> None:
     print(f"  gracefully rejected    {rejected:3d}  ({rejected / n_chips:.0%})")
     print(f"  accepted values outside tolerance: {sum(map(len, wrong.values()))} "
           f"on {len(wrong)} chips")
+    device_hours = sorted(v.device_seconds / 3600 for v, _ in verdicts.values())
+    print(f"  device time per chip: median {device_hours[len(device_hours) // 2]:.1f} h, "
+          f"max {device_hours[-1]:.1f} h (shots × repetition time)")
     coverage: dict[str, list[float]] = collections.defaultdict(list)
     for verdict, _ in verdicts.values():
         for name, error in verdict.normalised_errors.items():

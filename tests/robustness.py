@@ -57,6 +57,7 @@ class ChainVerdict:
     wrong: list[str] = field(default_factory=list)  # accepted values outside tolerance
     #: (value − truth) / stderr of every accepted parameter in COVERED
     normalised_errors: dict[str, float] = field(default_factory=dict)
+    device_seconds: float = 0.0  # shots × repetition time the chain would hold the chip
 
     @property
     def fully_calibrated(self) -> bool:
@@ -141,9 +142,12 @@ def calibrate_device(device) -> tuple[ChainVerdict, dict]:
     from calibrations.runner import run_graph
     from instruments.station import build_station
 
-    run = run_graph(build_station(device), ["q0"])
+    station = build_station(device)
+    run = run_graph(station, ["q0"])
     truth = device.truth()["q0"]
-    return judge(run, truth, device=device), truth
+    verdict = judge(run, truth, device=device)
+    verdict.device_seconds = float(station.components["readout"].lab.device_seconds)
+    return verdict, truth
 
 
 def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
