@@ -4,7 +4,8 @@ One full chain on a simulated chip writes its QCoDeS runs to a database of its o
 Datasets to a snapshot version (the system of record) and to one netCDF file per node. The
 command line must then give exactly the live values from the snapshot for every node, from
 the netCDF file for every node, and from the QCoDeS run id for the nodes whose Dataset is
-one run. Bad input ends in one line on stderr and exit code 1, never a traceback.
+one measurement (a sweep averaged over several runs comes back whole from any of its run ids).
+Bad input ends in one line on stderr and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from devices import make_device
 from qcodes.dataset import initialise_or_create_database_at
 from typer.testing import CliRunner
 
+from calibrations.averaging import AVERAGING_TAG, measure_averaged
 from calibrations.graph import DEFAULT_GRAPH
 from calibrations.importers import from_qcodes
 from calibrations.persist import save_run
 from calibrations.runner import NodeResult, run_graph
+from calibrations.session import QubitSession
 from fluxcal.cli import app
 from instruments.station import build_station
 from snapshots import SnapshotStore
@@ -44,7 +47,7 @@ class Recorded:
     database: Path
     snapshot: Path
     netcdf: dict[str, Path]
-    single_run: dict[str, int]  # node -> run id, for nodes whose Dataset is that one run
+    single_run: dict[str, int]  # node -> run id, for nodes whose Dataset is that measurement
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,8 @@ def recorded(tmp_path_factory) -> Recorded:
 
 
 def is_one_run(result: NodeResult, database: Path) -> bool:
-    """The node's Dataset holds exactly what its run id's QCoDeS run holds."""
+    """The node's Dataset holds exactly what its run id's QCoDeS run holds (with the other
+    rounds of an averaged measurement)."""
     stored = from_qcodes(database, int(result.data.attrs["run_id"]))
     live = result.data
     return set(stored.data_vars) == set(live.data_vars) and dict(stored.sizes) == dict(live.sizes)
@@ -127,12 +131,46 @@ def test_every_node_reanalyses_identically_from_netcdf(recorded: Recorded, node)
 def test_single_run_nodes_reanalyse_identically_from_the_qcodes_database(
     recorded: Recorded,
 ) -> None:
-    # the fine resonator scan at the operating point is one plain sweep, nothing added
+    # the fine resonator scan at the operating point is one averaged sweep, nothing added
     assert "resonator_spectroscopy" in recorded.single_run
     for node, run_id in recorded.single_run.items():
         live = recorded.results[node].analysis.values
         offline = reanalysed_values(recorded.database, "--run-id", run_id, "--experiment", node)
         assert_same_values(offline, live, node)
+
+
+def test_every_run_of_an_averaged_measurement_loads_as_the_whole_measurement(tmp_path) -> None:
+    """Three rounds (100 + 576 + 2324 shots, the √shots law chasing a score that never comes)
+    load back from any of their run ids as the shot-weighted mean the live node analysed,
+    bit for bit, with the same attrs."""
+    database = tmp_path / "averaged.db"
+    previous = qcodes.config.core.db_location
+    initialise_or_create_database_at(str(database))
+    try:
+        session = QubitSession(build_station(make_device("light", SEED)), QUBIT)
+        session.configure(readout={"shots": 100})
+        frequency = np.linspace(6.99e9, 7.01e9, 41)
+        live = measure_averaged(
+            session, "averaged", "readout_frequency", frequency, lambda iq: 0.5, 1.0, 3000
+        )
+        run_ids = [int(run) for run in live.attrs["averaging_runs"].split(",")]
+        rounds = [qcodes.dataset.load_by_run_spec(captured_run_id=run_id) for run_id in run_ids]
+        records = [json.loads(run.metadata[AVERAGING_TAG]) for run in rounds]
+        measured = [next(iter(run.to_xarray_dataset().data_vars.values())).values for run in rounds]
+    finally:
+        initialise_or_create_database_at(previous)
+    assert live.attrs["shots"] == 3000
+    assert live.attrs["run_id"] == run_ids[-1]
+    assert all(record == records[0] for record in records)
+    shots = records[0]["shots"]
+    assert shots == [100, 576, 2324]
+    for run_id in run_ids:
+        offline = from_qcodes(database, run_id)
+        assert np.array_equal(offline["iq"].values, live["iq"].values)
+        assert offline.attrs == live.attrs
+    # ... and that mean is the shot-weighted one of what each round measured
+    expected = np.average(np.stack(measured), axis=0, weights=shots)
+    np.testing.assert_allclose(live["iq"].values, expected, rtol=1e-12)
 
 
 def test_a_run_that_is_only_part_of_a_node_is_never_accepted_as_the_node(

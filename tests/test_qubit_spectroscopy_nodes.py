@@ -1,11 +1,13 @@
 """Two-tone spectroscopy nodes: f01 at the sweet spot, and EJ/EC/EL from f01 versus flux.
 
-Live runs start from the truth for the upstream parameters a node requires and must meet the
-tolerances of the full chain for what they hand on (EJ, EC, EL within 2 %; qubit_frequency,
-which Ramsey refines, within 40 kHz here). Recorded runs must give the recorded numbers, and
-pathological data (pure noise, the line outside or at the edge of the window, glitches, a
-wrong upstream frequency) must be rejected with the failed criterion named, never accepted
-with a wrong value.
+Live runs start from what the chain hands on, taken from the truth (`handed_on`), and must
+meet the tolerances of the full chain for what they hand on (EJ, EC, EL within 2 %;
+qubit_frequency, which Ramsey refines, within 40 kHz here). Qubit spectroscopy runs before
+resonator spectroscopy, so it gets the two flux-symmetry points of resonator_flux (not a
+sweet spot) and the readout frequency the search found at 0 V, and must decide half flux
+itself. Recorded runs must give the recorded numbers, and pathological data (pure noise, the
+line outside or at the edge of the window, glitches, a wrong upstream frequency) must be
+rejected with the failed criterion named, never accepted with a wrong value.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from calibrations.experiments.qubit_flux_spectroscopy import (
 from calibrations.experiments.qubit_spectroscopy import SWEEP, Line, QubitSpectroscopy, qubit_line
 from calibrations.node import UNITS, Analysis, Node
 from calibrations.session import QubitSession
+from instruments.device import SimulatedDevice, mixture_dip
 from instruments.fluxonium import FluxoniumModel
 from instruments.station import build_station
 from snapshots import CalibratedParameter
@@ -37,24 +40,64 @@ CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in
 RECORDED = {
     "qubit_spectroscopy": (
         QubitSpectroscopy,
-        {"qubit_frequency": 201372596.07065102, "flux_sweet_spot": 0.24000000000000005},
+        {"qubit_frequency": 201367110.04060414, "flux_sweet_spot": 0.24000000000000005},
     ),
     "qubit_spectroscopy_flux": (
         QubitFluxSpectroscopy,
         {"EJ": 8914566138.526651, "EC": 2503695126.115897, "EL": 499819199.74273616},
     ),
 }
+#: Chip of the recorded qubit_spectroscopy run (RUNS of the recording script).
+RECORDED_CHIP = ("heavy", 31)
+
+
+#: What a node knows besides what it requires, because the chain has measured it before:
+#: both re-centre their readout within a few κ; qubit spectroscopy may look at the alternate
+#: symmetry point.
+CONTEXT: dict[type[Node], tuple[str, ...]] = {
+    QubitSpectroscopy: ("flux_symmetry_alternate", "resonator_kappa", "flux_period"),
+    QubitFluxSpectroscopy: ("resonator_kappa",),
+}
+
+
+def nearest_zero(voltage: float, period: float) -> float:
+    return voltage - period * round(voltage / period)
+
+
+def handed_on(node: type[Node], device: SimulatedDevice) -> dict[str, float]:
+    """The truth as the chain would hand it on to `node`.
+
+    resonator_flux gives the half-flux point nearest 0 V as `flux_symmetry_point` and the
+    integer-flux one as `flux_symmetry_alternate`. `readout_frequency` is where the search
+    found the line, at 0 V, before resonator spectroscopy has run (at qubit spectroscopy), and
+    the dip of the thermal mixture at the sweet spot after it; the truth's readout_frequency,
+    the best-discriminating point, is only known once readout optimisation has run.
+    """
+    truth = device.truth()["q0"]
+    period = truth["flux_period"]
+    values = {
+        **truth,
+        "flux_symmetry_point": nearest_zero(truth["flux_sweet_spot"], period),
+        "flux_symmetry_alternate": nearest_zero(truth["flux_sweet_spot"] + period / 2, period),
+    }
+    if node is QubitSpectroscopy:
+        physics = device.physics("q0")
+        levels = physics.levels(physics.flux(0.0))
+        values["readout_frequency"] = mixture_dip(levels, physics.config.resonator)
+    else:
+        values["readout_frequency"] = truth["resonator_dip_frequency"]
+    return values
 
 
 def session_for(node: type[Node], kind: str, seed: int) -> tuple[QubitSession, dict[str, float]]:
-    """A session on a test chip whose known upstream parameters are the truth."""
+    """A session on a test chip whose known upstream parameters are the truth, as handed on."""
     device = make_device(kind, seed)
-    truth = device.truth()["q0"]
+    values = handed_on(node, device)
     known = {
-        name: CalibratedParameter(truth[name], math.nan, UNITS[name], "truth", "")
-        for name in node.requires
+        name: CalibratedParameter(values[name], math.nan, UNITS[name], "truth", "")
+        for name in (*node.requires, *CONTEXT.get(node, ()))
     }
-    return QubitSession(build_station(device), "q0", known), truth
+    return QubitSession(build_station(device), "q0", known), device.truth()["q0"]
 
 
 def verdict(node: Node, data: xr.Dataset) -> tuple[bool, str, Analysis]:
@@ -103,21 +146,32 @@ def test_qubit_line_found_from_nothing_at_the_sweet_spot(kind, seed):
     assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
 
 
-@pytest.mark.parametrize("as_parameter", [True, False])
-def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(as_parameter):
-    """No qubit line below 2 GHz at integer flux: the node moves to the other symmetry point."""
+@pytest.mark.parametrize("integer_first", [True, False])
+def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
+    """Whichever symmetry point resonator_flux thought likelier half flux, the node keeps the
+    one with the lowest qubit line (f01 is lowest at half flux) and hands it on, with its
+    own stderr, as the sweet spot."""
     session, truth = session_for(QubitSpectroscopy, "light", 3)
-    half = truth["flux_sweet_spot"]
-    session.known["flux_sweet_spot"] = CalibratedParameter(
-        half + truth["flux_period"] / 2, 1e-4, "V", "resonator_flux", ""
+    period = truth["flux_period"]
+    half = CalibratedParameter(
+        nearest_zero(truth["flux_sweet_spot"], period), 2e-4, "V", "resonator_flux", ""
     )
-    alternate = CalibratedParameter(half, 2e-4, "V", "resonator_flux", "")
-    session.known["flux_symmetry_alternate"] = alternate if as_parameter else half
+    integer = CalibratedParameter(
+        nearest_zero(truth["flux_sweet_spot"] + period / 2, period), 1e-4, "V", "resonator_flux", ""
+    )
+    point, alternate = (integer, half) if integer_first else (half, integer)
+    session.known["flux_symmetry_point"] = point
+    session.known["flux_symmetry_alternate"] = alternate
     node = QubitSpectroscopy()
-    accepted, reason, analysis = verdict(node, node.acquire(session))
+    data = node.acquire(session)
+    accepted, reason, analysis = verdict(node, data)
     assert accepted, reason
-    assert analysis.values["flux_sweet_spot"] == (half, 2e-4 if as_parameter else 1e-4)
+    assert analysis.values["flux_sweet_spot"] == (half.value, half.stderr)
     assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
+    # Both points were looked at; the sweet spot is the one measured last (the fine sweep).
+    tried = np.atleast_1d(data.attrs["symmetry_points_tried"])
+    assert list(tried) == [integer.value, half.value]
+    assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
 
 
 def test_the_qubit_is_the_lowest_line_not_much_weaker_than_the_strongest():
@@ -134,6 +188,21 @@ def test_recorded_qubit_spectroscopy_gives_the_recorded_values():
     assert accepted, reason
     for name, value in values.items():
         assert analysis.values[name][0] == pytest.approx(value, rel=1e-9, abs=1.0), name
+
+
+def test_recorded_qubit_spectroscopy_matches_its_chip():
+    """The recorded run (heavy chip, seed 31) looked at both symmetry points nearest 0 V and
+    kept half flux, where f01 is (the point kept is listed last)."""
+    truth = make_device(*RECORDED_CHIP).truth()["q0"]
+    data = recorded("qubit_spectroscopy")
+    values = RECORDED["qubit_spectroscopy"][1]
+    assert abs(values["qubit_frequency"] - truth["qubit_frequency"]) < 40e3
+    assert values["flux_sweet_spot"] == truth["flux_sweet_spot"]
+    integer = nearest_zero(
+        truth["flux_sweet_spot"] + truth["flux_period"] / 2, truth["flux_period"]
+    )
+    tried = np.atleast_1d(data.attrs["symmetry_points_tried"])
+    assert tried == pytest.approx([integer, truth["flux_sweet_spot"]], abs=1e-12)
 
 
 def test_pure_noise_has_no_qubit_line():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
 from calibrations.importers import load_recorded
 from fluxcal.analyse import analyse_file
 from fluxcal.cli import app
@@ -35,17 +36,39 @@ needs_twotone = pytest.mark.skipif(
 
 # resonator_tools 2.2.0 notch_port().autofit() on the same file (shared/data/README.md).
 REFERENCE_FR = 5.922519e9
+REFERENCE_FR_STDERR = 0.46e3
 REFERENCE_QL = 87128.0
 REFERENCE_QI = 127755.0
+#: Allowed relative deviation of Ql and Qi from the reference (see assert_matches_reference).
+REFERENCE_Q_DEVIATION = 0.08
+#: Fit windows, as fractions of the measured span centred on the line (4.7–16 κ wide), and
+#: how far Ql and Qi may move between them: 5 stderrs of Ql (0.1 %); they move by 0.2 %.
+WINDOWS = (0.8, 0.6, 0.4, 0.3)
+WINDOW_STABILITY = 0.005
 # SuperGrad's own fit of the two-tone map (GHz, V).
 REFERENCE_ENERGIES = {"EJ": 2.8479e9, "EC": 1.5494e9, "EL": 0.3599e9}
 REFERENCE_SWEET_SPOT = -0.0151
 
 
 def assert_matches_reference(values: dict[str, tuple[float, float]]) -> None:
-    assert abs(values["readout_frequency"][0] - REFERENCE_FR) < 2e3
-    assert values["loaded_q"][0] == pytest.approx(REFERENCE_QL, rel=0.05)
-    assert values["internal_q"][0] == pytest.approx(REFERENCE_QI, rel=0.10)
+    """fr within 3σ of the reference (both stderrs combined); Ql and Qi within 8 % of it.
+
+    The Q factors are not compared within their stderrs (0.1 % here, 1 % for the reference)
+    because the two fits differ in how they treat the cable delay, and this trace is
+    sensitive to it. resonator_tools fixes the delay from the circularity of the data before
+    fitting the circle; with that delay its model misses the wings of this trace by ~16× the
+    noise, and its Ql drifts from 81 k to 87 k as the window changes. The joint fit here
+    keeps the delay free: its wings sit at the noise and its Ql stays at 93.1–93.3 k across
+    windows (the two tests below), 6.9 % above the reference's 87 128 (Qi 136.3 k, +6.7 %).
+    That difference is the reference's own delay systematic, the size of its window drift
+    (~7 %); 8 % admits it while still catching a real error in the linewidth (a thermal
+    mixture read as one line widened κ by 40 % on the intermediate chip, a convention slip
+    would be a factor of 2).
+    """
+    fr, fr_stderr = values["readout_frequency"]
+    assert abs(fr - REFERENCE_FR) < 3 * np.hypot(fr_stderr, REFERENCE_FR_STDERR)
+    assert values["loaded_q"][0] == pytest.approx(REFERENCE_QL, rel=REFERENCE_Q_DEVIATION)
+    assert values["internal_q"][0] == pytest.approx(REFERENCE_QI, rel=REFERENCE_Q_DEVIATION)
     assert values["resonator_kappa"][0] == pytest.approx(
         values["readout_frequency"][0] / values["loaded_q"][0]
     )
@@ -75,6 +98,43 @@ def test_nist_resonator_through_the_api_matches_the_reference_fit() -> None:
     assert result.data["readout_frequency"].attrs["units"] == "Hz"
     assert result.data["iq"].attrs["units"] == ""
     assert "kappa_reference" not in result.data.attrs
+
+
+@needs_s2p
+def test_nist_resonator_q_does_not_depend_on_the_fit_window() -> None:
+    """The joint fit's Ql and Qi stay put as the window shrinks from 16 κ to 4.7 κ wide: a
+    delay that the fit got wrong would tilt the wings and move them, as it moves the
+    reference's."""
+    data = load_recorded(S2P, "resonator_spectroscopy")
+    node = ResonatorSpectroscopy()
+    full = node.analyse(data).values
+    frequency = data["readout_frequency"].values
+    fr = full["readout_frequency"][0]
+    for fraction in WINDOWS:
+        half = fraction * np.ptp(frequency) / 2
+        analysis = node.analyse(data.sel(readout_frequency=slice(fr - half, fr + half)))
+        outcome = node.gate(analysis)
+        assert outcome.accepted, (fraction, outcome.reason)
+        for name in ("loaded_q", "internal_q"):
+            value = analysis.values[name][0]
+            assert value == pytest.approx(full[name][0], rel=WINDOW_STABILITY), (fraction, name)
+        fr_window, fr_stderr = analysis.values["readout_frequency"]
+        assert abs(fr_window - REFERENCE_FR) < 3 * np.hypot(fr_stderr, REFERENCE_FR_STDERR)
+
+
+@needs_s2p
+def test_nist_resonator_fit_meets_the_wings_at_the_noise() -> None:
+    """Beyond 3 κ from the line the residual is noise (rms per quadrature within 1.5× the
+    point-to-point noise; it is 1.27×). The misfit left is in the line's core (4.7× the
+    noise within κ), where the report finds the line distorted beyond one Lorentzian."""
+    result = analyse_file(S2P, "resonator_spectroscopy")
+    fit = result.analysis.fit
+    frequency = result.data["readout_frequency"].values
+    residual = result.data["iq"].values - fit.best_fit(frequency)
+    wings = np.abs(frequency - fit.fr) >= 3 * fit.kappa
+    assert wings.sum() > 300
+    rms = np.sqrt(np.mean(np.abs(residual[wings]) ** 2) / 2)
+    assert rms < 1.5 * fit.noise
 
 
 @needs_s2p
