@@ -201,16 +201,20 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
 def _fundamental(
     bmap: BiasMap, best: np.ndarray, cost: float, typical: float
 ) -> tuple[np.ndarray, float]:
-    """A third or a half of the period when the map obeys that too.
+    """A fifth, quarter, third or half of the period when the map obeys that too.
 
     A multiple of the period is a symmetry of the map as well, and with sharp crossing
     features the integer-lag search can miss a period that spans a fractional number of
     bias steps; the refined (P, S) is tested directly at P/3 and P/2 (the axis S stays a
     mirror axis of the shorter period).
     """
-    for divisor in (3, 2):
+    for divisor in (5, 4, 3, 2):
         trial = np.array([best[0] / divisor, best[1]])
-        if mirror_cost(bmap, *trial) <= cost + 0.25 * (typical - cost):
+        if trial[0] < 2 * bmap.step:
+            continue
+        # a true shorter period superposes as well as P (cost at the noise floor); a false
+        # one lands near a typical axis' cost: the midpoint tells them apart
+        if mirror_cost(bmap, *trial) <= cost + 0.5 * (typical - cost):
             return _refine(bmap, trial)
     return best, cost
 

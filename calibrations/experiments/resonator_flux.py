@@ -105,7 +105,7 @@ class ResonatorFlux(Node):
     # Gate thresholds.
     min_finite_fraction: float = 0.8
     min_visible_fraction: float = 0.2
-    min_modulation: float = 0.3  # log(1 + d²) above noise: unrelated columns must differ
+    min_modulation: float = 0.05  # log(1 + d²) above noise (its own noise is ~0.005)
     min_contrast: float = 0.3
     max_mismatch: float = 2.0
     max_period_rel_stderr: float = 0.005
