@@ -311,18 +311,21 @@ def test_live_glitch_is_measured_again():
     assert not any(map(glitched, data["iq"].values))
 
 
-def test_line_outside_every_window_stops_the_tracking():
-    """qubit_frequency 150 MHz below the line: the first rows never see it, tracking stops."""
+def test_a_wrong_half_flux_frequency_never_gives_wrong_energies():
+    """qubit_frequency 150 MHz below the line: the sweet-spot row sees nothing and the first
+    rows are predicted from the wrong value. The fit uses only the lines the rows found, so
+    the node either recovers the true energies or rejects; it never hands on wrong ones."""
     session, truth = session_for(QubitFluxSpectroscopy, "heavy", 3)
     session.known["qubit_frequency"] = CalibratedParameter(
         truth["qubit_frequency"] - 150e6, math.nan, "Hz", "", ""
     )
     node = QubitFluxSpectroscopy()
-    data = node.acquire(session)
-    assert data.sizes["flux_voltage"] == node.max_missed_rows
-    accepted, reason, _ = verdict(node, data)
-    assert not accepted
-    assert "row peaks found" in reason
+    accepted, reason, analysis = verdict(node, node.acquire(session))
+    if accepted:
+        for name in ENERGIES:
+            assert analysis.values[name][0] == pytest.approx(truth[name], rel=0.02), name
+    else:
+        assert "FAILED" in reason
 
 
 def test_prediction_is_exact_on_the_half_flux_hyperbola():

@@ -122,7 +122,7 @@ class QubitFluxSpectroscopy(Node):
     min_step: float = 0.003  # Φ0
     max_flux_step: float = 0.04  # Φ0
     target_jump: float = 150e6  # Hz of f01 change aimed at between rows ...
-    far_jump: float = 500e6  # Hz ... and where the last prediction was good
+    far_jump: float = 250e6  # Hz ... and where the last prediction was good
     good_prediction: float = 15e6  # Hz between the predicted and the found line
     points: int = 61  # frequency points per row
     min_frequency: float = 10e6  # Hz, lowest drive frequency swept
