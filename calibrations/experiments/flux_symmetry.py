@@ -79,15 +79,26 @@ class BiasMap:
         return depth / (self.noise / np.sqrt(3))
 
 
-def _interpolate(bmap: BiasMap, voltage: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Columns at `voltage` (linear between bias points), their noise weight and usability."""
+def _interpolate(
+    bmap: BiasMap, voltage: np.ndarray, guarded: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns at `voltage` (linear between bias points), their variance and usability.
+
+    The variance (per quadrature, per point) is the noise of the interpolated column; when
+    `guarded`, plus the error linear interpolation may make across a feature sharper than
+    the bias step, w(1 − w)·|Δcolumn|²: zero on a bias point, largest halfway. Without that
+    guard a period spanning a whole number of steps (a multiple of the true one) can match
+    better than the true one; with it, the sharp features that pin the period most
+    precisely count less. So candidates are chosen guarded and refined unguarded.
+    """
     position = np.clip((voltage - bmap.bias[0]) / bmap.step, 0, bmap.bias.size - 1)
     lower = np.minimum(np.floor(position).astype(int), bmap.bias.size - 2)
     w = (position - lower)[:, None]
     columns = (1 - w) * bmap.iq[lower] + w * bmap.iq[lower + 1]
-    weight = ((1 - w) ** 2 + w**2)[:, 0]
+    jump = np.abs(bmap.iq[lower + 1] - bmap.iq[lower]) ** 2 / 2  # per quadrature
+    variance = bmap.noise**2 * ((1 - w) ** 2 + w**2) + (w * (1 - w) * jump if guarded else 0)
     usable = bmap.finite[lower] & bmap.finite[lower + 1]
-    return columns, weight, usable
+    return columns, variance, usable
 
 
 def mirror_pairs(bias: np.ndarray, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +110,13 @@ def mirror_pairs(bias: np.ndarray, period: float, axis: float) -> tuple[np.ndarr
     return index, image[order, index]
 
 
-def pair_residuals(bmap: BiasMap, index: np.ndarray, image: np.ndarray) -> np.ndarray:
+def pair_residuals(
+    bmap: BiasMap, index: np.ndarray, image: np.ndarray, guarded: bool = False
+) -> np.ndarray:
     """Noise-normalised complex differences column(V) − column(image), shape (pairs, freq)."""
-    columns, weight, usable = _interpolate(bmap, image)
+    columns, variance, usable = _interpolate(bmap, image, guarded)
     keep = bmap.finite[index] & usable
-    scale = bmap.noise * np.sqrt(2 * (1 + weight[keep]))[:, None]
+    scale = np.sqrt(2 * (bmap.noise**2 + variance[keep]))
     return (bmap.iq[index[keep]] - columns[keep]) / scale
 
 
@@ -111,16 +124,16 @@ def _d2(residuals: np.ndarray) -> np.ndarray:
     return np.mean(np.abs(residuals) ** 2, axis=1)
 
 
-def mirror_cost(bmap: BiasMap, period: float, axis: float) -> float:
+def mirror_cost(bmap: BiasMap, period: float, axis: float, guarded: bool = False) -> float:
     index, image = mirror_pairs(bmap.bias, period, axis)
-    d2 = _d2(pair_residuals(bmap, index, image))
+    d2 = _d2(pair_residuals(bmap, index, image, guarded))
     return float(np.log1p(d2).mean()) if d2.size else np.inf
 
 
 def shift_cost(bmap: BiasMap, lag: int) -> float:
     """Cost of superposing the map on itself shifted by `lag` bias points."""
     index = np.arange(bmap.bias.size - lag)
-    d2 = _d2(pair_residuals(bmap, index, bmap.bias[index + lag]))
+    d2 = _d2(pair_residuals(bmap, index, bmap.bias[index + lag], guarded=True))
     return float(np.log1p(d2).mean()) if d2.size else np.inf
 
 
@@ -176,9 +189,11 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     period = period_guess(bmap, bounds)
     step = bmap.step
     axes = np.arange(0.0, period, step / 4)
-    costs = np.array([mirror_cost(bmap, period, s) for s in axes])
-    best, cost = _refine(bmap, np.array([period, axes[int(np.argmin(costs))]]))
-    best, cost = _fundamental(bmap, best, cost, float(np.median(costs)))
+    costs = np.array([mirror_cost(bmap, period, s, guarded=True) for s in axes])
+    start = np.array([period, axes[int(np.argmin(costs))]])
+    candidate, cost = _refine(bmap, start, guarded=True)
+    candidate, cost = _fundamental(bmap, candidate, cost, float(np.median(costs)))
+    best, _ = _refine(bmap, candidate)
     halves = [_refine(_subsample(bmap, k), best)[0] for k in (0, 1)]
     grid = np.abs(halves[0] - halves[1]) / 2
     statistical, d2 = _statistics(bmap, best[0], best[1])
@@ -212,10 +227,12 @@ def _fundamental(
         trial = np.array([best[0] / divisor, best[1]])
         if trial[0] < 2 * bmap.step:
             continue
-        # a true shorter period superposes as well as P (cost at the noise floor); a false
-        # one lands near a typical axis' cost: the midpoint tells them apart
-        if mirror_cost(bmap, *trial) <= cost + 0.5 * (typical - cost):
-            return _refine(bmap, trial)
+        # A true shorter period superposes as well as P once refined; for a false P/k only
+        # the images of every k-th order are true ones, so its cost stays a fraction
+        # 1 − 1/k ≥ 1/2 of the way from the best to a typical axis' cost.
+        refined, refined_cost = _refine(bmap, trial, guarded=True)
+        if refined_cost <= cost + 0.25 * (typical - cost):
+            return refined, refined_cost
     return best, cost
 
 
@@ -223,11 +240,11 @@ def _subsample(bmap: BiasMap, start: int) -> BiasMap:
     return BiasMap(bmap.bias[start::2], bmap.iq[start::2], bmap.noise, bmap.finite[start::2])
 
 
-def _refine(bmap: BiasMap, start: np.ndarray) -> tuple[np.ndarray, float]:
+def _refine(bmap: BiasMap, start: np.ndarray, guarded: bool = False) -> tuple[np.ndarray, float]:
     """Nelder–Mead on (P, S): the cost is piecewise smooth (linear interpolation)."""
     step = bmap.step
     result = minimize(
-        lambda p: mirror_cost(bmap, p[0], p[1]),
+        lambda p: mirror_cost(bmap, p[0], p[1], guarded),
         start,
         method="Nelder-Mead",
         options={
