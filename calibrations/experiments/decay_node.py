@@ -16,7 +16,6 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
-from calibrations.averaging import noise_limited_score
 from calibrations.experiments.decay_fits import fit_decay, project, quality
 from calibrations.experiments.time_domain import (
     measure_repeats,
@@ -100,14 +99,7 @@ class DecayNode(Node):
             self.max_delay,
         )
         window = float(data[SWEEP].values.max())
-        return with_enough_shots(session, measure, data, window, self._score, self.budget)
-
-    def _score(self, data: xr.Dataset) -> float:
-        try:
-            criteria = self.analyse(data).criteria
-        except FitError:
-            return 0.0
-        return noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
+        return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
 
     def _decay_or_nan(self, data: xr.Dataset) -> float:
         try:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from calibrations.averaging import noise_limited_score
 from calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
 from calibrations.experiments.time_domain import (
     measure_repeats,
@@ -123,14 +122,7 @@ class Ramsey(Node):
             self.max_delay,
         )
         window = float(data[SWEEP].values.max())
-        return with_enough_shots(session, measure, data, window, self._score, self.budget)
-
-    def _score(self, data: xr.Dataset) -> float:
-        try:
-            criteria = self.analyse(data).criteria
-        except FitError:
-            return 0.0
-        return noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
+        return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
 
     def short_detuning_for(self, known_stderr: float, pulse_duration: float) -> float:
         """δ of the short window: 10× the known frequency uncertainty, within the pulse band.

@@ -14,7 +14,9 @@ from typing import TypeVar
 import numpy as np
 import xarray as xr
 
-from calibrations.averaging import next_total
+from calibrations.averaging import next_total, noise_limited_score
+from calibrations.fitting import FitError
+from calibrations.node import Analysis
 from calibrations.session import QubitSession
 
 #: Dimension that holds the two repeats of a trace.
@@ -75,19 +77,23 @@ def with_enough_shots(
     acquire: Callable[[float], Data],
     data: Data,
     window: float,
-    score: Callable[[Data], float],
+    analyse: Callable[[Data], Analysis],
     budget: int,
 ) -> Data:
     """The trace again with more shots when its noise-limited criteria fall short.
 
-    `score(data)` is how far the gate's signal-to-noise and relative-error criteria are met
-    (1: just met, 0: nothing fitted, when more shots would not tell what went wrong); the
+    The score is how far the gate's signal-to-noise and relative-error criteria are met (1:
+    just met, 0: nothing fitted, when more shots would not tell what went wrong); the
     √shots law sets the shot count, within `budget`. The first trace is replaced, not
     averaged in, so every repeat of the new trace has the same shots.
     """
     readout = session.channel("readout")
     shots = int(readout.shots())
-    reached = score(data)
+    try:
+        criteria = analyse(data).criteria
+    except FitError:
+        return data
+    reached = noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
     if reached >= 1.0 or reached <= 0.0:
         return data
     wanted = next_total(shots, reached, 1.0, budget)
