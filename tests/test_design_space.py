@@ -60,3 +60,15 @@ def test_most_sampled_chips_calibrate_fully(verdicts) -> None:
     full = [seed for seed, (v, _) in verdicts.items() if v.fully_calibrated]
     failures = {s: v.first_failure for s, (v, _) in verdicts.items() if not v.fully_calibrated}
     assert len(full) >= MIN_FULLY_CALIBRATED, failures
+
+
+def test_standard_errors_cover_the_truth(verdicts) -> None:
+    """(value − truth)/stderr within ±3 for ≥ 97 % of the accepted values with a known truth.
+
+    The 60-chip benchmark (benchmarks/bench_robustness.py) gives the wider sample; here the
+    ten chips' values, so an overconfident fit shows up in CI.
+    """
+    errors = [e for verdict, _ in verdicts.values() for e in verdict.normalised_errors.values()]
+    outside = [e for e in errors if abs(e) > 3]
+    assert len(errors) >= 50
+    assert len(outside) <= 0.03 * len(errors), sorted(outside)
