@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 import xarray as xr
+from scipy.signal import find_peaks
 
 from calibrations.averaging import next_total
 from calibrations.experiments.single_shot import (
@@ -104,11 +105,14 @@ def fit_separation(
             "max": frequency.max(),
         },
         kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
-        ratio={"value": _RATIO_STARTS[0], "min": -0.9, "max": 100.0},
+        ratio={"value": _RATIO_STARTS[0], "min": -0.9, "max": 1000.0},
     )
     fits = []
-    for ratio in _RATIO_STARTS:  # one or two maxima: start from both regimes
+    starts = [(ratio, params["centre"].value) for ratio in _RATIO_STARTS]
+    starts += _two_peak_start(frequency, separation, noise, kappa)
+    for ratio, centre in starts:  # one or two maxima: start from both regimes
         params["ratio"].value = ratio
+        params["centre"].value = centre
         try:
             fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
         except (ValueError, TypeError) as error:
@@ -123,6 +127,23 @@ def fit_separation(
         width,
         float(result.redchi),
     )
+
+
+def _two_peak_start(
+    frequency: np.ndarray, separation: np.ndarray, noise: np.ndarray, kappa: float
+) -> list[tuple[float, float]]:
+    """(ratio, centre) read off the curve when it shows two separate maxima.
+
+    With |χ| ≫ κ the maxima sit near each dressed line, far apart: a fit started from a
+    small ratio settles on one broad peak. Two peaks Δ apart mean ratio = (Δ/κ)² + 1
+    (maxima at centre ± (κ/2)·√(ratio − 1)), centred between them.
+    """
+    peaks, _ = find_peaks(separation, prominence=5 * float(np.median(noise)))
+    if peaks.size < 2:
+        return []
+    first, second = sorted(peaks[np.argsort(separation[peaks])[-2:]])
+    gap = float(frequency[second] - frequency[first])
+    return [((gap / kappa) ** 2 + 1, float(frequency[first] + gap / 2))]
 
 
 Estimate = tuple[float, float]  # value, stderr

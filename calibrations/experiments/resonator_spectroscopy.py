@@ -304,7 +304,7 @@ class ResonatorSpectroscopy(Node):
     )
 
     window_linewidths: float = 6.0  # half-span in κ around the line(s) ...
-    min_window: float = 4e6  # Hz ... and at least this: a second dressed line may sit |χ| away
+    min_window: float = 8e6  # Hz ... and at least this: a second dressed line may sit |χ| away
     points: int = 301
     readout_amplitude: float | None = None  # V; None: the largest linear one (readout_power)
     readout_duration: float = DEFAULT_READOUT["integration_time"]
