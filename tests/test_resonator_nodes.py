@@ -242,7 +242,8 @@ def test_glitched_spectroscopy_is_rejected() -> None:
     session.station.components["readout"].inject_fault("glitch", "q0")
     _, outcome = calibrate(ResonatorSpectroscopy(), session)
     assert not outcome.accepted
-    assert "notch fit" in outcome.reason
+    # spikes either break the notch fit or leave it too uncertain to pass
+    assert "notch fit" in outcome.reason or "stderr" in outcome.reason, outcome.reason
 
 
 def test_flux_scan_on_pure_noise_is_rejected() -> None:
