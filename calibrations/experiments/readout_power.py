@@ -45,10 +45,9 @@ class Linearity:
     linear_index: int  # last amplitude of the unbroken linear run from the lowest one
 
 
-def _linear_run(response, slope, amplitude, low, allowed, noise) -> int:
+def _linear_run(response, slope, scale, amplitude, low, allowed, noise) -> int:
     """Last index of the run, from the lowest amplitudes up, that agrees with a reference
     updated as it goes (inverse-variance mean, weights ∝ amplitude²)."""
-    scale = float(np.mean(np.abs(slope)))
     weights, reference, linear = amplitude[:low] ** 2, slope, low - 1
     for k in range(low, amplitude.size):
         deviation = float(np.abs(response[k] - reference).mean()) / scale
@@ -78,7 +77,7 @@ def linearity(amplitude: np.ndarray, iq: np.ndarray, allowed: float) -> Linearit
     scale = float(np.mean(np.abs(slope)))
     noise = sigma_iq / amplitude / max(scale, 1e-300)
     deviation = np.abs(response - slope).mean(axis=1) / max(scale, 1e-300)
-    linear = _linear_run(response, slope, amplitude, low, allowed, noise)
+    linear = _linear_run(response, slope, scale, amplitude, low, allowed, noise)
     # The running reference drifts with a slow compression; judge again against the
     # amplitudes well below the first answer, where compression is negligible.
     settled = max(int(np.searchsorted(amplitude, amplitude[linear] / 3)), low)

@@ -106,6 +106,19 @@ def notch_score(frequency: np.ndarray, limits: NotchLimits) -> Callable[[np.ndar
     return score
 
 
+def measure_notch(
+    session: QubitSession,
+    name: str,
+    frequency: np.ndarray,
+    limits: NotchLimits,
+    budget: int,
+    attrs: dict,
+) -> xr.Dataset:
+    """A resonator trace averaged until the gate's noise-limited notch criteria are met."""
+    score = notch_score(frequency, limits)
+    return measure_averaged(session, name, FREQUENCY, frequency, score, 1.0, budget, attrs)
+
+
 def notch_analysis(data: xr.Dataset, limits: NotchLimits) -> Analysis:
     """Notch fit of `iq` over `readout_frequency` → readout_frequency, κ and the Q factors.
 
@@ -250,16 +263,7 @@ class ResonatorSearch(Node):
             "coarse_run_id": coarse.attrs["averaging_runs"],
         }
         session.configure(readout={"shots": self.shots})
-        data = measure_averaged(
-            session,
-            self.name,
-            FREQUENCY,
-            frequency,
-            notch_score(frequency, self.limits),
-            1.0,
-            self.fine_budget,
-            attrs,
-        )
+        data = measure_notch(session, self.name, frequency, self.limits, self.fine_budget, attrs)
         return data.assign(coarse_iq=(COARSE, coarse["iq"].values)).assign_coords(
             {COARSE: coarse_frequency}
         )
@@ -335,16 +339,7 @@ class ResonatorSpectroscopy(Node):
         half = max(self.window_linewidths * kappa, self.min_window)
         for attempt in range(2):
             frequency = np.linspace(centre - half, centre + half, self.points)
-            data = measure_averaged(
-                session,
-                self.name,
-                FREQUENCY,
-                frequency,
-                notch_score(frequency, self.limits),
-                1.0,
-                self.budget,
-                attrs,
-            )
+            data = measure_notch(session, self.name, frequency, self.limits, self.budget, attrs)
             lines = self._lines_seen(self.analyse(data))
             if attempt or lines is None or self._inside(frequency, lines, kappa):
                 return data
