@@ -32,6 +32,8 @@ _MAX_MIRROR_ORDER = 8
 #: crossing features leaves errors of up to ~0.02 step that neither the noise nor the
 #: even/odd comparison reveals (measured on 16 sampled chips; bench_robustness coverage).
 _INTERPOLATION_FLOOR = 1 / 30
+#: Twice the period replaces it when its cost is lower by this many of the cost's noise.
+_DOUBLING_SIGMAS = 5.0
 #: A pair of columns is an inlier for the error estimate when its d² is below this.
 _INLIER_D2 = 3.0
 
@@ -125,9 +127,8 @@ def _d2(residuals: np.ndarray) -> np.ndarray:
 
 
 def mirror_cost(bmap: BiasMap, period: float, axis: float, guarded: bool = False) -> float:
-    index, image = mirror_pairs(bmap.bias, period, axis)
-    d2 = _d2(pair_residuals(bmap, index, image, guarded))
-    return float(np.log1p(d2).mean()) if d2.size else np.inf
+    terms = _cost_terms(bmap, period, axis, guarded)
+    return float(terms.mean()) if terms.size else np.inf
 
 
 def shift_cost(bmap: BiasMap, lag: int) -> float:
@@ -193,6 +194,7 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     start = np.array([period, axes[int(np.argmin(costs))]])
     candidate, cost = _refine(bmap, start, guarded=True)
     candidate, cost = _fundamental(bmap, candidate, cost, float(np.median(costs)))
+    candidate, cost = _not_half(bmap, candidate, cost, bounds)
     best, _ = _refine(bmap, candidate)
     halves = [_refine(_subsample(bmap, k), best)[0] for k in (0, 1)]
     grid = np.abs(halves[0] - halves[1]) / 2
@@ -234,6 +236,37 @@ def _fundamental(
         if refined_cost <= cost + 0.25 * (typical - cost):
             return refined, refined_cost
     return best, cost
+
+
+def _not_half(
+    bmap: BiasMap, best: np.ndarray, cost: float, bounds: tuple[float, float]
+) -> tuple[np.ndarray, float]:
+    """Twice the period when the map clearly obeys that better.
+
+    A true period P makes 2P a symmetry as well, with the same cost within noise (a subset of
+    the same pairs). When P is half the true period (a weak map in which the lag search
+    found a near-match at P/2), only every other image order is a true one, and 2P, with
+    the axis S or S + P, superposes distinctly better: by more than `_DOUBLING_SIGMAS` times
+    the cost's own noise, estimated from the spread of the per-pair terms.
+    """
+    if 2 * best[0] > bounds[1]:
+        return best, cost
+    terms = _cost_terms(bmap, best[0], best[1], guarded=True)
+    if terms.size < 2:
+        return best, cost
+    # Every column appears in several pairs (one per image order): count them as fewer.
+    noise = float(np.std(terms)) / np.sqrt(terms.size / (2 * _MAX_MIRROR_ORDER))
+    for axis in (best[1], best[1] + best[0]):
+        doubled, doubled_cost = _refine(bmap, np.array([2 * best[0], axis]), guarded=True)
+        if doubled_cost < cost - _DOUBLING_SIGMAS * noise and doubled[0] <= bounds[1]:
+            return doubled, doubled_cost
+    return best, cost
+
+
+def _cost_terms(bmap: BiasMap, period: float, axis: float, guarded: bool = False) -> np.ndarray:
+    """log(1 + d²) of every mirror pair at (P, S): their mean is the mirror cost."""
+    index, image = mirror_pairs(bmap.bias, period, axis)
+    return np.log1p(_d2(pair_residuals(bmap, index, image, guarded)))
 
 
 def _subsample(bmap: BiasMap, start: int) -> BiasMap:

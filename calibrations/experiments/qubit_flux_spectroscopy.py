@@ -30,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from calibrations.averaging import measure_averaged
+from calibrations.experiments import plasmon_lines as plasmon
 from calibrations.experiments.qubit_spectroscopy import (
     Line,
     centre_readout,
@@ -45,7 +46,7 @@ from calibrations.fitting import (
     fit_flux_spectrum,
 )
 from calibrations.fitting.noise import difference_noise
-from calibrations.fitting.spectrum import bias_to_flux, response_to_peak
+from calibrations.fitting.spectrum import OtherLine, bias_to_flux, response_to_peak
 from calibrations.gate import at_least, at_most, relative_error, within
 from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
@@ -54,6 +55,8 @@ ROW = "flux_voltage"
 POINT = "point"
 SWEEP = "drive_frequency"
 ENERGIES = ("EJ", "EC", "EL")
+#: Dimensions of the plasmon-line sweeps at half flux (a coarse one, then one zoom per line).
+PLASMON_ROW, PLASMON_POINT = "plasmon_row", "plasmon_point"
 _SPIKE_SIGMAS = 8.0
 
 
@@ -148,6 +151,12 @@ class QubitFluxSpectroscopy(Node):
     min_flux_span: float = 0.1  # Φ0 spanned by the fitted peaks: away from the sweet spot
     max_sweet_spot_shift: float = 0.01  # Φ0 between the fitted and the calibrated sweet spot
     max_glitched_fraction: float = 0.2  # of the rows (left out of the fit)
+    plasmon_sigmas: float = 5.0  # predicted standard deviations the plasmon search covers
+    max_plasmon_span: float = 4e9  # Hz: a wider prediction is no prediction; not searched
+    plasmon_points: int = 401
+    max_plasmon_lines: int = 3  # lines zoomed into
+    max_drive_frequency: float = 20e9  # Hz
+    max_plasmon_residual: float = 5.0  # standard errors between a plasmon line and the fit
     #: Physical range of fluxonium energies (Hz): outside, the fit found something else.
     EJ_bounds: tuple[float, float] = (0.5e9, 50e9)
     EC_bounds: tuple[float, float] = (0.1e9, 10e9)
@@ -164,6 +173,7 @@ class QubitFluxSpectroscopy(Node):
         found_flux: list[float] = []
         found_f01: list[float] = []
         last_tone = None  # (amplitude, linewidth) of the last line seen
+        tones = []  # (amplitude, linewidth, bias) of every line seen
         rows = []
         missed = 0
         offset, step = 0.0, self.first_step
@@ -188,11 +198,17 @@ class QubitFluxSpectroscopy(Node):
                 found_flux.append(offset)
                 found_f01.append(line.centre)
                 last_tone = (amplitude, line.fwhm)
+                tones.append((amplitude, line.fwhm, bias))
             if offset > 0:
                 missed_by = abs(line.centre - window.centre) if line else np.inf
                 step = self._next_step(step, found_f01, missed_by)
             offset = offset + step if offset < self.flux_span else np.inf
             offset = min(offset, self.flux_span) if np.isfinite(offset) else offset
+        data = self._dataset(session, rows, period, sweet_spot, f_half)
+        sweet_tone = next(((a, w) for a, w, b in tones if b == sweet_spot), None)
+        return self._with_plasmon_lines(session, data, sweet_spot, sweet_tone)
+
+    def _dataset(self, session, rows, period, sweet_spot, f_half) -> xr.Dataset:
         bias, frequency, iq, amplitude, shots = zip(*rows, strict=True)
         frequency, iq = _padded(frequency), _padded(iq)
         bias, amplitude, shots = np.array(bias), np.array(amplitude), np.array(shots)
@@ -213,6 +229,97 @@ class QubitFluxSpectroscopy(Node):
                 "readout_frequency": float(session.channel("readout").frequency()),
                 "herald": int(self.herald),
             },
+        )
+
+    def _with_plasmon_lines(
+        self,
+        session: QubitSession,
+        data: xr.Dataset,
+        sweet_spot: float,
+        sweet_tone: tuple[float, float] | None,
+    ) -> xr.Dataset:
+        """The map plus the plasmon lines at half flux when f01(Φ) alone leaves EJ or EC
+        less certain than wanted (see `plasmon_lines`).
+
+        The search windows are the f01-only fit's predictions of f12 and f03 ± `plasmon_sigmas`
+        (one wider than `max_plasmon_span` is no prediction; lines seen twice count once);
+        the tone is the sweet-spot row's, scaled by the ratio of charge matrix elements and
+        by the wanted linewidth on the coarse grid. Each line found is measured again zoomed,
+        with the tone scaled to its width. No heralding: level 1 must stay populated.
+        """
+        fit = _f01_fit(data, self.min_line_snr)
+        if fit is None or sweet_tone is None or self._energies_precise(data, fit):
+            return data
+        try:
+            prediction = plasmon.predict(fit, sweet_spot)
+        except FitError:
+            return data
+        windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
+        windows = [(lo, min(hi, self.max_drive_frequency)) for lo, hi in windows]
+        windows = [(lo, hi) for lo, hi in windows if 0 < hi - lo <= self.max_plasmon_span]
+        if not windows:
+            return data
+        session.configure(flux={"voltage": sweet_spot}, drive={"herald": False})
+        tone, width = sweet_tone
+        tone *= plasmon.charge_ratio(fit) * self.points_per_linewidth / width
+        rows, zoomed = [], []
+        for low, high in windows:
+            frequency = np.linspace(low, high, self.plasmon_points)
+            coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
+            rows.append(coarse)
+            zoomed.append(False)
+            lines = find_lines(frequency, coarse[1], self.min_line_snr)
+            lines.sort(key=lambda x: -x.snr)
+            for line in lines[: self.max_plasmon_lines]:
+                half = 2 * line.fwhm
+                zoom = np.linspace(line.centre - half, line.centre + half, self.points)
+                wanted = self.points_per_linewidth * (zoom[1] - zoom[0])
+                rows.append(self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm))
+                zoomed.append(True)
+        session.configure(drive={"herald": self.herald}, readout={"shots": self.shots})
+        frequency, iq, amplitude, shots = zip(*rows, strict=True)
+        return (
+            data.assign(
+                plasmon_iq=((PLASMON_ROW, PLASMON_POINT), _padded(iq)),
+                plasmon_amplitude=(PLASMON_ROW, np.array(amplitude)),
+                plasmon_shots=(PLASMON_ROW, np.array(shots)),
+                plasmon_zoomed=(PLASMON_ROW, np.array(zoomed)),
+            )
+            .assign_coords(plasmon_frequency=((PLASMON_ROW, PLASMON_POINT), _padded(frequency)))
+            .assign_attrs(plasmon_bias=sweet_spot)
+        )
+
+    def _plasmon_row(
+        self, session: QubitSession, frequency: np.ndarray, amplitude: float
+    ) -> tuple[np.ndarray, np.ndarray, float, int]:
+        amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
+        session.configure(drive={"amplitude": amplitude}, readout={"shots": self.shots})
+
+        def strongest(iq: np.ndarray) -> float:
+            return max((line.snr for line in find_lines(frequency, iq, 3.0)), default=0.0)
+
+        data = measure_averaged(
+            session,
+            f"{self.name}_plasmon",
+            SWEEP,
+            frequency,
+            strongest,
+            self.min_line_snr,
+            self.budget,
+        )
+        return frequency, data["iq"].values, amplitude, int(data.attrs["shots"])
+
+    def _energies_precise(self, data: xr.Dataset, fit: SpectrumFit) -> bool:
+        """Whether EJ and EC, with the held period's share of their error, meet the target."""
+        peaks, _, _ = row_peaks(data, self.min_line_snr)
+        period = _optional(data.attrs.get("flux_period"))
+        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit)
+        return all(
+            relative_error(
+                getattr(fit, n), float(np.hypot(getattr(fit, f"{n}_stderr"), mapping[n]))
+            )
+            <= self.max_relative_error
+            for n in ("EJ", "EC")
         )
 
     def _next_step(self, step: float, f01: list[float], missed_by: float) -> float:
@@ -356,6 +463,14 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
+        others, plasmon_report = recorded_plasmon_lines(data, fit, self.min_line_snr)
+        if others:
+            try:
+                fit = fit_flux_spectrum(
+                    peaks, period=period, sweet_spot_guess=calibrated, others=others
+                )
+            except FitError as error:
+                others, plasmon_report = (), f"plasmon lines not fitted: {error}\n"
         flux = bias_to_flux(peaks.bias[fit.used], fit.period, fit.sweet_spot)
         sweet_spot = fit.sweet_spot
         if calibrated is not None:
@@ -371,6 +486,15 @@ class QubitFluxSpectroscopy(Node):
                 self.max_residual_linewidths,
             ),
         ]
+        if others:
+            stderr = np.array([o.stderr for o in others])
+            criteria.append(
+                at_most(
+                    "plasmon line residual (standard errors)",
+                    float(np.max(np.abs(fit.other_residuals_hz) / stderr)),
+                    self.max_plasmon_residual,
+                )
+            )
         if calibrated is not None:
             criteria.append(
                 at_most(
@@ -382,7 +506,7 @@ class QubitFluxSpectroscopy(Node):
         values = {"flux_sweet_spot": (sweet_spot, fit.sweet_spot_stderr)}
         if period is None:
             values["flux_period"] = (fit.period, fit.period_stderr)
-        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit)
+        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit, others)
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * float(np.hypot(getattr(fit, f"{name}_stderr"), mapping[name]))
@@ -398,14 +522,18 @@ class QubitFluxSpectroscopy(Node):
         return Analysis(
             values=values,
             criteria=criteria,
-            report=_report(fit, peaks, sweet_spot, calibrated),
+            report=_report(fit, peaks, sweet_spot, calibrated) + plasmon_report,
             fit=fit.result,
             curves=_map_curves(data, peaks, fit),
         )
 
 
 def _period_errors(
-    peaks: PeakTrace, period: float | None, period_stderr: object, fit: SpectrumFit
+    peaks: PeakTrace,
+    period: float | None,
+    period_stderr: object,
+    fit: SpectrumFit,
+    others: tuple[OtherLine, ...] = (),
 ) -> dict[str, float]:
     """Errors (GHz) the held flux period's own uncertainty gives EJ, EC and EL.
 
@@ -419,12 +547,78 @@ def _period_errors(
         return zero
     try:
         shifted = [
-            fit_flux_spectrum(peaks, period=period + sign * stderr, sweet_spot_guess=fit.sweet_spot)
+            fit_flux_spectrum(
+                peaks,
+                period=period + sign * stderr,
+                sweet_spot_guess=fit.sweet_spot,
+                others=others,
+                start=fit,
+            )
             for sign in (1, -1)
         ]
     except FitError:
         return dict.fromkeys(ENERGIES, np.inf)
     return {n: abs(getattr(shifted[0], n) - getattr(shifted[1], n)) / 2 for n in ENERGIES}
+
+
+def _f01_fit(data: xr.Dataset, min_snr: float) -> SpectrumFit | None:
+    """The f01-only spectrum fit of a map, None when it fails."""
+    peaks, _, _ = row_peaks(data, min_snr)
+    try:
+        return fit_flux_spectrum(
+            peaks,
+            period=_optional(data.attrs.get("flux_period")),
+            sweet_spot_guess=_optional(data.attrs.get("flux_sweet_spot")),
+        )
+    except FitError:
+        return None
+
+
+def recorded_plasmon_lines(
+    data: xr.Dataset, fit: SpectrumFit, min_snr: float
+) -> tuple[tuple[OtherLine, ...], str]:
+    """The plasmon lines a map recorded, assigned against the f01-only `fit`, and a report.
+
+    Zoomed rows give each line's centre; without them the coarse rows' lines are used. Lines
+    closer than a linewidth are one line.
+    """
+    if "plasmon_iq" not in data:
+        return (), ""
+    iq = data["plasmon_iq"].transpose(PLASMON_ROW, ...).values
+    frequency = data["plasmon_frequency"].transpose(PLASMON_ROW, ...).values
+    zoomed = data["plasmon_zoomed"].values.astype(bool)
+    found: list[Line] = []
+    for k in np.flatnonzero(zoomed) if zoomed.any() else range(iq.shape[0]):
+        measured = np.isfinite(iq[k]) & np.isfinite(frequency[k])
+        f, z = frequency[k][measured], iq[k][measured]
+        lines = find_lines(f, z, min_snr)
+        if zoomed[k]:  # the line zoomed into sits in the middle
+            lines = [line] if (line := nearest_line(lines, float(np.mean(f)))) else []
+        found += [refine_line(f, z, line) for line in lines]
+    distinct: list[Line] = []
+    for line in sorted(found, key=lambda x: -x.snr):
+        if all(abs(line.centre - kept.centre) > max(line.fwhm, kept.fwhm) for kept in distinct):
+            distinct.append(line)
+    try:
+        prediction = plasmon.predict(fit, float(data.attrs["plasmon_bias"]))
+    except FitError as error:
+        return (), f"plasmon lines not used: {error}\n"
+    others = tuple(plasmon.assign(distinct, prediction))
+    predicted = ", ".join(
+        f"f{lo}{u} {m / 1e9:.3f} ± {s / 1e9:.3f} GHz"
+        for (lo, u), m, s in zip(
+            prediction.transitions,
+            prediction.mean,
+            np.sqrt(np.diag(prediction.covariance)),
+            strict=True,
+        )
+    )
+    seen = ", ".join(f"{line.centre / 1e9:.4f}" for line in distinct) or "none"
+    used = ", ".join(f"f{o.lower}{o.upper} = {o.frequency / 1e9:.4f} GHz" for o in others)
+    return others, (
+        f"plasmon lines at half flux: predicted {predicted}; seen {seen} GHz; "
+        f"{'used ' + used if others else 'none assigned unambiguously'}\n"
+    )
 
 
 def row_peaks(data: xr.Dataset, min_snr: float) -> tuple[PeakTrace, np.ndarray, int]:

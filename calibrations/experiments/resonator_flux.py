@@ -10,6 +10,8 @@ Steps:
 1. A 2-D scan: a readout-frequency sweep at each bias of the flux source's range (default
    ±2.6 V, ≥ 2 periods of any device with ≤ 2.6 V/Φ0). The window is a few κ wide but at
    least `min_window` (the line moves with flux, by more than κ when |χ| > κ), in κ/3 steps.
+   When the flux modulation hardly rises above noise (|χ| ≪ κ), the scan is repeated at a few
+   frequencies across the dip with the same shots per column concentrated there.
 2. Period and mirror axis from whole complex columns (`flux_symmetry`): no line model, so a
    thermal mixture of two dressed lines, a line leaving the window or any cable delay is
    handled alike. This finds all symmetry points, S/2 + m·P/2, without telling half from
@@ -47,6 +49,8 @@ from calibrations.session import DEFAULT_READOUT, QubitSession
 
 BIAS = "flux_voltage"
 FREQUENCY = "readout_frequency"
+#: Frequency axis of the wide map when a focused re-scan replaced it (`wide_iq`).
+WIDE_FREQUENCY = "wide_readout_frequency"
 #: Dimensions of the single-shot discrimination data.
 CANDIDATE, SHOT_POINT, SHOT = "candidate", "shot_point", "shot"
 #: A column shows the resonator when its largest departure from the off-resonant level
@@ -101,6 +105,8 @@ class ResonatorFlux(Node):
     readout_duration: float = DEFAULT_READOUT["integration_time"]
     shots: int = DEFAULT_READOUT["shots"]
     shot_points: int = 5  # readout frequencies per candidate, across ±κ/2
+    focused_points: int = 5  # frequencies across ±κ/2 of a re-scan when flux hardly shows
+    max_focused_shots: int = 32_000  # per point of that re-scan
     max_thermal_shots: int = 64_000  # per point: the budget for the half-flux evidence
     # Gate thresholds.
     min_finite_fraction: float = 0.8
@@ -145,12 +151,45 @@ class ResonatorFlux(Node):
         data = session.measure(
             self.name, FREQUENCY, frequency, outer=("flux.voltage", bias), attrs=attrs
         )
-        try:
-            bmap = _bias_map(data)
-            candidates = symmetry_candidates(find_symmetry(bmap, self.period_bounds))
-        except FitError:
+        symmetry = _symmetry_or_none(data, self.period_bounds)
+        if symmetry is None or symmetry.modulation < self.min_modulation:
+            data = self._focused_map(session, data, bias, kappa, attrs)
+            symmetry = _symmetry_or_none(data, self.period_bounds)
+        if symmetry is None:
             return data  # nothing to discriminate; the analysis rejects with the reason
-        return self._record_shots(session, data, bmap, candidates, kappa)
+        candidates = symmetry_candidates(symmetry)
+        return self._record_shots(session, data, _bias_map(data), candidates, kappa)
+
+    def _focused_map(
+        self, session: QubitSession, wide: xr.Dataset, bias: np.ndarray, kappa: float, attrs
+    ) -> xr.Dataset:
+        """The bias scan again at a few frequencies across the line, with the wide map's
+        shots per column concentrated on them.
+
+        When |χ| ≪ κ the resonator moves by a small fraction of its width with flux, and the
+        wide window spends most shots where the line is not. Across ±κ/2 of the mean dip the
+        response changes fastest with the line's position, so the same device time there
+        shows the flux modulation with √(wide points / focused points) less noise. The wide
+        map is kept (`wide_iq`) for the visibility check and the record.
+        """
+        frequency = wide[FREQUENCY].values
+        try:
+            dip = float(np.median(frequency[_bias_map(wide).dip_trace()]))
+        except FitError:
+            dip = float(np.mean(frequency))
+        focused = dip + np.linspace(-kappa / 2, kappa / 2, self.focused_points)
+        shots = int(min(self.shots * frequency.size / self.focused_points, self.max_focused_shots))
+        session.configure(readout={"shots": shots})
+        data = session.measure(
+            f"{self.name}_focused",
+            FREQUENCY,
+            focused,
+            outer=("flux.voltage", bias),
+            attrs={**attrs, "shots": shots, "wide_run_id": wide.attrs.get("run_id")},
+        )
+        session.configure(readout={"shots": self.shots})
+        wide_iq = wide["iq"].rename({FREQUENCY: WIDE_FREQUENCY})
+        return data.assign(wide_iq=wide_iq)
 
     def _record_shots(self, session, data, bmap: BiasMap, candidates, kappa) -> xr.Dataset:
         """Single shots across the dip at one point of each symmetry class.
@@ -198,7 +237,7 @@ class ResonatorFlux(Node):
         except FitError as error:
             return Analysis({}, [at_least(f"resonator map ({error})", 0, 1)], str(error))
         finite = float(bmap.finite.mean())
-        visible = float((bmap.visibility() >= _VISIBLE_SIGMA).mean())
+        visible = float((_visibility_map(data, bmap).visibility() >= _VISIBLE_SIGMA).mean())
         span = float(bmap.bias[-1] - bmap.bias[0])
         period = symmetry.period
         candidates = symmetry_candidates(symmetry)
@@ -256,6 +295,22 @@ def _bias_map(data: xr.Dataset) -> BiasMap:
     return BiasMap.from_scan(data[BIAS].values.astype(float), iq)
 
 
+def _visibility_map(data: xr.Dataset, bmap: BiasMap) -> BiasMap:
+    """The map whose columns show whether the resonator is in the window: the wide one when
+    a focused re-scan (a few points across the dip, no off-resonant level) replaced it."""
+    if "wide_iq" not in data:
+        return bmap
+    iq = data["wide_iq"].transpose(BIAS, WIDE_FREQUENCY).values.astype(complex)
+    return BiasMap.from_scan(data[BIAS].values.astype(float), iq)
+
+
+def _symmetry_or_none(data: xr.Dataset, bounds: tuple[float, float]) -> Symmetry | None:
+    try:
+        return find_symmetry(_bias_map(data), bounds)
+    except FitError:
+        return None
+
+
 def _half_flux(data: xr.Dataset, symmetry: Symmetry) -> tuple[float, float, float, np.ndarray]:
     """(sweet spot, alternate, significance σ, variance per class) from the single shots.
 
@@ -278,7 +333,7 @@ def _half_flux(data: xr.Dataset, symmetry: Symmetry) -> tuple[float, float, floa
 
 def _curves(data: xr.Dataset, bmap: BiasMap) -> dict:
     frequency = data[FREQUENCY].values
-    visible = bmap.visibility() >= _VISIBLE_SIGMA
+    visible = _visibility_map(data, bmap).visibility() >= _VISIBLE_SIGMA
     return {
         "image": np.abs(bmap.iq).T,
         "image_x": bmap.bias,

@@ -56,6 +56,21 @@ class PeakTrace:
 
 
 @dataclass(frozen=True)
+class OtherLine:
+    """A transition other than 0→1 measured at one bias: i→j, its frequency and stderr (Hz).
+
+    A heavy fluxonium's f01(Φ) pins EL and the half-flux gap but barely separates EJ from
+    EC; a plasmon transition (1→2 or 0→3 near half flux, ≈ √(8·EJ·EC)) does.
+    """
+
+    bias: float
+    frequency: float
+    stderr: float
+    lower: int
+    upper: int
+
+
+@dataclass(frozen=True)
 class SpectrumFit:
     """Fitted fluxonium energies (GHz) and flux mapping (V) with standard errors.
 
@@ -81,6 +96,7 @@ class SpectrumFit:
     n_rejected: int
     used: np.ndarray
     cutoff: int
+    other_residuals_hz: np.ndarray  # data minus model of the other transitions, in order
 
     def f01(self, bias: np.ndarray) -> np.ndarray:
         """Fitted qubit frequency (Hz) at bias values (V)."""
@@ -331,8 +347,17 @@ def fit_flux_spectrum(
     period: float | None = None,
     sweet_spot: float | None = None,
     sweet_spot_guess: float | None = None,
+    others: tuple[OtherLine, ...] = (),
+    start: SpectrumFit | None = None,
 ) -> SpectrumFit:
     """Fit EJ, EC, EL (and the flux mapping unless given) to a peak trace, from the data alone.
+
+    `start`, a fit of the same peaks, replaces the grid search: a refit with a slightly
+    different held period must stay in the same minimum, not look for the best one anew.
+
+    `others` (transitions other than 0→1) join the weighted fit; the grid start and the
+    outlier rejection use the 0→1 peaks alone (an f01 trace of a heavy fluxonium leaves a
+    valley of EJ, EC along which the other lines hold the fit).
 
     `period` (V per Φ0) and `sweet_spot` (V at Φ0/2), when known from a resonator-vs-flux
     experiment, are held fixed. `sweet_spot_guess` starts the search at a known half-flux
@@ -346,24 +371,38 @@ def fit_flux_spectrum(
         raise FitError(
             f"spectrum fit needs at least {max(_MIN_PEAKS, n_free + 2)} peaks, got {bias.size}"
         )
-    start = grid_start(
-        bias, freq / 1e9, period, sweet_spot if sweet_spot is not None else sweet_spot_guess
-    )
-    cutoff = FluxoniumModel(start.EJ, start.EC, start.EL).cutoff + _CUTOFF_MARGIN
-    params = _parameters(start, vary_period=period is None, vary_sweet_spot=sweet_spot is None)
+    if start is None:
+        begin = grid_start(
+            bias, freq / 1e9, period, sweet_spot if sweet_spot is not None else sweet_spot_guess
+        )
+    else:
+        begin = _Start(
+            start.EJ,
+            start.EC,
+            start.EL,
+            period if period is not None else start.period,
+            sweet_spot if sweet_spot is not None else start.sweet_spot,
+            0.0,
+        )
+    cutoff = FluxoniumModel(begin.EJ, begin.EC, begin.EL).cutoff + _CUTOFF_MARGIN
+    params = _parameters(begin, vary_period=period is None, vary_sweet_spot=sweet_spot is None)
     sigma = _frequency_sigma(peaks)
 
     # soft-L1 needs its scale in residual units: far outside it, it converges very slowly.
     start_residual = (freq - _model_hz(params, bias, cutoff)) / sigma
     scale = robust_sigma(start_residual)
-    robust = _minimize(params, bias, freq, sigma, cutoff, loss="soft_l1", f_scale=scale)
-    scaled = robust.residual
+    robust = _minimize(
+        params, bias, freq, sigma, cutoff, loss="soft_l1", f_scale=scale, others=others
+    )
+    scaled = robust.residual[: bias.size]
     spread = robust_sigma(scaled, about=0.0)
     used = np.abs(scaled) <= _OUTLIER_SIGMAS * max(spread, np.finfo(float).tiny)
     if used.sum() < max(_MIN_PEAKS, n_free + 2):
         raise FitError(f"only {used.sum()} of {bias.size} peaks agree with a fluxonium spectrum")
-    final = _minimize(robust.params, bias[used], freq[used], sigma[used], cutoff, loss="linear")
-    return _summarise(final, bias, freq, used, cutoff)
+    final = _minimize(
+        robust.params, bias[used], freq[used], sigma[used], cutoff, loss="linear", others=others
+    )
+    return _summarise(final, bias, freq, used, cutoff, others)
 
 
 def _frequency_sigma(peaks: PeakTrace) -> np.ndarray:
@@ -396,6 +435,20 @@ def _model_hz(params: lmfit.Parameters, bias: np.ndarray, cutoff: int) -> np.nda
     return 1e9 * model.transition_frequency(bias_to_flux(bias, v["period"], v["sweet_spot"]))
 
 
+def _others_hz(params: lmfit.Parameters, others: tuple[OtherLine, ...], cutoff: int) -> np.ndarray:
+    """Model frequencies (Hz) of the other transitions for the current parameter values."""
+    if not others:
+        return np.empty(0)
+    v = params.valuesdict()
+    model = FluxoniumModel(v["EJ"], v["EC"], v["EL"], cutoff=cutoff)
+    flux = bias_to_flux(np.array([o.bias for o in others]), v["period"], v["sweet_spot"])
+    levels = model.energies(flux, n_levels=max(o.upper for o in others) + 1)
+    rows = np.arange(len(others))
+    upper = np.array([o.upper for o in others])
+    lower = np.array([o.lower for o in others])
+    return 1e9 * (levels[rows, upper] - levels[rows, lower])
+
+
 def _minimize(
     params: lmfit.Parameters,
     bias: np.ndarray,
@@ -404,11 +457,17 @@ def _minimize(
     cutoff: int,
     loss: str,
     f_scale: float = 1.0,
+    others: tuple[OtherLine, ...] = (),
 ) -> lmfit.minimizer.MinimizerResult:
-    """Weighted least squares of f01 with scipy's least_squares and the given loss."""
+    """Weighted least squares of f01 (and any other transitions) with scipy's least_squares."""
+    other_freq = np.array([o.frequency for o in others])
+    other_sigma = np.array([o.stderr for o in others])
 
     def residual(p: lmfit.Parameters) -> np.ndarray:
-        return (freq - _model_hz(p, bias, cutoff)) / sigma
+        f01 = (freq - _model_hz(p, bias, cutoff)) / sigma
+        if not others:
+            return f01
+        return np.r_[f01, (other_freq - _others_hz(p, others, cutoff)) / other_sigma]
 
     # Relative tolerances of 1e-7 are far below the parameters' standard errors; the default
     # 1e-8 costs many more (~15 ms) model evaluations for no change in the answer.
@@ -434,6 +493,7 @@ def _summarise(
     freq: np.ndarray,
     used: np.ndarray,
     cutoff: int,
+    others: tuple[OtherLine, ...] = (),
 ) -> SpectrumFit:
     """Values, standard errors and residuals (Hz) of the final fit."""
     values = {}
@@ -450,5 +510,7 @@ def _summarise(
         n_rejected=int((~used).sum()),
         used=used,
         cutoff=cutoff,
+        other_residuals_hz=np.array([o.frequency for o in others])
+        - _others_hz(result.params, others, cutoff),
         **values,
     )
