@@ -9,34 +9,44 @@ strong lines near the plasma frequency √(8·EJ·EC) (0→2 and 1→3 are parit
 frequency sweep at the sweet spot without heralding (level 1 is thermally populated when
 f01 is a few hundred MHz) shows them, and either one separates EJ from EC.
 
-Which line is which is decided against the prediction of the f01-only fit: its covariance,
-propagated linearly to (f12, f03), gives a Mahalanobis distance for every assignment of the
-found lines. Only an assignment that explains the most lines, is inside the 99.99 % region
-and is the only one that does so is used: an ambiguous pairing adds nothing rather than
-something wrong.
+Which line is which is decided by fitting, not by the f01-only prediction: along the valley
+of EJ, EC that f01 leaves open the prediction is far from linear, and a linearised
+covariance was seen 20 σ off. Every assignment of the seen lines to the transitions allowed
+at half flux (1→2, 0→3, 1→4, 0→5; parity forbids the rest) is fitted jointly with f01, one
+line first and larger sets only from lines that fit alone; an assignment counts when the
+joint fit is consistent (f01 residuals within the node's limit, each line within a few of
+its standard errors). The assignment used explains the most lines and is the only one that
+does so: an ambiguous pairing adds nothing rather than something wrong. When one line is
+seen and either plasmon transition could be it, the acquisition looks where its partner
+would be under each reading, and the pair decides.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.stats import chi2
 
 from calibrations.experiments.qubit_spectroscopy import Line
 from calibrations.fitting import FitError, SpectrumFit
 from calibrations.fitting.spectrum import OtherLine, bias_to_flux
 from instruments.fluxonium import FluxoniumModel
 
-#: Transitions looked for at half flux (lower, upper level).
+#: Transitions looked for at half flux (lower, upper level) ...
 PLASMON: tuple[tuple[int, int], ...] = ((1, 2), (0, 3))
-#: Probability mass inside which an assignment of lines to transitions is believed.
-_CONFIDENCE = 0.9999
-#: Independent relative error added to each predicted line when assigning: the linear
-#: propagation makes f03 − f12 look known to < 1 MHz, but 2σ away from the fitted energies
-#: the curvature alone moves it by ~10 MHz (and a real device has model errors).
+#: ... and every transition a seen line may be: parity allows odd ↔ even at half flux.
+ALLOWED: tuple[tuple[int, int], ...] = ((1, 2), (0, 3), (1, 4), (0, 5))
+#: Strongest lines considered when assigning.
+_MAX_LINES = 2
+#: Independent relative error added to each predicted line where a partner is searched:
+#: the linear propagation makes f03 − f12 look known to < 1 MHz, but away from the fitted
+#: energies the curvature alone moves it by far more (and a real device has model errors).
 _MODEL_ERROR = 0.01
+#: An f01 fit whose energies are more uncertain than this (relative) predicts nothing: its
+#: linearised covariance would be meaningless, and the tracking itself went wrong.
+_MAX_RELATIVE_ERROR = 0.3
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,16 @@ class Prediction:
     transitions: tuple[tuple[int, int], ...]
     mean: np.ndarray
     covariance: np.ndarray
+
+    def widened(self, shift: np.ndarray) -> Prediction:
+        """With a correlated error `shift` (Hz per line, e.g. one standard error of a held
+        parameter) added to the covariance."""
+        shift = np.asarray(shift, float)
+        return replace(self, covariance=self.covariance + np.outer(shift, shift))
+
+    def with_model_error(self) -> Prediction:
+        """With the assignment's independent relative error (`_MODEL_ERROR`) added."""
+        return replace(self, covariance=self.covariance + np.diag((_MODEL_ERROR * self.mean) ** 2))
 
     def windows(self, sigmas: float, lowest: float) -> list[tuple[float, float]]:
         """Per line, the frequency range within `sigmas` standard deviations (from `lowest`)."""
@@ -71,6 +91,9 @@ def predict(fit: SpectrumFit, bias: float) -> Prediction:
     if result.covar is None:
         raise FitError("the f01 fit has no covariance to predict the plasmon lines from")
     values = {name: float(p.value) for name, p in result.params.items()}
+    worst = max(abs(getattr(fit, f"{n}_stderr") / getattr(fit, n)) for n in ("EJ", "EC", "EL"))
+    if not worst <= _MAX_RELATIVE_ERROR:
+        raise FitError(f"the f01 fit's energies are {worst:.0%} uncertain: nothing to predict")
     mean = _frequencies(values, bias, fit.cutoff)
     jacobian = np.empty((mean.size, len(result.var_names)))
     for k, name in enumerate(result.var_names):
@@ -82,6 +105,16 @@ def predict(fit: SpectrumFit, bias: float) -> Prediction:
         jacobian[:, k] = (shifted[0] - shifted[1]) / (2 * step)
     covariance = jacobian @ np.asarray(result.covar) @ jacobian.T
     return Prediction(bias, PLASMON, mean, covariance)
+
+
+def scaled_start(fit: SpectrumFit, reading: OtherLine) -> SpectrumFit:
+    """`fit` with EJ and EC scaled by one factor so that `reading`'s transition at half flux
+    falls on its frequency: a plasma line goes as √(8·EJ·EC), so the factor is the ratio of
+    the seen to the predicted frequency; EJ/EC, and with it the shape of f01, is kept."""
+    model = FluxoniumModel(fit.EJ, fit.EC, fit.EL, cutoff=fit.cutoff)
+    predicted = float(model.transition_frequency(0.5, reading.lower, reading.upper)) * 1e9
+    factor = reading.frequency / predicted if predicted > 0 else 1.0
+    return replace(fit, EJ=fit.EJ * factor, EC=fit.EC * factor)
 
 
 def charge_ratio(fit: SpectrumFit) -> float:
@@ -96,44 +129,47 @@ def charge_ratio(fit: SpectrumFit) -> float:
     return float(n[0, 1] / max(plasmon, 1e-12))
 
 
-def assign(lines: list[Line], prediction: Prediction) -> list[OtherLine]:
-    """The one assignment of lines to transitions that explains the most lines.
+def assign(
+    lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
+) -> list[OtherLine]:
+    """The one largest assignment of `lines` to `ALLOWED` transitions whose joint fit is
+    `consistent`, or nothing when there is none or more than one.
 
-    Each transition takes at most one line and each line one transition. An assignment is
-    plausible when its Mahalanobis distance (prediction covariance plus the lines' own
-    errors) lies inside the `_CONFIDENCE` region; of the plausible ones with the most lines
-    it must be the only one, else nothing is assigned.
+    Each transition takes at most one line and each line one transition. A set of lines is
+    only tried when every line of it fitted alone under the same reading (a line that no
+    fit can place under a reading cannot be placed there in company).
     """
-    best: list[list[tuple[Line, int]]] = []
-    most = 0
-    n = len(prediction.transitions)
-    for k in range(min(n, len(lines)), 0, -1):
-        for chosen in itertools.permutations(range(len(lines)), k):
-            for targets in itertools.combinations(range(n), k):
-                pairs = [(lines[i], t) for i, t in zip(chosen, targets, strict=True)]
-                if _plausible(pairs, prediction):
-                    if k > most:
-                        best, most = [], k
-                    best.append(pairs)
-        if best:
+    lines = sorted(lines, key=lambda x: -x.snr)[:_MAX_LINES]
+    readings = {
+        (i, t): OtherLine(bias, line.centre, line.stderr, *t)
+        for i, line in enumerate(lines)
+        for t in ALLOWED
+    }
+    alone = {key for key, reading in readings.items() if consistent((reading,))}
+    best: list[tuple[OtherLine, ...]] = [(readings[key],) for key in alone]
+    for size in range(2, len(lines) + 1):
+        found = []
+        for keys in itertools.combinations(sorted(alone), size):
+            indices = [i for i, _ in keys]
+            targets = [t for _, t in keys]
+            if len(set(indices)) < size or len(set(targets)) < size:
+                continue
+            candidate = tuple(readings[key] for key in keys)
+            if consistent(candidate):
+                found.append(candidate)
+        if not found:
             break
-    if len(best) != 1:
-        return []
-    return [
-        OtherLine(prediction.bias, line.centre, line.stderr, *prediction.transitions[t])
-        for line, t in best[0]
+        best = found
+    return list(best[0]) if len(best) == 1 else []
+
+
+def readings(
+    lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
+) -> list[OtherLine]:
+    """Every reading of a single line as a plasmon transition (1→2 or 0→3) that fits."""
+    candidates = [
+        OtherLine(bias, line.centre, line.stderr, *t)
+        for line in sorted(lines, key=lambda x: -x.snr)[:_MAX_LINES]
+        for t in PLASMON
     ]
-
-
-def _plausible(pairs: list[tuple[Line, int]], prediction: Prediction) -> bool:
-    targets = [t for _, t in pairs]
-    found = np.array([line.centre for line, _ in pairs])
-    errors = np.array([line.stderr for line, _ in pairs])
-    model = _MODEL_ERROR * prediction.mean[targets]
-    covariance = prediction.covariance[np.ix_(targets, targets)] + np.diag(errors**2 + model**2)
-    residual = found - prediction.mean[targets]
-    try:
-        distance = float(residual @ np.linalg.solve(covariance, residual))
-    except np.linalg.LinAlgError:
-        return False
-    return distance <= chi2.ppf(_CONFIDENCE, len(pairs))
+    return [reading for reading in candidates if consistent((reading,))]

@@ -141,6 +141,7 @@ class QubitFluxSpectroscopy(Node):
     max_step: float = 5e6  # Hz: a line placed on a coarser grid is measured again, zoomed
     readout_span: float = 3e6  # Hz, at least: readout re-centring window when a row misses
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
+    max_prediction_miss: float = 4.0  # window half-widths a found line may be off its prediction
     shots: int = 1000
     herald: bool = True
     min_line_snr: float = 6.0
@@ -247,11 +248,14 @@ class QubitFluxSpectroscopy(Node):
         by the wanted linewidth on the coarse grid. Each line found is measured again zoomed,
         with the tone scaled to its width. No heralding: level 1 must stay populated.
         """
-        fit = _f01_fit(data, self.min_line_snr)
-        if fit is None or sweet_tone is None or self._energies_precise(data, fit):
+        tracked = _f01_fit(data, self.min_line_snr, self.max_residual_linewidths, self.min_points)
+        if tracked is None or sweet_tone is None:
+            return data
+        fit, peaks, linewidths = tracked
+        if self._energies_precise(data, peaks, fit):
             return data
         try:
-            prediction = plasmon.predict(fit, sweet_spot)
+            prediction = _plasmon_prediction(data, peaks, fit, sweet_spot)
         except FitError:
             return data
         windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
@@ -262,22 +266,20 @@ class QubitFluxSpectroscopy(Node):
         session.configure(flux={"voltage": sweet_spot}, drive={"herald": False})
         tone, width = sweet_tone
         tone *= plasmon.charge_ratio(fit) * self.points_per_linewidth / width
-        rows, zoomed = [], []
-        for low, high in windows:
-            frequency = np.linspace(low, high, self.plasmon_points)
-            coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
-            rows.append(coarse)
-            zoomed.append(False)
-            lines = find_lines(frequency, coarse[1], self.min_line_snr)
-            lines.sort(key=lambda x: -x.snr)
-            for line in lines[: self.max_plasmon_lines]:
-                half = 2 * line.fwhm
-                zoom = np.linspace(line.centre - half, line.centre + half, self.points)
-                wanted = self.points_per_linewidth * (zoom[1] - zoom[0])
-                rows.append(self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm))
-                zoomed.append(True)
+        rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
+        for window in windows:
+            rows += self._plasmon_search(session, window, tone)
+        seen = distinct_lines(rows, self.min_line_snr)
+        consistent = self._joint_consistency(peaks, linewidths, fit)
+        if seen and len(plasmon.assign(seen, sweet_spot, consistent)) < 2:
+            # A line that more than one transition could be: look where its partner would
+            # be under each reading; the pair then decides.
+            for reading in plasmon.readings(seen, sweet_spot, consistent):
+                window = self._partner_window(peaks, fit, sweet_spot, reading)
+                if window is not None:
+                    rows += self._plasmon_search(session, window, tone)
         session.configure(drive={"herald": self.herald}, readout={"shots": self.shots})
-        frequency, iq, amplitude, shots = zip(*rows, strict=True)
+        frequency, iq, amplitude, shots, zoomed = zip(*rows, strict=True)
         return (
             data.assign(
                 plasmon_iq=((PLASMON_ROW, PLASMON_POINT), _padded(iq)),
@@ -288,6 +290,79 @@ class QubitFluxSpectroscopy(Node):
             .assign_coords(plasmon_frequency=((PLASMON_ROW, PLASMON_POINT), _padded(frequency)))
             .assign_attrs(plasmon_bias=sweet_spot)
         )
+
+    def _plasmon_search(
+        self, session: QubitSession, window: tuple[float, float], tone: float
+    ) -> list[tuple[np.ndarray, np.ndarray, float, int, bool]]:
+        """A coarse sweep over `window` (tone per Hz of step given) and one zoomed sweep per
+        line found in it, its tone scaled to the line's width: (sweep, IQ, tone, shots,
+        zoomed) per row."""
+        frequency = np.linspace(*window, self.plasmon_points)
+        coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
+        rows = [(*coarse, False)]
+        lines = find_lines(frequency, coarse[1], self.min_line_snr)
+        lines.sort(key=lambda x: -x.snr)
+        for line in lines[: self.max_plasmon_lines]:
+            half = 2 * line.fwhm
+            zoom = np.linspace(line.centre - half, line.centre + half, self.points)
+            wanted = self.points_per_linewidth * (zoom[1] - zoom[0])
+            rows.append((*self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm), True))
+        return rows
+
+    def _joint_consistency(self, peaks: PeakTrace, linewidths: np.ndarray, fit: SpectrumFit):
+        """Whether f01 and a reading of plasmon lines fit jointly: f01 residuals within
+        `max_residual_linewidths`, each line within `max_plasmon_residual` of its errors.
+
+        The joint fit starts at the f01-only fit with EJ and EC scaled together so that the
+        first line sits where it is read: the f01-only fit may lie far along the EJ, EC
+        valley, further than the least squares walk."""
+
+        def fits(others: tuple[OtherLine, ...], start: SpectrumFit) -> bool:
+            try:
+                joint = fit_flux_spectrum(
+                    peaks,
+                    period=fit.period,
+                    sweet_spot_guess=fit.sweet_spot,
+                    others=others,
+                    start=start,
+                )
+            except (FitError, ValueError):
+                return False
+            stderr = np.array([o.stderr for o in others])
+            lines_fit = np.abs(joint.other_residuals_hz) <= self.max_plasmon_residual * stderr
+            return bool(
+                residual_linewidths(joint, linewidths) <= self.max_residual_linewidths
+                and lines_fit.all()
+            )
+
+        def consistent(others: tuple[OtherLine, ...]) -> bool:
+            return fits(others, plasmon.scaled_start(fit, others[0]))
+
+        return consistent
+
+    def _partner_window(
+        self, peaks: PeakTrace, fit: SpectrumFit, bias: float, reading: OtherLine
+    ) -> tuple[float, float] | None:
+        """Where the other plasmon line is, were `reading` right: ± `plasmon_sigmas` of the
+        refit's prediction (with the assignment's model error); None if nothing to search."""
+        try:
+            refit = fit_flux_spectrum(
+                peaks,
+                period=fit.period,
+                sweet_spot_guess=fit.sweet_spot,
+                others=(reading,),
+                start=fit,
+            )
+            partner = plasmon.predict(refit, bias).with_model_error()
+        except FitError:
+            return None
+        reading_transition = (reading.lower, reading.upper)
+        index = next(k for k, t in enumerate(partner.transitions) if t != reading_transition)
+        centre = float(partner.mean[index])
+        half = self.plasmon_sigmas * float(np.sqrt(partner.covariance[index, index]))
+        low = max(centre - half, self.min_frequency)
+        high = min(centre + half, self.max_drive_frequency)
+        return (low, high) if 0 < high - low <= self.max_plasmon_span else None
 
     def _plasmon_row(
         self, session: QubitSession, frequency: np.ndarray, amplitude: float
@@ -309,9 +384,8 @@ class QubitFluxSpectroscopy(Node):
         )
         return frequency, data["iq"].values, amplitude, int(data.attrs["shots"])
 
-    def _energies_precise(self, data: xr.Dataset, fit: SpectrumFit) -> bool:
+    def _energies_precise(self, data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit) -> bool:
         """Whether EJ and EC, with the held period's share of their error, meet the target."""
-        peaks, _, _ = row_peaks(data, self.min_line_snr)
         period = _optional(data.attrs.get("flux_period"))
         mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit)
         return all(
@@ -345,8 +419,9 @@ class QubitFluxSpectroscopy(Node):
         return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
 
     def _sweep(self, window: Window) -> np.ndarray:
-        low = max(window.centre - window.half_width, self.min_frequency)
-        high = max(window.centre + window.half_width, low + 2 * self.min_half_width)
+        top = self.max_drive_frequency
+        low = min(max(window.centre - window.half_width, self.min_frequency), top / 2)
+        high = min(max(window.centre + window.half_width, low + 2 * self.min_half_width), top)
         # a wide window gets more points, so a line of a few steps is never very broad
         points = int(np.clip(np.ceil((high - low) / self.max_step) + 1, self.points, 401))
         return np.linspace(low, high, points)
@@ -372,6 +447,7 @@ class QubitFluxSpectroscopy(Node):
         """
         shots = self.shots
         amplitude = None
+        predicted = window
         for attempt in range(self.retries + 1):
             frequency = self._sweep(window)
             step = frequency[1] - frequency[0]
@@ -398,7 +474,7 @@ class QubitFluxSpectroscopy(Node):
                 line = qubit_line(lines, self.min_relative_snr)
                 lowest = line is None  # once found, zooming keeps the nearest line
             else:
-                line = nearest_line(lines, window.centre)
+                line = self._predicted_line(lines, window, predicted, frequency)
             if line is not None:
                 line = refine_line(frequency, iq, line)
             resolved = line is not None and line.fwhm > 1.5 * step and step <= self.max_step
@@ -415,6 +491,22 @@ class QubitFluxSpectroscopy(Node):
             else:
                 amplitude *= wanted / line.fwhm
         return frequency, iq, amplitude, shots, line
+
+    def _predicted_line(
+        self, lines: list[Line], window: Window, predicted: Window, frequency: np.ndarray
+    ) -> Line | None:
+        """The line nearest the window centre, if it can be the tracked one: within
+        `max_prediction_miss` half-widths of the row's prediction and not on the sweep's
+        edge. A widened retry where the readout contrast has vanished (the dispersive shift
+        changes sign along flux) otherwise locks onto another transition, and every later
+        row would follow it; a missed row is only a missed row."""
+        line = nearest_line(lines, window.centre)
+        if line is None:
+            return None
+        step = frequency[1] - frequency[0]
+        on_edge = min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
+        far = abs(line.centre - predicted.centre) > self.max_prediction_miss * predicted.half_width
+        return None if on_edge or far else line
 
     def _score(self, frequency: np.ndarray, window: Window):
         """Averaging target of a row: the SNR of the line nearest the prediction (0 if none)."""
@@ -451,7 +543,9 @@ class QubitFluxSpectroscopy(Node):
             "glitched rows (fraction)", n_glitched / data.sizes[ROW], self.max_glitched_fraction
         )
         try:
-            fit = fit_flux_spectrum(peaks, period=period, sweet_spot_guess=calibrated)
+            fit, peaks, linewidths = tracked_fit(
+                peaks, linewidths, period, calibrated, self.max_residual_linewidths, self.min_points
+            )
         except FitError as error:
             return Analysis(
                 values={name: (np.nan, np.nan) for name in ENERGIES},
@@ -463,7 +557,9 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
-        others, plasmon_report = recorded_plasmon_lines(data, fit, self.min_line_snr)
+        others, plasmon_report = recorded_plasmon_lines(
+            data, peaks, fit, self.min_line_snr, self._joint_consistency(peaks, linewidths, fit)
+        )
         if others:
             try:
                 fit = fit_flux_spectrum(
@@ -482,7 +578,7 @@ class QubitFluxSpectroscopy(Node):
             at_least("flux span of the fitted peaks (Φ0)", np.ptp(flux), self.min_flux_span),
             at_most(
                 "residual rms / median linewidth",
-                fit.residual_rms_hz / np.nanmedian(linewidths[fit.used]),
+                residual_linewidths(fit, linewidths),
                 self.max_residual_linewidths,
             ),
         ]
@@ -528,6 +624,27 @@ class QubitFluxSpectroscopy(Node):
         )
 
 
+def _plasmon_prediction(
+    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, bias: float
+) -> plasmon.Prediction:
+    """The plasmon lines predicted by the f01-only fit, including what the held flux period's
+    uncertainty does to them: refits at period ± stderr move them together, by far more than
+    the statistical errors when f01 alone leaves EJ and EC free to trade off."""
+    prediction = plasmon.predict(fit, bias)
+    period = _optional(data.attrs.get("flux_period"))
+    stderr = _optional(data.attrs.get("flux_period_stderr"))
+    if period is None or not stderr or not np.isfinite(stderr):
+        return prediction
+    shifted = [
+        fit_flux_spectrum(
+            peaks, period=period + sign * stderr, sweet_spot_guess=fit.sweet_spot, start=fit
+        )
+        for sign in (1, -1)
+    ]
+    means = [plasmon.predict(f, bias).mean for f in shifted]
+    return prediction.widened((means[0] - means[1]) / 2)
+
+
 def _period_errors(
     peaks: PeakTrace,
     period: float | None,
@@ -561,49 +678,109 @@ def _period_errors(
     return {n: abs(getattr(shifted[0], n) - getattr(shifted[1], n)) / 2 for n in ENERGIES}
 
 
-def _f01_fit(data: xr.Dataset, min_snr: float) -> SpectrumFit | None:
-    """The f01-only spectrum fit of a map, None when it fails."""
-    peaks, _, _ = row_peaks(data, min_snr)
+def residual_linewidths(fit: SpectrumFit, linewidths: np.ndarray) -> float:
+    """The fit's residual rms over the median linewidth of the rows it used."""
+    return float(fit.residual_rms_hz / np.nanmedian(linewidths[fit.used]))
+
+
+def tracked_fit(
+    peaks: PeakTrace,
+    linewidths: np.ndarray,
+    period: float | None,
+    sweet_spot: float | None,
+    max_residual: float,
+    min_points: int,
+) -> tuple[SpectrumFit, PeakTrace, np.ndarray]:
+    """The spectrum fit of the rows, cut where the tracking lost the qubit line.
+
+    Rows are measured outward from the sweet spot, each centred on a prediction from the
+    ones before. Where the readout contrast vanishes (the dispersive shift changes sign
+    along flux) a widened retry can lock onto another transition, and every later row
+    follows it. The robust fit drops a few stray rows but not a wrong branch. When the
+    residual criterion fails, the longest run of rows from the sweet spot outward (at least
+    `min_points`) that fits within it is used instead: those rows are f01. Returns the fit
+    and the peaks and linewidths it was made from. Needs the calibrated sweet spot; without
+    it (a recorded map) the full fit is returned.
+    """
+    fit = fit_flux_spectrum(peaks, period=period, sweet_spot_guess=sweet_spot)
+    if sweet_spot is None or residual_linewidths(fit, linewidths) <= max_residual:
+        return fit, peaks, linewidths
+    order = np.argsort(np.abs(peaks.bias - sweet_spot), kind="stable")
+    for count in range(order.size - 1, min_points - 1, -1):
+        keep = np.sort(order[:count])
+        subset = PeakTrace(*(np.asarray(column)[keep] for column in astuple_trace(peaks)))
+        try:
+            trial = fit_flux_spectrum(subset, period=period, sweet_spot_guess=sweet_spot)
+        except FitError:
+            continue
+        if residual_linewidths(trial, linewidths[keep]) <= max_residual:
+            return trial, subset, linewidths[keep]
+    return fit, peaks, linewidths
+
+
+def astuple_trace(peaks: PeakTrace) -> tuple[np.ndarray, ...]:
+    return (peaks.bias, peaks.peak_frequency, peaks.peak_stderr, peaks.snr)
+
+
+def _f01_fit(data: xr.Dataset, min_snr: float, max_residual: float, min_points: int):
+    """The f01-only spectrum fit of a map (cut where tracking failed), None when it fails."""
+    peaks, linewidths, _ = row_peaks(data, min_snr)
     try:
-        return fit_flux_spectrum(
+        return tracked_fit(
             peaks,
-            period=_optional(data.attrs.get("flux_period")),
-            sweet_spot_guess=_optional(data.attrs.get("flux_sweet_spot")),
+            linewidths,
+            _optional(data.attrs.get("flux_period")),
+            _optional(data.attrs.get("flux_sweet_spot")),
+            max_residual,
+            min_points,
         )
     except FitError:
         return None
 
 
-def recorded_plasmon_lines(
-    data: xr.Dataset, fit: SpectrumFit, min_snr: float
-) -> tuple[tuple[OtherLine, ...], str]:
-    """The plasmon lines a map recorded, assigned against the f01-only `fit`, and a report.
+def distinct_lines(rows, min_snr: float) -> list[Line]:
+    """The lines seen in plasmon rows (sweep, IQ, tone, shots, zoomed), strongest first.
 
-    Zoomed rows give each line's centre; without them the coarse rows' lines are used. Lines
-    closer than a linewidth are one line.
+    A zoomed row gives the centre of the line it was centred on; lines seen only in coarse
+    rows (no zoom of them) count with their coarse centre. Lines closer than a linewidth are
+    one line.
+    """
+    found: list[Line] = []
+    for frequency, iq, _, _, zoomed in rows:
+        lines = find_lines(frequency, iq, min_snr)
+        if zoomed:  # the line zoomed into sits in the middle
+            lines = [line] if (line := nearest_line(lines, float(np.mean(frequency)))) else []
+        found += [(refine_line(frequency, iq, line), zoomed) for line in lines]
+    distinct: list[Line] = []
+    # zoomed centres first: a coarse sighting of the same line adds nothing
+    for line, _ in sorted(found, key=lambda x: (not x[1], -x[0].snr)):
+        if all(abs(line.centre - kept.centre) > max(line.fwhm, kept.fwhm) for kept in distinct):
+            distinct.append(line)
+    return sorted(distinct, key=lambda x: -x.snr)
+
+
+def recorded_plasmon_lines(
+    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, min_snr: float, consistent
+) -> tuple[tuple[OtherLine, ...], str]:
+    """The plasmon lines a map recorded, assigned against the f01-only `fit` (of `peaks`),
+    and a report.
+
+    See `distinct_lines` for which centres count.
     """
     if "plasmon_iq" not in data:
         return (), ""
     iq = data["plasmon_iq"].transpose(PLASMON_ROW, ...).values
     frequency = data["plasmon_frequency"].transpose(PLASMON_ROW, ...).values
-    zoomed = data["plasmon_zoomed"].values.astype(bool)
-    found: list[Line] = []
-    for k in np.flatnonzero(zoomed) if zoomed.any() else range(iq.shape[0]):
-        measured = np.isfinite(iq[k]) & np.isfinite(frequency[k])
-        f, z = frequency[k][measured], iq[k][measured]
-        lines = find_lines(f, z, min_snr)
-        if zoomed[k]:  # the line zoomed into sits in the middle
-            lines = [line] if (line := nearest_line(lines, float(np.mean(f)))) else []
-        found += [refine_line(f, z, line) for line in lines]
-    distinct: list[Line] = []
-    for line in sorted(found, key=lambda x: -x.snr):
-        if all(abs(line.centre - kept.centre) > max(line.fwhm, kept.fwhm) for kept in distinct):
-            distinct.append(line)
+    rows = []
+    for f, z, zoomed in zip(frequency, iq, data["plasmon_zoomed"].values, strict=True):
+        measured = np.isfinite(z) & np.isfinite(f)
+        rows.append((f[measured], z[measured], np.nan, 0, bool(zoomed)))
+    distinct = distinct_lines(rows, min_snr)
     try:
-        prediction = plasmon.predict(fit, float(data.attrs["plasmon_bias"]))
+        prediction = _plasmon_prediction(data, peaks, fit, float(data.attrs["plasmon_bias"]))
     except FitError as error:
         return (), f"plasmon lines not used: {error}\n"
-    others = tuple(plasmon.assign(distinct, prediction))
+    others = tuple(plasmon.assign(distinct, float(data.attrs["plasmon_bias"]), consistent))
     predicted = ", ".join(
         f"f{lo}{u} {m / 1e9:.3f} ± {s / 1e9:.3f} GHz"
         for (lo, u), m, s in zip(

@@ -228,7 +228,7 @@ class ReadoutOptimisation(Node):
     frequency_shots: int = 2000
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
-    max_frequency_stderr: float = 0.1  # of the readout frequency, in κ
+    max_frequency_stderr: float = 0.033  # of the readout frequency, in κ: 3σ inside κ/10
     fine_shots: int = 500
     confirm_shots: int = 4000
     thermal_shots: int = 10000

@@ -43,6 +43,8 @@ _CUTOFF_MARGIN = 30
 _MIN_PEAKS = 6
 #: Residuals beyond this many robust standard deviations are dropped before the final fit.
 _OUTLIER_SIGMAS = 5.0
+#: Model evaluations allowed to a fit with transitions other than 0→1.
+_MAX_JOINT_EVALUATIONS = 400
 
 
 @dataclass(frozen=True)
@@ -481,6 +483,9 @@ def _minimize(
         ftol=1e-7,
         xtol=1e-7,
         gtol=1e-7,
+        # A joint fit whose reading of the other lines is wrong does not converge, it crawls:
+        # cap it (a right reading converges in a few tens of evaluations).
+        max_nfev=_MAX_JOINT_EVALUATIONS if others else None,
     )
     if not result.success:
         raise FitError(f"spectrum least squares did not converge: {result.message}")
