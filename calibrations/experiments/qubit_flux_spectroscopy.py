@@ -24,7 +24,7 @@ handed on in Hz.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import xarray as xr
@@ -252,10 +252,14 @@ class QubitFluxSpectroscopy(Node):
         if tracked is None or sweet_tone is None:
             return data
         fit, peaks, linewidths = tracked
-        if self._energies_precise(data, peaks, fit):
+        try:
+            refits = _period_refits(data, peaks, fit)
+        except FitError:
+            return data  # nor could the plasmon lines be predicted
+        if self._energies_precise(fit, _period_errors(refits)):
             return data
         try:
-            prediction = _plasmon_prediction(data, peaks, fit, sweet_spot)
+            prediction = _plasmon_prediction(fit, sweet_spot, refits)
         except FitError:
             return data
         windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
@@ -384,10 +388,8 @@ class QubitFluxSpectroscopy(Node):
         )
         return frequency, data["iq"].values, amplitude, int(data.attrs["shots"])
 
-    def _energies_precise(self, data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit) -> bool:
+    def _energies_precise(self, fit: SpectrumFit, mapping: dict[str, float]) -> bool:
         """Whether EJ and EC, with the held period's share of their error, meet the target."""
-        period = _optional(data.attrs.get("flux_period"))
-        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit)
         return all(
             relative_error(
                 getattr(fit, n), float(np.hypot(getattr(fit, f"{n}_stderr"), mapping[n]))
@@ -602,7 +604,7 @@ class QubitFluxSpectroscopy(Node):
         values = {"flux_sweet_spot": (sweet_spot, fit.sweet_spot_stderr)}
         if period is None:
             values["flux_period"] = (fit.period, fit.period_stderr)
-        mapping = _period_errors(peaks, period, data.attrs.get("flux_period_stderr"), fit, others)
+        mapping = _period_errors_of(data, peaks, fit, others)
         for name in ENERGIES:
             value = 1e9 * getattr(fit, name)
             stderr = 1e9 * float(np.hypot(getattr(fit, f"{name}_stderr"), mapping[name]))
@@ -624,58 +626,57 @@ class QubitFluxSpectroscopy(Node):
         )
 
 
-def _plasmon_prediction(
-    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, bias: float
-) -> plasmon.Prediction:
-    """The plasmon lines predicted by the f01-only fit, including what the held flux period's
-    uncertainty does to them: refits at period ± stderr move them together, by far more than
-    the statistical errors when f01 alone leaves EJ and EC free to trade off."""
-    prediction = plasmon.predict(fit, bias)
+def _period_refits(
+    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, others: tuple[OtherLine, ...] = ()
+) -> list[SpectrumFit] | None:
+    """The fit repeated with the held flux period at ± its stderr (None when the map records
+    no period or no finite stderr). The period maps bias to flux and so scales EL (and
+    through it EJ, EC); these refits carry that share of the error. Raises FitError."""
     period = _optional(data.attrs.get("flux_period"))
     stderr = _optional(data.attrs.get("flux_period_stderr"))
     if period is None or not stderr or not np.isfinite(stderr):
-        return prediction
-    shifted = [
+        return None
+    return [
         fit_flux_spectrum(
-            peaks, period=period + sign * stderr, sweet_spot_guess=fit.sweet_spot, start=fit
+            peaks,
+            period=period + sign * stderr,
+            sweet_spot_guess=fit.sweet_spot,
+            others=others,
+            start=fit,
         )
         for sign in (1, -1)
     ]
-    means = [plasmon.predict(f, bias).mean for f in shifted]
+
+
+def _plasmon_prediction(
+    fit: SpectrumFit, bias: float, refits: list[SpectrumFit] | None
+) -> plasmon.Prediction:
+    """The plasmon lines predicted by the f01-only fit, including what the held flux period's
+    uncertainty does to them: the `refits` at period ± stderr move them together, by far
+    more than the statistical errors when f01 alone leaves EJ and EC free to trade off."""
+    prediction = plasmon.predict(fit, bias)
+    if refits is None:
+        return prediction
+    means = [plasmon.predict(f, bias).mean for f in refits]
     return prediction.widened((means[0] - means[1]) / 2)
 
 
-def _period_errors(
-    peaks: PeakTrace,
-    period: float | None,
-    period_stderr: object,
-    fit: SpectrumFit,
-    others: tuple[OtherLine, ...] = (),
-) -> dict[str, float]:
-    """Errors (GHz) the held flux period's own uncertainty gives EJ, EC and EL.
+def _period_errors(refits: list[SpectrumFit] | None) -> dict[str, float]:
+    """Errors (GHz) the held flux period's own uncertainty gives EJ, EC and EL: half the
+    spread of each energy over the `refits`, added in quadrature to its statistical error."""
+    if refits is None:
+        return dict.fromkeys(ENERGIES, 0.0)
+    return {n: abs(getattr(refits[0], n) - getattr(refits[1], n)) / 2 for n in ENERGIES}
 
-    The period from resonator_flux is held fixed in the fit, but it maps bias to flux and so
-    scales EL (and through it EJ, EC): the fit is repeated at period ± stderr and half the
-    spread of each energy is added in quadrature to its statistical error.
-    """
-    stderr = _optional(period_stderr)
-    zero = dict.fromkeys(ENERGIES, 0.0)
-    if period is None or not stderr or not np.isfinite(stderr):
-        return zero
+
+def _period_errors_of(
+    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, others: tuple[OtherLine, ...] = ()
+) -> dict[str, float]:
+    """`_period_errors` of fresh refits; infinite when a refit fails."""
     try:
-        shifted = [
-            fit_flux_spectrum(
-                peaks,
-                period=period + sign * stderr,
-                sweet_spot_guess=fit.sweet_spot,
-                others=others,
-                start=fit,
-            )
-            for sign in (1, -1)
-        ]
+        return _period_errors(_period_refits(data, peaks, fit, others))
     except FitError:
         return dict.fromkeys(ENERGIES, np.inf)
-    return {n: abs(getattr(shifted[0], n) - getattr(shifted[1], n)) / 2 for n in ENERGIES}
 
 
 def residual_linewidths(fit: SpectrumFit, linewidths: np.ndarray) -> float:
@@ -708,7 +709,7 @@ def tracked_fit(
     order = np.argsort(np.abs(peaks.bias - sweet_spot), kind="stable")
     for count in range(order.size - 1, min_points - 1, -1):
         keep = np.sort(order[:count])
-        subset = PeakTrace(*(np.asarray(column)[keep] for column in astuple_trace(peaks)))
+        subset = PeakTrace(*(np.asarray(column)[keep] for column in astuple(peaks)))
         try:
             trial = fit_flux_spectrum(subset, period=period, sweet_spot_guess=sweet_spot)
         except FitError:
@@ -716,10 +717,6 @@ def tracked_fit(
         if residual_linewidths(trial, linewidths[keep]) <= max_residual:
             return trial, subset, linewidths[keep]
     return fit, peaks, linewidths
-
-
-def astuple_trace(peaks: PeakTrace) -> tuple[np.ndarray, ...]:
-    return (peaks.bias, peaks.peak_frequency, peaks.peak_stderr, peaks.snr)
 
 
 def _f01_fit(data: xr.Dataset, min_snr: float, max_residual: float, min_points: int):
@@ -777,10 +774,11 @@ def recorded_plasmon_lines(
         rows.append((f[measured], z[measured], np.nan, 0, bool(zoomed)))
     distinct = distinct_lines(rows, min_snr)
     try:
-        prediction = _plasmon_prediction(data, peaks, fit, float(data.attrs["plasmon_bias"]))
+        bias = float(data.attrs["plasmon_bias"])
+        prediction = _plasmon_prediction(fit, bias, _period_refits(data, peaks, fit))
     except FitError as error:
         return (), f"plasmon lines not used: {error}\n"
-    others = tuple(plasmon.assign(distinct, float(data.attrs["plasmon_bias"]), consistent))
+    others = tuple(plasmon.assign(distinct, bias, consistent))
     predicted = ", ".join(
         f"f{lo}{u} {m / 1e9:.3f} ± {s / 1e9:.3f} GHz"
         for (lo, u), m, s in zip(
