@@ -42,12 +42,17 @@ class NodeResult:
     analyse_s: float = 0.0
     finished: str = ""
     plot: Path | None = None
+    #: what the node cost the fridge: the driver's device-time count over the acquisition,
+    #: else the acquisition's wall time (a real instrument is busy while we wait for it)
+    device_s: float = 0.0
 
     def record(self) -> ExperimentRecord:
         """The form the snapshot store keeps."""
         fit = dict(self.analysis.values) if self.analysis else {}
         report = self.analysis.report if self.analysis else ""
-        return ExperimentRecord(self.data, fit, self.outcome, self.reason, report, self.finished)
+        return ExperimentRecord(
+            self.data, fit, self.outcome, self.reason, report, self.finished, self.device_s
+        )
 
 
 @dataclass
@@ -72,19 +77,37 @@ def run_node(
     settings for it (default: the node class's defaults)."""
     node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
     start = time.perf_counter()
+    device_start = session.device_time()
+
+    def device_seconds() -> float:
+        if device_start is None:
+            return time.perf_counter() - start
+        return float(session.device_time() - device_start)
+
     try:
         data = node.acquire(session)
     except INSTRUMENT_FAULTS as error:
         if reraise_faults:
             raise
         return NodeResult(
-            name, session.qubit, "failed", f"instrument fault: {error}", finished=now_iso()
+            name,
+            session.qubit,
+            "failed",
+            f"instrument fault: {error}",
+            finished=now_iso(),
+            device_s=device_seconds(),
         )
     except Exception as error:  # a node must never take the chain down with it
         return NodeResult(
-            name, session.qubit, "failed", f"acquisition error: {error}", finished=now_iso()
+            name,
+            session.qubit,
+            "failed",
+            f"acquisition error: {error}",
+            finished=now_iso(),
+            device_s=device_seconds(),
         )
     acquired = time.perf_counter()
+    device_s = device_seconds()
     try:
         analysis = node.analyse(data)
     except Exception as error:
@@ -96,6 +119,7 @@ def run_node(
             data=data,
             acquire_s=acquired - start,
             finished=now_iso(),
+            device_s=device_s,
         )
     outcome = node.gate(analysis)
     when = now_iso()
@@ -110,6 +134,7 @@ def run_node(
         acquired - start,
         time.perf_counter() - acquired,
         when,
+        device_s=device_s,
     )
     if plot_dir is not None:
         result.plot = node.plot(data, analysis, Path(plot_dir) / f"{session.qubit}_{name}.png")

@@ -24,8 +24,15 @@ from snapshots import CalibratedParameter
 #: π-pulse length used until the Rabi node has calibrated one (its `pi_duration` setting is
 #: the lab's convention; every other node reads the calibrated value via `pi_duration()`).
 DEFAULT_PI_DURATION = 100e-9
-#: Readout settings used before the readout-optimisation node has run.
+#: Readout settings of the resonator nodes (which set their own integration time).
 DEFAULT_READOUT = {"amplitude": 0.05, "integration_time": 2e-6, "shots": 1000}
+#: Integration time of qubit-state readout until readout_optimisation measures the best one.
+#: The shot repetition time (qubit reset, hundreds of µs) dwarfs it, so integrating longer
+#: costs no device time while SNR grows as √τ; what limits it is the excited state decaying
+#: during the readout: at 10 µs a qubit with T1 = 30 µs keeps 85 % of its contrast, and the
+#: SNR still beats 2 µs for any T1 above 5 µs. Weakly dispersive chips (|χ| ≪ κ) see their
+#: qubit line only with it.
+UNOPTIMISED_QUBIT_INTEGRATION = 10e-6
 ROLES = ("flux", "drive", "readout")
 METADATA_TAG = "fluxcal"
 
@@ -80,6 +87,12 @@ class QubitSession:
         alternate = self.known.get("flux_symmetry_alternate")
         return [sweet] if alternate is None else [sweet, alternate]
 
+    def device_time(self) -> float | None:
+        """Seconds this qubit's acquisitions have held the device so far, when the readout
+        driver reports it (an optional `device_time` parameter); None otherwise."""
+        parameter = self.channel("readout").parameters.get("device_time")
+        return None if parameter is None else float(parameter.get())
+
     def pi_duration(self) -> float:
         """The calibrated π-pulse length, or the default convention before Rabi has run."""
         return self.get("pi_duration", DEFAULT_PI_DURATION)
@@ -97,7 +110,7 @@ class QubitSession:
         self.configure(flux={"voltage": self.get("flux_sweet_spot", 0.0)})
         readout = {
             "amplitude": self.readout_amplitude(),
-            "integration_time": self.get("readout_duration", DEFAULT_READOUT["integration_time"]),
+            "integration_time": self.get("readout_duration", UNOPTIMISED_QUBIT_INTEGRATION),
             "shots": DEFAULT_READOUT["shots"],
         }
         frequency = readout_frequency or self.known.get("readout_frequency")

@@ -45,7 +45,7 @@ def fit_report_markdown(result: NodeResult) -> str:
         f"**Gate:** {result.reason}",
         "",
         f"Acquisition {result.acquire_s:.2f} s, analysis {result.analyse_s:.2f} s, "
-        f"finished {result.finished or '–'}.",
+        f"device time {result.device_s:.1f} s, finished {result.finished or '–'}.",
     ]
     if result.plot is not None and Path(result.plot).is_file():
         lines += ["", f"![{result.qubit} {result.node} fit]({png_data_uri(result.plot)})"]

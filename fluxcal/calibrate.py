@@ -63,7 +63,12 @@ class CalibrationOutcome:
         lines = [f"snapshot v{self.version} written in {self.wall_s:.1f} s"]
         for qubit, results in self.run.results.items():
             for name, result in results.items():
-                lines.append(f"  {qubit} {name:<24} {result.outcome:<9} {result.reason}")
+                lines.append(
+                    f"  {qubit} {name:<24} {result.outcome:<9} "
+                    f"{result.device_s:9.1f} s  {result.reason}"
+                )
+            device = sum(r.device_s for r in results.values())
+            lines.append(f"  {qubit} device time {device:.0f} s ({device / 3600:.2f} h)")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:

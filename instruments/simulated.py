@@ -61,6 +61,7 @@ class SimulatedLab:
         self.device = device
         self.instruments: dict[str, Instrument] = {}
         self.device_seconds = 0.0  # what the acquisitions would take on hardware
+        self.device_seconds_by_qubit: dict[str, float] = {}  # the same, per qubit read out
         self.simulation_seconds = 0.0  # wall time spent computing signals
         self._acquisitions = 0
 
@@ -122,7 +123,9 @@ class SimulatedLab:
         physics = self.device.physics(qubit)
         points = max(len(values), 1) if sweep != "none" else 1
         repetitions = 2 if pulse.herald else 1
-        self.device_seconds += points * shots * repetitions * physics.config.readout.repetition_time
+        busy = points * shots * repetitions * physics.config.readout.repetition_time
+        self.device_seconds += busy
+        self.device_seconds_by_qubit[qubit] = self.device_seconds_by_qubit.get(qubit, 0.0) + busy
         measure = single_shot_iq if single_shot else averaged_iq
         start = time.perf_counter()
         data = measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
@@ -244,6 +247,14 @@ class SimulatedDigitiser(_SimulatedInstrument):
             get_cmd=lambda ch=channel: np.arange(ch.shots()),
         )
         qubit = channel.short_name
+        channel.add_parameter(
+            "device_time",
+            unit="s",
+            label="device time used",
+            docstring="Seconds the acquisitions of this qubit held the device, cumulative "
+            "(shots × repetitions × repetition time): what calibration costs the fridge.",
+            get_cmd=lambda: self.lab.device_seconds_by_qubit.get(qubit, 0.0),
+        )
         channel.add_parameter(
             "iq",
             parameter_class=ParameterWithSetpoints,

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import StoreError, UnknownVersion
-from .records import CalibratedParameter
+from .records import CalibratedParameter, ExperimentRecord
 from .store import SnapshotStore
 
 app = typer.Typer(help="Versioned calibration snapshots.", no_args_is_help=True)
@@ -84,6 +84,7 @@ def show(
                                 "reason": r.reason,
                                 "report": r.report,
                                 "updated": r.updated,
+                                "device_seconds": r.device_seconds,
                                 "fit": {k: list(v) for k, v in r.fit.items()},
                                 "data_variables": [] if r.data is None else list(r.data.data_vars),
                             }
@@ -117,12 +118,16 @@ def show(
             ),
         ]
         exp_rows = [
-            [q, name, r.outcome, r.reason]
+            [q, name, r.outcome, _device_time(r.device_seconds), r.reason]
             for q, recs in sorted(experiments.items())
             for name, r in sorted(recs.items())
         ]
         if exp_rows:
-            lines += ["", _table(["qubit", "experiment", "outcome", "reason"], exp_rows)]
+            lines += [
+                "",
+                _table(["qubit", "experiment", "outcome", "device time", "reason"], exp_rows),
+            ]
+            lines.append(f"device time in total: {_device_time(_total_device_time(experiments))}")
         typer.echo("\n".join(lines))
 
 
@@ -269,6 +274,22 @@ def _scaled(x: float, unit: str, digits: int = 10) -> str:
 def _quantity(p: CalibratedParameter) -> str:
     text = _scaled(p.value, p.unit)
     return text + (f" ± {_scaled(p.stderr, p.unit, 2)}" if math.isfinite(p.stderr) else "")
+
+
+def _device_time(seconds: float) -> str:
+    """Device time as a lab reads it: seconds, minutes or hours; '-' when not recorded."""
+    if not math.isfinite(seconds):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def _total_device_time(experiments: Mapping[str, Mapping[str, ExperimentRecord]]) -> float:
+    """Sum over the recorded experiments (NaN when none recorded its device time)."""
+    times = [r.device_seconds for recs in experiments.values() for r in recs.values()]
+    recorded = [t for t in times if math.isfinite(t)]
+    return float(sum(recorded)) if recorded else math.nan
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

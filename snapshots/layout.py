@@ -8,7 +8,7 @@ Layout (see docs/snapshots.md)::
     /station                            scalar string dataset: QCoDeS station snapshot as JSON
     /settings                           scalar string dataset: calibration settings as JSON
     /qubits/<q>/parameters/<name>       attrs: value, stderr, unit, experiment, updated
-    /qubits/<q>/experiments/<e>         attrs: outcome, reason, report, updated
+    /qubits/<q>/experiments/<e>         attrs: outcome, reason, report, updated, device_seconds
     /qubits/<q>/experiments/<e>/fit/<p> attrs: value, stderr
     /qubits/<q>/experiments/<e>/data    netCDF4 group written by xarray (h5netcdf engine)
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ def write_version(
                 g.attrs["reason"] = rec.reason
                 g.attrs["report"] = rec.report
                 g.attrs["updated"] = rec.updated
+                g.attrs["device_seconds"] = float(rec.device_seconds)
                 fit = g.create_group("fit")
                 for key, (value, stderr) in rec.fit.items():
                     check_name(key, "fit parameter")
@@ -222,6 +224,8 @@ def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
                 reason=str(attrs["reason"]),
                 report=str(attrs["report"]),
                 updated=str(attrs["updated"]),
+                # absent from snapshots written before device time was recorded
+                device_seconds=float(attrs.get("device_seconds", math.nan)),
             )
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc

@@ -5,6 +5,7 @@ They carry no storage logic so calibration nodes can build them without touching
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import xarray
@@ -33,6 +34,7 @@ class ExperimentRecord:
     reason: str
     report: str = ""
     updated: str = ""
+    device_seconds: float = math.nan  # device time the acquisition used (NaN: not recorded)
 
     def __post_init__(self) -> None:
         # Checked here so a bad outcome fails at the node that produced it, not at save time.

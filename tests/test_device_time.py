@@ -1,0 +1,80 @@
+"""Device time per node: counted by the driver, stored in the snapshot, shown by the CLI.
+
+The fridge's time is what calibration costs a lab, so each node's share must be known, not
+estimated after the fact: the simulated digitiser counts shots × repetitions × repetition
+time per qubit (`device_time`), the runner records the difference over each acquisition, and
+the snapshot keeps it next to the experiment's outcome.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from devices import make_device
+from typer.testing import CliRunner
+
+from calibrations.graph import DEFAULT_GRAPH
+from calibrations.persist import save_run
+from calibrations.runner import GraphRun, run_node
+from calibrations.session import QubitSession
+from instruments.station import build_station
+from snapshots import CalibratedParameter, SnapshotStore
+from snapshots.cli import app
+
+
+@pytest.fixture
+def session() -> QubitSession:
+    device = make_device("light", seed=3)
+    truth = device.truth()["q0"]
+    known = {
+        name: CalibratedParameter(truth[key], 0.0, "Hz", "truth", "")
+        for name, key in (
+            ("readout_frequency", "resonator_dip_frequency"),
+            ("resonator_kappa", "resonator_kappa"),
+        )
+    }
+    return QubitSession(build_station(device), "q0", known)
+
+
+def test_a_node_records_the_device_time_its_shots_took(session) -> None:
+    node = DEFAULT_GRAPH["readout_power"].node()
+    repetition = session.station.components["readout"].lab.device.physics(
+        "q0"
+    ).config.readout.repetition_time
+    result = run_node(DEFAULT_GRAPH["readout_power"], "readout_power", session)
+    assert result.outcome == "accepted", result.reason
+    # one point per amplitude and readout frequency (5), no herald
+    expected = node.points * 5 * node.shots * repetition
+    assert result.device_s == pytest.approx(expected)
+    assert session.device_time() == pytest.approx(expected)
+
+
+def test_without_a_device_time_parameter_the_acquisition_wall_time_stands_in(session) -> None:
+    del session.channel("readout").parameters["device_time"]  # a driver that cannot count
+    assert session.device_time() is None
+    result = run_node(DEFAULT_GRAPH["readout_power"], "readout_power", session)
+    assert 0 < result.device_s == pytest.approx(result.acquire_s, rel=0.05)
+
+
+def test_the_snapshot_keeps_each_nodes_device_time_and_the_cli_shows_it(session, tmp_path):
+    result = run_node(DEFAULT_GRAPH["readout_power"], "readout_power", session)
+    run = GraphRun({"q0": {"readout_power": result}}, {"q0": dict(result.parameters)})
+    store = SnapshotStore(tmp_path / "store")
+    version = save_run(store, run, session.station, "test", {})
+    record = store.load(version).experiments("q0")["readout_power"]
+    assert record.device_seconds == pytest.approx(result.device_s)
+    output = CliRunner().invoke(app, ["show", str(version), "--store", str(store.path)])
+    assert output.exit_code == 0, output.output
+    assert "device time" in output.stdout
+    shown = f"{result.device_s:.1f} s"  # 77.5 s: below two minutes, shown in seconds
+    assert shown in output.stdout.split("reason\n")[-1]
+    assert f"device time in total: {shown}" in output.stdout
+
+
+def test_records_written_without_device_time_read_back_as_not_recorded(tmp_path) -> None:
+    from snapshots import ExperimentRecord
+
+    store = SnapshotStore(tmp_path / "store")
+    store.save({"q0": {}}, {"q0": {"t1": ExperimentRecord(None, {}, "skipped", "not due")}})
+    assert math.isnan(store.load(1).experiments("q0")["t1"].device_seconds)
