@@ -50,6 +50,7 @@ class SweetSpot(Node):
     shots: int = 500
     max_chi2: float = 4.0
     max_vertex_error: float = 2e-4  # of a flux period
+    max_recentre: float = 4.0  # bias spans a vertex outside the biases may be re-measured at
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         centre = session.value("flux_sweet_spot")
@@ -67,16 +68,41 @@ class SweetSpot(Node):
         step = self.flux_step
         data = self._measure(session, centre, period * step, drive)
         try:
-            shift = _edge_shift(self.analyse(data))
+            analysis = self.analyse(data)
+            shift = _edge_shift(analysis)
             if shift > 0:
                 step *= float(np.clip(np.sqrt(self.target_shift / shift), 0.3, 3.0))
                 data = self._measure(session, centre, period * step, drive)
+                analysis = self.analyse(data)
+            recentred = self._recentred(analysis, centre, period * step)
+            if recentred is not None:
+                centre, f0 = recentred
+                data = self._measure(session, centre, period * step, f0 - self.detuning)
         except FitError:
-            pass  # keep the first pass; its analysis will say why it cannot be used
-        session.configure(flux={"voltage": centre})
+            pass  # keep the last pass; its analysis will say why it cannot be used
+        session.configure(flux={"voltage": session.value("flux_sweet_spot")})
         return data
 
+    def _recentred(
+        self, analysis: Analysis, centre: float, span: float
+    ) -> tuple[float, float] | None:
+        """(vertex, f01 there) to measure around again when the parabola's vertex lies
+        outside the biases: the upstream sweet spot was off by more than the span, and a
+        vertex extrapolated from one flank is no measurement. None when it lies inside, or
+        so far out (beyond `max_recentre` spans) or so ill-defined that extrapolating the
+        parabola there means nothing."""
+        vertex = analysis.values["flux_sweet_spot"][0]
+        f0 = analysis.values["qubit_frequency"][0]
+        curvature = analysis.values["curvature"][0]
+        offset = abs(vertex - centre) / span
+        if not (np.isfinite(vertex) and np.isfinite(f0) and curvature > 0):
+            return None
+        if offset <= 1.0 or offset > self.max_recentre:
+            return None
+        return vertex, f0
+
     def _measure(self, session, centre: float, span: float, drive: float) -> xr.Dataset:
+        session.configure(drive={"frequency": drive})
         biases = centre + span * np.linspace(-1, 1, self.biases)
         window = self.fringes / (self.detuning + self.target_shift * 1.5)
         delays = np.linspace(0.0, window, self.delay_points)
