@@ -563,9 +563,13 @@ class QubitFluxSpectroscopy(Node):
             data, peaks, fit, self.min_line_snr, self._joint_consistency(peaks, linewidths, fit)
         )
         if others:
-            try:
+            try:  # from where the assignment's joint fit started (not from the f01 grid)
                 fit = fit_flux_spectrum(
-                    peaks, period=period, sweet_spot_guess=calibrated, others=others
+                    peaks,
+                    period=period,
+                    sweet_spot_guess=calibrated,
+                    others=others,
+                    start=plasmon.scaled_start(fit, others[0]),
                 )
             except FitError as error:
                 others, plasmon_report = (), f"plasmon lines not fitted: {error}\n"
