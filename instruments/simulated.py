@@ -122,8 +122,7 @@ class SimulatedLab:
         )
         physics = self.device.physics(qubit)
         points = max(len(values), 1) if sweep != "none" else 1
-        repetitions = 2 if pulse.herald else 1
-        busy = points * shots * repetitions * physics.config.readout.repetition_time
+        busy = points * shots * _seconds_per_shot(pulse, readout, single_shot, physics)
         self.device_seconds += busy
         self.device_seconds_by_qubit[qubit] = self.device_seconds_by_qubit.get(qubit, 0.0) + busy
         measure = single_shot_iq if single_shot else averaged_iq
@@ -131,6 +130,21 @@ class SimulatedLab:
         data = measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
         self.simulation_seconds += time.perf_counter() - start
         return data
+
+
+def _seconds_per_shot(pulse, readout, single_shot: bool, physics) -> np.ndarray | float:
+    """What one shot of a sweep point holds the device for, as a lab would run it.
+
+    An averaged measurement without qubit pulses is a continuous-wave one (a VNA or a CW
+    tone integrated per point): it costs its integration time. Anything with pulses, a
+    herald or single shots needs the qubit back in equilibrium before each shot: the
+    repetition time (twice with a herald's pre-measurement). Swept readout durations cost
+    their mean.
+    """
+    if pulse.sequence == "none" and not pulse.herald and not single_shot:
+        return float(np.mean(readout.duration))
+    repetitions = 2 if pulse.herald else 1
+    return repetitions * physics.config.readout.repetition_time
 
 
 class _SweepValues(Arrays):

@@ -37,17 +37,32 @@ def session() -> QubitSession:
     return QubitSession(build_station(device), "q0", known)
 
 
+def repetition_time(session: QubitSession) -> float:
+    lab = session.station.components["readout"].lab
+    return lab.device.physics("q0").config.readout.repetition_time
+
+
 def test_a_node_records_the_device_time_its_shots_took(session) -> None:
     node = DEFAULT_GRAPH["readout_power"].node()
-    repetition = session.station.components["readout"].lab.device.physics(
-        "q0"
-    ).config.readout.repetition_time
     result = run_node(DEFAULT_GRAPH["readout_power"], "readout_power", session)
     assert result.outcome == "accepted", result.reason
-    # one point per amplitude and readout frequency (5), no herald
-    expected = node.points * 5 * node.shots * repetition
+    # averaged, no qubit pulses: continuous-wave, each shot costs its integration time;
+    # one point per amplitude and readout frequency (5)
+    expected = node.points * 5 * node.shots * node.readout_duration
     assert result.device_s == pytest.approx(expected)
     assert session.device_time() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("herald", "single_shot", "repetitions"), [(False, True, 1), (True, False, 2)]
+)
+def test_pulsed_shots_cost_the_repetition_time(session, herald, single_shot, repetitions) -> None:
+    """A shot after a qubit pulse, or a single shot, waits for the qubit to relax first."""
+    session.configure(
+        drive={"sequence": "rabi", "amplitude": 0.0, "herald": herald}, readout={"shots": 200}
+    )
+    session.measure("cost", "drive_amplitude", [0.0, 0.1, 0.2], single_shot=single_shot)
+    assert session.device_time() == pytest.approx(3 * 200 * repetitions * repetition_time(session))
 
 
 def test_without_a_device_time_parameter_the_acquisition_wall_time_stands_in(session) -> None:
