@@ -146,6 +146,32 @@ def test_qubit_line_found_from_nothing_at_the_sweet_spot(kind, seed):
     assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
 
 
+@pytest.mark.parametrize(("kind", "seed"), [("light", 1), ("heavy", 2)])
+@pytest.mark.parametrize("drifted_by", [0.3e6, 400e6])
+def test_a_daily_run_looks_where_f01_was_and_searches_anew_only_if_it_is_gone(
+    kind, seed, drifted_by
+):
+    """With yesterday's qubit_frequency known the coarse look covers ± warm_half_span around
+    it at one symmetry point (a fraction of the device time of a bring-up); a line that has
+    moved out of that window (a flux jump) is found by the full search, as in a bring-up."""
+    lab_time = {}
+    for warm in (False, True):
+        session, truth = session_for(QubitSpectroscopy, kind, seed)
+        if warm:
+            session.known["qubit_frequency"] = CalibratedParameter(
+                truth["qubit_frequency"] + drifted_by, 10e3, "Hz", "ramsey", "yesterday"
+            )
+        node = QubitSpectroscopy()
+        accepted, reason, analysis = verdict(node, node.acquire(session))
+        assert accepted, reason
+        assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
+        lab_time[warm] = session.device_time()
+    if drifted_by < node.warm_half_span:
+        assert lab_time[True] < 0.5 * lab_time[False]
+    else:
+        assert lab_time[True] > lab_time[False]  # the narrow look, then the full search
+
+
 @pytest.mark.parametrize("integer_first", [True, False])
 def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
     """Whichever symmetry point resonator_flux thought likelier half flux, the node keeps the

@@ -196,6 +196,8 @@ class QubitSpectroscopy(Node):
     coarse_stop: float = 2.0e9  # ... and below ~2 GHz
     coarse_step: float = 4e6  # Hz, a few steps per power-broadened line
     coarse_amplitude: float = 0.5  # V, strong enough for a line tens of MHz wide
+    #: Hz around a previously calibrated f01 searched first (0: always the whole range)
+    warm_half_span: float = 100e6
     fine_linewidth: float = 0.5e6  # Hz, wanted FWHM of the weak-tone line
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
     fine_points: int = 121
@@ -221,31 +223,26 @@ class QubitSpectroscopy(Node):
         )
         found = None  # (bias, stderr, coarse sweep, its IQ, qubit line) of the lowest line
         tried: list[tuple[float, float]] = []
-        for bias, stderr in self._symmetry_points(session):
+        points = self._symmetry_points(session)
+        warm = self._warm_window(session)
+        if warm is not None:
+            # a daily run: the line is looked for where the last calibration left it, at
+            # the point it was found at; only if it is not there does the search start over
+            tried.append(points[0])
+            coarse, coarse_iq, line = self._coarse_look(session, points[0][0], warm)
+            if line is not None:
+                found = (*points[0], coarse, coarse_iq, line)
+        for bias, stderr in points if found is None else []:
             # f01 is lowest at half flux: at the other symmetry point only a line below the
             # one already found could mean that this point is the half-flux one.
             stop = self.coarse_stop if found is None else found[4].centre - 2 * found[4].fwhm
             if stop < self.coarse_start + 10 * self.coarse_step:
                 break
             coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
-            session.configure(flux={"voltage": bias})
-            self._centre_readout(session)
             tried.append((bias, stderr))
-            session.configure(drive={"amplitude": self.coarse_amplitude})
-            coarse_iq = measure_averaged(
-                session,
-                self.name,
-                SWEEP,
-                coarse,
-                self._line_score(coarse),
-                self.min_line_snr,
-                self.budget,
-            )["iq"].values
-            line = qubit_line(
-                find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr
-            )
+            coarse, coarse_iq, line = self._coarse_look(session, bias, coarse)
             if line is not None:
-                found = (bias, stderr, coarse, coarse_iq, refine_line(coarse, coarse_iq, line))
+                found = (bias, stderr, coarse, coarse_iq, line)
         if found is None:
             found = (*tried[0], coarse, coarse_iq, None)
         bias, stderr, coarse, coarse_iq, line = found
@@ -266,6 +263,37 @@ class QubitSpectroscopy(Node):
                 break
             fine, amplitude = retry
         return dataset
+
+    def _warm_window(self, session: QubitSession) -> np.ndarray | None:
+        """The coarse sweep ± `warm_half_span` around the qubit frequency a previous run
+        calibrated (none in a bring-up: this node is the first to measure it)."""
+        known = session.known.get("qubit_frequency")
+        if known is None or not np.isfinite(known.value) or self.warm_half_span <= 0:
+            return None
+        low = max(self.coarse_start, float(known.value) - self.warm_half_span)
+        high = min(self.coarse_stop, float(known.value) + self.warm_half_span)
+        if high - low < 10 * self.coarse_step:
+            return None
+        return np.arange(low, high + self.coarse_step / 2, self.coarse_step)
+
+    def _coarse_look(
+        self, session: QubitSession, bias: float, coarse: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, Line | None]:
+        """Strong-tone sweep at `bias`: its IQ and the refined qubit line in it, if any."""
+        session.configure(flux={"voltage": bias})
+        self._centre_readout(session)
+        session.configure(drive={"amplitude": self.coarse_amplitude})
+        coarse_iq = measure_averaged(
+            session,
+            self.name,
+            SWEEP,
+            coarse,
+            self._line_score(coarse),
+            self.min_line_snr,
+            self.budget,
+        )["iq"].values
+        line = qubit_line(find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr)
+        return coarse, coarse_iq, None if line is None else refine_line(coarse, coarse_iq, line)
 
     def _line_score(self, frequency: np.ndarray):
         """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none)."""

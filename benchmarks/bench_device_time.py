@@ -1,0 +1,90 @@
+"""Device time per node and qubit: a bring-up from nothing, then the daily run on top of it.
+
+The fridge's time is what calibration costs a lab. For the built-in chip and sampled chips
+(instruments/design_space.py) this runs the full chain from scratch (bring-up), then again
+with the bring-up's parameters known (the daily run, a day later on an undrifted chip), and
+prints each node's device time (the digitiser's count: shots × repetition time for pulsed
+shots, integration time for continuous-wave sweeps), the totals, and whether the daily run
+stayed right (accepted values outside tolerance, as in bench_robustness).
+Run: .venv/bin/python benchmarks/bench_device_time.py [n_sampled_chips] [first_seed] [workers]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from robustness import judge
+
+from calibrations.graph import DEFAULT_GRAPH
+from calibrations.runner import run_graph
+
+BUILT_IN = -1  # "seed" of the built-in chip in the results
+
+
+def _chip(seed: int):
+    from instruments.design_space import sample_device
+    from instruments.device import SimulatedDevice
+
+    return SimulatedDevice.from_yaml(time=0.0) if seed == BUILT_IN else sample_device(seed)
+
+
+def bring_up_and_daily(seed: int) -> dict:
+    """Device seconds per node for both runs, outcomes, and wrong values of the daily run."""
+    from qcodes.dataset import initialise_or_create_database_at
+
+    from instruments.station import build_station
+
+    initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
+    device = _chip(seed)
+    station = build_station(device)
+    truth = device.truth()["q0"]
+    runs = {}
+    known = None
+    for mode in ("bring-up", "daily"):
+        run = run_graph(station, ["q0"], known=known)
+        verdict = judge(run, truth, device=device)
+        runs[mode] = {
+            "device_s": {name: r.device_s for name, r in run.results["q0"].items()},
+            "full": verdict.fully_calibrated,
+            "wrong": verdict.wrong,
+        }
+        known = {"q0": dict(run.parameters["q0"])}
+    return runs
+
+
+def _table(results: dict[int, dict]) -> None:
+    nodes = list(DEFAULT_GRAPH)
+    for mode in ("bring-up", "daily"):
+        print(f"\n{mode}: device seconds per node")
+        header = "".join(f"{'built-in' if s == BUILT_IN else s:>10}" for s in results)
+        print(f"  {'node':<24}{header}")
+        for node in nodes:
+            row = "".join(f"{r[mode]['device_s'].get(node, 0.0):10.0f}" for r in results.values())
+            print(f"  {node:<24}{row}")
+        totals = [sum(r[mode]["device_s"].values()) for r in results.values()]
+        print(f"  {'total (s)':<24}" + "".join(f"{t:10.0f}" for t in totals))
+        print(f"  {'total (min)':<24}" + "".join(f"{t / 60:10.1f}" for t in totals))
+        print(f"  {'fully calibrated':<24}" + "".join(
+            f"{'yes' if r[mode]['full'] else 'no':>10}" for r in results.values()))
+        wrong = sum(len(r[mode]["wrong"]) for r in results.values())
+        print(f"  accepted values outside tolerance: {wrong}")
+
+
+def main(n_sampled: int = 10, first_seed: int = 5000, workers: int = 2) -> None:
+    seeds = [BUILT_IN, *range(first_seed, first_seed + n_sampled)]
+    with ProcessPoolExecutor(workers) as pool:
+        results = dict(zip(seeds, pool.map(bring_up_and_daily, seeds), strict=True))
+    _table(results)
+    for mode in ("bring-up", "daily"):
+        totals = sorted(sum(r[mode]["device_s"].values()) for r in results.values())
+        print(f"{mode}: median {totals[len(totals) // 2] / 60:.1f} min, "
+              f"max {totals[-1] / 60:.1f} min per qubit over {len(totals)} chips")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:]))
