@@ -7,6 +7,10 @@ qubit itself: f01(V) = f0 + c·(V − V0)² near half flux, measured by Ramsey f
 precision) at biases spaced so the outer ones move f01 by about a megahertz. The drive sits
 below the lowest f01 (half flux is a minimum), so every fringe frequency f01(V) − f_drive is
 positive and no sign ambiguity arises.
+
+Device time goes only where the gate needs it: a first pass at a fixed flux spacing; only if
+it is not accepted, a second with the spacing rescaled to the megahertz target; only if the
+vertex then lies outside the biases, a third around it.
 """
 
 from __future__ import annotations
@@ -67,15 +71,15 @@ class SweetSpot(Node):
         )
         step = self.flux_step
         data = self._measure(session, centre, period * step, drive)
-        try:
+        try:  # each further pass only when the last one would not be accepted
             analysis = self.analyse(data)
             shift = _edge_shift(analysis)
-            if shift > 0:
+            if shift > 0 and not self.gate(analysis).accepted:
                 step *= float(np.clip(np.sqrt(self.target_shift / shift), 0.3, 3.0))
                 data = self._measure(session, centre, period * step, drive)
                 analysis = self.analyse(data)
             recentred = self._recentred(analysis, centre, period * step)
-            if recentred is not None:
+            if recentred is not None and not self.gate(analysis).accepted:
                 centre, f0 = recentred
                 data = self._measure(session, centre, period * step, f0 - self.detuning)
         except FitError:
