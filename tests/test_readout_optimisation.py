@@ -237,3 +237,29 @@ def test_separation_fit_finds_the_maximum(splitting):
     assert abs(fit.optimum[0] - expected) < 4 * fit.optimum[1] + 2e3
     assert fit.splitting[0] == pytest.approx(splitting, rel=0.1)
     assert fit.reduced_chi2 < 2
+
+
+def test_the_frequency_uncertainty_is_judged_by_the_separation_it_costs():
+    """The same κ/10 uncertainty costs a sharp maximum (|χ| ≪ κ) ~3 % of its separation but
+    the flat top of |χ| ≈ κ almost nothing: the gate judges the loss, not a fixed fraction
+    of κ, so a chip with |χ| ≈ κ is not rejected for a maximum it cannot locate and need not."""
+    import dataclasses
+
+    kappa, centre = 1e6, 7e9
+    frequency = centre + np.linspace(-2e6, 2e6, 81)
+    losses = {}
+    rng = np.random.default_rng(8)
+    for splitting in (0.2e6, 1.0e6):
+
+        def trace(resonance):
+            s21 = 1 - 0.8 / (1 + 2j * (frequency - resonance) / kappa)
+            noise = rng.standard_normal((81, 500)) + 1j * rng.standard_normal((81, 500))
+            return s21[:, None] + 0.01 * noise
+
+        fit = fit_separation(
+            frequency, trace(centre - splitting / 2), trace(centre + splitting / 2), kappa, centre
+        )
+        uncertain = dataclasses.replace(fit, optimum=(fit.optimum[0], kappa / 30))
+        losses[splitting] = uncertain.loss(sigmas=3.0)
+    assert 0.02 < losses[0.2e6] < 0.04
+    assert losses[1.0e6] < 0.002

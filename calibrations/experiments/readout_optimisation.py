@@ -68,6 +68,21 @@ class SeparationFit:
     linewidth: tuple[float, float]  # κ (Hz) of each dressed resonance
     reduced_chi2: float
 
+    def loss(self, sigmas: float = 3.0) -> float:
+        """Fraction of the largest separation lost `sigmas` standard errors off the optimum
+        (the worse side), from the fitted curve: what the frequency's uncertainty costs.
+
+        A sharp maximum (|χ| ≪ κ) loses ~3 % at κ/10; the flat top of |χ| ≈ κ loses almost
+        nothing where its maximum is poorly located, so the uncertainty that matters there
+        is far larger than any fixed fraction of κ would allow."""
+        if self.result is None or not np.all(np.isfinite(self.optimum)):
+            return float("inf")
+        best, stderr = self.optimum
+        values = self.result.eval(x=best + sigmas * stderr * np.array([0.0, -1.0, 1.0]))
+        if not values[0] > 0:
+            return float("inf")
+        return float(max(0.0, 1.0 - min(values[1:]) / values[0]))
+
 
 def separation_model(x, amplitude, centre, kappa, ratio):
     """|L(f − f0) − L(f − f1)| up to a constant, for L(δ) = 1/(1 + 2iδ/κ) and (f0 + f1)/2 = centre.
@@ -228,7 +243,9 @@ class ReadoutOptimisation(Node):
     frequency_shots: int = 2000
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
-    max_frequency_stderr: float = 0.033  # of the readout frequency, in κ: 3σ inside κ/10
+    #: separation lost 3σ off the chosen readout frequency; 3 % is what a sharp maximum
+    #: loses at κ/10, as if the frequency were known to κ/30
+    max_separation_loss: float = 0.03
     fine_shots: int = 500
     confirm_shots: int = 4000
     thermal_shots: int = 10000
@@ -326,9 +343,10 @@ class ReadoutOptimisation(Node):
         return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
 
     def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
-        """The separation sweep, repeated with more shots until the optimum is known to
-        `max_frequency_stderr` κ or `frequency_budget` shots per point are spent (the √shots
-        law sets each round's size, as in `calibrations.averaging`)."""
+        """The separation sweep, repeated with more shots until the optimum is known well
+        enough to lose at most `max_separation_loss` at 3σ, or `frequency_budget` shots per
+        point are spent (the √shots law sets each round's size, as in
+        `calibrations.averaging`: the loss near a maximum grows as the stderr squared)."""
         parts, total, batch = [], 0, self.frequency_shots
         while True:
             part = self._states(session, states, batch, ("readout.frequency", frequencies))
@@ -336,11 +354,12 @@ class ReadoutOptimisation(Node):
             total += batch
             sweep = xr.concat(parts, dim="frequency_shot") if len(parts) > 1 else parts[0]
             try:
-                optimum = _separation(sweep, kappa, start).optimum
+                separation = _separation(sweep, kappa, start)
             except FitError:
                 return sweep, start  # the analysis rejects this data; measure the rest anyway
+            optimum = separation.optimum
             # aim 10 % inside the gate's limit: a refit must not land just outside it
-            score = 0.9 * self.max_frequency_stderr * kappa / max(optimum[1], 1e-300)
+            score = 0.9 * np.sqrt(self.max_separation_loss / max(separation.loss(), 1e-300))
             planned = next_total(total, score, 1.0, self.frequency_budget)
             if score >= 1.0 or planned <= total:
                 return sweep, optimum[0]
@@ -452,9 +471,9 @@ class ReadoutOptimisation(Node):
                 0.8,
             ),
             at_most(
-                "readout frequency stderr / kappa",
-                separation.optimum[1] / kappa,
-                self.max_frequency_stderr,
+                "separation lost 3σ off the readout frequency",
+                separation.loss(),
+                self.max_separation_loss,
             ),
             at_most(
                 "best search-edge setting above the chosen one (standard errors)",
