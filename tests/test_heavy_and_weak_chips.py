@@ -76,6 +76,22 @@ def test_one_line_that_fits_two_transitions_is_not_used() -> None:
     assert {(o.lower, o.upper) for o in readings([line(8.9e9)], 0.0, consistent)} == set(PLASMON)
 
 
+def test_readings_that_give_the_same_energies_are_not_ambiguous() -> None:
+    """Levels 2 and 3 nearly degenerate: one line read as 1→2 or 0→3 fits either way; when
+    the energies agree (`equivalent` names the reading to use) the line is used, else not."""
+    consistent = fits_when(frozenset({(8.9e9, (1, 2))}), frozenset({(8.9e9, (0, 3))}))
+    seen: list[list[tuple[int, int]]] = []
+
+    def equivalent(candidates):
+        seen.append([(o.lower, o.upper) for c in candidates for o in c])
+        return 1
+
+    found = assign([line(8.9e9)], 0.0, consistent, equivalent)
+    assert sorted(seen[0]) == sorted(PLASMON)
+    assert [(o.lower, o.upper) for o in found] == [seen[0][1]]
+    assert assign([line(8.9e9)], 0.0, consistent, lambda candidates: None) == []
+
+
 def test_two_consistent_pairs_are_ambiguous() -> None:
     consistent = fits_when(
         frozenset({(8.2e9, (1, 2)), (9.9e9, (0, 3))}),
@@ -157,7 +173,8 @@ def test_heavy_fluxonium_energies_from_f01_and_plasmon_lines(seed: int) -> None:
     outcome = node.gate(analysis)
     assert outcome.accepted, outcome.reason
     assert "plasmon_iq" in data
-    assert "used f12" in analysis.report
+    used = analysis.report.split("; used ")[-1]
+    assert "f12 = " in used, analysis.report
     for name in ENERGIES:
         value, stderr = analysis.values[name]
         assert value == pytest.approx(truth[name], rel=0.02), name

@@ -16,7 +16,10 @@ at half flux (1→2, 0→3, 1→4, 0→5; parity forbids the rest) is fitted joi
 line first and larger sets only from lines that fit alone; an assignment counts when the
 joint fit is consistent (f01 residuals within the node's limit, each line within a few of
 its standard errors). The assignment used explains the most lines and is the only one that
-does so: an ambiguous pairing adds nothing rather than something wrong. When one line is
+does so: an ambiguous pairing adds nothing rather than something wrong, unless every
+reading gives the same energies within their errors (levels 2 and 3 of a very heavy
+fluxonium are nearly degenerate, and a line read as 1→2 or as 1→3 then says the same). When
+one line is
 seen and either plasmon transition could be it, the acquisition looks where its partner
 would be under each reading, and the pair decides.
 """
@@ -130,10 +133,15 @@ def charge_ratio(fit: SpectrumFit) -> float:
 
 
 def assign(
-    lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
+    lines: list[Line],
+    bias: float,
+    consistent: Callable[[tuple[OtherLine, ...]], bool],
+    equivalent: Callable[[list[tuple[OtherLine, ...]]], int | None] | None = None,
 ) -> list[OtherLine]:
     """The one largest assignment of `lines` to `ALLOWED` transitions whose joint fit is
-    `consistent`, or nothing when there is none or more than one.
+    `consistent`, or nothing when there is none or more than one, unless `equivalent` says
+    which of several to use (the one, say, whose energies all the others agree with: then
+    the choice does not matter).
 
     Each transition takes at most one line and each line one transition. A set of lines is
     only tried when every line of it fitted alone under the same reading (a line that no
@@ -160,6 +168,9 @@ def assign(
         if not found:
             break
         best = found
+    if len(best) > 1 and equivalent is not None:
+        chosen = equivalent(best)
+        best = [best[chosen]] if chosen is not None else best
     return list(best[0]) if len(best) == 1 else []
 
 

@@ -275,7 +275,8 @@ class QubitFluxSpectroscopy(Node):
             rows += self._plasmon_search(session, window, tone)
         seen = distinct_lines(rows, self.min_line_snr)
         consistent = self._joint_consistency(peaks, linewidths, fit)
-        if seen and len(plasmon.assign(seen, sweet_spot, consistent)) < 2:
+        equivalent = self._equivalence(peaks, fit)
+        if seen and len(plasmon.assign(seen, sweet_spot, consistent, equivalent)) < 2:
             # A line that more than one transition could be: look where its partner would
             # be under each reading; the pair then decides.
             for reading in plasmon.readings(seen, sweet_spot, consistent):
@@ -321,28 +322,62 @@ class QubitFluxSpectroscopy(Node):
         first line sits where it is read: the f01-only fit may lie far along the EJ, EC
         valley, further than the least squares walk."""
 
-        def fits(others: tuple[OtherLine, ...], start: SpectrumFit) -> bool:
+        joint = self._joint_fit(peaks, fit)
+
+        def consistent(others: tuple[OtherLine, ...]) -> bool:
+            result = joint(others)
+            if result is None:
+                return False
+            stderr = np.array([o.stderr for o in others])
+            lines_fit = np.abs(result.other_residuals_hz) <= self.max_plasmon_residual * stderr
+            return bool(
+                residual_linewidths(result, linewidths) <= self.max_residual_linewidths
+                and lines_fit.all()
+            )
+
+        return consistent
+
+    @staticmethod
+    def _joint_fit(peaks: PeakTrace, fit: SpectrumFit):
+        """The joint fit of f01 and a reading of other lines (None when it fails), started
+        at `fit` scaled so that the reading's first line sits where it is read."""
+
+        def joint(others: tuple[OtherLine, ...]) -> SpectrumFit | None:
             try:
-                joint = fit_flux_spectrum(
+                return fit_flux_spectrum(
                     peaks,
                     period=fit.period,
                     sweet_spot_guess=fit.sweet_spot,
                     others=others,
-                    start=start,
+                    start=plasmon.scaled_start(fit, others[0]),
                 )
             except (FitError, ValueError):
-                return False
-            stderr = np.array([o.stderr for o in others])
-            lines_fit = np.abs(joint.other_residuals_hz) <= self.max_plasmon_residual * stderr
-            return bool(
-                residual_linewidths(joint, linewidths) <= self.max_residual_linewidths
-                and lines_fit.all()
-            )
+                return None
 
-        def consistent(others: tuple[OtherLine, ...]) -> bool:
-            return fits(others, plasmon.scaled_start(fit, others[0]))
+        return joint
 
-        return consistent
+    def _equivalence(self, peaks: PeakTrace, fit: SpectrumFit):
+        """Which of several consistent readings to use: the best-fitting one when every
+        reading gives EJ and EC within one combined standard error of it (the choice then
+        does not matter); None when they disagree."""
+        joint = self._joint_fit(peaks, fit)
+
+        def equivalent(candidates: list[tuple[OtherLine, ...]]) -> int | None:
+            fits = [joint(candidate) for candidate in candidates]
+            if any(f is None for f in fits):
+                return None
+            best = min(range(len(fits)), key=lambda k: fits[k].result.chisqr)
+            for other in fits:
+                for name in ("EJ", "EC"):
+                    difference = abs(getattr(other, name) - getattr(fits[best], name))
+                    combined = np.hypot(
+                        getattr(other, f"{name}_stderr"), getattr(fits[best], f"{name}_stderr")
+                    )
+                    if not difference <= combined:
+                        return None
+            return best
+
+        return equivalent
 
     def _partner_window(
         self, peaks: PeakTrace, fit: SpectrumFit, bias: float, reading: OtherLine
@@ -560,7 +595,12 @@ class QubitFluxSpectroscopy(Node):
                 curves=_map_curves(data, peaks),
             )
         others, plasmon_report = recorded_plasmon_lines(
-            data, peaks, fit, self.min_line_snr, self._joint_consistency(peaks, linewidths, fit)
+            data,
+            peaks,
+            fit,
+            self.min_line_snr,
+            self._joint_consistency(peaks, linewidths, fit),
+            self._equivalence(peaks, fit),
         )
         if others:
             try:  # from where the assignment's joint fit started (not from the f01 grid)
@@ -761,7 +801,12 @@ def distinct_lines(rows, min_snr: float) -> list[Line]:
 
 
 def recorded_plasmon_lines(
-    data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, min_snr: float, consistent
+    data: xr.Dataset,
+    peaks: PeakTrace,
+    fit: SpectrumFit,
+    min_snr: float,
+    consistent,
+    equivalent=None,
 ) -> tuple[tuple[OtherLine, ...], str]:
     """The plasmon lines a map recorded, assigned against the f01-only `fit` (of `peaks`),
     and a report.
@@ -782,7 +827,7 @@ def recorded_plasmon_lines(
         prediction = _plasmon_prediction(fit, bias, _period_refits(data, peaks, fit))
     except FitError as error:
         return (), f"plasmon lines not used: {error}\n"
-    others = tuple(plasmon.assign(distinct, bias, consistent))
+    others = tuple(plasmon.assign(distinct, bias, consistent, equivalent))
     predicted = ", ".join(
         f"f{lo}{u} {m / 1e9:.3f} ± {s / 1e9:.3f} GHz"
         for (lo, u), m, s in zip(
