@@ -210,3 +210,22 @@ def test_a_map_that_matches_itself_at_half_the_period_is_never_accepted_at_half(
         assert period == pytest.approx(truth["flux_period"], rel=0.005)
     else:
         assert "stderr" in outcome.reason or "modulation" in outcome.reason, outcome.reason
+
+
+#: |χ|/κ = 0.08: the Rabi oscillation is a faint readout signal at the first shot count.
+FAINT_RABI_SEED = 5016
+
+
+def test_a_faint_rabi_oscillation_gets_the_shots_it_needs() -> None:
+    from calibrations.experiments.rabi import Rabi
+
+    node = Rabi()
+    session, truth = session_for(FAINT_RABI_SEED, node.requires)
+    data = node.acquire(session)
+    analysis = node.analyse(data)
+    outcome = node.gate(analysis)
+    assert outcome.accepted, outcome.reason
+    assert node.shots < data.attrs["shots"] <= node.budget
+    value, stderr = analysis.values["pi_amplitude"]
+    assert value == pytest.approx(truth["pi_amplitude"], rel=0.02)
+    assert abs(value - truth["pi_amplitude"]) < 4 * stderr

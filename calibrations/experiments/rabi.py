@@ -22,7 +22,7 @@ from calibrations.experiments.decay_fits import (
     quality,
     scan_frequency,
 )
-from calibrations.experiments.time_domain import measure_repeats, prepare_drive
+from calibrations.experiments.time_domain import measure_repeats, prepare_drive, with_enough_shots
 from calibrations.fitting import FitError
 from calibrations.gate import at_least, at_most
 from calibrations.node import Analysis, Node
@@ -47,6 +47,7 @@ class Rabi(Node):
     fine_span: float = 2.5  # fine sweep up to this many estimated π-amplitudes
     fine_points: int = 101
     shots: int = 1000
+    budget: int = 16_000  # shots per point a faint oscillation may take
     herald: bool = True
     max_chi2: float = 3.0
     max_relative_error: float = 0.01
@@ -69,19 +70,24 @@ class Rabi(Node):
         except FitError:  # sweep the coarse range finely; the analysis will judge that data
             estimate = self.coarse_max_amplitude / self.fine_span
         top = min(self.fine_span * estimate, self.max_amplitude)
-        fine = np.linspace(0.0, top, self.fine_points)
-        return xr.Dataset(
-            {"iq": measure_repeats(session, self.name, SWEEP, fine), "iq_coarse": coarse_iq},
-            attrs={
-                "experiment": self.name,
-                "qubit": session.qubit,
-                "pi_duration": self.pi_duration,
-                "drive_frequency": session.value("qubit_frequency"),
-                "pi_amplitude_estimate": estimate,
-                "herald": int(self.herald),
-                "shots": self.shots,
-            },
-        )
+
+        def measure(top: float) -> xr.Dataset:
+            fine = np.linspace(0.0, top, self.fine_points)
+            return xr.Dataset(
+                {"iq": measure_repeats(session, self.name, SWEEP, fine), "iq_coarse": coarse_iq},
+                attrs={
+                    "experiment": self.name,
+                    "qubit": session.qubit,
+                    "pi_duration": self.pi_duration,
+                    "drive_frequency": session.value("qubit_frequency"),
+                    "pi_amplitude_estimate": estimate,
+                    "herald": int(self.herald),
+                    "shots": int(session.channel("readout").shots()),
+                },
+            )
+
+        # a weakly dispersive readout sees the oscillation faintly: more shots, within budget
+        return with_enough_shots(session, measure, measure(top), top, self.analyse, self.budget)
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         trace = project(data[SWEEP].values, data["iq"].values)
