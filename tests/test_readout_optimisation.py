@@ -263,3 +263,32 @@ def test_the_frequency_uncertainty_is_judged_by_the_separation_it_costs():
         losses[splitting] = uncertain.loss(sigmas=3.0)
     assert 0.02 < losses[0.2e6] < 0.04
     assert losses[1.0e6] < 0.002
+
+
+def _grid_shots(durations: np.ndarray, separation_of, shots: int = 300) -> xr.DataArray:
+    """Single shots of |0⟩ (at 0) and |1⟩ (at separation_of(duration) noise units) over a
+    duration × amplitude grid, as the coarse search records them."""
+    rng = np.random.default_rng(12)
+    amplitudes = np.geomspace(0.01, 2.0, 8)
+    noise = rng.standard_normal((2, durations.size, amplitudes.size, shots))
+    centre = np.stack([np.zeros(durations.size), separation_of(durations)])[:, :, None, None]
+    return xr.DataArray(
+        centre + noise + 0j,
+        dims=("prepared", "coarse_duration", "coarse_amplitude", "coarse_shot"),
+        coords={"prepared": [0, 1], "coarse_duration": durations, "coarse_amplitude": amplitudes},
+    )
+
+
+def test_integration_is_searched_longer_only_while_the_longest_still_wins():
+    node = ReadoutOptimisation()
+    t1 = 200e-6
+    durations = node.durations(t1)
+    # weakly dispersive: the separation grows as √τ all the way to the longest time
+    growing = _grid_shots(durations, lambda tau: 2.0 * np.sqrt(tau / durations[-1]))
+    longer = node._longer_durations(growing, durations, t1)
+    assert longer is not None and longer[-1] == pytest.approx(t1 / node.max_t1_fraction)
+    assert longer[0] == durations[0]
+    # a strong readout saturates long before: nothing longer to look for
+    saturated = _grid_shots(durations, lambda tau: np.full(tau.shape, 6.0))
+    assert node._longer_durations(saturated, durations, t1) is None
+    assert node._longer_durations(growing, durations, 0.0) is None  # T1 unknown

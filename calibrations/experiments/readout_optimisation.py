@@ -234,7 +234,8 @@ class ReadoutOptimisation(Node):
     amplitude_range: tuple[float, float] = (0.01, 2.0)  # V; 2 V is the readout full scale
     amplitude_points: int = 8
     duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
-    t1_fraction: float = 5.0  # integration times up to T1/5 when T1 is known
+    t1_fraction: float = 5.0  # integration times up to T1/5 when T1 is known ...
+    max_t1_fraction: float = 2.0  # ... and up to T1/2 if the best is still the longest
     duration_points: int = 7
     frequency_span: float = 3.0  # full sweep width in units of κ
     frequency_points: int = 25
@@ -275,6 +276,10 @@ class ReadoutOptimisation(Node):
         amplitudes = np.geomspace(*self.amplitude_range, self.amplitude_points)
         durations = self.durations(session.get("T1", 0.0))
         coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
+        longer = self._longer_durations(coarse, durations, session.get("T1", 0.0))
+        if longer is not None:  # still improving at the longest: search once more, longer
+            durations = longer
+            coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
         i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
@@ -341,6 +346,28 @@ class ReadoutOptimisation(Node):
         high = max(high, t1 / self.t1_fraction)
         decades = np.log10(high / low) / np.log10(self.duration_range[1] / low)
         return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
+
+    def _longer_durations(
+        self, coarse: xr.DataArray, durations: np.ndarray, t1: float
+    ) -> np.ndarray | None:
+        """Integration times reaching T1/`max_t1_fraction` when the coarse grid discriminates
+        best at its longest one by more than `max_edge_advantage` standard errors (a weakly
+        dispersive readout gains from integrating until decay bites); None otherwise, or
+        when T1 is unknown or allows no longer."""
+        high = t1 / self.max_t1_fraction
+        if not (np.isfinite(high) and high > 1.5 * durations[-1]):
+            return None
+        grid = _discriminate(coarse)
+        fidelity = np.where(np.isfinite(grid.fidelity), grid.fidelity, -np.inf)
+        longest = np.unravel_index(np.argmax(fidelity[-1:]), fidelity[-1:].shape)
+        inner = np.unravel_index(np.argmax(fidelity[:-1]), fidelity[:-1].shape)
+        edge, best = (durations.size - 1, longest[1]), inner
+        noise = np.hypot(grid.fidelity_stderr[edge], grid.fidelity_stderr[best])
+        if not (fidelity[edge] - fidelity[best]) / noise > self.max_edge_advantage:
+            return None
+        low = self.duration_range[0]
+        per_decade = self.duration_points / np.log10(self.duration_range[1] / low)
+        return np.geomspace(low, high, int(np.ceil(per_decade * np.log10(high / low))))
 
     def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
         """The separation sweep, repeated with more shots until the optimum is known well
