@@ -146,7 +146,13 @@ class LineFit:
 
     @property
     def snr(self) -> float:
-        return abs(self.result.params["height"].value) / self.noise
+        """Fitted line height over its standard error: the evidence the whole fine sweep
+        holds for the line (one point's noise would undersell a faint, well-sampled line;
+        the coarse search, which must not mistake noise for a line among hundreds of
+        points, keeps the per-point threshold)."""
+        height = self.result.params["height"]
+        stderr = height.stderr if height.stderr is not None else np.inf
+        return abs(height.value) / stderr if stderr > 0 else 0.0
 
     def curve(self, points: int = 600) -> tuple[np.ndarray, np.ndarray]:
         x = np.linspace(self.x.min(), self.x.max(), points)
