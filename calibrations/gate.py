@@ -46,6 +46,25 @@ def at_least(name: str, value: float, limit: float) -> Criterion:
     return Criterion(name, float(value), float(limit), "min")
 
 
+#: A model that misses the data by less than this fraction of the signal is good enough.
+MAX_MISFIT = 0.02
+
+
+def chi2_limit(max_chi2: float, signal_per_point: float, max_misfit: float = MAX_MISFIT) -> float:
+    """The reduced chi-square a fit may reach: `max_chi2`, or more where the signal is so far
+    above one point's noise that a misfit of `max_misfit` of the signal shows.
+
+    Against the noise alone, chi-square grows as the SNR squared for any fixed imperfection
+    of the model (a line not quite Lorentzian, a decay not quite exponential), so a longer
+    integration would reject a fit that improved. A misfit is excess residual rms,
+    √(χ²_red − 1)·noise; it is tolerated up to `max_misfit` × signal. A glitch or a wrong
+    model misses by far more. (lmfit scales the stderrs by χ²_red, so they stay honest.)
+    """
+    if not math.isfinite(signal_per_point) or signal_per_point <= 0:
+        return max_chi2
+    return max(max_chi2, 1.0 + (max_misfit * signal_per_point) ** 2)
+
+
 def relative_error(value: float, stderr: float | None) -> float:
     """stderr/|value|; infinite when the fit gave no uncertainty (not trustworthy)."""
     if stderr is None or not math.isfinite(stderr) or value == 0:

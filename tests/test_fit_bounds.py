@@ -95,3 +95,13 @@ def test_the_tolerance_is_relative_to_the_allowed_range(side: str) -> None:
     assert pinned_parameters(params) == [("x", "lower" if side == "min" else "upper", bound)]
     params["x"].set(value=bound + (1e-3 if side == "min" else -1e-3))
     assert pinned_parameters(params) == []
+
+
+def test_the_chi_square_limit_tolerates_only_a_small_misfit_of_a_strong_signal() -> None:
+    from calibrations.gate import MAX_MISFIT, chi2_limit
+
+    assert chi2_limit(3.0, 10.0) == 3.0  # noise-dominated: the plain limit
+    # 200 noise units of signal: a 2 % misfit is 4 noise units, χ²_red = 1 + 16
+    assert chi2_limit(3.0, 200.0) == pytest.approx(1 + (MAX_MISFIT * 200) ** 2)
+    assert chi2_limit(3.0, float("nan")) == 3.0
+    assert chi2_limit(3.0, 0.0) == 3.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from calibrations.fitting import FitError
 from calibrations.fitting.noise import robust_sigma
-from calibrations.gate import Criterion, at_least, at_most, relative_error
+from calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 
 #: Scale of the median absolute deviation to a Gaussian standard deviation.
 #: Repeat differences further than this many robust deviations are glitches, not noise.
@@ -146,6 +146,11 @@ class CurveFit:
         stderr = amplitude.stderr if amplitude.stderr is not None else np.inf
         return abs(amplitude.value) / stderr if stderr > 0 else 0.0
 
+    @property
+    def amplitude_per_noise(self) -> float:
+        """Fitted amplitude over one point's noise."""
+        return abs(self.result.params["amplitude"].value) / self.trace.sigma
+
     def curve(self, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
         x = np.linspace(self.trace.x.min(), self.trace.x.max(), points)
         return x, self.result.eval(x=x)
@@ -222,7 +227,11 @@ def quality(
     """The criteria every time-domain fit must pass: χ², precision of `key`, contrast."""
     value, stderr = fit.value(key)
     return [
-        at_most(f"{label} reduced chi-square", fit.reduced_chi2, max_chi2),
+        at_most(
+            f"{label} reduced chi-square",
+            fit.reduced_chi2,
+            chi2_limit(max_chi2, fit.amplitude_per_noise),
+        ),
         at_most(
             f"{label} {key} relative stderr", relative_error(value, stderr), max_relative_error
         ),

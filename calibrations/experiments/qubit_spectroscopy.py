@@ -35,7 +35,7 @@ from calibrations.averaging import measure_averaged
 from calibrations.fitting import FitError
 from calibrations.fitting.noise import difference_noise
 from calibrations.fitting.spectrum import refine_peak, response_to_peak
-from calibrations.gate import at_least, at_most, relative_error
+from calibrations.gate import at_least, at_most, chi2_limit, relative_error
 from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
 
@@ -153,6 +153,11 @@ class LineFit:
         height = self.result.params["height"]
         stderr = height.stderr if height.stderr is not None else np.inf
         return abs(height.value) / stderr if stderr > 0 else 0.0
+
+    @property
+    def height_per_noise(self) -> float:
+        """Fitted line height over one point's noise."""
+        return abs(self.result.params["height"].value) / self.noise
 
     def curve(self, points: int = 600) -> tuple[np.ndarray, np.ndarray]:
         x = np.linspace(self.x.min(), self.x.max(), points)
@@ -411,7 +416,11 @@ class QubitSpectroscopy(Node):
                 self.max_coarse_offset,
             ),
             at_least("line signal-to-noise", fit.snr, self.min_snr),
-            at_most("Lorentzian reduced chi-square", fit.result.redchi, self.max_chi2),
+            at_most(
+                "Lorentzian reduced chi-square",
+                fit.result.redchi,
+                chi2_limit(self.max_chi2, fit.height_per_noise),
+            ),
             at_least(
                 "centre to window edge (linewidths)",
                 min(centre - low, high - centre) / fwhm,
