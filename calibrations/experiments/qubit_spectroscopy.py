@@ -266,7 +266,7 @@ class QubitSpectroscopy(Node):
         for attempt in range(self.fine_retries + 1):
             session.configure(drive={"amplitude": amplitude})
             fine_iq = measure_averaged(
-                session, self.name, SWEEP, fine, self._fine_score(fine), self.min_snr, self.budget
+                session, self.name, SWEEP, fine, self._fine_score(fine), 1.0, self.budget
             )["iq"]
             dataset = self._dataset(session, fine_iq, coarse, coarse_iq, tried, line, amplitude)
             retry = self._recentred(dataset, amplitude) if attempt < self.fine_retries else None
@@ -315,15 +315,26 @@ class QubitSpectroscopy(Node):
 
         return score
 
-    @staticmethod
-    def _fine_score(frequency: np.ndarray):
-        """Averaging target of the fine sweep: the fitted line's SNR (0 if nothing fits)."""
+    def _fine_score(self, frequency: np.ndarray):
+        """Averaging target of the fine sweep: how far its noise-limited criteria are met
+        (1: just met; the line's SNR, the centre's and the linewidth's precision all follow
+        the √shots law), 0 if nothing fits."""
 
         def score(iq: np.ndarray) -> float:
             try:
-                return fit_line(frequency, iq).snr
+                fit = fit_line(frequency, iq)
             except FitError:
                 return 0.0
+            centre_err = fit.value("centre")[1]
+            fwhm, fwhm_err = fit.value("fwhm")
+            fwhm = abs(fwhm)
+            if not (fwhm > 0 and centre_err > 0 and fwhm_err > 0):
+                return 0.0
+            return min(
+                fit.snr / self.min_snr,
+                self.max_relative_error * fwhm / centre_err,
+                self.max_relative_error * fwhm / fwhm_err,
+            )
 
         return score
 
