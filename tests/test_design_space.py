@@ -18,9 +18,9 @@ from instruments.device_config import parse_device_config
 
 SEEDS = tuple(range(3000, 3010))
 #: Fully calibrated chips required of the ten: a regression floor, not the goal (9 of 10).
-#: The chain calibrates about half of all sampled chips (29 of 60 on seeds 5000–5059 in
-#: benchmarks/bench_robustness.py); ten chips scatter by ±1.6 around that.
-MIN_FULLY_CALIBRATED = 3
+#: The chain calibrates about three in four sampled chips (44 of 60 on seeds 5000–5059 in
+#: benchmarks/bench_robustness.py; 7 of these ten); ten chips scatter by ±1.4 around that.
+MIN_FULLY_CALIBRATED = 5
 
 
 @pytest.fixture(scope="module")
