@@ -24,7 +24,7 @@ handed on in Hz.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import xarray as xr
@@ -274,12 +274,11 @@ class QubitFluxSpectroscopy(Node):
         for window in windows:
             rows += self._plasmon_search(session, window, tone)
         seen = distinct_lines(rows, self.min_line_snr)
-        consistent = self._joint_consistency(peaks, linewidths, fit)
-        equivalent = self._equivalence(peaks, fit)
-        if seen and len(plasmon.assign(seen, sweet_spot, consistent, equivalent)) < 2:
+        joint = self._joint_fits(peaks, linewidths, fit)
+        if seen and len(plasmon.assign(seen, sweet_spot, joint.consistent, joint.equivalent)) < 2:
             # A line that more than one transition could be: look where its partner would
             # be under each reading; the pair then decides.
-            for reading in plasmon.readings(seen, sweet_spot, consistent):
+            for reading in plasmon.readings(seen, sweet_spot, joint.consistent):
                 window = self._partner_window(peaks, fit, sweet_spot, reading)
                 if window is not None:
                     rows += self._plasmon_search(session, window, tone)
@@ -314,70 +313,10 @@ class QubitFluxSpectroscopy(Node):
             rows.append((*self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm), True))
         return rows
 
-    def _joint_consistency(self, peaks: PeakTrace, linewidths: np.ndarray, fit: SpectrumFit):
-        """Whether f01 and a reading of plasmon lines fit jointly: f01 residuals within
-        `max_residual_linewidths`, each line within `max_plasmon_residual` of its errors.
-
-        The joint fit starts at the f01-only fit with EJ and EC scaled together so that the
-        first line sits where it is read: the f01-only fit may lie far along the EJ, EC
-        valley, further than the least squares walk."""
-
-        joint = self._joint_fit(peaks, fit)
-
-        def consistent(others: tuple[OtherLine, ...]) -> bool:
-            result = joint(others)
-            if result is None:
-                return False
-            stderr = np.array([o.stderr for o in others])
-            lines_fit = np.abs(result.other_residuals_hz) <= self.max_plasmon_residual * stderr
-            return bool(
-                residual_linewidths(result, linewidths) <= self.max_residual_linewidths
-                and lines_fit.all()
-            )
-
-        return consistent
-
-    @staticmethod
-    def _joint_fit(peaks: PeakTrace, fit: SpectrumFit):
-        """The joint fit of f01 and a reading of other lines (None when it fails), started
-        at `fit` scaled so that the reading's first line sits where it is read."""
-
-        def joint(others: tuple[OtherLine, ...]) -> SpectrumFit | None:
-            try:
-                return fit_flux_spectrum(
-                    peaks,
-                    period=fit.period,
-                    sweet_spot_guess=fit.sweet_spot,
-                    others=others,
-                    start=plasmon.scaled_start(fit, others[0]),
-                )
-            except (FitError, ValueError):
-                return None
-
-        return joint
-
-    def _equivalence(self, peaks: PeakTrace, fit: SpectrumFit):
-        """Which of several consistent readings to use: the best-fitting one when every
-        reading gives EJ and EC within one combined standard error of it (the choice then
-        does not matter); None when they disagree."""
-        joint = self._joint_fit(peaks, fit)
-
-        def equivalent(candidates: list[tuple[OtherLine, ...]]) -> int | None:
-            fits = [joint(candidate) for candidate in candidates]
-            if any(f is None for f in fits):
-                return None
-            best = min(range(len(fits)), key=lambda k: fits[k].result.chisqr)
-            for other in fits:
-                for name in ("EJ", "EC"):
-                    difference = abs(getattr(other, name) - getattr(fits[best], name))
-                    combined = np.hypot(
-                        getattr(other, f"{name}_stderr"), getattr(fits[best], f"{name}_stderr")
-                    )
-                    if not difference <= combined:
-                        return None
-            return best
-
-        return equivalent
+    def _joint_fits(self, peaks: PeakTrace, linewidths: np.ndarray, fit: SpectrumFit) -> JointFits:
+        return JointFits(
+            peaks, linewidths, fit, self.max_residual_linewidths, self.max_plasmon_residual
+        )
 
     def _partner_window(
         self, peaks: PeakTrace, fit: SpectrumFit, bias: float, reading: OtherLine
@@ -594,13 +533,9 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
+        joint = self._joint_fits(peaks, linewidths, fit)
         others, plasmon_report = recorded_plasmon_lines(
-            data,
-            peaks,
-            fit,
-            self.min_line_snr,
-            self._joint_consistency(peaks, linewidths, fit),
-            self._equivalence(peaks, fit),
+            data, peaks, fit, self.min_line_snr, joint.consistent, joint.equivalent
         )
         if others:
             try:  # from where the assignment's joint fit started (not from the f01 grid)
@@ -668,6 +603,74 @@ class QubitFluxSpectroscopy(Node):
             fit=fit.result,
             curves=_map_curves(data, peaks, fit),
         )
+
+
+@dataclass
+class JointFits:
+    """Joint fits of f01 and readings of other lines, each reading fitted once.
+
+    The assignment tries a reading alone and then in company, the partner search asks for
+    the single readings again, and the equivalence test for the largest ones: every one is
+    the same least-squares problem, and on a heavy chip each takes seconds.
+
+    A fit starts at the f01-only `fit` with EJ and EC scaled together so that the reading's
+    first line sits where it is read: the f01-only fit may lie far along the EJ, EC valley,
+    further than the least squares walk.
+    """
+
+    peaks: PeakTrace
+    linewidths: np.ndarray
+    fit: SpectrumFit
+    max_residual_linewidths: float
+    max_line_residual: float  # standard errors between a line and the joint fit
+    _fits: dict[tuple[OtherLine, ...], SpectrumFit | None] = field(default_factory=dict)
+
+    def of(self, others: tuple[OtherLine, ...]) -> SpectrumFit | None:
+        """The joint fit of a reading, None when it fails."""
+        if others not in self._fits:
+            try:
+                self._fits[others] = fit_flux_spectrum(
+                    self.peaks,
+                    period=self.fit.period,
+                    sweet_spot_guess=self.fit.sweet_spot,
+                    others=others,
+                    start=plasmon.scaled_start(self.fit, others[0]),
+                )
+            except (FitError, ValueError):
+                self._fits[others] = None
+        return self._fits[others]
+
+    def consistent(self, others: tuple[OtherLine, ...]) -> bool:
+        """Whether f01 and the reading fit jointly: f01 residuals within
+        `max_residual_linewidths`, each line within `max_line_residual` of its errors."""
+        joint = self.of(others)
+        if joint is None:
+            return False
+        stderr = np.array([o.stderr for o in others])
+        lines_fit = np.abs(joint.other_residuals_hz) <= self.max_line_residual * stderr
+        return bool(
+            residual_linewidths(joint, self.linewidths) <= self.max_residual_linewidths
+            and lines_fit.all()
+        )
+
+    def equivalent(self, candidates: list[tuple[OtherLine, ...]]) -> int | None:
+        """Which of several consistent readings to use: the best-fitting one when every
+        reading gives EJ and EC within one combined standard error of it (the choice then
+        does not matter); None when they disagree."""
+        fits = [self.of(candidate) for candidate in candidates]
+        if any(f is None for f in fits):
+            return None
+        chosen = min(range(len(fits)), key=lambda k: fits[k].result.chisqr)
+        best = fits[chosen]
+        for other in fits:
+            for name in ("EJ", "EC"):
+                difference = abs(getattr(other, name) - getattr(best, name))
+                combined = np.hypot(
+                    getattr(other, f"{name}_stderr"), getattr(best, f"{name}_stderr")
+                )
+                if not difference <= combined:
+                    return None
+        return chosen
 
 
 def _period_refits(
