@@ -31,11 +31,11 @@ import numpy as np
 import xarray as xr
 from scipy.signal import find_peaks
 
-from calibrations.averaging import measure_averaged
+from calibrations.averaging import measure_averaged, noise_limited_score
 from calibrations.fitting import FitError
 from calibrations.fitting.noise import difference_noise
 from calibrations.fitting.spectrum import refine_peak, response_to_peak
-from calibrations.gate import at_least, at_most, chi2_limit, relative_error
+from calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
 
@@ -325,18 +325,23 @@ class QubitSpectroscopy(Node):
                 fit = fit_line(frequency, iq)
             except FitError:
                 return 0.0
-            centre_err = fit.value("centre")[1]
-            fwhm, fwhm_err = fit.value("fwhm")
-            fwhm = abs(fwhm)
-            if not (fwhm > 0 and centre_err > 0 and fwhm_err > 0):
-                return 0.0
-            return min(
-                fit.snr / self.min_snr,
-                self.max_relative_error * fwhm / centre_err,
-                self.max_relative_error * fwhm / fwhm_err,
-            )
+            return noise_limited_score(self._line_precision(fit), ("signal-to-noise", "stderr"))
 
         return score
+
+    def _line_precision(self, fit: LineFit) -> list[Criterion]:
+        """The fine line's noise-limited criteria: its SNR and the precision of its centre
+        and linewidth (what more shots improve)."""
+        centre_err = fit.value("centre")[1]
+        fwhm, fwhm_err = fit.value("fwhm")
+        fwhm = abs(fwhm)
+        return [
+            at_least("line signal-to-noise", fit.snr, self.min_snr),
+            at_most("centre stderr / linewidth", centre_err / fwhm, self.max_relative_error),
+            at_most(
+                "linewidth relative stderr", relative_error(fwhm, fwhm_err), self.max_relative_error
+            ),
+        ]
 
     def _recentred(self, data: xr.Dataset, amplitude: float) -> tuple[np.ndarray, float] | None:
         """A new fine window and tone when the first fine sweep's line is off-centre or too
@@ -415,6 +420,7 @@ class QubitSpectroscopy(Node):
         centre, centre_err = fit.value("centre")
         fwhm, fwhm_err = fit.value("fwhm")
         fwhm = abs(fwhm)
+        snr, *precision = self._line_precision(fit)
         low, high = float(frequency.min()), float(frequency.max())
         step = (high - low) / (frequency.size - 1)
         criteria = [
@@ -426,7 +432,7 @@ class QubitSpectroscopy(Node):
                 abs(centre - coarse.centre) / coarse.fwhm if coarse else np.inf,
                 self.max_coarse_offset,
             ),
-            at_least("line signal-to-noise", fit.snr, self.min_snr),
+            snr,
             at_most(
                 "Lorentzian reduced chi-square",
                 fit.result.redchi,
@@ -439,10 +445,7 @@ class QubitSpectroscopy(Node):
             ),
             at_least("points per linewidth", fwhm / step, self.min_points_per_linewidth),
             at_most("linewidth / window", fwhm / (high - low), self.max_linewidth_fraction),
-            at_most("centre stderr / linewidth", centre_err / fwhm, self.max_relative_error),
-            at_most(
-                "linewidth relative stderr", relative_error(fwhm, fwhm_err), self.max_relative_error
-            ),
+            *precision,
         ]
         fit_x, fit_y = fit.curve()
         return Analysis(
