@@ -60,10 +60,15 @@ class SimulatedLab:
     def __init__(self, device: SimulatedDevice):
         self.device = device
         self.instruments: dict[str, Instrument] = {}
-        self.device_seconds = 0.0  # what the acquisitions would take on hardware
-        self.device_seconds_by_qubit: dict[str, float] = {}  # the same, per qubit read out
+        #: what the acquisitions would take on hardware, per qubit read out
+        self.device_seconds_by_qubit: dict[str, float] = {}
         self.simulation_seconds = 0.0  # wall time spent computing signals
         self._acquisitions = 0
+
+    @property
+    def device_seconds(self) -> float:
+        """What all acquisitions so far would take on hardware."""
+        return sum(self.device_seconds_by_qubit.values())
 
     @classmethod
     def shared(cls, device: str | Path | SimulatedDevice | None = None) -> SimulatedLab:
@@ -123,7 +128,6 @@ class SimulatedLab:
         physics = self.device.physics(qubit)
         points = max(len(values), 1) if sweep != "none" else 1
         busy = points * shots * _seconds_per_shot(pulse, readout, single_shot, physics)
-        self.device_seconds += busy
         self.device_seconds_by_qubit[qubit] = self.device_seconds_by_qubit.get(qubit, 0.0) + busy
         measure = single_shot_iq if single_shot else averaged_iq
         start = time.perf_counter()

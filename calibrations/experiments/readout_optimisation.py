@@ -342,8 +342,11 @@ class ReadoutOptimisation(Node):
         """Integration times searched: `duration_range`, reaching T1/`t1_fraction` when T1
         is known (a long-lived qubit with a noisy amplifier integrates longest), at the same
         density per decade."""
-        low, high = self.duration_range
-        high = max(high, t1 / self.t1_fraction)
+        return self._durations_up_to(max(self.duration_range[1], t1 / self.t1_fraction))
+
+    def _durations_up_to(self, high: float) -> np.ndarray:
+        """From the shortest integration time to `high`, at `duration_range`'s density."""
+        low = self.duration_range[0]
         decades = np.log10(high / low) / np.log10(self.duration_range[1] / low)
         return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
 
@@ -365,9 +368,7 @@ class ReadoutOptimisation(Node):
         noise = np.hypot(grid.fidelity_stderr[edge], grid.fidelity_stderr[best])
         if not (fidelity[edge] - fidelity[best]) / noise > self.max_edge_advantage:
             return None
-        low = self.duration_range[0]
-        per_decade = self.duration_points / np.log10(self.duration_range[1] / low)
-        return np.geomspace(low, high, int(np.ceil(per_decade * np.log10(high / low))))
+        return self._durations_up_to(high)
 
     def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
         """The separation sweep, repeated with more shots until the optimum is known well
