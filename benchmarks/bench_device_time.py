@@ -1,16 +1,20 @@
-"""Device time per node and qubit: a bring-up from nothing, then the daily run on top of it.
+"""Device time per node and qubit: a bring-up from nothing, then maintenance on top of it.
 
 The fridge's time is what calibration costs a lab. For the built-in chip and sampled chips
-(instruments/design_space.py) this runs the full chain from scratch (bring-up), then again
-with the bring-up's parameters known (the daily run, a day later on an undrifted chip), and
-prints each node's device time (the digitiser's count: shots × repetition time for pulsed
-shots, integration time for continuous-wave sweeps), the totals, and whether the daily run
-stayed right (accepted values outside tolerance, as in bench_robustness).
+(instruments/design_space.py) this runs the full chain from scratch (bring-up), then the
+maintenance walk of the drift check (`flows.maintain`: cheap checks, recalibrating only what
+is out of spec, stale without a check, or downstream of a recalibration) on the undrifted
+chip an hour later (a drift check) and a day later (the daily run: nodes past their timeout
+without a check are recalibrated). It prints each node's device time (the digitiser's count:
+shots × repetition time for pulsed shots, integration time for continuous-wave sweeps), the
+totals, and whether the results stayed right (accepted values outside tolerance, as in
+bench_robustness).
 Run: .venv/bin/python benchmarks/bench_device_time.py [n_sampled_chips] [first_seed] [workers]
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -21,9 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from robustness import judge
 
 from calibrations.graph import DEFAULT_GRAPH
-from calibrations.runner import run_graph
+from calibrations.runner import GraphRun, NodeResult, run_graph, run_node
+from calibrations.session import QubitSession
+from flows.checks import CHECKS
+from flows.maintain import maintain_qubit, run_check
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
+#: Maintenance walks after the bring-up, and how much later they run.
+MAINTENANCE = {"drift check (+1 h)": dt.timedelta(hours=1), "daily (+1 day)": dt.timedelta(days=1)}
+MODES = ("bring-up", *MAINTENANCE)
 
 
 def _chip(seed: int):
@@ -43,23 +53,36 @@ def bring_up_and_daily(seed: int) -> dict:
     device = _chip(seed)
     station = build_station(device)
     truth = device.truth()["q0"]
-    runs = {}
-    known = None
-    for mode in ("bring-up", "daily"):
-        run = run_graph(station, ["q0"], known=known)
-        verdict = judge(run, truth, device=device)
-        runs[mode] = {
+    run = run_graph(station, ["q0"])
+    verdict = judge(run, truth, device=device)
+    runs = {
+        "bring-up": {
             "device_s": {name: r.device_s for name, r in run.results["q0"].items()},
             "full": verdict.fully_calibrated,
             "wrong": verdict.wrong,
         }
-        known = {"q0": dict(run.parameters["q0"])}
+    }
+    for mode, later in MAINTENANCE.items():
+        session = QubitSession(station, "q0", dict(run.parameters["q0"]))
+        now = dt.datetime.now(dt.UTC) + later
+
+        def calibrate(name: str, session: QubitSession) -> NodeResult:
+            return run_node(DEFAULT_GRAPH[name], name, session)
+
+        walk = maintain_qubit(DEFAULT_GRAPH, CHECKS, session, now, run_check, calibrate)
+        after = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
+        runs[mode] = {
+            "device_s": {name: d.device_s for name, d in walk.decisions.items()},
+            "full": all(d.resolved for d in walk.decisions.values()),
+            "wrong": judge(after, truth, device=device).wrong,
+            "actions": {name: d.action for name, d in walk.decisions.items()},
+        }
     return runs
 
 
 def _table(results: dict[int, dict]) -> None:
     nodes = list(DEFAULT_GRAPH)
-    for mode in ("bring-up", "daily"):
+    for mode in MODES:
         print(f"\n{mode}: device seconds per node")
         header = "".join(f"{'built-in' if s == BUILT_IN else s:>10}" for s in results)
         print(f"  {'node':<24}{header}")
@@ -69,8 +92,15 @@ def _table(results: dict[int, dict]) -> None:
         totals = [sum(r[mode]["device_s"].values()) for r in results.values()]
         print(f"  {'total (s)':<24}" + "".join(f"{t:10.0f}" for t in totals))
         print(f"  {'total (min)':<24}" + "".join(f"{t / 60:10.1f}" for t in totals))
-        print(f"  {'fully calibrated':<24}" + "".join(
+        print(f"  {'all resolved':<24}" + "".join(
             f"{'yes' if r[mode]['full'] else 'no':>10}" for r in results.values()))
+        if mode in MAINTENANCE:
+            recalibrated = [
+                f"{'built-in' if seed == BUILT_IN else seed}: {', '.join(names)}"
+                for seed, r in results.items()
+                if (names := [n for n, a in r[mode]["actions"].items() if a != "kept"])
+            ]
+            print("  not kept: " + ("; ".join(recalibrated) or "none"))
         wrong = sum(len(r[mode]["wrong"]) for r in results.values())
         print(f"  accepted values outside tolerance: {wrong}")
 
@@ -80,7 +110,7 @@ def main(n_sampled: int = 10, first_seed: int = 5000, workers: int = 2) -> None:
     with ProcessPoolExecutor(workers) as pool:
         results = dict(zip(seeds, pool.map(bring_up_and_daily, seeds), strict=True))
     _table(results)
-    for mode in ("bring-up", "daily"):
+    for mode in MODES:
         totals = sorted(sum(r[mode]["device_s"].values()) for r in results.values())
         print(f"{mode}: median {totals[len(totals) // 2] / 60:.1f} min, "
               f"max {totals[-1] / 60:.1f} min per qubit over {len(totals)} chips")

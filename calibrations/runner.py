@@ -65,6 +65,20 @@ class GraphRun:
         return {q: {n: r.outcome for n, r in nodes.items()} for q, nodes in self.results.items()}
 
 
+def device_clock(session: QubitSession) -> Callable[[], float]:
+    """Seconds of device time the qubit has used since this call: the driver's count when
+    it keeps one, else wall time (a real instrument is busy while we wait for it)."""
+    wall_start = time.perf_counter()
+    device_start = session.device_time()
+
+    def elapsed() -> float:
+        if device_start is None:
+            return time.perf_counter() - wall_start
+        return float(session.device_time() - device_start)
+
+    return elapsed
+
+
 def run_node(
     entry: GraphEntry,
     name: str,
@@ -77,13 +91,7 @@ def run_node(
     settings for it (default: the node class's defaults)."""
     node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
     start = time.perf_counter()
-    device_start = session.device_time()
-
-    def device_seconds() -> float:
-        if device_start is None:
-            return time.perf_counter() - start
-        return float(session.device_time() - device_start)
-
+    device_seconds = device_clock(session)
     try:
         data = node.acquire(session)
     except INSTRUMENT_FAULTS as error:

@@ -89,7 +89,10 @@ class QubitSession:
 
     def device_time(self) -> float | None:
         """Seconds this qubit's acquisitions have held the device so far, when the readout
-        driver reports it (an optional `device_time` parameter); None otherwise."""
+        driver reports it (an optional `device_time` parameter); None otherwise (also for a
+        session without a readout instrument, such as a walk whose checks are stand-ins)."""
+        if self.station is None or "readout" not in self.station.components:
+            return None
         parameter = self.channel("readout").parameters.get("device_time")
         return None if parameter is None else float(parameter.get())
 

@@ -158,6 +158,7 @@ def decision_rows(maintenance: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "state": f"{d.state.kind} ({d.state.reason})",
                     "reason": _cell(d.reason),
                     "diagnosis": d.diagnosis or "–",
+                    "device time (s)": f"{d.device_s:.1f}",
                 }
             )
     return rows

@@ -61,18 +61,31 @@ class CheckContext:
     measurements: int = 0  # check measurements actually made (shared ones count once)
     _probes: dict[tuple, Estimate] = field(default_factory=dict)
 
-    def qubit_offset(self) -> tuple[Estimate, bool]:
-        """The qubit-frequency probe at the current operating point, and whether it was
-        measured for this call (False: reused)."""
+    def qubit_offset(self, tolerance: float) -> tuple[Estimate, bool]:
+        """The qubit-frequency probe at the current operating point, precise enough for
+        `tolerance`, and whether it was measured for this call (False: reused). A shared
+        probe too coarse for a tighter tolerance is measured again, more precisely."""
         key = tuple(self.session.known[n].value for n in PROBE_INPUTS if n in self.session.known)
-        if key in self._probes:
-            return self._probes[key], False
-        self._probes[key] = self.measure(probes.qubit_frequency_offset)
+        shared = self._probes.get(key)
+        if shared is not None and (not shared.usable or shared.stderr <= target(tolerance)):
+            return shared, False
+        self._probes[key] = self.measure(tolerance, probes.qubit_frequency_offset)
         return self._probes[key], True
 
-    def measure(self, probe: Callable[..., Estimate], *args, **kwargs) -> Estimate:
+    def measure(
+        self, tolerance: float, probe: Callable[..., Estimate], *args, **kwargs
+    ) -> Estimate:
+        """`probe` with the shots its stderr needs to resolve `tolerance` (`target`)."""
         self.measurements += 1
-        return probe(self.session, *args, **kwargs)
+        return probes.to_precision(
+            lambda shots: probe(self.session, *args, shots=shots, **kwargs), target(tolerance)
+        )
+
+
+def target(tolerance: float) -> float:
+    """Stderr a probe aims at: a third of the tolerance, so a drift of one tolerance stands
+    out by three standard deviations while the check stays a few device-seconds."""
+    return tolerance / 3.0
 
 
 Check = Callable[[str, CheckContext], CheckResult]
@@ -130,7 +143,7 @@ class QubitFrequencyCheck:
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, "qubit_frequency")
-        offset, fresh = ctx.qubit_offset()
+        offset, fresh = ctx.qubit_offset(self.tolerance_hz)
         estimate = Estimate(value + offset.value, offset.stderr, offset.problems)
         return judge(node, "qubit_frequency", estimate, value, stderr, self.tolerance_hz, fresh)
 
@@ -145,7 +158,7 @@ class SweetSpotCheck:
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         _stored(ctx.session, "flux_sweet_spot")
         value, stderr = _stored(ctx.session, "qubit_frequency")
-        offset, fresh = ctx.qubit_offset()
+        offset, fresh = ctx.qubit_offset(self.max_rise_hz)
         estimate = Estimate(value + offset.value, offset.stderr, offset.problems)
         result = judge(
             node, "qubit_frequency", estimate, value, stderr, self.max_rise_hz, fresh, direction=1
@@ -169,8 +182,8 @@ class PiAmplitudeCheck:
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, "pi_amplitude")
-        estimate = ctx.measure(probes.pi_amplitude)
         tolerance = self.relative_tolerance * value
+        estimate = ctx.measure(tolerance, probes.pi_amplitude)
         return judge(node, "pi_amplitude", estimate, value, stderr, tolerance)
 
 
@@ -185,8 +198,8 @@ class DecayCheck:
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, self.parameter)
         _stored(ctx.session, "pi_amplitude")
-        estimate = ctx.measure(probes.decay_time, self.parameter, self.sequence)
         tolerance = self.relative_tolerance * value
+        estimate = ctx.measure(tolerance, probes.decay_time, self.parameter, self.sequence)
         return judge(node, self.parameter, estimate, value, stderr, tolerance)
 
 
@@ -200,8 +213,9 @@ class ReadoutResonatorCheck:
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, self.parameter)
         kappa, _ = _stored(ctx.session, "resonator_kappa")
-        estimate = ctx.measure(probes.resonator_frequency, self.parameter, kappa)
-        return judge(node, self.parameter, estimate, value, stderr, self.tolerance_kappa * kappa)
+        tolerance = self.tolerance_kappa * kappa
+        estimate = ctx.measure(tolerance, probes.resonator_frequency, self.parameter, kappa)
+        return judge(node, self.parameter, estimate, value, stderr, tolerance)
 
 
 @dataclass(frozen=True)
@@ -214,7 +228,7 @@ class AssignmentFidelityCheck:
         value, stderr = _stored(ctx.session, "assignment_fidelity")
         for name in ("readout_threshold", "readout_angle", "pi_amplitude"):
             _stored(ctx.session, name)
-        estimate = ctx.measure(probes.assignment_fidelity)
+        estimate = ctx.measure(self.max_loss, probes.assignment_fidelity)
         return judge(
             node, "assignment_fidelity", estimate, value, stderr, self.max_loss, direction=-1
         )

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from prefect import flow
 
-from calibrations.graph import GraphEntry, order
+from calibrations.graph import GraphEntry
 from calibrations.persist import current_parameters
 from flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
+from fluxcal.nodes import check_nodes
 
 FLOW_NAME = "daily-calibration"
 
@@ -34,19 +35,25 @@ def daily_calibration(
     extra_provenance: dict[str, str] | None = None,
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
+    save_partial: bool = True,
 ) -> CalibrationOutcome:
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
 
     `device`/`station` name the simulated chip file and the station YAML (defaults: the
     built-in simulated lab); in-process callers may pass a `LiveStation` and their own graph.
     `settings` is a settings file or its parsed content (default: every field at its default).
+    With `save_partial` false, a run in which nodes failed to run is not saved (version None);
+    `fluxcal calibrate --prefect` passes false unless told `--save-partial`, while scheduled
+    and in-process runs keep saving what they calibrated, as they always have.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings)
-    with plot_directory(plot_dir) as plots:
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
+    with plot_directory(lab) as plots:
         run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots)
-        version = record_run(lab, run, FLOW_NAME, reason, provenance(FLOW_NAME, extra_provenance))
-    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)
+        notes = provenance(FLOW_NAME, extra_provenance)
+        version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
+    plots_kept = lab.files.keep_plots(version)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
 
 
 def run_daily_calibration_flow(
@@ -58,7 +65,7 @@ def run_daily_calibration_flow(
     the run (about 15 s more). Missing files and unknown nodes fail before the run starts.
     """
     check_inputs(request.device, request.station)
-    order(graph or default_graph(), request.nodes)
+    check_nodes(request.nodes, graph or default_graph())
     return daily_calibration(
         device=_text(request.device),
         station=_text(request.station),
@@ -71,6 +78,7 @@ def run_daily_calibration_flow(
         graph=graph,
         # As data, not an object: Prefect keeps flow parameters as JSON (and shows them).
         settings=request.settings.as_dict() if request.settings else None,
+        save_partial=request.save_partial,
     )
 
 

@@ -13,7 +13,6 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
@@ -79,6 +78,7 @@ class DriftReport:
                         "action": d.action,
                         "reason": d.reason,
                         "diagnosis": d.diagnosis,
+                        "device_s": d.device_s,
                     }
                     for n, d in m.decisions.items()
                 }
@@ -91,11 +91,14 @@ class DriftReport:
         counts = self.experiments()
         lines = [
             f"drift check: {stored}; {counts['checks']} check measurements, "
-            f"{counts['calibrations']} calibrations, {self.wall_s:.1f} s"
+            f"{counts['calibrations']} calibrations, {self.wall_s:.1f} s; device time "
+            + ", ".join(f"{q} {m.device_s:.1f} s" for q, m in self.qubits.items())
         ]
         for qubit, m in self.qubits.items():
             for name, d in m.decisions.items():
-                lines.append(f"  {qubit} {name:<24} {d.action:<22} {d.reason}")
+                lines.append(
+                    f"  {qubit} {name:<24} {d.action:<22} {d.device_s:7.1f} s  {d.reason}"
+                )
         return "\n".join(lines)
 
 
@@ -186,8 +189,10 @@ def drift_check(
     `settings` (a settings file or its parsed content) configure the recalibrations.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings)
-    with plot_directory(plot_dir) as plots:
+    lab = open_flow_lab(
+        device, station, store, qubits, graph, settings, plot_dir=plot_dir, create_store=False
+    )
+    with plot_directory(lab) as plots:
 
         def calibrate(name: str, session: QubitSession) -> NodeResult:
             entry = lab.graph[name]
@@ -200,6 +205,7 @@ def drift_check(
         version = record_run(
             lab, run, FLOW_NAME, describe(maintenance), notes, write=changed(maintenance)
         )
+    lab.files.keep_plots(version)
     publish_table(
         decision_rows(maintenance),
         key=artifact_key(FLOW_NAME, "decisions"),
@@ -221,8 +227,10 @@ def drift_check_plain(
 ) -> DriftReport:
     """The same walk without Prefect: no server, no task runs, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings)
-    plots = Path(plot_dir) if plot_dir else None
+    lab = open_flow_lab(
+        device, station, store, qubits, graph, settings, plot_dir=plot_dir, create_store=False
+    )
+    plots = lab.files.plots
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return run_node(lab.graph[name], name, session, plots, settings=lab.settings)
@@ -232,6 +240,7 @@ def drift_check_plain(
     )
     version = None
     if changed(maintenance):
-        notes = {"flow": FLOW_NAME, "decisions": describe(maintenance)}
+        notes = {"flow": FLOW_NAME, "decisions": describe(maintenance), **lab.files.provenance()}
         version = save_run(lab.store, run, lab.station, describe(maintenance), notes)
+    lab.files.keep_plots(version)
     return DriftReport(maintenance, version, time.perf_counter() - start)

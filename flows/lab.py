@@ -4,30 +4,24 @@ Deployments pass plain strings (device file, station YAML, settings file, store 
 because Prefect stores flow parameters as JSON; tests and in-process callers may pass a ready
 station (as a `LiveStation`), their own graph and settings as a parsed document instead.
 Either way a flow opens its lab here, once, at the start of the run, so a settings file
-edited between two scheduled runs takes effect at the next one.
+edited between two scheduled runs takes effect at the next one. Each run gets its own QCoDeS
+database and plot folder (`fluxcal.run_files`), so flow runs may overlap.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from qcodes import Station
-from qcodes.dataset import initialise_or_create_database_at
 
 from calibrations.graph import GraphEntry
 from calibrations.settings import CalibrationSettings, settings_from
 from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
+from fluxcal.options import default_store
+from fluxcal.run_files import RunFiles
 from instruments.device import SimulatedDevice
 from snapshots import SnapshotStore
-
-#: Where snapshots go when neither `--store` nor FLUXCAL_STORE says otherwise.
-DEFAULT_STORE = "fluxcal-store"
-
-
-def default_store(store: str | Path | None = None) -> Path:
-    return Path(store or os.environ.get("FLUXCAL_STORE", DEFAULT_STORE))
 
 
 class LiveStation:
@@ -52,6 +46,7 @@ class FlowLab:
     graph: dict[str, GraphEntry]
     store: SnapshotStore
     settings: CalibrationSettings
+    files: RunFiles  # this run's QCoDeS database and plot folder
 
 
 def default_graph() -> dict[str, GraphEntry]:
@@ -75,10 +70,12 @@ def open_flow_lab(
     qubits: list[str] | None,
     graph: dict[str, GraphEntry] | None,
     settings: str | Path | dict | None = None,
+    plot_dir: str | Path | None = None,
+    create_store: bool = True,
 ) -> FlowLab:
     """Build (or adopt) the station, validate the settings (a file path or a parsed document)
-    against the graph and the station's qubits, and open the store; QCoDeS runs go next to
-    the snapshots."""
+    against the graph and the station's qubits, and open the store (a missing one is created
+    only if `create_store`); the run's QCoDeS database goes into the store's runs folder."""
     graph = graph or default_graph()
     configured = settings_from(settings, graph)
     if isinstance(station, LiveStation):
@@ -91,8 +88,9 @@ def open_flow_lab(
             station=Path(station) if station else None,
         )
         station, device_object = open_lab(request)
-    snapshots = SnapshotStore(default_store(store))
-    initialise_or_create_database_at(str(snapshots.path / "experiments.db"))
+    snapshots = SnapshotStore(default_store(store), create=create_store)
+    files = RunFiles.start(snapshots.path, plot_dir)
+    files.open_database()
     return FlowLab(
         station,
         device_object,
@@ -100,4 +98,5 @@ def open_flow_lab(
         graph,
         snapshots,
         configured,
+        files,
     )

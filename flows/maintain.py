@@ -31,7 +31,7 @@ from typing import Literal
 
 from calibrations.fitting import FitError
 from calibrations.graph import GraphEntry, ancestors, order
-from calibrations.runner import INSTRUMENT_FAULTS, NodeResult
+from calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
 from calibrations.session import MissingParameter, QubitSession
 from flows.checks import Check, CheckContext, CheckResult
 
@@ -58,6 +58,8 @@ class Decision:
     action: Action
     reason: str
     diagnosis: str = ""
+    #: device time the check and any recalibration of this node took (s)
+    device_s: float = 0.0
 
     @property
     def resolved(self) -> bool:
@@ -139,6 +141,11 @@ class QubitMaintenance:
     calibrations: dict[str, NodeResult] = field(default_factory=dict)
     check_measurements: int = 0
 
+    @property
+    def device_s(self) -> float:
+        """Device time of the whole walk on this qubit: checks and recalibrations."""
+        return sum(d.device_s for d in self.decisions.values())
+
 
 def maintain_qubit(
     graph: Mapping[str, GraphEntry],
@@ -154,6 +161,7 @@ def maintain_qubit(
     ctx = CheckContext(session)
     for name in order(graph):
         state = check_state(graph, name, session, now, out.decisions)
+        device_seconds = device_clock(session)
         result: CheckResult | None = None
         diagnosis = ""
         if state.kind == "blocked":
@@ -170,7 +178,9 @@ def maintain_qubit(
                 diagnosis = diagnose(graph, name, out.decisions)
         if why is None:
             reason = _why_keep(state, result)
-            out.decisions[name] = Decision(session.qubit, name, state, result, "kept", reason)
+            out.decisions[name] = Decision(
+                session.qubit, name, state, result, "kept", reason, device_s=device_seconds()
+            )
             continue
         calibration = calibrate(name, session)
         session.known.update(calibration.parameters)
@@ -180,7 +190,14 @@ def maintain_qubit(
             "rejected": "recalibration rejected",
         }.get(calibration.outcome, "recalibration failed")
         out.decisions[name] = Decision(
-            session.qubit, name, state, result, action, f"{why} → {calibration.reason}", diagnosis
+            session.qubit,
+            name,
+            state,
+            result,
+            action,
+            f"{why} → {calibration.reason}",
+            diagnosis,
+            device_seconds(),
         )
     out.check_measurements = ctx.measurements
     return out

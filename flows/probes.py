@@ -18,6 +18,7 @@ point, two repeats per trace for the noise) and fit models.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,14 @@ from calibrations.experiments.single_shot import Discrimination, discriminate, r
 from calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from calibrations.fitting import FitError, fit_notch
 from calibrations.session import DEFAULT_READOUT, QubitSession
+
+#: Shots per point of a probe's first look, and the most it may take (the fixed count the
+#: probes used before they were sized by precision): a chip with a clear readout is checked
+#: in a few device-seconds, a faint one gets the shots its tolerance needs.
+FIRST_SHOTS = 50
+MAX_SHOTS = 2000
+#: Aim a little below the target: the next look's stderr scatters around its prediction.
+_MARGIN = 1.3
 
 #: Confidence of the chi-square test: a good fit fails it once in ten thousand checks (a
 #: false "bad data" costs a recalibration; a glitch gives a χ² in the hundreds).
@@ -61,10 +70,41 @@ class Estimate:
     value: float
     stderr: float
     problems: list[str] = field(default_factory=list)
+    #: the problems are all "too little signal for the noise": more shots would help (a
+    #: misfit, a glitch or a missing feature would not)
+    faint: bool = False
 
     @property
     def usable(self) -> bool:
         return not self.problems and math.isfinite(self.value) and math.isfinite(self.stderr)
+
+
+def to_precision(
+    probe: Callable[[int], Estimate],
+    target: float,
+    first: int = FIRST_SHOTS,
+    most: int = MAX_SHOTS,
+) -> Estimate:
+    """`probe(shots)` with as few shots as give a stderr ≤ `target`.
+
+    A first look with `first` shots per point; when its stderr is above `target`, a new look
+    with as many shots as the √shots law says reach it (2× to 16× more), and with 4× more
+    when the look was too faint to use, up to `most`. Any other problem (a misfit, a glitch)
+    ends the probing at once: more shots would not cure it, and the verdict (bad data) sends
+    the walk upstream. The last look is returned as it is, problems included.
+    """
+    shots = first
+    while True:
+        estimate = probe(shots)
+        done = estimate.usable and estimate.stderr <= target
+        hopeless = not estimate.usable and not estimate.faint
+        if done or hopeless or shots >= most:
+            return estimate
+        if estimate.usable:
+            factor = float(np.clip((_MARGIN * estimate.stderr / target) ** 2, 2.0, 16.0))
+        else:
+            factor = 4.0
+        shots = min(int(np.ceil(shots * factor)), most)
 
 
 def _drive(session: QubitSession, sequence: str, shots: int, **settings: float) -> None:
@@ -108,18 +148,21 @@ def qubit_frequency_offset(
     offset, stderr, mismatch = resolve_sign(
         detuning, plus.value("frequency"), minus.value("frequency")
     )
-    problems = [
-        c.describe()
+    failed = [
+        c
         for label, fit in (("fringe +δ", plus), ("fringe −δ", minus))
         for c in quality(fit, label, "frequency", 2 * chi2_limit(points, 5), 0.05, min_snr)
         if not c.passed
     ]
+    problems = [c.describe() for c in failed]
+    faint = bool(failed) and all("chi-square" not in c.name for c in failed)
     if not mismatch <= max_mismatch:
+        faint = False
         problems.append(
             f"the ±δ fringes disagree by {mismatch:.1f} stderr: the qubit is not within "
             f"±{detuning / 1e6:g} MHz of the stored frequency"
         )
-    return Estimate(offset, stderr, problems)
+    return Estimate(offset, stderr, problems, faint)
 
 
 def _projected(iq: np.ndarray) -> tuple[np.ndarray, float]:
@@ -167,8 +210,7 @@ def pi_amplitude(
     start = [float(y.mean()), float(y[0] - y.mean()), guess]
     (_, amplitude, value), errors, chi2 = _fit_few(rabi_cosine, amplitudes, y, start)
     snr = abs(amplitude)
-    problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
-    return Estimate(float(value), float(errors[2]), problems)
+    return _estimate(value, errors[2], chi2, chi2_limit(y.size, 3), snr, min_snr)
 
 
 def decay_time(
@@ -189,17 +231,19 @@ def decay_time(
     start = [float(y[-1]), float(y[0] - y[-1]), stored]
     (_, amplitude, value), errors, chi2 = _fit_few(exponential, delays, y, start)
     snr = abs(amplitude)
-    problems = _problems(chi2, chi2_limit(y.size, 3), snr, min_snr)
-    return Estimate(float(value), float(errors[2]), problems)
+    return _estimate(value, errors[2], chi2, chi2_limit(y.size, 3), snr, min_snr)
 
 
-def _problems(chi2: float, max_chi2: float, snr: float, min_snr: float) -> list[str]:
-    problems = []
-    if not chi2 <= max_chi2:
-        problems.append(f"reduced chi-square {chi2:.3g} > {max_chi2:.3g}")
+def _estimate(
+    value: float, stderr: float, chi2: float, max_chi2: float, snr: float, min_snr: float
+) -> Estimate:
+    """A few-point fit's estimate with its problems; faint when the contrast alone falls
+    short (the fit itself is good)."""
+    misfit = not chi2 <= max_chi2
+    problems = [f"reduced chi-square {chi2:.3g} > {max_chi2:.3g}"] if misfit else []
     if not snr >= min_snr:
         problems.append(f"signal-to-noise {snr:.3g} < {min_snr:g}")
-    return problems
+    return Estimate(float(value), float(stderr), problems, faint=bool(problems) and not misfit)
 
 
 def resonator_frequency(

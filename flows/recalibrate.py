@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from prefect import flow
 
 from calibrations.graph import GraphEntry, dependents, order
-from calibrations.persist import current_parameters, save_run
+from calibrations.persist import current_parameters
 from calibrations.runner import run_graph
 from flows.lab import FlowLab, LiveStation, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
-from fluxcal.calibrate import CalibrationOutcome
+from fluxcal.calibrate import CalibrationOutcome, save_complete_run
 from snapshots import CalibratedParameter
 
 FLOW_NAME = "recalibrate"
@@ -76,19 +76,23 @@ def recalibrate(
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
+    save_partial: bool = True,
 ) -> CalibrationOutcome:
     """Recalibrate `nodes` (and their dependents if asked) on `qubits`; store a snapshot.
 
-    `settings` (a settings file or its parsed content) configure the nodes.
+    `settings` (a settings file or its parsed content) configure the nodes. With
+    `save_partial` false, a run in which nodes failed to run is not saved (version None).
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
     sequence, known = _prepare(lab, nodes, with_dependents)
-    with plot_directory(plot_dir) as plots:
+    with plot_directory(lab) as plots:
         run = calibrate_graph(lab, sequence, known, plots)
         reason = _reason(sequence, lab.qubits)
-        version = record_run(lab, run, FLOW_NAME, reason, provenance(FLOW_NAME))
-    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)
+        notes = provenance(FLOW_NAME)
+        version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
+    plots_kept = lab.files.keep_plots(version)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
 
 
 def recalibrate_plain(
@@ -101,13 +105,17 @@ def recalibrate_plain(
     plot_dir: str | None = None,
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
+    save_partial: bool = True,
 ) -> CalibrationOutcome:
     """The same recalibration through the plain runner: no Prefect server, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
     sequence, known = _prepare(lab, nodes, with_dependents)
     run = run_graph(
-        lab.station, lab.qubits, lab.graph, sequence, known, plot_dir, settings=lab.settings
+        lab.station, lab.qubits, lab.graph, sequence, known, lab.files.plots, settings=lab.settings
     )
-    version = save_run(lab.store, run, lab.station, _reason(sequence, lab.qubits))
-    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start)
+    reason = _reason(sequence, lab.qubits)
+    notes = lab.files.provenance()
+    version = save_complete_run(lab.store, run, lab.station, reason, notes, save_partial)
+    plots_kept = lab.files.keep_plots(version)
+    return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)

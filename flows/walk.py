@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 
 from calibrations.graph import order
 from calibrations.node import now_iso
-from calibrations.persist import current_parameters, save_run
+from calibrations.persist import current_parameters
 from calibrations.runner import GraphRun, NodeResult
 from calibrations.session import QubitSession
 from flows.artifacts import (
@@ -30,6 +30,7 @@ from flows.artifacts import (
 )
 from flows.lab import FlowLab
 from flows.tasks import run_calibration_task
+from fluxcal.calibrate import save_complete_run
 from snapshots import CalibratedParameter
 
 Known = Mapping[str, Mapping[str, CalibratedParameter]]
@@ -51,11 +52,12 @@ def provenance(flow: str, extra: Mapping[str, str] | None = None) -> dict[str, s
 
 
 @contextmanager
-def plot_directory(plot_dir: str | Path | None) -> Iterator[Path]:
-    """Where fit plots go: the caller's directory, or a temporary one for the artifacts."""
-    if plot_dir is not None:
-        Path(plot_dir).mkdir(parents=True, exist_ok=True)
-        yield Path(plot_dir)
+def plot_directory(lab: FlowLab) -> Iterator[Path]:
+    """Where fit plots go: the run's folder under the caller's plot directory (renamed after
+    the saved version by `lab.files.keep_plots`), or a temporary one for the artifacts."""
+    if lab.files.plots is not None:
+        lab.files.plots.mkdir(parents=True, exist_ok=True)
+        yield lab.files.plots
         return
     with tempfile.TemporaryDirectory(prefix="fluxcal-plots-") as tmp:
         yield Path(tmp)
@@ -101,17 +103,25 @@ def record_run(
     reason: str,
     provenance: dict[str, str],
     write: bool = True,
+    save_partial: bool = True,
 ) -> int | None:
-    """Save the run as one snapshot (unless `write` is false) and publish its artifacts:
-    the parameter table with changes since the previous snapshot and the outcome summary."""
+    """Save the run as one snapshot (unless `write` is false, or nodes failed to run and
+    `save_partial` is false) and publish its artifacts: the parameter table with changes
+    since the previous snapshot and the outcome summary."""
     previous = current_parameters(lab.store)
-    version = save_run(lab.store, run, lab.station, reason, provenance) if write else None
+    version = None
+    if write:
+        provenance = {**provenance, **lab.files.provenance()}
+        version = save_complete_run(lab.store, run, lab.station, reason, provenance, save_partial)
     current = lab.store.load(version).parameters if version is not None else previous
+    if version is not None:
+        stored = f" (snapshot v{version})"
+    else:
+        stored = " (not saved: nodes failed to run)" if write else " (unchanged)"
     publish_table(
         parameter_rows(previous, current, run.results),
         key=artifact_key("fluxcal", "parameters"),
-        description=f"{title}: calibrated parameters"
-        + (f" (snapshot v{version})" if version is not None else " (unchanged)"),
+        description=f"{title}: calibrated parameters{stored}",
     )
     publish_markdown(
         outcome_summary_markdown(title, run.results, version),

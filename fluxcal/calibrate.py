@@ -4,24 +4,35 @@ Shared by `fluxcal calibrate` (plain runner, seconds) and the Prefect flows (whi
 request and outcome types). On the simulated device the outcome carries the device's truth
 so the command can print calibrated values next to it. The nodes are configured by the
 request's calibration settings (`calibrations.settings`), which the snapshot records.
+
+A node that could not run (its acquisition raised: an instrument fault, a locked database,
+a driver error) is not a physics result. A run with such a node is not saved, so it never
+becomes CURRENT, unless the request says `save_partial`: a rejection is a result, a crash
+is not. Each run measures into a QCoDeS database of its own (`fluxcal.run_files`).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qcodes import Station
-from qcodes.dataset import initialise_or_create_database_at
 
 from calibrations.persist import current_parameters, save_run
 from calibrations.runner import GraphRun, run_graph
 from calibrations.settings import CalibrationSettings, SettingsError
+from fluxcal.nodes import check_nodes
+from fluxcal.run_files import RunFiles
 from instruments.device import SimulatedDevice
 from instruments.station import build_station, load_station
 from snapshots import CalibratedParameter, SnapshotStore
+
+
+class LabFileError(ValueError):
+    """A device or station file that cannot build the lab; the message names the file."""
 
 
 @dataclass
@@ -35,32 +46,50 @@ class CalibrationRequest:
     reason: str = "calibration"
     provenance: dict[str, str] = field(default_factory=dict)
     settings: CalibrationSettings | None = None  # None: every node field at its default
+    save_partial: bool = False  # save even if nodes failed to run (see the module docstring)
 
 
 @dataclass
 class CalibrationOutcome:
-    version: int
+    version: int | None  # None: not saved, because nodes failed to run
     run: GraphRun
     parameters: dict[str, dict[str, CalibratedParameter]]
     truth: dict[str, dict[str, float]] | None
     wall_s: float
+    plots: Path | None = None
 
     @classmethod
     def stored(
         cls,
         store: SnapshotStore,
-        version: int,
+        version: int | None,
         run: GraphRun,
         device: SimulatedDevice | None,
         started: float,
+        plots: Path | None = None,
     ) -> CalibrationOutcome:
-        """The outcome of a run saved as `version`, with the truth when the chip is simulated."""
+        """The outcome of a run saved as `version` (None: the run's own parameters, unsaved),
+        with the truth when the chip is simulated."""
         truth = device.truth() if device is not None else None
-        parameters = store.load(version).parameters
-        return cls(version, run, parameters, truth, time.perf_counter() - started)
+        parameters = store.load(version).parameters if version is not None else run.parameters
+        return cls(version, run, parameters, truth, time.perf_counter() - started, plots)
+
+    @property
+    def failures(self) -> list[str]:
+        return failed_nodes(self.run)
+
+    def headline(self) -> str:
+        """What happened to the run as a whole, in one line."""
+        if self.version is None:
+            return (
+                f"not saved: {len(self.failures)} node(s) failed to run ({self.wall_s:.1f} s); "
+                "--save-partial keeps the rest"
+            )
+        saved = f"snapshot v{self.version} written in {self.wall_s:.1f} s"
+        return saved + (f", {len(self.failures)} node(s) failed to run" if self.failures else "")
 
     def summary(self) -> str:
-        lines = [f"snapshot v{self.version} written in {self.wall_s:.1f} s"]
+        lines = [self.headline()]
         for qubit, results in self.run.results.items():
             for name, result in results.items():
                 lines.append(
@@ -69,6 +98,8 @@ class CalibrationOutcome:
                 )
             device = sum(r.device_s for r in results.values())
             lines.append(f"  {qubit} device time {device:.0f} s ({device / 3600:.2f} h)")
+        if self.plots is not None:
+            lines.append(f"plots: {self.plots}")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
@@ -78,23 +109,79 @@ class CalibrationOutcome:
             "reasons": {
                 q: {n: r.reason for n, r in rs.items()} for q, rs in self.run.results.items()
             },
+            "failures": self.failures,
             "parameters": {
                 q: {n: vars(p) for n, p in params.items()} for q, params in self.parameters.items()
             },
             "truth": self.truth,
+            "plots": None if self.plots is None else str(self.plots),
         }
 
 
+def failed_nodes(run: GraphRun) -> list[str]:
+    """`qubit node: reason` of every node that could not run (`calibrations.runner` records
+    an acquisition that raised as `failed`; a fit or gate that says no is `rejected`)."""
+    return [
+        f"{qubit} {name}: {result.reason}"
+        for qubit, results in run.results.items()
+        for name, result in results.items()
+        if result.outcome == "failed"
+    ]
+
+
+def save_complete_run(
+    store: SnapshotStore,
+    run: GraphRun,
+    station: Station,
+    reason: str,
+    provenance: dict[str, str],
+    save_partial: bool,
+) -> int | None:
+    """Save the run as the new current version, unless nodes failed to run and
+    `save_partial` is false; return the version (None: not saved)."""
+    if failed_nodes(run) and not save_partial:
+        return None
+    return save_run(store, run, station, reason, provenance)
+
+
 def open_lab(request: CalibrationRequest) -> tuple[Station, SimulatedDevice | None]:
-    """The station to calibrate, and the simulated device behind it if there is one."""
-    if request.station is not None:
-        if not Path(request.station).is_file():
-            raise FileNotFoundError(f"station file not found: {request.station}")
-        station = load_station(request.station)
-        lab = getattr(station.components["readout"], "lab", None)
-        return station, getattr(lab, "device", None)
-    device = SimulatedDevice.from_yaml(request.device)
-    return build_station(device), device
+    """The station to calibrate, and the simulated device behind it if there is one.
+
+    Whatever stops a device or station file from building the lab (YAML syntax, the QCoDeS
+    station schema, a driver that cannot be imported, an invalid device field) is reported
+    as a `LabFileError` that names the file.
+    """
+    path = request.station if request.station is not None else request.device
+    try:
+        if request.station is not None:
+            return _load_station(request.station)
+        device = SimulatedDevice.from_yaml(request.device)
+        return build_station(device), device
+    except (FileNotFoundError, LabFileError):
+        raise
+    except Exception as error:
+        if path is None:
+            raise  # the built-in device failed: a bug, not a bad file
+        message = " ".join(str(error).split()) or type(error).__name__
+        where = f"{path}: " if not message.startswith(str(path)) else ""
+        raise LabFileError(f"{where}{message}") from error
+
+
+def _load_station(path: Path) -> tuple[Station, SimulatedDevice | None]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"station file not found: {path}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            station = load_station(path)
+        except Exception as error:
+            schema = " (it also fails the QCoDeS station schema)" if caught else ""
+            reason = f"{type(error).__name__}: {error}"
+            raise LabFileError(f"{path}: cannot load the station ({reason}){schema}") from error
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    lab = getattr(station.components["readout"], "lab", None)
+    return station, getattr(lab, "device", None)
 
 
 def qubits_of(
@@ -115,22 +202,29 @@ def qubits_of(
 
 
 def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
-    """Calibrate with the plain runner and save a snapshot; nothing is stored on a crash."""
+    """Calibrate with the plain runner and save a snapshot; nothing is stored on a crash, nor
+    when nodes failed to run unless the request says `save_partial`."""
     start = time.perf_counter()
+    check_nodes(request.nodes)
     station, device = open_lab(request)
-    store = SnapshotStore(request.store)
-    initialise_or_create_database_at(str(Path(request.store) / "experiments.db"))
     qubits = qubits_of(station, request.qubits, request.settings)
+    store = SnapshotStore(request.store)
+    files = RunFiles.start(store.path, request.plot_dir)
+    files.open_database()
     run = run_graph(
         station,
         qubits,
         nodes=request.nodes,
         known=current_parameters(store),
-        plot_dir=request.plot_dir,
+        plot_dir=files.plots,
         settings=request.settings,
     )
-    version = save_run(store, run, station, request.reason, request.provenance)
-    return CalibrationOutcome.stored(store, version, run, device, start)
+    provenance = {**request.provenance, **files.provenance()}
+    version = save_complete_run(
+        store, run, station, request.reason, provenance, request.save_partial
+    )
+    plots = files.keep_plots(version)
+    return CalibrationOutcome.stored(store, version, run, device, start, plots)
 
 
 def snapshot_settings(store: Path, version: int | None) -> CalibrationSettings:

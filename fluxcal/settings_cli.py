@@ -12,26 +12,27 @@ from typing import Annotated, Any
 
 import typer
 
-from calibrations.settings import CalibrationSettings, SettingsError
-from calibrations.settings_yaml import defaults_yaml
+from fluxcal.failures import one_line_errors
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)
 
 
 @app.command()
+@one_line_errors
 def defaults() -> None:
     """Print the complete default settings file (YAML, every node and field, commented)."""
+    from calibrations.settings_yaml import defaults_yaml
+
     typer.echo(defaults_yaml(), nl=False)
 
 
 @app.command()
+@one_line_errors
 def check(file: Annotated[Path, typer.Argument(help="settings YAML to validate")]) -> None:
     """Validate a settings file; print what it sets, or one error line and exit 1."""
-    try:
-        settings = CalibrationSettings.load(file)
-    except (SettingsError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
+    from calibrations.settings import CalibrationSettings
+
+    settings = CalibrationSettings.load(file)
     entries = list(_paths(settings.as_dict()))
     typer.echo(f"ok: {file} sets {len(entries)} value(s)")
     for path, value in entries:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from snapshots import CalibratedParameter
+if TYPE_CHECKING:
+    from snapshots import CalibratedParameter
 
 
 def _number(value: float) -> str:

@@ -1,8 +1,9 @@
 """`fluxcal snapshots ...`: inspect, compare, roll back and verify a snapshot store.
 
 Every command reads the store named by --store (default $FLUXCAL_STORE or ./fluxcal-store)
-and prints an aligned table, or JSON with --json. Store errors become one line on stderr
-and exit code 1, because users read them, not tracebacks.
+and prints an aligned table, or JSON with --json. None of them creates a store. Store
+errors become one line on stderr and exit code 1 (`fluxcal.failures`), because users read
+them, not tracebacks.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from fluxcal.failures import one_line_errors
 
 from .errors import StoreError, UnknownVersion
 from .records import CalibratedParameter, ExperimentRecord
@@ -34,104 +36,104 @@ _PREFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, 
 
 
 @app.command("list")
+@one_line_errors
 def list_versions(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
     """List all versions, oldest first; * marks the current one."""
-    with _clean_errors():
-        s = _open(store)
-        current = s.current_version()
-        infos = s.versions()
-        if as_json:
-            _print_json([{**dataclasses.asdict(i), "current": i.version == current} for i in infos])
-            return
-        rows = [
-            ["*" if i.version == current else "", i.version, i.parent, i.created, i.reason]
-            for i in infos
-        ]
-        typer.echo(_table(["", "version", "parent", "created", "reason"], rows))
+    s = _open(store)
+    current = s.current_version()
+    infos = s.versions()
+    if as_json:
+        _print_json([{**dataclasses.asdict(i), "current": i.version == current} for i in infos])
+        return
+    rows = [
+        ["*" if i.version == current else "", i.version, i.parent, i.created, i.reason]
+        for i in infos
+    ]
+    typer.echo(_table(["", "version", "parent", "created", "reason"], rows))
 
 
 @app.command()
+@one_line_errors
 def show(
     version: Annotated[str, typer.Argument(help="Version number or 'current'.")],
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
     """Show one version: metadata, parameters and experiment outcomes."""
-    with _clean_errors():
-        s = _open(store)
-        snap = s.load(parse_version(version))
-        experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
-        if as_json:
-            _print_json(
-                {
-                    "version": snap.version,
-                    "parent": snap.parent,
-                    "created": snap.created,
-                    "reason": snap.reason,
-                    "provenance": snap.provenance,
-                    "fluxcal_version": snap.fluxcal_version,
-                    "code_version": snap.code_version,
-                    "checksum": snap.checksum,
-                    "current": snap.version == s.current_version(),
-                    "parameters": {
-                        q: {n: dataclasses.asdict(p) for n, p in ps.items()}
-                        for q, ps in snap.parameters.items()
-                    },
-                    "experiments": {
-                        q: {
-                            name: {
-                                "outcome": r.outcome,
-                                "reason": r.reason,
-                                "report": r.report,
-                                "updated": r.updated,
-                                "device_seconds": r.device_seconds,
-                                "fit": {k: list(v) for k, v in r.fit.items()},
-                                "data_variables": [] if r.data is None else list(r.data.data_vars),
-                            }
-                            for name, r in recs.items()
+    s = _open(store)
+    snap = s.load(parse_version(version))
+    experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
+    if as_json:
+        _print_json(
+            {
+                "version": snap.version,
+                "parent": snap.parent,
+                "created": snap.created,
+                "reason": snap.reason,
+                "provenance": snap.provenance,
+                "fluxcal_version": snap.fluxcal_version,
+                "code_version": snap.code_version,
+                "checksum": snap.checksum,
+                "current": snap.version == s.current_version(),
+                "parameters": {
+                    q: {n: dataclasses.asdict(p) for n, p in ps.items()}
+                    for q, ps in snap.parameters.items()
+                },
+                "experiments": {
+                    q: {
+                        name: {
+                            "outcome": r.outcome,
+                            "reason": r.reason,
+                            "report": r.report,
+                            "updated": r.updated,
+                            "device_seconds": r.device_seconds,
+                            "fit": {k: list(v) for k, v in r.fit.items()},
+                            "data_variables": [] if r.data is None else list(r.data.data_vars),
                         }
-                        for q, recs in experiments.items()
-                    },
-                    "station": snap.station,
-                    "settings": snap.settings,
-                }
-            )
-            return
-        mark = " (current)" if snap.version == s.current_version() else ""
-        lines = [
-            f"version {snap.version}{mark}  parent {snap.parent}  created {snap.created}"
-            f"  fluxcal {snap.fluxcal_version}",
-            f"reason: {snap.reason}",
-            "provenance: "
-            + (", ".join(f"{k}={v}" for k, v in sorted(snap.provenance.items())) or "-"),
-            f"checksum: {snap.checksum}",
-            f"code: {_code(snap.code_version)}",
-            f"settings: {_settings(snap.settings)}",
+                        for name, r in recs.items()
+                    }
+                    for q, recs in experiments.items()
+                },
+                "station": snap.station,
+                "settings": snap.settings,
+            }
+        )
+        return
+    mark = " (current)" if snap.version == s.current_version() else ""
+    lines = [
+        f"version {snap.version}{mark}  parent {snap.parent}  created {snap.created}"
+        f"  fluxcal {snap.fluxcal_version}",
+        f"reason: {snap.reason}",
+        "provenance: " + (", ".join(f"{k}={v}" for k, v in sorted(snap.provenance.items())) or "-"),
+        f"checksum: {snap.checksum}",
+        f"code: {_code(snap.code_version)}",
+        f"settings: {_settings(snap.settings)}",
+        "",
+        _table(
+            ["qubit", "parameter", "value", "experiment", "updated"],
+            [
+                [q, n, _quantity(p), p.experiment, p.updated]
+                for q, ps in sorted(snap.parameters.items())
+                for n, p in sorted(ps.items())
+            ],
+        ),
+    ]
+    exp_rows = [
+        [q, name, r.outcome, _device_time(r.device_seconds), r.reason]
+        for q, recs in sorted(experiments.items())
+        for name, r in sorted(recs.items())
+    ]
+    if exp_rows:
+        lines += [
             "",
-            _table(
-                ["qubit", "parameter", "value", "experiment", "updated"],
-                [
-                    [q, n, _quantity(p), p.experiment, p.updated]
-                    for q, ps in sorted(snap.parameters.items())
-                    for n, p in sorted(ps.items())
-                ],
-            ),
+            _table(["qubit", "experiment", "outcome", "device time", "reason"], exp_rows),
         ]
-        exp_rows = [
-            [q, name, r.outcome, _device_time(r.device_seconds), r.reason]
-            for q, recs in sorted(experiments.items())
-            for name, r in sorted(recs.items())
-        ]
-        if exp_rows:
-            lines += [
-                "",
-                _table(["qubit", "experiment", "outcome", "device time", "reason"], exp_rows),
-            ]
-            lines.append(f"device time in total: {_device_time(_total_device_time(experiments))}")
-        typer.echo("\n".join(lines))
+        lines.append(f"device time in total: {_device_time(_total_device_time(experiments))}")
+    typer.echo("\n".join(lines))
 
 
 @app.command()
+@one_line_errors
 def diff(
     a: Annotated[str, typer.Argument(help="Old version or 'current'.")],
     b: Annotated[str, typer.Argument(help="New version or 'current'.")],
@@ -139,29 +141,29 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Parameters that changed from A to B, with the change in combined standard errors."""
-    with _clean_errors():
-        s = _open(store)
-        changes = s.diff(_resolve(s, a), _resolve(s, b))
-        if as_json:
-            _print_json([dataclasses.asdict(c) for c in changes])
-            return
-        rows = [
-            [
-                c.qubit,
-                c.name,
-                c.kind,
-                _quantity(c.old) if c.old else "-",
-                _quantity(c.new) if c.new else "-",
-                _scaled(c.delta, c.unit, 3) if c.kind == "changed" else "",
-                f"{c.delta_sigma:+.1f}" if math.isfinite(c.delta_sigma) else "",
-            ]
-            for c in changes
+    s = _open(store)
+    changes = s.diff(_resolve(s, a), _resolve(s, b))
+    if as_json:
+        _print_json([dataclasses.asdict(c) for c in changes])
+        return
+    rows = [
+        [
+            c.qubit,
+            c.name,
+            c.kind,
+            _quantity(c.old) if c.old else "-",
+            _quantity(c.new) if c.new else "-",
+            _scaled(c.delta, c.unit, 3) if c.kind == "changed" else "",
+            f"{c.delta_sigma:+.1f}" if math.isfinite(c.delta_sigma) else "",
         ]
-        headers = ["qubit", "parameter", "change", "old", "new", "delta", "delta/σ"]
-        typer.echo(_table(headers, rows) if rows else "no parameter changes")
+        for c in changes
+    ]
+    headers = ["qubit", "parameter", "change", "old", "new", "delta", "delta/σ"]
+    typer.echo(_table(headers, rows) if rows else "no parameter changes")
 
 
 @app.command()
+@one_line_errors
 def history(
     qubit: str,
     param: str,
@@ -169,18 +171,18 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Value of one parameter in every version that holds it, oldest first."""
-    with _clean_errors():
-        rows = _open(store).history(qubit, param)
-        if not rows:
-            raise StoreError(f"no version holds parameter {param!r} of qubit {qubit!r}")
-        if as_json:
-            _print_json([{"version": v, **dataclasses.asdict(p)} for v, p in rows])
-            return
-        table = [[v, _quantity(p), p.experiment, p.updated] for v, p in rows]
-        typer.echo(_table(["version", "value", "experiment", "updated"], table))
+    rows = _open(store).history(qubit, param)
+    if not rows:
+        raise StoreError(f"no version holds parameter {param!r} of qubit {qubit!r}")
+    if as_json:
+        _print_json([{"version": v, **dataclasses.asdict(p)} for v, p in rows])
+        return
+    table = [[v, _quantity(p), p.experiment, p.updated] for v, p in rows]
+    typer.echo(_table(["version", "value", "experiment", "updated"], table))
 
 
 @app.command()
+@one_line_errors
 def rollback(
     version: Annotated[int, typer.Argument(help="Version whose content becomes current again.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the new version).")],
@@ -188,38 +190,28 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Create a new current version with the content of VERSION (history is kept)."""
-    with _clean_errors():
-        new = _open(store).rollback(version, reason)
-        if as_json:
-            _print_json({"version": new, "rollback_of": version})
-        else:
-            typer.echo(f"created v{new} with the content of v{version}")
+    new = _open(store).rollback(version, reason)
+    if as_json:
+        _print_json({"version": new, "rollback_of": version})
+    else:
+        typer.echo(f"created v{new} with the content of v{version}")
 
 
 @app.command()
+@one_line_errors
 def verify(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
     """Check every version file, the CURRENT pointer and the index; exit 1 on any problem."""
-    with _clean_errors():
-        s = _open(store)
-        problems = s.verify()
-        if as_json:
-            _print_json([dataclasses.asdict(p) for p in problems])
-        elif problems:
-            rows = [[p.kind, "" if p.version is None else p.version, p.message] for p in problems]
-            typer.echo(_table(["problem", "version", "message"], rows))
-        else:
-            typer.echo(f"ok: {len(s.versions())} versions, pointer and index verified")
-        if problems:
-            raise typer.Exit(1)
-
-
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    try:
-        yield
-    except StoreError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    s = _open(store)
+    problems = s.verify()
+    if as_json:
+        _print_json([dataclasses.asdict(p) for p in problems])
+    elif problems:
+        rows = [[p.kind, "" if p.version is None else p.version, p.message] for p in problems]
+        typer.echo(_table(["problem", "version", "message"], rows))
+    else:
+        typer.echo(f"ok: {len(s.versions())} versions, pointer and index verified")
+    if problems:
+        raise typer.Exit(1)
 
 
 def _open(path: Path) -> SnapshotStore:

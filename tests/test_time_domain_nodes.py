@@ -3,7 +3,9 @@
 Live runs start from the truth for the upstream parameters a node requires (Ramsey's
 qubit_frequency deliberately 150 kHz off, on either side, to show the correction and its
 sign) and must land inside the acceptance tolerances of the full chain: pi_amplitude 2 %,
-qubit_frequency 20 kHz, T1 / T2 15 %. Recorded runs must give the recorded numbers, and
+qubit_frequency 20 kHz, T1 / T2 15 %. Ramsey, echo and T1 run their default, sequentially
+chosen delays (tests/test_adaptive_estimation.py compares them with the fixed grids); the
+recorded runs are fixed grids. Recorded runs must give the recorded numbers, and
 pathological data (pure noise, a glitch burst, a window far shorter than the decay, no drive
 at all) must be rejected with the failed criterion named, never accepted with a wrong value.
 """

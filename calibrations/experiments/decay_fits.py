@@ -188,11 +188,17 @@ def fit_rabi(trace: Trace) -> CurveFit:
     return _fit(lmfit.Model(rabi_cosine), trace, params)
 
 
-def fit_ramsey(trace: Trace, decay_guess: float) -> CurveFit:
-    """Damped cosine; the frequency comes from a periodogram, the decay from the caller."""
+def fit_ramsey(trace: Trace, decay_guess: float, max_frequency: float | None = None) -> CurveFit:
+    """Damped cosine; the frequency comes from a periodogram, the decay from the caller.
+
+    The periodogram scans up to the Nyquist frequency of a uniform grid of the trace's points,
+    or up to `max_frequency` when the caller knows the fringe is slower: delays chosen by a
+    design cluster at a few phases of the fringe and alias it at harmonics a full scan finds.
+    """
     span = float(np.ptp(trace.x))
     step = span / (trace.x.size - 1)
-    frequency = scan_frequency(trace.x, trace.y, np.arange(1.0 / span, 0.5 / step, 0.1 / span))
+    highest = 0.5 / step if max_frequency is None else max_frequency
+    frequency = scan_frequency(trace.x, trace.y, np.arange(1.0 / span, highest, 0.1 / span))
     phase = 2 * np.pi * frequency * trace.x
     design = np.stack([np.ones_like(trace.x), np.cos(phase), np.sin(phase)], axis=-1)
     (offset, a, b), *_ = np.linalg.lstsq(design, trace.y, rcond=None)
@@ -207,9 +213,13 @@ def fit_ramsey(trace: Trace, decay_guess: float) -> CurveFit:
 
 
 def fit_decay(trace: Trace, decay_guess: float) -> CurveFit:
-    """Exponential towards a free offset; the amplitude sign follows the data."""
+    """Exponential towards a free offset; the amplitude sign follows the data.
+
+    The decay may be as short as half the finest delay step (of a uniform grid, its step; of
+    sequentially chosen delays, the closest pair, not the span over the point count).
+    """
     span = float(np.ptp(trace.x))
-    step = span / (trace.x.size - 1)
+    step = float(np.min(np.diff(np.unique(trace.x))))
     tail = max(3, trace.x.size // 10)
     offset = float(np.mean(trace.y[-tail:]))
     start = float(np.mean(trace.y[:3])) - offset

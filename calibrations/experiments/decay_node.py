@@ -3,9 +3,13 @@
 Both drive at the calibrated qubit frequency with the calibrated π pulse, sweep the delay
 from zero to a few expected decay times, and fit an exponential towards a free steady state.
 The window is chosen from what is known (a subclass says what the expected decay time is)
-and re-measured when the decay turns out not to be resolved in it. The gate checks the fit
-(χ² against the repeat noise, relative stderr, contrast) and that the decay time sits inside
-the window with margin, so a decay far longer than the window is never reported.
+and re-measured when the decay turns out not to be resolved in it. By default the delays are
+chosen sequentially (`calibrations.adaptive`): a coarse batch, then batches placed where the
+current fit says they pin the decay time most, until its relative stderr is within the gate's
+limit with margin; `adaptive=False` measures the fixed grid of `points` instead. The gate
+checks the fit (χ² against the repeat noise, relative stderr, contrast) and that the decay
+time sits inside the window with margin, so a decay far longer than the window is never
+reported.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
-from calibrations.experiments.decay_fits import fit_decay, project, quality
+from calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
+from calibrations.experiments.decay_fits import CurveFit, fit_decay, project, quality
 from calibrations.experiments.time_domain import (
     measure_repeats,
     prepare_drive,
@@ -48,7 +53,14 @@ class DecayNode(Node):
     max_relative_error: float = 0.05
     min_snr: float = 8.0
     min_window_ratio: float = 2.0  # window/decay below this: the decay is not resolved
-    min_points_per_decay: float = 4.0
+    min_points_per_decay: float = 4.0  # distinct delays within the first decay time
+    adaptive: bool = True  # sequential delays (False: the fixed grid of `points`)
+    adaptive_shots: int = 250  # shots per repeat of every sequentially chosen delay
+    coarse_points: int = 24  # the first, uniform batch
+    min_batch: int = 8
+    stderr_margin: float = 1.25  # stop at max_relative_error / this
+    adaptive_budget: int = 3_200_000  # shots (both repeats), as the fixed grid's 16k per point
+    max_batches: int = 12
 
     @property
     def key(self) -> str:
@@ -84,6 +96,9 @@ class DecayNode(Node):
             "shots": self.shots,
         }
 
+        if self.adaptive:
+            return self._acquire_sequentially(session, guess, attrs)
+
         def measure(window: float) -> xr.Dataset:
             delays = np.linspace(0.0, window, self.points)
             iq = measure_repeats(session, self.name, SWEEP, delays)
@@ -101,6 +116,52 @@ class DecayNode(Node):
         window = float(data[SWEEP].values.max())
         return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
 
+    def _acquire_sequentially(self, session: QubitSession, guess: float, attrs: dict) -> xr.Dataset:
+        """Batches of delays chosen by the current fit until T1/T2 is known well enough."""
+        session.configure(readout={"shots": self.adaptive_shots})
+        design = SequentialWindow(
+            measure=lambda _window, delays: measure_repeats(session, self.name, SWEEP, delays),
+            fit=lambda iq: self._fit(iq[SWEEP].values, iq.values),
+            goals=self._stderr_goals,
+            sweep=SWEEP,
+            shots_per_point=self.adaptive_shots,
+            coarse_points=self.coarse_points,
+            min_batch=self.min_batch,
+            margin=self.stderr_margin,
+            budget=Budget(self.adaptive_budget, self.max_batches),
+            lacking=self._lacking_delays,
+            decay="decay",
+            window_factor=self.window_factor,
+            ratio_range=self.ratio_range,
+            max_window=self.max_delay,
+        )
+        iq = design.run(self.window_factor * guess)
+        batches = int(iq[batch_coordinate(SWEEP)].values.max()) + 1
+        return xr.Dataset(
+            {"iq": iq}, attrs={**attrs, "shots": self.adaptive_shots, "batches": batches}
+        )
+
+    def _stderr_goals(self, fit: CurveFit) -> dict[str, float]:
+        """The stderrs the gate needs: the decay's relative one, and the contrast's."""
+        return {
+            "decay": self.max_relative_error * abs(fit.value("decay")[0]),
+            "amplitude": abs(fit.value("amplitude")[0]) / self.min_snr,
+        }
+
+    def _lacking_delays(self, fit: CurveFit, iq: xr.DataArray) -> np.ndarray:
+        """Delays spread over the first decay time when it holds fewer than the gate needs
+        (a coarse batch over a window much longer than the decay leaves it unresolved)."""
+        decay = fit.value("decay")[0]
+        delays = iq[SWEEP].values
+        if np.unique(delays[(delays > 0) & (delays <= decay)]).size >= self.min_points_per_decay:
+            return np.empty(0)
+        spread = np.linspace(0.0, decay, int(self.min_points_per_decay) + 2)[1:-1]
+        return spread[~np.isin(spread, delays)]
+
+    def _fit(self, delays: np.ndarray, iq: np.ndarray) -> CurveFit:
+        trace = project(delays, iq)
+        return fit_decay(trace, decay_guess=float(np.ptp(trace.x)) / self.window_factor)
+
     def _decay_or_nan(self, data: xr.Dataset) -> float:
         try:
             return self.analyse(data).values[self.key][0]
@@ -108,17 +169,17 @@ class DecayNode(Node):
             return float("nan")
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        trace = project(data[SWEEP].values, data["iq"].values)
+        fit = self._fit(data[SWEEP].values, data["iq"].values)
+        trace = fit.trace
         window = float(np.ptp(trace.x))
-        fit = fit_decay(trace, decay_guess=window / self.window_factor)
         decay = fit.value("decay")
-        step = window / (trace.x.size - 1)
+        resolved = np.unique(trace.x[(trace.x > 0) & (trace.x <= decay[0])]).size
         criteria = quality(
             fit, f"{self.name} fit", "decay", self.max_chi2, self.max_relative_error, self.min_snr
         )
         criteria += [
             at_least(f"delay window / {self.key}", window / decay[0], self.min_window_ratio),
-            at_least(f"points per {self.key}", decay[0] / step, self.min_points_per_decay),
+            at_least(f"delays within one {self.key}", resolved, self.min_points_per_decay),
         ]
         fit_x, fit_y = fit.curve()
         return Analysis(

@@ -88,6 +88,11 @@ def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Li
     ]
 
 
+def line_amplitude(iq: np.ndarray, line: Line) -> float:
+    """Response height of `line` in the sweep it was found in (its SNR times the noise)."""
+    return line.snr * point_noise(response_to_peak(np.asarray(iq)))
+
+
 def refine_line(frequency: np.ndarray, iq: np.ndarray, line: Line) -> Line:
     """The line with its centre from a local Lorentzian fit (grid point if that fails)."""
     centre, stderr = refine_peak(np.asarray(frequency, float), response_to_peak(iq), line.index)
@@ -107,19 +112,22 @@ def centre_readout(session: QubitSession, name: str, span: float, points: int = 
 
     The dressed resonator moves with flux, by several κ where |χ| > κ, so a readout
     frequency found at one bias can sit off the line at another and show no qubit contrast.
-    The sweep spans ±max(`span`, 6κ) around the last known readout frequency.
+    The sweep spans ±max(`span`, 6κ) around the last known readout frequency. It is a
+    continuous-wave resonator sweep, as a lab runs it (no herald: a pre-measurement per shot
+    would double the repetition time of a measurement that needs no qubit pulse); the
+    deepest point of the thermal mixture of the qubit states' dips still shows contrast.
     """
     readout = session.channel("readout")
     drive = session.channel("drive")
-    sequence = drive.sequence()
+    sequence, herald = drive.sequence(), drive.herald()
     centre = session.value("readout_frequency")
     span = max(span, 6 * session.get("resonator_kappa", 0.0))
     sweep = np.linspace(centre - span, centre + span, points)
-    drive.sequence("none")
+    session.configure(drive={"sequence": "none", "herald": False})
     try:
         iq = session.measure(name, "readout_frequency", sweep)["iq"].values
     finally:
-        drive.sequence(sequence)
+        session.configure(drive={"sequence": sequence, "herald": herald})
     best = float(sweep[np.argmin(np.abs(iq))])
     readout.frequency(best)
     return best
@@ -212,7 +220,7 @@ class QubitSpectroscopy(Node):
     fine_linewidth: float = 0.5e6  # Hz, wanted FWHM of the weak-tone line
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
     fine_points: int = 121
-    shots: int = 1000
+    shots: int = 200  # first look of each sweep; averaging adds what the line needs
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
     readout_span: float = 6e6  # Hz, at least: resonator re-centring window at each point
@@ -251,7 +259,8 @@ class QubitSpectroscopy(Node):
                 break
             coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
             tried.append((bias, stderr))
-            coarse, coarse_iq, line = self._coarse_look(session, bias, coarse)
+            reference = None if found is None else line_amplitude(found[3], found[4])
+            coarse, coarse_iq, line = self._coarse_look(session, bias, coarse, reference)
             if line is not None:
                 found = (bias, stderr, coarse, coarse_iq, line)
         if found is None:
@@ -288,9 +297,18 @@ class QubitSpectroscopy(Node):
         return np.arange(low, high + self.coarse_step / 2, self.coarse_step)
 
     def _coarse_look(
-        self, session: QubitSession, bias: float, coarse: np.ndarray
+        self,
+        session: QubitSession,
+        bias: float,
+        coarse: np.ndarray,
+        reference: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Line | None]:
-        """Strong-tone sweep at `bias`: its IQ and the refined qubit line in it, if any."""
+        """Strong-tone sweep at `bias`: its IQ and the refined qubit line in it, if any.
+
+        `reference` is the response amplitude of a line found elsewhere: the sweep then also
+        stops once a line `min_relative_snr` as strong would stand out (looking longer for
+        a line that is not there is the costliest way to learn nothing).
+        """
         session.configure(flux={"voltage": bias})
         self._centre_readout(session)
         session.configure(drive={"amplitude": self.coarse_amplitude})
@@ -299,19 +317,28 @@ class QubitSpectroscopy(Node):
             self.name,
             SWEEP,
             coarse,
-            self._line_score(coarse),
+            self._line_score(coarse, reference),
             self.min_line_snr,
             self.budget,
         )["iq"].values
         line = qubit_line(find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr)
         return coarse, coarse_iq, None if line is None else refine_line(coarse, coarse_iq, line)
 
-    def _line_score(self, frequency: np.ndarray):
-        """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none)."""
+    def _line_score(self, frequency: np.ndarray, reference: float | None = None):
+        """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none).
+
+        With a `reference` amplitude, a sweep quiet enough to show a line `min_relative_snr`
+        as strong also scores: the reference's line would not have been taken for f01 next
+        to a weaker one.
+        """
 
         def score(iq: np.ndarray) -> float:
             line = qubit_line(find_lines(frequency, iq, 3.0), self.min_relative_snr)
-            return line.snr if line else 0.0
+            seen = line.snr if line else 0.0
+            if reference is None:
+                return seen
+            noise = point_noise(response_to_peak(iq))
+            return max(seen, self.min_relative_snr * reference / noise)
 
         return score
 

@@ -46,7 +46,7 @@ class Rabi(Node):
     max_amplitude: float = 2.0  # V, AWG full scale
     fine_span: float = 2.5  # fine sweep up to this many estimated π-amplitudes
     fine_points: int = 101
-    shots: int = 1000
+    shots: int = 250  # first look; a faint oscillation gets more (`with_enough_shots`)
     budget: int = 16_000  # shots per point a faint oscillation may take
     herald: bool = True
     max_chi2: float = 3.0

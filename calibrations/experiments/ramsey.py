@@ -10,6 +10,14 @@ Two π/2 pulses separated by a delay, driven detuned on purpose so the fringe fr
    decay is not resolved), driven at the corrected frequency + a detuning giving a few fringes
    over the window — far larger than the error left after step 1, so its sign is known. Its
    fit gives T2_ramsey and the final frequency; the two windows must agree.
+
+By default both steps are sequential (`adaptive=False` measures the fixed grids): the short
+windows in batches until their frequency error is known to the long detuning over
+`sign_margin` (`ramsey_sequential.ShortWindows`), the long window by the design of
+`calibrations.adaptive` (a coarse batch of ~5 points per fringe, then batches placed by the
+Fisher information of the damped-cosine fit) until T2's relative stderr and the frequency's
+stderr reach the gate's limits with margin. The fixed grids spend 600–800 s, mostly on
+precision nobody uses; this spends what the gate needs. Both give the same Dataset layout.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
 from calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
+from calibrations.experiments.ramsey_sequential import DETUNING, SHORT, ShortWindows
 from calibrations.experiments.time_domain import (
     measure_repeats,
     prepare_drive,
@@ -33,8 +43,6 @@ from calibrations.node import Analysis, Node
 from calibrations.session import QubitSession
 
 SWEEP = "delay"
-SHORT = "delay_short"
-DETUNING = "detuning"
 
 
 @dataclass
@@ -65,6 +73,15 @@ class Ramsey(Node):
     min_window_ratio: float = 1.5  # window/T2 below this: the decay is not resolved
     max_disagreement: float = 5.0  # standard errors between the two frequency estimates
     max_frequency_stderr: float = 2e3  # Hz
+    adaptive: bool = True  # sequential batches (False: the fixed grids of *_points)
+    adaptive_shots: int = 250  # shots per repeat of every sequentially chosen long delay
+    short_shots: int = 50  # shots per repeat of the sequential short windows' points
+    long_coarse_points: int = 41  # the long window's first, uniform batch: ~5 per fringe
+    min_batch: int = 8
+    stderr_margin: float = 1.25  # stop at the gate's stderr limits / this
+    sign_margin: float = 6.0  # long detuning / stderr of each short-window fringe frequency
+    adaptive_budget: int = 3_200_000  # shots (both repeats) of the long window; short: 1/4
+    max_batches: int = 12
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         reference = session.value("qubit_frequency")
@@ -78,11 +95,6 @@ class Ramsey(Node):
             duration=duration,
             herald=self.herald,
         )
-        short = np.linspace(0.0, self.short_fringes / detuning, self.short_points)
-        fringes = []
-        for sign in (1, -1):
-            session.configure(drive={"frequency": reference + sign * detuning})
-            fringes.append(measure_repeats(session, self.name, SWEEP, short).rename({SWEEP: SHORT}))
         attrs = {
             "experiment": self.name,
             "qubit": session.qubit,
@@ -92,6 +104,13 @@ class Ramsey(Node):
             "herald": int(self.herald),
             "shots": self.shots,
         }
+        if self.adaptive:
+            return self._acquire_sequentially(session, reference, detuning, attrs)
+        short = np.linspace(0.0, self.short_fringes / detuning, self.short_points)
+        fringes = []
+        for sign in (1, -1):
+            session.configure(drive={"frequency": reference + sign * detuning})
+            fringes.append(measure_repeats(session, self.name, SWEEP, short).rename({SWEEP: SHORT}))
         short_data = xr.Dataset(
             {"iq_short": xr.concat(fringes, dim=DETUNING)},
             coords={DETUNING: [detuning, -detuning]},
@@ -123,6 +142,89 @@ class Ramsey(Node):
         )
         window = float(data[SWEEP].values.max())
         return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
+
+    def _acquire_sequentially(
+        self, session: QubitSession, reference: float, detuning: float, attrs: dict
+    ) -> xr.Dataset:
+        """Short windows, then the long window, each to the precision its job needs."""
+
+        def measure_short(delays: np.ndarray) -> xr.DataArray:
+            fringes = []
+            for sign in (1, -1):
+                session.configure(drive={"frequency": reference + sign * detuning})
+                iq = measure_repeats(session, self.name, SWEEP, delays)
+                fringes.append(iq.rename({SWEEP: SHORT}))
+            return xr.concat(fringes, dim=DETUNING).assign_coords({DETUNING: [detuning, -detuning]})
+
+        short = ShortWindows(
+            measure_short,
+            lambda data: short_fits(data)[1:],
+            self.short_fringes / detuning,
+            self.short_points,
+            self.min_batch,
+            self.short_shots,
+            Budget(self.adaptive_budget // 4, self.max_batches),
+        )
+        long: dict[str, float] = {}
+
+        def measure_long(window: float, delays: np.ndarray) -> xr.DataArray:
+            if long.get("window") != window:  # a new window: its drive from the short ones
+                long_detuning = self.long_fringes / window
+                precision = min(
+                    self.max_fringe_error * detuning,
+                    math.sqrt(2) * long_detuning / self.sign_margin,
+                )
+                session.configure(readout={"shots": self.short_shots})
+                short.refine(
+                    lambda fit, precision=precision: {
+                        "frequency": precision,
+                        "amplitude": abs(fit.value("amplitude")[0]) / self.min_snr,
+                    },
+                    self.stderr_margin,
+                )
+                try:
+                    (error, _), _ = self.short_window(short.dataset())
+                except FitError:  # keep the reference; the analysis will say why
+                    error = 0.0
+                long.update(
+                    window=window, detuning=long_detuning, drive=reference + error + long_detuning
+                )
+            session.configure(
+                drive={"frequency": long["drive"]}, readout={"shots": self.adaptive_shots}
+            )
+            return measure_repeats(session, self.name, SWEEP, delays)
+
+        design = SequentialWindow(
+            measure=measure_long,
+            fit=lambda iq: long_window_fit(xr.Dataset({"iq": iq}), long["detuning"]),
+            goals=lambda fit: {
+                "decay": self.max_relative_error * abs(fit.value("decay")[0]),
+                "frequency": self.max_frequency_stderr,
+                "amplitude": abs(fit.value("amplitude")[0]) / self.min_snr,
+            },
+            sweep=SWEEP,
+            shots_per_point=self.adaptive_shots,
+            coarse_points=self.long_coarse_points,
+            min_batch=self.min_batch,
+            margin=self.stderr_margin,
+            budget=Budget(self.adaptive_budget, self.max_batches),
+            decay="decay",
+            window_factor=self.window_factor,
+            ratio_range=self.ratio_range,
+            max_window=self.max_delay,
+            restart=True,
+        )
+        iq = design.run(self.window_factor * session.get("T2_ramsey", self.t2_guess))
+        data = short.dataset().assign(iq=iq)
+        data.attrs = {
+            **attrs,
+            "shots": self.short_shots,
+            "long_shots": self.adaptive_shots,
+            "drive_frequency": long["drive"],
+            "long_detuning": long["detuning"],
+            "batches": int(iq[batch_coordinate(SWEEP)].values.max()) + 1,
+        }
+        return data
 
     def short_detuning_for(self, known_stderr: float, pulse_duration: float) -> float:
         """δ of the short window: 10× the known frequency uncertainty, within the pulse band.
@@ -181,7 +283,7 @@ class Ramsey(Node):
 
     def short_window(self, data: xr.Dataset) -> tuple[tuple[float, float], list[Criterion]]:
         """Qubit − reference frequency (Hz, stderr) from the ±δ fringes, with its criteria."""
-        detuning, plus, minus = _short_fits(data)
+        detuning, plus, minus = short_fits(data)
         error, stderr, mismatch = resolve_sign(
             detuning, plus.value("frequency"), minus.value("frequency")
         )
@@ -193,19 +295,31 @@ class Ramsey(Node):
         return (error, stderr), criteria
 
 
-def long_window_fit(data: xr.Dataset) -> CurveFit:
+def long_window_fit(data: xr.Dataset, long_detuning: float | None = None) -> CurveFit:
+    """Damped-cosine fit of the long window.
+
+    A sequential trace's delays cluster at the fringe phases that inform most, which aliases
+    the fringe at harmonics; its fringe is the long detuning (± the short windows' small
+    error), so the periodogram stops at twice that detuning.
+    """
     trace = project(data[SWEEP].values, data["iq"].values)
-    return fit_ramsey(trace, decay_guess=float(np.ptp(trace.x)) / 3)
+    if long_detuning is None and batch_coordinate(SWEEP) in data["iq"].coords:
+        long_detuning = float(data.attrs["long_detuning"])
+    fastest = None if long_detuning is None else 2 * long_detuning
+    return fit_ramsey(trace, decay_guess=float(np.ptp(trace.x)) / 3, max_frequency=fastest)
 
 
-def _short_fits(data: xr.Dataset) -> tuple[float, CurveFit, CurveFit]:
+def short_fits(data: xr.Dataset) -> tuple[float, CurveFit, CurveFit]:
     """δ and the fringe fits of the short window at reference + δ and reference − δ."""
     detuning = float(np.abs(data[DETUNING]).max())
     fits = []
     for signed in (detuning, -detuning):
         iq = data["iq_short"].sel({DETUNING: signed}).transpose("repeat", SHORT)
         trace = project(data[SHORT].values, iq.values)
-        fits.append(fit_ramsey(trace, decay_guess=10 * float(np.ptp(trace.x))))
+        # |δ ∓ error| stays below 2δ for every error the pair resolves; a sequential trace's
+        # dense interleaved delays would otherwise scan up to a needlessly high Nyquist
+        fastest = 2 * detuning if batch_coordinate(SHORT) in iq.coords else None
+        fits.append(fit_ramsey(trace, 10 * float(np.ptp(trace.x)), fastest))
     return detuning, fits[0], fits[1]
 
 

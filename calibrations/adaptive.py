@@ -1,0 +1,267 @@
+"""Sequential design of delays: measure where the next shots shrink the wanted stderrs most.
+
+A fixed grid spends most of its shots where a decay or a fringe tells little about the decay
+time (a T1 trace long after it has decayed, every point of a fringe equally) and keeps
+averaging after the target uncertainty is reached. Here a trace is measured in batches:
+
+1. a coarse uniform batch over the expected window, fitted with the node's own lmfit model;
+2. while the fitted stderrs of the parameters of interest are above their goals, the next
+   batch of delays is chosen greedily from a fine candidate grid by the Fisher information
+   the current fit predicts (a c-optimal design: each point is the one whose measurement
+   would reduce Σ var(θ_q)/goal_q² most, given the current covariance and every point
+   picked so far, so the design is a local Bayesian update with the current fit as prior;
+   for an exponential this puts points near 0, around 1–1.5 τ and at the tail);
+3. each batch is as large as the prediction says the goals need (with the node's margin),
+   at least `min_batch` points and at most as many as already measured, so the estimate the
+   design relies on is refitted before most of the shots are spent.
+
+Every point has the same shots and two repeats, so the repeat-difference noise and the χ²
+test of the fit mean what they mean on a fixed grid, and the reported value is still the
+lmfit fit of all the collected data. The loop stops at the goals, or when the shot budget or
+the batch count is spent; the gate then judges the data as it would a fixed grid's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from calibrations.experiments.decay_fits import CurveFit
+from calibrations.fitting import FitError
+
+#: Dimension of the repeats of a trace (as measured by `time_domain.measure_repeats`).
+REPEAT = "repeat"
+#: Candidate delays per window the design picks from.
+_CANDIDATES = 400
+#: A trace whose √shots extrapolation needs this many budgets to reach its goals has no
+#: signal worth the fridge's time.
+HOPELESS = 4.0
+#: Relative step of the numerical derivatives, in units of each parameter's stderr.
+_STEP_IN_STDERR = 1e-3
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How far a sequential estimate may go: shots (both repeats) and batches."""
+
+    shots: int
+    batches: int
+
+
+def stderr_goals_met(fit: CurveFit, goals: Mapping[str, float], margin: float) -> bool:
+    """Whether every parameter in `goals` has a finite stderr at most goal / margin."""
+    for name, goal in goals.items():
+        _, stderr = fit.value(name)
+        if not np.isfinite(stderr) or stderr > goal / margin:
+            return False
+    return True
+
+
+def sensitivities(fit: CurveFit, x: np.ndarray) -> np.ndarray:
+    """∂model/∂θ at delays `x` for the varied parameters, shape (len(x), parameters)."""
+    result = fit.result
+    columns = []
+    for name in result.var_names:
+        parameter = result.params[name]
+        scale = parameter.stderr if parameter.stderr else abs(parameter.value) or 1.0
+        step = _STEP_IN_STDERR * scale
+        up, down = result.params.copy(), result.params.copy()
+        up[name].set(value=parameter.value + step, min=-np.inf, max=np.inf)
+        down[name].set(value=parameter.value - step, min=-np.inf, max=np.inf)
+        columns.append((result.model.eval(up, x=x) - result.model.eval(down, x=x)) / (2 * step))
+    return np.stack(columns, axis=-1)
+
+
+def plan_delays(
+    fit: CurveFit,
+    candidates: np.ndarray,
+    goals: Mapping[str, float],
+    margin: float,
+    min_points: int,
+    max_points: int,
+) -> np.ndarray:
+    """The next batch of delays: greedy c-optimal picks until the predicted stderrs meet
+    `goals` / `margin` (at least `min_points`, at most `max_points`; empty without a
+    covariance to plan from).
+
+    New points are assumed to carry the fit's noise per point scaled by its reduced χ², the
+    same scaling lmfit applied to the covariance the prediction starts from.
+    """
+    result = fit.result
+    if result.covar is None or max_points <= 0:
+        return np.empty(0)
+    covariance = np.array(result.covar, float)
+    names = list(result.var_names)
+    wanted = np.zeros(len(names))
+    for name, goal in goals.items():
+        wanted[names.index(name)] = (margin / goal) ** 2
+    gradients = sensitivities(fit, candidates)
+    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    available = np.ones(candidates.size, bool)
+    picked: list[int] = []
+    while len(picked) < max_points and available.any():
+        projected = gradients @ covariance
+        spread = noise + np.einsum("ij,ij->i", projected, gradients)
+        gain = (projected**2 @ wanted) / spread
+        gain[~available] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        available[best] = False
+        row = projected[best]
+        covariance = covariance - np.outer(row, row) / spread[best]
+        predicted = np.sqrt(np.clip(np.diag(covariance), 0, None)) * np.sqrt(wanted)
+        if len(picked) >= min_points and np.all(predicted[wanted > 0] <= 1.0):
+            break
+    return np.sort(candidates[picked])
+
+
+def candidate_delays(window: float, batch: int, count: int = _CANDIDATES) -> np.ndarray:
+    """A fine grid of `count` delays over [0, window), shifted by a different fraction of
+    its step for every batch so no delay is measured twice (the coordinate stays unique)."""
+    step = window / count
+    return (np.arange(count) + _golden_fraction(batch)) * step
+
+
+def coarse_delays(window: float, points: int, batch: int = 0) -> np.ndarray:
+    """Uniform delays over [0, window]; a later coarse batch interleaves with the first."""
+    step = window / (points - 1)
+    if batch == 0:
+        return np.arange(points) * step
+    return (np.arange(points - 1) + _golden_fraction(batch)) * step
+
+
+def _golden_fraction(batch: int) -> float:
+    """A fraction in (0, 1) different for every batch > 0 (the golden-ratio sequence)."""
+    return (batch * 0.6180339887498949) % 1.0
+
+
+def batch_coordinate(sweep: str) -> str:
+    """Name of the coordinate along `sweep` saying which batch measured each point (one per
+    sweep, so Ramsey's short and long windows keep theirs in one Dataset)."""
+    return f"{sweep}_batch"
+
+
+def combine(batches: list[xr.DataArray], sweep: str) -> xr.DataArray:
+    """Batches of (repeat, sweep) IQ as one trace sorted by delay, with a batch coordinate
+    and the run ids of every batch in its attrs."""
+    name = batch_coordinate(sweep)
+    labelled = [
+        batch.assign_coords({name: (sweep, np.full(batch.sizes[sweep], index))})
+        for index, batch in enumerate(batches)
+    ]
+    combined = xr.concat(labelled, dim=sweep).sortby(sweep)
+    combined.attrs = {"run_ids": [i for batch in batches for i in batch.attrs.get("run_ids", [])]}
+    return combined
+
+
+@dataclass
+class SequentialWindow:
+    """Batches of one delay-swept trace until the fitted stderrs reach their goals.
+
+    `measure(window, delays)` returns two repeats (repeat, sweep); `fit(trace)` the node's
+    lmfit fit of a combined trace (raising what it raises when nothing fits); `goals(fit)`
+    the stderr goal of each parameter of interest; `lacking(fit, trace)` delays the gate
+    needs besides precision (e.g. enough points within the decay), measured before the
+    design goes on. With `decay` set, a fit whose decay does
+    not sit in `ratio_range` of the window re-sizes it to `window_factor` × decay (at most
+    10× per step, `resizes` times); `restart` drops the earlier batches when the window
+    changes (a Ramsey fringe measured at another detuning is another experiment).
+    """
+
+    measure: Callable[[float, np.ndarray], xr.DataArray]
+    fit: Callable[[xr.DataArray], CurveFit]
+    goals: Callable[[CurveFit], dict[str, float]]
+    sweep: str
+    shots_per_point: int
+    coarse_points: int
+    min_batch: int
+    margin: float
+    budget: Budget
+    lacking: Callable[[CurveFit, xr.DataArray], np.ndarray] | None = None
+    decay: str | None = None
+    window_factor: float = 1.0
+    ratio_range: tuple[float, float] = (0.0, np.inf)
+    max_window: float = np.inf
+    resizes: int = 2
+    restart: bool = False
+
+    def run(self, window: float) -> xr.DataArray:
+        """The combined trace of every batch (of the last window when `restart`)."""
+        window = min(window, self.max_window)
+        batches = [self.measure(window, coarse_delays(window, self.coarse_points))]
+        spent = self._shots(batches[0])
+        resized = 0
+        while spent < self.budget.shots and len(batches) < self.budget.batches:
+            trace = combine(batches, self.sweep)
+            fit = self._fit_or_none(trace)
+            wanted = None if fit is None else self._window_for(fit, window)
+            if fit is None or fit.result.covar is None:  # more of the coarse grid, interleaved
+                delays = coarse_delays(window, self.coarse_points, len(batches))
+            elif wanted is not None and resized < self.resizes:
+                resized += 1
+                window = wanted
+                if self.restart:
+                    batches = []
+                delays = coarse_delays(window, self.coarse_points, len(batches))
+            else:
+                delays = self._next_delays(fit, trace, window, len(batches), spent)
+                if delays.size == 0:
+                    break
+            room = (self.budget.shots - spent) // (2 * self.shots_per_point)
+            if room == 0:
+                break
+            batch = self.measure(window, delays[:room])
+            spent += self._shots(batch)
+            batches.append(batch)
+        return combine(batches, self.sweep)
+
+    def _next_delays(
+        self, fit: CurveFit, trace: xr.DataArray, window: float, batch: int, spent: int
+    ) -> np.ndarray:
+        """What the gate still lacks, else the designed batch; empty when done or hopeless.
+
+        Hopeless: the √shots law says even `HOPELESS` × the budget would not reach the goals
+        (no signal at all): the fridge's time is not spent on a trace the gate will reject.
+        """
+        needed = self.lacking(fit, trace) if self.lacking else np.empty(0)
+        if needed.size:
+            return needed
+        goals = self.goals(fit)
+        if stderr_goals_met(fit, goals, self.margin):
+            return np.empty(0)
+        shortfall = max(fit.value(name)[1] * self.margin / goal for name, goal in goals.items())
+        if not spent * shortfall**2 <= HOPELESS * self.budget.shots:
+            return np.empty(0)
+        room = (self.budget.shots - spent) // (2 * self.shots_per_point)
+        most = min(trace.sizes[self.sweep], room)
+        return plan_delays(
+            fit,
+            candidate_delays(window, batch, max(_CANDIDATES, 2 * most)),
+            goals,
+            self.margin,
+            min(self.min_batch, room),
+            most,
+        )
+
+    def _shots(self, batch: xr.DataArray) -> int:
+        return int(batch.sizes[REPEAT] * batch.sizes[self.sweep] * self.shots_per_point)
+
+    def _fit_or_none(self, trace: xr.DataArray) -> CurveFit | None:
+        try:
+            return self.fit(trace)
+        except FitError:
+            return None
+
+    def _window_for(self, fit: CurveFit, window: float) -> float | None:
+        """The window to re-measure over when the decay is not resolved in this one."""
+        if self.decay is None:
+            return None
+        decay = fit.value(self.decay)[0]
+        if not np.isfinite(decay) or self.ratio_range[0] <= window / decay <= self.ratio_range[1]:
+            return None
+        wanted = float(np.clip(self.window_factor * decay, window / 10, window * 10))
+        wanted = min(wanted, self.max_window)
+        return None if wanted == window else wanted
