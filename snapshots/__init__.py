@@ -1,7 +1,8 @@
 """Versioned, crash-safe calibration snapshot store (one immutable HDF5 file per version)."""
 
-from .errors import DamagedSnapshot, StoreError, UnknownVersion
+from .errors import DamagedSnapshot, StoreError, StoreWarning, UnknownVersion
 from .layout import Snapshot, experiment_group
+from .merge import merge_parameters
 from .records import (
     CalibratedParameter,
     ExperimentRecord,
@@ -9,9 +10,10 @@ from .records import (
     VerifyProblem,
     VersionInfo,
 )
-from .store import SnapshotStore
+from .store import Baseline, SnapshotStore
 
 __all__ = [
+    "Baseline",
     "CalibratedParameter",
     "DamagedSnapshot",
     "ExperimentRecord",
@@ -19,8 +21,10 @@ __all__ = [
     "Snapshot",
     "SnapshotStore",
     "StoreError",
+    "StoreWarning",
     "UnknownVersion",
     "VerifyProblem",
     "VersionInfo",
     "experiment_group",
+    "merge_parameters",
 ]

@@ -1,4 +1,4 @@
-"""Exceptions raised by the snapshot store.
+"""Exceptions and warnings raised by the snapshot store.
 
 Messages are a single line because the CLI shows them to users verbatim.
 """
@@ -13,4 +13,13 @@ class UnknownVersion(StoreError):
 
 
 class DamagedSnapshot(StoreError):
-    """A version file exists but cannot be read or fails its checksum."""
+    """A version file exists but cannot be read, fails its checksum or holds forged content."""
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was ignored or repaired so the operation could go on.
+
+    A warning, not an error, because refusing would block calibrations over a file that is
+    not needed (a stray FIFO, a damaged old version, a stale index). Filter on this class to
+    log or escalate them.
+    """

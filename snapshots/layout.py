@@ -14,7 +14,9 @@ Layout (see docs/snapshots.md)::
 
 This module knows nothing about directories, locks or the index: the store decides where a
 file goes and when it becomes visible. `code_version` and `/settings` arrived after the first
-files were written; a file without them reads back with both empty.
+files were written; a file without them reads back with both empty. Raw data is written with
+gzip + shuffle (lossless; readers need nothing but stock HDF5). Every read goes through
+`validate`, so a file is either returned whole and well-formed or refused as DamagedSnapshot.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +38,18 @@ import xarray
 
 import fluxcal
 
+from . import validate as check
 from .errors import DamagedSnapshot
+from .fsio import irregular_kind
 from .records import CalibratedParameter, ExperimentRecord
+from .validate import FORMAT, FORMAT_VERSION
 
-FORMAT = "fluxcal-snapshot"
-FORMAT_VERSION = 1
 DATA_GROUP = "data"
 _CHUNK = 1 << 20
+#: gzip level 4: on recorded runs levels 1..9 differ by < 1 % in size, 4 is twice as fast as 6.
+_GZIP_LEVEL = 4
+#: Variables up to this size are one chunk (best ratio); larger ones let HDF5 choose.
+_ONE_CHUNK_BYTES = 1 << 22
 
 
 @dataclass
@@ -98,8 +108,15 @@ def write_version(
 
     Metadata goes in first with h5py, raw data is appended by xarray so it is a genuine
     netCDF4 group, and the checksum is computed last from what h5py reads back, so the
-    stored checksum describes exactly the bytes a reader will see.
+    stored checksum describes exactly the bytes a reader will see. Parameters are checked
+    first: the store never writes a file it would refuse to read.
     """
+    check.check_version_number(version, parent)
+    for qubit, params in parameters.items():
+        check_name(qubit, "qubit")
+        for name, p in params.items():
+            check_name(name, "parameter")
+            check.check_parameter(qubit, name, p)
     with h5py.File(path, "w") as f:
         attrs = f.attrs
         attrs["format"] = FORMAT
@@ -117,9 +134,7 @@ def write_version(
         f.create_dataset("settings", data=json.dumps(dict(settings)))
         qubits = f.create_group("qubits")
         for qubit, params in parameters.items():
-            check_name(qubit, "qubit")
             for name, p in params.items():
-                check_name(name, "parameter")
                 _write_value_group(qubits, f"{qubit}/parameters/{name}", p.value, p.stderr)
                 g = qubits[f"{qubit}/parameters/{name}"]
                 g.attrs["unit"] = p.unit
@@ -143,7 +158,11 @@ def write_version(
         for name, rec in records.items():
             if rec.data is not None:
                 rec.data.to_netcdf(
-                    path, mode="a", group=experiment_group(qubit, name), engine="h5netcdf"
+                    path,
+                    mode="a",
+                    group=experiment_group(qubit, name),
+                    engine="h5netcdf",
+                    encoding=compressed(rec.data),
                 )
     with h5py.File(path, "r+") as f:
         checksum = content_checksum(f)
@@ -156,60 +175,115 @@ def experiment_group(qubit: str, experiment: str) -> str:
     return f"qubits/{qubit}/experiments/{experiment}/{DATA_GROUP}"
 
 
+def compressed(data: xarray.Dataset) -> dict[str, dict[str, Any]]:
+    """xarray encoding that gzips every numeric array (shuffle first: it groups the bytes of
+    equal significance, which is what makes float data compress at all)."""
+    encoding = {}
+    for name, var in data.variables.items():
+        if var.ndim == 0 or var.size == 0 or var.dtype.kind not in "biufc":
+            continue
+        enc: dict[str, Any] = {
+            "compression": "gzip",
+            "compression_opts": _GZIP_LEVEL,
+            "shuffle": True,
+        }
+        if var.size * var.dtype.itemsize <= _ONE_CHUNK_BYTES:
+            enc["chunksizes"] = var.shape
+        encoding[str(name)] = enc
+    return encoding
+
+
 def read_version(path: Path) -> Snapshot:
-    """Open, checksum and decode one version file; any failure becomes DamagedSnapshot."""
+    """Open, check and decode one version file; any failure becomes DamagedSnapshot.
+
+    The format is checked before the checksum so a file from a newer fluxcal says so instead
+    of "checksum mismatch"; links and external storage are refused before anything follows
+    them. Exceptions are caught broadly on purpose: libhdf5 reports a damaged file through
+    whatever exception type h5py maps its error stack to (OSError, RuntimeError, KeyError,
+    TypeError, ...), and at this boundary each of them means the same thing.
+    """
     try:
+        kind = irregular_kind(path)
+        if kind is not None:
+            raise DamagedSnapshot(f"{path.name} is {kind}, not a version file")
         with h5py.File(path, "r") as f:
-            attrs = f.attrs
-            if attrs.get("format") != FORMAT:
-                raise DamagedSnapshot(f"{path.name} is not a fluxcal snapshot file")
-            stored = str(attrs["checksum"])
-            if content_checksum(f) != stored:
-                raise DamagedSnapshot(f"{path.name} is damaged: content checksum mismatch")
-            parameters: dict[str, dict[str, CalibratedParameter]] = {}
-            experiment_names: dict[str, list[str]] = {}
-            for qubit, qgroup in f["qubits"].items():
-                if "parameters" in qgroup:
-                    parameters[qubit] = {
-                        name: _parameter(g.attrs) for name, g in qgroup["parameters"].items()
-                    }
-                if "experiments" in qgroup:
-                    experiment_names[qubit] = list(qgroup["experiments"])
-            return Snapshot(
-                version=int(attrs["version"]),
-                parent=int(attrs["parent"]),
-                created=str(attrs["created"]),
-                reason=str(attrs["reason"]),
-                provenance=json.loads(attrs["provenance"]),
-                fluxcal_version=str(attrs["fluxcal_version"]),
-                checksum=stored,
-                parameters=parameters,
-                station=json.loads(f["station"][()]),
-                path=path,
-                experiment_names=experiment_names,
-                settings=json.loads(f["settings"][()]) if "settings" in f else {},
-                code_version=json.loads(attrs.get("code_version", "{}")),
-            )
+            return _decode(f, path)
     except DamagedSnapshot:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except Exception as exc:
         raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc
 
 
+def _decode(f: h5py.File, path: Path) -> Snapshot:
+    attrs = f.attrs
+    check.check_format(attrs)
+    check.check_objects(f)
+    stored = check.text(attrs, "checksum")
+    if content_checksum(f) != stored:
+        raise DamagedSnapshot(f"{path.name} is damaged: content checksum mismatch")
+    version, parent = check.integer(attrs, "version"), check.integer(attrs, "parent")
+    check.check_version_number(version, parent)
+    created = check.text(attrs, "created")
+    datetime.fromisoformat(created)
+    parameters: dict[str, dict[str, CalibratedParameter]] = {}
+    experiment_names: dict[str, list[str]] = {}
+    for qubit in check.group(f, "qubits"):
+        qgroup = check.group(f["qubits"], qubit)
+        if "parameters" in qgroup:
+            parameters[qubit] = {}
+            for name in check.group(qgroup, "parameters"):
+                p = _parameter(check.group(qgroup["parameters"], name).attrs)
+                check.check_parameter(qubit, name, p)
+                parameters[qubit][name] = p
+        if "experiments" in qgroup:
+            experiment_names[qubit] = list(check.group(qgroup, "experiments"))
+    return Snapshot(
+        version=version,
+        parent=parent,
+        created=created,
+        reason=check.text(attrs, "reason"),
+        provenance=check.json_object(check.text(attrs, "provenance"), "provenance"),
+        fluxcal_version=check.text(attrs, "fluxcal_version"),
+        checksum=stored,
+        parameters=parameters,
+        station=check.json_object(check.text_dataset(f, "station"), "station"),
+        path=path,
+        experiment_names=experiment_names,
+        settings=(
+            check.json_object(check.text_dataset(f, "settings"), "settings")
+            if "settings" in f
+            else {}
+        ),
+        code_version=(
+            check.json_object(check.text(attrs, "code_version"), "code_version")
+            if "code_version" in attrs
+            else {}
+        ),
+    )
+
+
 def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
-    """All experiment records of one qubit, with raw data loaded through xarray."""
+    """All experiment records of one qubit, with raw data loaded through xarray.
+
+    Called on a file `read_version` accepted, but the raw data is read only now, so the same
+    broad catch applies (see read_version).
+    """
     records: dict[str, ExperimentRecord] = {}
     try:
+        kind = irregular_kind(path)
+        if kind is not None:
+            raise DamagedSnapshot(f"{path.name} is {kind}, not a version file")
         with h5py.File(path, "r") as f:
-            groups = f[f"qubits/{qubit}/experiments"]
-            meta = {
-                name: (
-                    dict(g.attrs),
-                    {k: _value_stderr(s.attrs) for k, s in g["fit"].items()},
+            groups = check.group(f, f"qubits/{qubit}/experiments")
+            meta = {}
+            for name in groups:
+                g = check.group(groups, name)
+                fit = check.group(g, "fit")
+                meta[name] = (
+                    _record_attrs(g.attrs),
+                    {k: _value_stderr(check.group(fit, k).attrs) for k in fit},
                     DATA_GROUP in g,
                 )
-                for name, g in groups.items()
-            }
         for name, (attrs, fit, has_data) in meta.items():
             data = None
             if has_data:
@@ -217,25 +291,38 @@ def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
                     path, engine="h5netcdf", group=experiment_group(qubit, name)
                 ) as ds:
                     data = ds.load()
-            records[name] = ExperimentRecord(
-                data=data,
-                fit=fit,
-                outcome=str(attrs["outcome"]),
-                reason=str(attrs["reason"]),
-                report=str(attrs["report"]),
-                updated=str(attrs["updated"]),
-                # absent from snapshots written before device time was recorded
-                device_seconds=float(attrs.get("device_seconds", math.nan)),
-            )
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+            records[name] = ExperimentRecord(data=data, fit=fit, **attrs)
+    except DamagedSnapshot:
+        raise
+    except Exception as exc:
         raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc
     return records
 
 
+def _record_attrs(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    return {
+        "outcome": check.outcome(attrs),
+        "reason": check.text(attrs, "reason"),
+        "report": check.text(attrs, "report"),
+        "updated": check.text(attrs, "updated"),
+        # absent from snapshots written before device time was recorded
+        "device_seconds": (
+            check.real(attrs, "device_seconds") if "device_seconds" in attrs else math.nan
+        ),
+    }
+
+
 def file_sha256(path: Path) -> str:
-    """sha256 of the complete file bytes; the index keeps it to catch any byte change."""
+    """sha256 of the complete file bytes; the index keeps it to catch any byte change.
+
+    Opened without following links or blocking, and refused unless a regular file, so a
+    FIFO or link put in a version's place cannot hang or redirect the hash.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
@@ -309,16 +396,16 @@ def _write_value_group(parent: h5py.Group, name: str, value: float, stderr: floa
 
 
 def _value_stderr(attrs: h5py.AttributeManager) -> tuple[float, float]:
-    return float(attrs["value"]), float(attrs["stderr"])
+    return check.real(attrs, "value"), check.real(attrs, "stderr")
 
 
 def _parameter(attrs: h5py.AttributeManager) -> CalibratedParameter:
     return CalibratedParameter(
-        value=float(attrs["value"]),
-        stderr=float(attrs["stderr"]),
-        unit=str(attrs["unit"]),
-        experiment=str(attrs["experiment"]),
-        updated=str(attrs["updated"]),
+        value=check.real(attrs, "value"),
+        stderr=check.real(attrs, "stderr"),
+        unit=check.text(attrs, "unit"),
+        experiment=check.text(attrs, "experiment"),
+        updated=check.text(attrs, "updated"),
     )
 
 
