@@ -10,7 +10,10 @@ positive and no sign ambiguity arises.
 
 Device time goes only where the gate needs it: a first pass at a fixed flux spacing; only if
 it is not accepted, a second with the spacing rescaled to the megahertz target; only if the
-vertex then lies outside the biases, a third around it.
+vertex then lies outside the biases, a third around it. Every pass takes a first look with
+`shots`; the last is measured again with as many shots as the √shots law says the vertex and
+curvature precision need (within `budget`), so a clear readout is not over-averaged and a
+faint one still reaches the gate.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from calibrations.experiments.decay_fits import fit_ramsey, project
-from calibrations.experiments.time_domain import REPEAT, prepare_drive
+from calibrations.experiments.time_domain import REPEAT, prepare_drive, with_enough_shots
 from calibrations.fitting import FitError
 from calibrations.gate import at_least, at_most, relative_error
 from calibrations.node import Analysis, Node
@@ -31,6 +34,8 @@ from calibrations.session import QubitSession
 
 SWEEP = "delay"
 BIAS = "flux_voltage"
+#: The gate's criteria that more shots improve: the vertex's and the curvature's precision.
+PRECISION_MARKERS = ("vertex stderr", "relative stderr")
 
 
 @dataclass
@@ -51,7 +56,8 @@ class SweetSpot(Node):
     biases: int = 7
     delay_points: int = 81
     fringes: float = 8.0  # over the delay window at the largest expected fringe frequency
-    shots: int = 500
+    shots: int = 150  # first look per pass
+    budget: int = 4000  # shots per point the last pass may take to reach the precision
     max_chi2: float = 4.0
     max_vertex_error: float = 2e-4  # of a flux period
     max_recentre: float = 4.0  # bias spans a vertex outside the biases may be re-measured at
@@ -82,11 +88,34 @@ class SweetSpot(Node):
             recentred = self._recentred(analysis, centre, period * step)
             if recentred is not None:
                 centre, f0 = recentred
-                data = self._measure(session, centre, period * step, f0 - self.detuning)
+                drive = f0 - self.detuning
+                data = self._measure(session, centre, period * step, drive)
         except FitError:
             pass  # keep the last pass; its analysis will say why it cannot be used
-        session.configure(flux={"voltage": session.value("flux_sweet_spot")})
+        last = (centre, period * step, drive)
+        if not self._fits(data):  # too faint for a first look to fit: one look with 4× shots
+            session.configure(readout={"shots": min(4 * self.shots, self.budget)})
+            data = self._measure(session, *last)
+        data = with_enough_shots(
+            session,
+            lambda _: self._measure(session, *last),
+            data,
+            0.0,
+            self.analyse,
+            self.budget,
+            PRECISION_MARKERS,
+        )
+        session.configure(
+            flux={"voltage": session.value("flux_sweet_spot")}, readout={"shots": self.shots}
+        )
         return data
+
+    def _fits(self, data: xr.Dataset) -> bool:
+        try:
+            self.analyse(data)
+        except FitError:
+            return False
+        return True
 
     def _recentred(
         self, analysis: Analysis, centre: float, span: float
@@ -124,6 +153,7 @@ class SweetSpot(Node):
                 "drive_frequency": drive,
                 "flux_period": session.value("flux_period"),
                 "previous_sweet_spot": centre,
+                "shots": int(session.channel("readout").shots()),
             },
         )
 

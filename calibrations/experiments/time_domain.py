@@ -79,11 +79,13 @@ def with_enough_shots(
     window: float,
     analyse: Callable[[Data], Analysis],
     budget: int,
+    markers: tuple[str, ...] = ("relative stderr", "signal-to-noise"),
 ) -> Data:
     """The trace again with more shots when its noise-limited criteria fall short.
 
-    The score is how far the gate's signal-to-noise and relative-error criteria are met (1:
-    just met, 0: nothing fitted, when more shots would not tell what went wrong); the
+    The score is how far the gate's criteria named with one of `markers` (signal-to-noise
+    and relative errors by default) are met (1: just met, 0: nothing fitted, when more
+    shots would not tell what went wrong); the
     √shots law sets the shot count, within `budget`. The first trace is replaced, not
     averaged in, so every repeat of the new trace has the same shots.
     """
@@ -93,7 +95,7 @@ def with_enough_shots(
         criteria = analyse(data).criteria
     except FitError:
         return data
-    reached = noise_limited_score(criteria, ("relative stderr", "signal-to-noise"))
+    reached = noise_limited_score(criteria, markers)
     if reached >= 1.0 or reached <= 0.0:
         return data
     wanted = next_total(shots, reached, 1.0, budget)
