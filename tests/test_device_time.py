@@ -93,3 +93,41 @@ def test_records_written_without_device_time_read_back_as_not_recorded(tmp_path)
     store = SnapshotStore(tmp_path / "store")
     store.save({"q0": {}}, {"q0": {"t1": ExperimentRecord(None, {}, "skipped", "not due")}})
     assert math.isnan(store.load(1).experiments("q0")["t1"].device_seconds)
+
+
+def test_drift_check_probes_take_the_shots_their_tolerance_needs_and_record_them() -> None:
+    """A drift check on an undrifted chip: each check's device time is recorded with its
+    decision, they add up to the qubit's count, and a probe sized by precision uses fewer
+    shots than the fixed count it replaces on a chip with a clear readout."""
+    import datetime as dt
+
+    from prefect_support import truth_parameters
+
+    from flows.checks import CHECKS
+    from flows.maintain import maintain_qubit, run_check
+    from flows.probes import MAX_SHOTS
+
+    device = make_device("light", seed=1)
+    station = build_station(device)
+    names = (
+        "qubit_frequency",
+        "readout_frequency",
+        "flux_sweet_spot",
+        "resonator_kappa",
+        "pi_amplitude",
+        "T1",
+    )
+    session = QubitSession(station, "q0", truth_parameters(device, names)["q0"])
+    graph = {name: DEFAULT_GRAPH[name] for name in ("rabi", "t1")}
+
+    def never(name: str, _: QubitSession):
+        raise AssertionError(f"{name} recalibrated on an undrifted chip")
+
+    start = session.device_time()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    walk = maintain_qubit(graph, CHECKS, session, later, run_check, never)
+    assert {n: d.action for n, d in walk.decisions.items()} == {"rabi": "kept", "t1": "kept"}
+    assert walk.device_s == pytest.approx(session.device_time() - start)
+    # the π-amplitude probe: 8 amplitudes × 2 repeats, heralded (two repetition times a shot)
+    fixed = 8 * 2 * MAX_SHOTS * 2 * repetition_time(session)
+    assert 0 < walk.decisions["rabi"].device_s < fixed / 4
