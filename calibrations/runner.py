@@ -2,67 +2,56 @@
 
 `run_node` executes one node on one qubit and never lets an exception escape as anything
 but a `failed` outcome with a reason (unless asked to re-raise instrument faults, which is
-what the Prefect tasks do so that Prefect retries them). `run_graph` walks the graph per
-qubit: a rejected or failed node skips its dependents on that qubit only, independent nodes
-still run, and accepted parameters flow to later nodes. Each node is built with the qubit's
-calibration settings (`calibrations.settings`; default: every field at its default), and
-the run keeps those settings, resolved, for its snapshot.
+what the Prefect tasks do so that Prefect retries them). `run_graph` is the walker
+(`calibrations.walker`: dependencies, skip rule, per-qubit isolation, groups of qubits that
+share no line in parallel) with `run_node` as its executor. Each node is built with the
+qubit's calibration settings (`calibrations.settings`; default: every field at its
+default), and the run keeps those settings, resolved, for its snapshot.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
 from qcodes import Station
 
-from calibrations.graph import DEFAULT_GRAPH, GraphEntry, order
-from calibrations.node import Analysis, now_iso
+from calibrations.graph import DEFAULT_GRAPH, GraphEntry
+from calibrations.node import Analysis, Node, now_iso
+from calibrations.results import GraphRun, NodeResult
 from calibrations.session import QubitSession
-from calibrations.settings import CalibrationSettings, Resolved
-from snapshots import CalibratedParameter, ExperimentRecord
+from calibrations.settings import CalibrationSettings
+from calibrations.walker import Execute, walk_graph
+from snapshots import CalibratedParameter
+
+__all__ = [
+    "INSTRUMENT_FAULTS",
+    "Fit",
+    "GraphRun",
+    "NodeResult",
+    "device_clock",
+    "in_process",
+    "run_graph",
+    "run_node",
+]
 
 #: Exceptions that mean "the instrument hiccuped, try again", not "the physics is wrong".
 INSTRUMENT_FAULTS: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+#: Acquisitions take turns: each writes its QCoDeS dataset as it measures, and QCoDeS's
+#: SQLite transactions (a deferred BEGIN that reads, then writes) fail at once with "database
+#: is locked" when two threads write one database. Fits, gates and plots run in parallel.
+ACQUISITION_LOCK = threading.Lock()
+#: Fit plots are drawn through pyplot, whose figure registry is one per process.
+PLOT_LOCK = threading.Lock()
+#: How a node's analysis is run: in this thread by default, elsewhere (a Dask worker) if given.
+Fit = Callable[[Node, str, xr.Dataset], Analysis]
 
 
-@dataclass
-class NodeResult:
-    node: str
-    qubit: str
-    outcome: str  # accepted | rejected | failed | skipped
-    reason: str
-    parameters: dict[str, CalibratedParameter] = field(default_factory=dict)
-    data: xr.Dataset | None = None
-    analysis: Analysis | None = None
-    acquire_s: float = 0.0
-    analyse_s: float = 0.0
-    finished: str = ""
-    plot: Path | None = None
-    #: what the node cost the fridge: the driver's device-time count over the acquisition,
-    #: else the acquisition's wall time (a real instrument is busy while we wait for it)
-    device_s: float = 0.0
-
-    def record(self) -> ExperimentRecord:
-        """The form the snapshot store keeps."""
-        fit = dict(self.analysis.values) if self.analysis else {}
-        report = self.analysis.report if self.analysis else ""
-        return ExperimentRecord(
-            self.data, fit, self.outcome, self.reason, report, self.finished, self.device_s
-        )
-
-
-@dataclass
-class GraphRun:
-    results: dict[str, dict[str, NodeResult]]  # qubit -> node -> result
-    parameters: dict[str, dict[str, CalibratedParameter]]  # qubit -> name -> latest
-    settings: Resolved = field(default_factory=dict)  # qubit -> node -> field -> value used
-
-    def outcomes(self) -> dict[str, dict[str, str]]:
-        return {q: {n: r.outcome for n, r in nodes.items()} for q, nodes in self.results.items()}
+def fit_here(node: Node, qubit: str, data: xr.Dataset) -> Analysis:
+    return node.analyse(data)
 
 
 def device_clock(session: QubitSession) -> Callable[[], float]:
@@ -86,38 +75,40 @@ def run_node(
     plot_dir: Path | None = None,
     reraise_faults: bool = False,
     settings: CalibrationSettings | None = None,
+    fit: Fit = fit_here,
 ) -> NodeResult:
     """acquire → analyse → gate → update for one node on one qubit, built with the qubit's
-    settings for it (default: the node class's defaults)."""
+    settings for it (default: the node class's defaults); `fit` runs the analysis."""
     node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
-    start = time.perf_counter()
-    device_seconds = device_clock(session)
+    with ACQUISITION_LOCK:
+        start = time.perf_counter()
+        device_seconds = device_clock(session)
+        try:
+            data = node.acquire(session)
+        except INSTRUMENT_FAULTS as error:
+            if reraise_faults:
+                raise
+            return NodeResult(
+                name,
+                session.qubit,
+                "failed",
+                f"instrument fault: {error}",
+                finished=now_iso(),
+                device_s=device_seconds(),
+            )
+        except Exception as error:  # a node must never take the chain down with it
+            return NodeResult(
+                name,
+                session.qubit,
+                "failed",
+                f"acquisition error: {error}",
+                finished=now_iso(),
+                device_s=device_seconds(),
+            )
+        acquired = time.perf_counter()
+        device_s = device_seconds()
     try:
-        data = node.acquire(session)
-    except INSTRUMENT_FAULTS as error:
-        if reraise_faults:
-            raise
-        return NodeResult(
-            name,
-            session.qubit,
-            "failed",
-            f"instrument fault: {error}",
-            finished=now_iso(),
-            device_s=device_seconds(),
-        )
-    except Exception as error:  # a node must never take the chain down with it
-        return NodeResult(
-            name,
-            session.qubit,
-            "failed",
-            f"acquisition error: {error}",
-            finished=now_iso(),
-            device_s=device_seconds(),
-        )
-    acquired = time.perf_counter()
-    device_s = device_seconds()
-    try:
-        analysis = node.analyse(data)
+        analysis = fit(node, session.qubit, data)
     except Exception as error:
         return NodeResult(
             name,
@@ -145,8 +136,19 @@ def run_node(
         device_s=device_s,
     )
     if plot_dir is not None:
-        result.plot = node.plot(data, analysis, Path(plot_dir) / f"{session.qubit}_{name}.png")
+        with PLOT_LOCK:
+            path = Path(plot_dir) / f"{session.qubit}_{name}.png"
+            result.plot = node.plot(data, analysis, path)
     return result
+
+
+def in_process(plot_dir: Path | None, settings: CalibrationSettings | None) -> Execute:
+    """The walker's executor without Prefect: `run_node` in the walking thread."""
+
+    def execute(name: str, entry: GraphEntry, session: QubitSession) -> NodeResult:
+        return run_node(entry, name, session, plot_dir, settings=settings)
+
+    return execute
 
 
 def run_graph(
@@ -158,6 +160,8 @@ def run_graph(
     plot_dir: Path | None = None,
     on_result: Callable[[NodeResult], None] | None = None,
     settings: CalibrationSettings | None = None,
+    groups: list[list[str]] | None = None,
+    workers: int = 1,
 ) -> GraphRun:
     """Run `nodes` (default: all) of the graph for each qubit, dependencies first.
 
@@ -165,35 +169,12 @@ def run_graph(
     recalibration can start mid-graph. A dependency that is not in `nodes` counts as
     satisfied; one that ran and was not accepted skips this node with a reason. `settings`
     (validated against this graph; default: every field at its default) configure the nodes.
+    `groups` of qubits that share a line (`instruments.wiring.station_groups`; default: none
+    shared) run one after another, separate groups on up to `workers` threads at once;
+    `on_result` is then called from those threads.
     """
-    qubits = list(qubits)
     settings = settings or CalibrationSettings(graph=graph)
-    sequence = order(graph, nodes)
-    results: dict[str, dict[str, NodeResult]] = {}
-    parameters: dict[str, dict[str, CalibratedParameter]] = {}
-    for qubit in qubits:
-        session = QubitSession(station, qubit, dict((known or {}).get(qubit, {})))
-        results[qubit] = {}
-        for name in sequence:
-            entry = graph[name]
-            blocked = [
-                d
-                for d in entry.depends_on
-                if d in results[qubit] and results[qubit][d].outcome != "accepted"
-            ]
-            if blocked:
-                result = NodeResult(
-                    name,
-                    qubit,
-                    "skipped",
-                    f"dependency not accepted: {', '.join(blocked)}",
-                    finished=now_iso(),
-                )
-            else:
-                result = run_node(entry, name, session, plot_dir, settings=settings)
-                session.known.update(result.parameters)
-            results[qubit][name] = result
-            if on_result is not None:
-                on_result(result)
-        parameters[qubit] = session.known
-    return GraphRun(results, parameters, settings.resolved(qubits))
+    execute = in_process(plot_dir, settings)
+    return walk_graph(
+        station, qubits, graph, nodes, known, execute, settings, groups, workers, on_result
+    )

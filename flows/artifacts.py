@@ -19,9 +19,11 @@ from typing import Any
 from calibrations.node import UNITS
 from calibrations.plotting import format_value
 from calibrations.runner import NodeResult
-from snapshots import CalibratedParameter
+from snapshots import CalibratedParameter, SnapshotStore, StoreError
 
 Parameters = Mapping[str, Mapping[str, CalibratedParameter]]
+#: Measurements per parameter in the daily run's trend artifact.
+TREND_VERSIONS = 30
 
 
 def artifact_key(*parts: str) -> str:
@@ -166,6 +168,45 @@ def decision_rows(maintenance: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "/")
+
+
+def trend_markdown(store: SnapshotStore, last: int = TREND_VERSIONS) -> str:
+    """The key parameters' history over the last `last` measurements, as one plot per
+    parameter (embedded PNG) and each qubit's latest value, so drift shows at a glance."""
+    from fluxcal.trend import KEY_PARAMETERS, trend_png, trends
+
+    try:
+        series = trends(store, KEY_PARAMETERS, last=last)
+    except StoreError as error:
+        return f"# Calibration trends\n\nNo history yet: {error}."
+    uri = "data:image/png;base64," + base64.b64encode(trend_png(series)).decode("ascii")
+    lines = [
+        "# Calibration trends",
+        "",
+        f"Last {last} measurements of each key parameter (± stderr), by time measured.",
+        "",
+        f"![trends]({uri})",
+        "",
+        "| parameter | qubit | latest | measured | version | points |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, per_qubit in series.items():
+        for qubit, points in per_qubit.items():
+            p = points[-1].parameter
+            latest = f"{format_value(p.value, p.stderr)} {p.unit}".strip()
+            lines.append(
+                f"| {name} | {qubit} | {latest} | {p.updated} | v{points[-1].version} "
+                f"| {len(points)} |"
+            )
+    return "\n".join(lines)
+
+
+def publish_trends(store: SnapshotStore, last: int = TREND_VERSIONS) -> None:
+    publish_markdown(
+        trend_markdown(store, last),
+        key=artifact_key("fluxcal", "trends"),
+        description=f"T1, T2, f01, fidelity over the last {last} measurements",
+    )
 
 
 def publish_fit_report(result: NodeResult) -> None:

@@ -4,6 +4,8 @@ Each node on each qubit is a task run (`q0-rabi`), retried on instrument faults;
 starts from the current snapshot, so a node that is rejected keeps its previous values, and
 it ends by writing one new snapshot whose provenance is the flow run id. Scheduled by
 `fluxcal serve` (cron, default 06:00 local time) and used by `fluxcal calibrate --prefect`.
+Groups of qubits that share no line run on `workers` threads at once; fits go to a Dask
+cluster when one is named; the run holds its chip's concurrency slot (`flows.engine`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import time
 from pathlib import Path
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from calibrations.graph import GraphEntry
 from calibrations.persist import current_parameters
+from flows.artifacts import publish_trends
+from flows.engine import fit_engine, one_run_per_chip
 from flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
@@ -23,7 +28,12 @@ from fluxcal.nodes import check_nodes
 FLOW_NAME = "daily-calibration"
 
 
-@flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
+@flow(
+    name=FLOW_NAME,
+    flow_run_name=run_name(FLOW_NAME),
+    validate_parameters=False,
+    task_runner=ThreadPoolTaskRunner(),  # acquisitions: the instruments live in this process
+)
 def daily_calibration(
     device: str | None = None,
     station: str | LiveStation | None = None,
@@ -36,6 +46,8 @@ def daily_calibration(
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
     save_partial: bool = True,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> CalibrationOutcome:
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
 
@@ -45,13 +57,20 @@ def daily_calibration(
     With `save_partial` false, a run in which nodes failed to run is not saved (version None);
     `fluxcal calibrate --prefect` passes false unless told `--save-partial`, while scheduled
     and in-process runs keep saving what they calibrated, as they always have.
+    `workers` threads walk groups of qubits that share no line; `dask_address` (default:
+    FLUXCAL_DASK_ADDRESS) names a Dask scheduler for the fits.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
-    with plot_directory(lab) as plots:
-        run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, workers=workers)
+    with (
+        one_run_per_chip(lab.chip),
+        plot_directory(lab) as plots,
+        fit_engine(dask_address) as fit,
+    ):
+        run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots, fit)
         notes = provenance(FLOW_NAME, extra_provenance)
         version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
+    publish_trends(lab.store)  # history plots of T1, T2, f01, fidelity
     plots_kept = lab.files.keep_plots(version)
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
 
@@ -79,6 +98,8 @@ def run_daily_calibration_flow(
         # As data, not an object: Prefect keeps flow parameters as JSON (and shows them).
         settings=request.settings.as_dict() if request.settings else None,
         save_partial=request.save_partial,
+        workers=request.workers,
+        dask_address=request.dask_address,
     )
 
 

@@ -10,6 +10,12 @@ the server named by PREFECT_API_URL and executes their runs in this process's ch
 - `recalibrate/fluxcal` on demand (from the UI or `prefect deployment run`).
 
 At most one run executes at a time: the flows share the instruments.
+
+For several hosts, `fluxcal deploy --pool NAME` registers the same deployments with a
+Prefect work pool of type `process` (created if missing) instead of serving them here:
+every host that runs `prefect worker start --pool NAME` (with fluxcal installed) picks up
+flow runs, one process each, and the chip's global concurrency limit (created here, limit
+1; `flows.engine.one_run_per_chip`) keeps one calibration per chip at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +155,38 @@ def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
         return subprocess.run(command, env=server_env(host, port), check=False).returncode
     except KeyboardInterrupt:
         return 0
+
+
+def create_chip_limit(chip: str) -> str:
+    """Create (or reset to 1) the chip's global concurrency limit; return its name."""
+    from prefect import get_client
+
+    from flows.engine import chip_limit
+
+    name = chip_limit(chip)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    return name
+
+
+def create_process_pool(pool: str) -> None:
+    """Create the process work pool `pool` unless it exists."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+
+
+def deploy_to_pool(deployments: list[RunnerDeployment], pool: str, chip: str) -> list[str]:
+    """Register the deployments with the process pool `pool` (created if missing) and the
+    chip's concurrency limit; workers started on any host then run the flow runs."""
+    from prefect.deployments.runner import deploy
+
+    create_process_pool(pool)
+    create_chip_limit(chip)
+    ids = deploy(
+        *deployments, work_pool_name=pool, build=False, push=False, print_next_steps_message=False
+    )
+    return [str(i) for i in ids]

@@ -5,42 +5,40 @@ recalibration a Prefect task run (`q0-check-rabi`, `q0-rabi`). A new snapshot is
 when a recalibration was accepted; either way the run publishes the decision for every node
 (state, check verdict with measured and stored values, action and reason) as a table
 artifact, and returns it. Scheduled by `fluxcal serve` (default hourly).
+
+The flow and `drift_check_plain` (no Prefect) share one walk (`drift_walk`): they differ in
+their executors (task runs or `run_node`), in how checks run, and in how the result is
+recorded (with artifacts or without). Groups of qubits that share no line are maintained on
+the lab's workers at once, as in the calibration walk.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from calibrations.graph import GraphEntry
 from calibrations.persist import current_parameters, save_run
-from calibrations.runner import GraphRun, NodeResult, run_node
+from calibrations.results import GraphRun, NodeResult, parallel_device_s
+from calibrations.runner import in_process
 from calibrations.session import QubitSession
+from calibrations.walker import Execute, for_each_qubit
 from flows.artifacts import artifact_key, decision_rows, publish_table
 from flows.checks import CHECKS, Check, CheckContext, CheckResult
+from flows.engine import fit_engine, one_run_per_chip
 from flows.lab import FlowLab, LiveStation, open_flow_lab
-from flows.maintain import (
-    Calibrator,
-    CheckRunner,
-    QubitMaintenance,
-    maintain_qubit,
-    parse_time,
-    run_check,
-)
-from flows.tasks import (
-    FAULT_RETRIES,
-    FAULT_RETRY_DELAY_S,
-    is_instrument_fault,
-    run_calibration_task,
-)
+from flows.maintain import CheckRunner, QubitMaintenance, maintain_qubit, parse_time, run_check
+from flows.tasks import FAULT_RETRIES, FAULT_RETRY_DELAY_S, TaskExecutor, is_instrument_fault
 from flows.walk import plot_directory, provenance, record_run, run_name
+from fluxcal.metrics_push import after_flow_run
 
 FLOW_NAME = "drift-check"
 
@@ -52,6 +50,14 @@ class DriftReport:
     qubits: dict[str, QubitMaintenance]
     version: int | None
     wall_s: float
+    groups: list[list[str]] = field(default_factory=list)  # qubits maintained one by one
+    workers: int = 1
+
+    def parallel_device_s(self) -> float:
+        """Device time with the groups overlapped on the workers (`calibrations.results`)."""
+        groups = self.groups or [[q] for q in self.qubits]
+        seconds = [sum(self.qubits[q].device_s for q in group) for group in groups]
+        return parallel_device_s(seconds, self.workers)
 
     def recalibrated(self) -> dict[str, list[str]]:
         return {
@@ -84,6 +90,8 @@ class DriftReport:
                 }
                 for q, m in self.qubits.items()
             },
+            "device_s": sum(m.device_s for m in self.qubits.values()),
+            "parallel_device_s": self.parallel_device_s(),
         }
 
     def summary(self) -> str:
@@ -93,12 +101,11 @@ class DriftReport:
             f"drift check: {stored}; {counts['checks']} check measurements, "
             f"{counts['calibrations']} calibrations, {self.wall_s:.1f} s; device time "
             + ", ".join(f"{q} {m.device_s:.1f} s" for q, m in self.qubits.items())
+            + f"; {self.parallel_device_s():.1f} s in parallel"
         ]
         for qubit, m in self.qubits.items():
             for name, d in m.decisions.items():
-                lines.append(
-                    f"  {qubit} {name:<24} {d.action:<22} {d.device_s:7.1f} s  {d.reason}"
-                )
+                lines.append(f"  {qubit} {name:<24} {d.action:<22} {d.device_s:7.1f} s  {d.reason}")
         return "\n".join(lines)
 
 
@@ -107,17 +114,27 @@ def walk_lab(
     now: dt.datetime,
     checks: Mapping[str, Check],
     check: CheckRunner,
-    calibrate: Calibrator,
+    execute: Execute,
 ) -> tuple[dict[str, QubitMaintenance], GraphRun]:
-    """Maintain every qubit from the current snapshot; the run holds the recalibrations."""
+    """Maintain every qubit from the current snapshot, groups of qubits that share no line
+    at once; the run holds the recalibrations."""
     known = current_parameters(lab.store)
-    maintenance = {}
-    run = GraphRun({}, {}, lab.settings.resolved(lab.qubits))
-    for qubit in lab.qubits:
-        session = QubitSession(lab.station, qubit, dict(known.get(qubit, {})))
-        maintenance[qubit] = maintain_qubit(lab.graph, checks, session, now, check, calibrate)
-        run.results[qubit] = maintenance[qubit].calibrations
-        run.parameters[qubit] = session.known
+    sessions = {q: QubitSession(lab.station, q, dict(known.get(q, {}))) for q in lab.qubits}
+
+    def calibrate(name: str, session: QubitSession) -> NodeResult:
+        return execute(name, lab.graph[name], session)
+
+    def maintain(qubit: str) -> QubitMaintenance:
+        return maintain_qubit(lab.graph, checks, sessions[qubit], now, check, calibrate)
+
+    maintenance = for_each_qubit(lab.groups, maintain, lab.workers)
+    run = GraphRun(
+        {q: m.calibrations for q, m in maintenance.items()},
+        {q: sessions[q].known for q in lab.qubits},
+        lab.settings.resolved(lab.qubits),
+        lab.groups,
+        lab.workers,
+    )
     return maintenance, run
 
 
@@ -171,7 +188,31 @@ def run_check_task(name: str, check: Check, ctx: CheckContext) -> CheckResult:
     return CheckResult(name, "unavailable", f"check task failed: {error}")
 
 
-@flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
+def drift_walk(
+    lab: FlowLab,
+    now: str | dt.datetime | None,
+    checks: dict[str, Check] | None,
+    check: CheckRunner,
+    execute: Execute,
+    record: Callable[[dict[str, QubitMaintenance], GraphRun], int | None],
+    start: float,
+) -> DriftReport:
+    """The drift check's walk on the lab, recorded by `record` (which returns the version)."""
+    maintenance, run = walk_lab(
+        lab, moment(now), CHECKS if checks is None else checks, check, execute
+    )
+    version = record(maintenance, run)
+    lab.files.keep_plots(version)
+    wall_s = time.perf_counter() - start
+    return DriftReport(maintenance, version, wall_s, lab.groups, lab.workers)
+
+
+@flow(
+    name=FLOW_NAME,
+    flow_run_name=run_name(FLOW_NAME),
+    validate_parameters=False,
+    task_runner=ThreadPoolTaskRunner(),  # acquisitions: the instruments live in this process
+)
 def drift_check(
     device: str | None = None,
     station: str | LiveStation | None = None,
@@ -182,36 +223,43 @@ def drift_check(
     graph: dict[str, GraphEntry] | None = None,
     checks: dict[str, Check] | None = None,
     settings: str | dict | None = None,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> DriftReport:
     """Check every node of every qubit, recalibrate what drifted, snapshot only on change.
 
     `now` (ISO 8601) is the time parameter ages are measured against; default: now.
-    `settings` (a settings file or its parsed content) configure the recalibrations.
+    `settings` (a settings file or its parsed content) configure the recalibrations;
+    `workers` and `dask_address` as for `daily-calibration`.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(
-        device, station, store, qubits, graph, settings, plot_dir=plot_dir, create_store=False
-    )
-    with plot_directory(lab) as plots:
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, False, workers)
 
-        def calibrate(name: str, session: QubitSession) -> NodeResult:
-            entry = lab.graph[name]
-            return run_calibration_task(session.qubit, name, entry, session, plots, lab.settings)
-
-        maintenance, run = walk_lab(
-            lab, moment(now), CHECKS if checks is None else checks, run_check_task, calibrate
-        )
+    def record(maintenance: dict[str, QubitMaintenance], run: GraphRun) -> int | None:
         notes = provenance(FLOW_NAME, {"decisions": describe(maintenance)})
         version = record_run(
-            lab, run, FLOW_NAME, describe(maintenance), notes, write=changed(maintenance)
+            lab,
+            run,
+            FLOW_NAME,
+            describe(maintenance),
+            notes,
+            write=changed(maintenance),
+            decisions=maintenance,
         )
-    lab.files.keep_plots(version)
-    publish_table(
-        decision_rows(maintenance),
-        key=artifact_key(FLOW_NAME, "decisions"),
-        description=describe(maintenance),
-    )
-    return DriftReport(maintenance, version, time.perf_counter() - start)
+        publish_table(
+            decision_rows(maintenance),
+            key=artifact_key(FLOW_NAME, "decisions"),
+            description=describe(maintenance),
+        )
+        return version
+
+    with (
+        one_run_per_chip(lab.chip),
+        plot_directory(lab) as plots,
+        fit_engine(dask_address) as fit,
+    ):
+        execute = TaskExecutor(plots, lab.settings, fit)
+        return drift_walk(lab, now, checks, run_check_task, execute, record, start)
 
 
 def drift_check_plain(
@@ -224,23 +272,22 @@ def drift_check_plain(
     graph: dict[str, GraphEntry] | None = None,
     checks: dict[str, Check] | None = None,
     settings: str | dict | None = None,
+    workers: int = 1,
 ) -> DriftReport:
     """The same walk without Prefect: no server, no task runs, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(
-        device, station, store, qubits, graph, settings, plot_dir=plot_dir, create_store=False
-    )
-    plots = lab.files.plots
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, False, workers)
 
-    def calibrate(name: str, session: QubitSession) -> NodeResult:
-        return run_node(lab.graph[name], name, session, plots, settings=lab.settings)
+    def record(maintenance: dict[str, QubitMaintenance], run: GraphRun) -> int | None:
+        version = None
+        if changed(maintenance):
+            notes = {"flow": FLOW_NAME, "decisions": describe(maintenance)}
+            notes.update(lab.files.provenance())
+            version = save_run(lab.store, run, lab.station, describe(maintenance), notes)
+        after_flow_run(
+            lab.store.path, FLOW_NAME, run.results, version, maintenance
+        )  # run log, push
+        return version
 
-    maintenance, run = walk_lab(
-        lab, moment(now), CHECKS if checks is None else checks, run_check, calibrate
-    )
-    version = None
-    if changed(maintenance):
-        notes = {"flow": FLOW_NAME, "decisions": describe(maintenance), **lab.files.provenance()}
-        version = save_run(lab.store, run, lab.station, describe(maintenance), notes)
-    lab.files.keep_plots(version)
-    return DriftReport(maintenance, version, time.perf_counter() - start)
+    execute = in_process(lab.files.plots, lab.settings)
+    return drift_walk(lab, now, checks, run_check, execute, record, start)

@@ -5,7 +5,9 @@ because Prefect stores flow parameters as JSON; tests and in-process callers may
 station (as a `LiveStation`), their own graph and settings as a parsed document instead.
 Either way a flow opens its lab here, once, at the start of the run, so a settings file
 edited between two scheduled runs takes effect at the next one. Each run gets its own QCoDeS
-database and plot folder (`fluxcal.run_files`), so flow runs may overlap.
+database and plot folder (`fluxcal.run_files`), so flow runs may overlap. The lab also says
+which qubits may be walked at once (`groups`, from the device file's lines) and on how many
+threads (`workers`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from qcodes import Station
 from calibrations.graph import GraphEntry
 from calibrations.settings import CalibrationSettings, settings_from
 from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
+from fluxcal.canary import effective_settings
 from fluxcal.options import default_store
 from fluxcal.run_files import RunFiles
 from instruments.device import SimulatedDevice
+from instruments.wiring import station_groups
 from snapshots import SnapshotStore
 
 
@@ -47,6 +51,13 @@ class FlowLab:
     store: SnapshotStore
     settings: CalibrationSettings
     files: RunFiles  # this run's QCoDeS database and plot folder
+    groups: list[list[str]]  # qubits sharing a line; groups may run concurrently
+    workers: int = 1  # threads walking groups at once
+
+    @property
+    def chip(self) -> str:
+        """The chip's name (the device file's), for its one-run-at-a-time limit."""
+        return self.device.config.name if self.device is not None else "station"
 
 
 def default_graph() -> dict[str, GraphEntry]:
@@ -72,6 +83,7 @@ def open_flow_lab(
     settings: str | Path | dict | None = None,
     plot_dir: str | Path | None = None,
     create_store: bool = True,
+    workers: int = 1,
 ) -> FlowLab:
     """Build (or adopt) the station, validate the settings (a file path or a parsed document)
     against the graph and the station's qubits, and open the store (a missing one is created
@@ -89,14 +101,18 @@ def open_flow_lab(
         )
         station, device_object = open_lab(request)
     snapshots = SnapshotStore(default_store(store), create=create_store)
+    configured = effective_settings(snapshots.path, configured)  # a running canary's qubits
     files = RunFiles.start(snapshots.path, plot_dir)
     files.open_database()
+    chosen = qubits_of(station, qubits, configured)
     return FlowLab(
         station,
         device_object,
-        qubits_of(station, qubits, configured),
+        chosen,
         graph,
         snapshots,
         configured,
         files,
+        station_groups(station, chosen),
+        max(1, workers),
     )

@@ -12,10 +12,12 @@ import time
 from collections.abc import Iterable, Mapping
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from calibrations.graph import GraphEntry, dependents, order
 from calibrations.persist import current_parameters
 from calibrations.runner import run_graph
+from flows.engine import fit_engine, one_run_per_chip
 from flows.lab import FlowLab, LiveStation, open_flow_lab
 from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome, save_complete_run
@@ -65,7 +67,12 @@ def _reason(sequence: list[str], qubits: list[str]) -> str:
     return f"recalibrate {', '.join(sequence)} on {', '.join(qubits)}"
 
 
-@flow(name=FLOW_NAME, flow_run_name=run_name(FLOW_NAME), validate_parameters=False)
+@flow(
+    name=FLOW_NAME,
+    flow_run_name=run_name(FLOW_NAME),
+    validate_parameters=False,
+    task_runner=ThreadPoolTaskRunner(),  # acquisitions: the instruments live in this process
+)
 def recalibrate(
     nodes: list[str],
     qubits: list[str] | None = None,
@@ -77,17 +84,24 @@ def recalibrate(
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
     save_partial: bool = True,
+    workers: int = 1,
+    dask_address: str | None = None,
 ) -> CalibrationOutcome:
     """Recalibrate `nodes` (and their dependents if asked) on `qubits`; store a snapshot.
 
     `settings` (a settings file or its parsed content) configure the nodes. With
     `save_partial` false, a run in which nodes failed to run is not saved (version None).
+    `workers` and `dask_address` as for `daily-calibration`.
     """
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, workers=workers)
     sequence, known = _prepare(lab, nodes, with_dependents)
-    with plot_directory(lab) as plots:
-        run = calibrate_graph(lab, sequence, known, plots)
+    with (
+        one_run_per_chip(lab.chip),
+        plot_directory(lab) as plots,
+        fit_engine(dask_address) as fit,
+    ):
+        run = calibrate_graph(lab, sequence, known, plots, fit)
         reason = _reason(sequence, lab.qubits)
         notes = provenance(FLOW_NAME)
         version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
@@ -106,13 +120,22 @@ def recalibrate_plain(
     graph: dict[str, GraphEntry] | None = None,
     settings: str | dict | None = None,
     save_partial: bool = True,
+    workers: int = 1,
 ) -> CalibrationOutcome:
     """The same recalibration through the plain runner: no Prefect server, no artifacts."""
     start = time.perf_counter()
-    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir)
+    lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, workers=workers)
     sequence, known = _prepare(lab, nodes, with_dependents)
     run = run_graph(
-        lab.station, lab.qubits, lab.graph, sequence, known, lab.files.plots, settings=lab.settings
+        lab.station,
+        lab.qubits,
+        lab.graph,
+        sequence,
+        known,
+        lab.files.plots,
+        settings=lab.settings,
+        groups=lab.groups,
+        workers=lab.workers,
     )
     reason = _reason(sequence, lab.qubits)
     notes = lab.files.provenance()

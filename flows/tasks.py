@@ -5,20 +5,26 @@ outcome into a `NodeResult` except instrument faults (TimeoutError, ConnectionEr
 to re-raise them: those fail the task run and Prefect retries it. A rejected fit is a result,
 not an exception, so it is never retried. Each task run is named `<qubit>-<node>` and
 publishes the node's fit report (with its plot) as an artifact.
+
+`TaskExecutor` is the walker's executor in the flows (`calibrations.walker`): it submits each
+node to the flow's task runner with its dependencies' task runs as `wait_for`, so the UI
+draws the graph, and qubits the walker runs concurrently show side by side.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed, State
 
 from calibrations.graph import GraphEntry
 from calibrations.node import now_iso
-from calibrations.runner import INSTRUMENT_FAULTS, NodeResult, run_node
+from calibrations.runner import INSTRUMENT_FAULTS, Fit, NodeResult, fit_here, run_node
 from calibrations.session import QubitSession
 from calibrations.settings import CalibrationSettings
 from flows.artifacts import publish_fit_report
@@ -55,36 +61,54 @@ def calibrate_node(
     session: QubitSession,
     plot_dir: Path,
     settings: CalibrationSettings | None = None,
+    fit: Fit = fit_here,
 ) -> State:
-    """acquire → analyse → gate → update for one node, configured by `settings`; the fit
-    report becomes an artifact.
+    """acquire → analyse → gate → update for one node, configured by `settings`, its fit run
+    by `fit` (here, or a Dask task: `flows.engine`); the fit report becomes an artifact.
 
     The task run ends as `Accepted` or `Rejected` (both completed: a rejection is a result),
     or `Failed` when the node could not run.
     """
-    result = run_node(entry, node, session, plot_dir, reraise_faults=True, settings=settings)
+    result = run_node(
+        entry, node, session, plot_dir, reraise_faults=True, settings=settings, fit=fit
+    )
     publish_fit_report(result)
     if result.outcome == "failed":
         return Failed(data=result, message=result.reason)
     return Completed(data=result, name=result.outcome.capitalize(), message=result.reason)
 
 
-def run_calibration_task(
-    qubit: str,
-    node: str,
-    entry: GraphEntry,
-    session: QubitSession,
-    plot_dir: Path,
-    settings: CalibrationSettings | None = None,
-) -> NodeResult:
-    """Run the task; a task that failed for good (retries spent) becomes a failed result."""
-    state = calibrate_node(qubit, node, entry, session, plot_dir, settings, return_state=True)
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, NodeResult):
-        return value
-    error = value
-    if isinstance(error, INSTRUMENT_FAULTS):
-        reason = f"instrument fault, {calibrate_node.retries + 1} attempts: {error}"
-    else:
-        reason = f"task failed: {error}"
-    return NodeResult(node, qubit, "failed", reason, finished=now_iso())
+class TaskExecutor:
+    """Runs nodes as `calibrate` task runs for the walker, from any of its threads."""
+
+    def __init__(
+        self, plot_dir: Path, settings: CalibrationSettings | None = None, fit: Fit = fit_here
+    ):
+        self.plot_dir = plot_dir
+        self.settings = settings
+        self.fit = fit
+        self._futures: dict[tuple[str, str], PrefectFuture] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, entry: GraphEntry, session: QubitSession) -> NodeResult:
+        """Submit the node after its dependencies' task runs; a task that failed for good
+        (retries spent) becomes a failed result."""
+        qubit = session.qubit
+        with self._lock:
+            upstream = [
+                self._futures[qubit, d] for d in entry.depends_on if (qubit, d) in self._futures
+            ]
+        future = calibrate_node.submit(
+            qubit, name, entry, session, self.plot_dir, self.settings, self.fit, wait_for=upstream
+        )
+        with self._lock:
+            self._futures[qubit, name] = future
+        future.wait()
+        value = future.state.result(raise_on_failure=False)
+        if isinstance(value, NodeResult):
+            return value
+        if isinstance(value, INSTRUMENT_FAULTS):
+            reason = f"instrument fault, {calibrate_node.retries + 1} attempts: {value}"
+        else:
+            reason = f"task failed: {value}"
+        return NodeResult(name, qubit, "failed", reason, finished=now_iso())

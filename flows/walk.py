@@ -1,10 +1,10 @@
-"""The per-qubit graph walk through Prefect tasks, and recording a run as one snapshot.
+"""The graph walk of the flows, with Prefect tasks as executor, and recording a run.
 
-Same rules as the plain runner (`calibrations.runner.run_graph`): dependencies first, a node
-whose dependency ran and was not accepted is skipped on that qubit only, accepted parameters
-flow to later nodes. Qubits are walked one after another: the simulated instruments and the
-QCoDeS database are shared, and a fixed order keeps runs reproducible; independence is about
-failures, which never cross from one qubit to another.
+The walk is the plain runner's (`calibrations.walker`): dependencies first, a node whose
+dependency ran and was not accepted is skipped on that qubit only, accepted parameters flow
+to later nodes, failures never cross from one qubit to another, and groups of qubits that
+share no line run concurrently on the lab's workers. Only the executor differs: each node
+is a task run (`flows.tasks.TaskExecutor`), its fit optionally a Dask task (`flows.engine`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from pathlib import Path
 
 from prefect.runtime import flow_run
 
-from calibrations.graph import order
-from calibrations.node import now_iso
 from calibrations.persist import current_parameters
-from calibrations.runner import GraphRun, NodeResult
-from calibrations.session import QubitSession
+from calibrations.runner import Fit, GraphRun, fit_here
+from calibrations.walker import walk_graph
 from flows.artifacts import (
     artifact_key,
     outcome_summary_markdown,
@@ -29,8 +27,9 @@ from flows.artifacts import (
     publish_table,
 )
 from flows.lab import FlowLab
-from flows.tasks import run_calibration_task
+from flows.tasks import TaskExecutor
 from fluxcal.calibrate import save_complete_run
+from fluxcal.metrics_push import after_flow_run
 from snapshots import CalibratedParameter
 
 Known = Mapping[str, Mapping[str, CalibratedParameter]]
@@ -64,36 +63,21 @@ def plot_directory(lab: FlowLab) -> Iterator[Path]:
 
 
 def calibrate_graph(
-    lab: FlowLab, nodes: Iterable[str] | None, known: Known, plot_dir: Path
+    lab: FlowLab, nodes: Iterable[str] | None, known: Known, plot_dir: Path, fit: Fit = fit_here
 ) -> GraphRun:
     """Run `nodes` (default: all) of the lab's graph on every qubit, each node a task run."""
-    sequence = order(lab.graph, nodes)
-    results: dict[str, dict[str, NodeResult]] = {}
-    parameters = {}
-    for qubit in lab.qubits:
-        session = QubitSession(lab.station, qubit, dict(known.get(qubit, {})))
-        done = results.setdefault(qubit, {})
-        for name in sequence:
-            done[name] = calibrate_or_skip(lab, session, name, done, plot_dir)
-            session.known.update(done[name].parameters)
-        parameters[qubit] = session.known
-    return GraphRun(results, parameters, lab.settings.resolved(lab.qubits))
-
-
-def calibrate_or_skip(
-    lab: FlowLab,
-    session: QubitSession,
-    name: str,
-    done: Mapping[str, NodeResult],
-    plot_dir: Path,
-) -> NodeResult:
-    """The node's task result, or `skipped` when a dependency of it ran and was not accepted."""
-    blocked = [d for d in lab.graph[name].depends_on if d in done and done[d].outcome != "accepted"]
-    if blocked:
-        reason = f"dependency not accepted: {', '.join(blocked)}"
-        return NodeResult(name, session.qubit, "skipped", reason, finished=now_iso())
-    entry = lab.graph[name]
-    return run_calibration_task(session.qubit, name, entry, session, plot_dir, lab.settings)
+    execute = TaskExecutor(plot_dir, lab.settings, fit)
+    return walk_graph(
+        lab.station,
+        lab.qubits,
+        lab.graph,
+        nodes,
+        known,
+        execute,
+        lab.settings,
+        lab.groups,
+        lab.workers,
+    )
 
 
 def record_run(
@@ -104,6 +88,7 @@ def record_run(
     provenance: dict[str, str],
     write: bool = True,
     save_partial: bool = True,
+    decisions: Mapping | None = None,
 ) -> int | None:
     """Save the run as one snapshot (unless `write` is false, or nodes failed to run and
     `save_partial` is false) and publish its artifacts: the parameter table with changes
@@ -128,4 +113,5 @@ def record_run(
         key=artifact_key(title, "summary"),
         description=f"{title}: node outcomes",
     )
+    after_flow_run(lab.store.path, title, run.results, version, decisions)  # run log, push
     return version

@@ -24,10 +24,13 @@ from qcodes import Station
 from calibrations.persist import current_parameters, save_run
 from calibrations.runner import GraphRun, run_graph
 from calibrations.settings import CalibrationSettings, SettingsError
+from fluxcal.canary import effective_settings
+from fluxcal.metrics_push import after_flow_run
 from fluxcal.nodes import check_nodes
 from fluxcal.run_files import RunFiles
 from instruments.device import SimulatedDevice
 from instruments.station import build_station, load_station
+from instruments.wiring import station_groups
 from snapshots import CalibratedParameter, SnapshotStore
 
 
@@ -47,6 +50,8 @@ class CalibrationRequest:
     provenance: dict[str, str] = field(default_factory=dict)
     settings: CalibrationSettings | None = None  # None: every node field at its default
     save_partial: bool = False  # save even if nodes failed to run (see the module docstring)
+    workers: int = 1  # threads walking groups of qubits that share no line
+    dask_address: str | None = None  # Dask scheduler for the fits (Prefect runs only)
 
 
 @dataclass
@@ -96,8 +101,9 @@ class CalibrationOutcome:
                     f"  {qubit} {name:<24} {result.outcome:<9} "
                     f"{result.device_s:9.1f} s  {result.reason}"
                 )
-            device = sum(r.device_s for r in results.values())
+            device = self.run.qubit_device_s(qubit)
             lines.append(f"  {qubit} device time {device:.0f} s ({device / 3600:.2f} h)")
+        lines.append(self.run.device_time_line())
         if self.plots is not None:
             lines.append(f"plots: {self.plots}")
         return "\n".join(lines)
@@ -209,6 +215,7 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
     station, device = open_lab(request)
     qubits = qubits_of(station, request.qubits, request.settings)
     store = SnapshotStore(request.store)
+    settings = effective_settings(store.path, request.settings or CalibrationSettings())
     files = RunFiles.start(store.path, request.plot_dir)
     files.open_database()
     run = run_graph(
@@ -217,12 +224,15 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
         nodes=request.nodes,
         known=current_parameters(store),
         plot_dir=files.plots,
-        settings=request.settings,
+        settings=settings,
+        groups=station_groups(station, qubits),
+        workers=request.workers,
     )
     provenance = {**request.provenance, **files.provenance()}
     version = save_complete_run(
         store, run, station, request.reason, provenance, request.save_partial
     )
+    after_flow_run(store.path, "calibrate", run.results, version)  # run log, metrics push
     plots = files.keep_plots(version)
     return CalibrationOutcome.stored(store, version, run, device, start, plots)
 

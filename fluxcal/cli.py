@@ -18,6 +18,7 @@ from flows.commands import register_commands
 from fluxcal.chatter import measurement_output
 from fluxcal.failures import fail, one_line_errors
 from fluxcal.lazy import LazyGroup
+from fluxcal.metrics_cli import metrics
 from fluxcal.nodes import NodeListingCommand
 from fluxcal.options import (
     ConfigOption,
@@ -33,12 +34,14 @@ from fluxcal.settings_cli import app as settings_app
 
 
 class FluxcalGroup(TyperGroup):
-    """The root command group, with `snapshots` loaded only when it is used."""
+    """The root command group, with `snapshots` and `canary` loaded only when used."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         help = "Inspect and manage calibration snapshots."
         self.add_command(LazyGroup("snapshots", "snapshots.cli:app", help))
+        help = "Roll a settings change out to canary qubits first, then promote or roll back."
+        self.add_command(LazyGroup("canary", "fluxcal.canary_cli:app", help))
 
 
 app = typer.Typer(
@@ -75,6 +78,22 @@ def calibrate(
         ),
     ] = None,
     save_partial: SavePartialOption = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="qubits walked at once (only qubits that share no line, per the device file)",
+        ),
+    ] = 1,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Dask scheduler address for the fits (with --prefect); "
+            "default $FLUXCAL_DASK_ADDRESS",
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the calibration chain and store a new snapshot (default: built-in simulated chip)."""
@@ -103,10 +122,39 @@ def calibrate(
         reason="fluxcal calibrate",
         settings=settings,
         save_partial=save_partial,
+        workers=workers,
+        dask_address=dask,
     )
     with measurement_output(verbose):
         outcome = runner(request)
     report_outcome(outcome, as_json)
+
+
+@app.command()
+@one_line_errors
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (type process)")],
+    device: DeviceOption = None,
+    station: StationOption = None,
+    store: StoreOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Register the deployments with a work pool, for `prefect worker start --pool` on N hosts.
+
+    Also creates the chip's concurrency limit (one calibration per chip at a time).
+    """
+    from calibrations.settings import settings_from
+    from flows.deploy import build_deployments, deploy_to_pool
+    from flows.lab import check_inputs
+    from fluxcal.calibrate import CalibrationRequest, open_lab
+
+    check_inputs(device, station)
+    settings_from(config)
+    _, simulated = open_lab(CalibrationRequest(device=device, station=station))
+    chip = simulated.config.name if simulated is not None else "station"
+    deployments = build_deployments(device, station, default_store(store), settings=config)
+    for deployment_id in deploy_to_pool(deployments, pool, chip):
+        typer.echo(f"deployment {deployment_id} on work pool {pool}")
 
 
 def _parse_axes(text: str | None) -> dict[str, str] | None:
@@ -143,3 +191,4 @@ def analyse(
 
 # Prefect commands (server, serve, drift-check, recalibrate) use the options of fluxcal.options.
 register_commands(app)
+app.command("metrics")(metrics)

@@ -87,6 +87,20 @@ class Event(_Strict):
     size: float = Field(description="Φ0 for flux_jump, factor for t1_drop, Hz for resonator_jump")
 
 
+class Lines(_Strict):
+    """The hardware lines a qubit uses. Qubits that share any named line cannot be measured
+    at the same time (one digitiser per feedline, one source per flux or drive channel), so
+    the walker serialises them; a line left unnamed is the qubit's own."""
+
+    feedline: str | None = Field(None, description="readout feedline (multiplexed resonators)")
+    flux: str | None = Field(None, description="flux-bias channel, if shared")
+    drive: str | None = Field(None, description="drive/AWG channel, if shared")
+
+    def named(self) -> set[tuple[str, str]]:
+        """(kind, name) of every line this qubit declares."""
+        return {(kind, name) for kind, name in self.model_dump().items() if name is not None}
+
+
 class Qubit(_Strict):
     EJ: Positive = Field(description="Josephson energy (GHz)")
     EC: Positive = Field(description="charging energy (GHz)")
@@ -100,6 +114,7 @@ class Qubit(_Strict):
     readout: Readout
     drift: Drift = Drift()
     events: list[Event] = []
+    lines: Lines = Lines()
 
 
 class DeviceConfig(_Strict):

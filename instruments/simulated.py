@@ -10,6 +10,7 @@ names the swept setting (`sweep_parameter`) and its values (`sweep_values`), and
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -50,12 +51,20 @@ class InstrumentFault(TimeoutError):
 
 
 class SimulatedLab:
-    """The device plus the instruments wired to it; one per device file per process."""
+    """The device plus the instruments wired to it; one per device file per process.
+
+    Qubits may be measured from several threads at once (the walker runs qubits that share
+    no line concurrently). Each qubit's noise comes from its own acquisition counter, so a
+    qubit sees the same noise whatever the other qubits do and whenever they do it: a
+    parallel run measures exactly what a sequential one does. The shared counters are
+    updated under a lock.
+    """
 
     _labs: ClassVar[dict[str, SimulatedLab]] = {}
     #: Labs of device objects, dropped with their device (an id() key could be reused by a
     #: later device and hand it a stale lab with another chip and noise counter).
     _object_labs: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+    _labs_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, device: SimulatedDevice):
         self.device = device
@@ -63,24 +72,34 @@ class SimulatedLab:
         #: what the acquisitions would take on hardware, per qubit read out
         self.device_seconds_by_qubit: dict[str, float] = {}
         self.simulation_seconds = 0.0  # wall time spent computing signals
-        self._acquisitions = 0
+        self._acquisitions: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     @property
     def device_seconds(self) -> float:
         """What all acquisitions so far would take on hardware."""
         return sum(self.device_seconds_by_qubit.values())
 
+    def acquisition_count(self, qubit: str | None = None) -> int:
+        """Hardware sweeps made so far, on one qubit or on all."""
+        with self._lock:
+            counts = (
+                self._acquisitions.values() if qubit is None else [self._acquisitions.get(qubit, 0)]
+            )
+            return sum(counts)
+
     @classmethod
     def shared(cls, device: str | Path | SimulatedDevice | None = None) -> SimulatedLab:
         """The lab for a device file (or device object), created on first use."""
-        if isinstance(device, SimulatedDevice):
-            if device not in cls._object_labs:
-                cls._object_labs[device] = cls(device)
-            return cls._object_labs[device]
-        path = str(Path(device).resolve()) if device else str(default_device_path())
-        if path not in cls._labs:
-            cls._labs[path] = cls(SimulatedDevice.from_yaml(path))
-        return cls._labs[path]
+        with cls._labs_lock:
+            if isinstance(device, SimulatedDevice):
+                if device not in cls._object_labs:
+                    cls._object_labs[device] = cls(device)
+                return cls._object_labs[device]
+            path = str(Path(device).resolve()) if device else str(default_device_path())
+            if path not in cls._labs:
+                cls._labs[path] = cls(SimulatedDevice.from_yaml(path))
+            return cls._labs[path]
 
     def register(self, role: str, instrument: Instrument) -> None:
         self.instruments[role] = instrument
@@ -95,10 +114,11 @@ class SimulatedLab:
         return instrument.submodules[qubit].parameters[name].get()
 
     def rng(self, qubit: str) -> np.random.Generator:
-        """Noise generator: seeded by the qubit's seed and an acquisition counter."""
-        self._acquisitions += 1
+        """Noise generator: seeded by the qubit's seed and the qubit's acquisition counter."""
+        with self._lock:
+            count = self._acquisitions[qubit] = self._acquisitions.get(qubit, 0) + 1
         seed = self.device.config.qubits[qubit].seed
-        return np.random.default_rng([seed, 7919, self._acquisitions])
+        return np.random.default_rng([seed, 7919, count])
 
     def acquire(self, qubit: str, sweep: str, values: np.ndarray, single_shot: bool) -> np.ndarray:
         """Run one hardware sweep on the device with the instruments' current settings."""
@@ -128,11 +148,14 @@ class SimulatedLab:
         physics = self.device.physics(qubit)
         points = max(len(values), 1) if sweep != "none" else 1
         busy = points * shots * _seconds_per_shot(pulse, readout, single_shot, physics)
-        self.device_seconds_by_qubit[qubit] = self.device_seconds_by_qubit.get(qubit, 0.0) + busy
+        with self._lock:
+            spent = self.device_seconds_by_qubit.get(qubit, 0.0)
+            self.device_seconds_by_qubit[qubit] = spent + busy
         measure = single_shot_iq if single_shot else averaged_iq
         start = time.perf_counter()
         data = measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
-        self.simulation_seconds += time.perf_counter() - start
+        with self._lock:
+            self.simulation_seconds += time.perf_counter() - start
         return data
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,13 +56,21 @@ def list_versions(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = Fals
 @app.command()
 @one_line_errors
 def show(
-    version: Annotated[str, typer.Argument(help="Version number or 'current'.")],
+    version: Annotated[
+        str | None, typer.Argument(help="Version number or 'current' (or give --at).")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="the version current at this ISO 8601 time (UTC if no zone)"),
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
     """Show one version: metadata, parameters and experiment outcomes."""
+    if (version is None) == (at is None):
+        raise UnknownVersion("give a VERSION or --at TIME (not both)")
     s = _open(store)
-    snap = s.load(parse_version(version))
+    snap = s.load(parse_version(version) if at is None else version_at(s, parse_time(at)))
     experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
     if as_json:
         _print_json(
@@ -183,6 +192,72 @@ def history(
 
 @app.command()
 @one_line_errors
+def trend(
+    param: Annotated[str, typer.Argument(help="Parameter name, e.g. T1.")],
+    qubit: Annotated[
+        list[str] | None, typer.Option("--qubit", help="qubit(s); default all")
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", min=1, help="only the N most recent measurements")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="also write a PNG plot")] = None,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Each measurement of a parameter once, oldest first (values carried forward skipped)."""
+    from fluxcal.trend import trends, write_trend_png
+
+    series = trends(_open(store), [param], qubit, last)
+    if plot is not None:
+        write_trend_png(series, plot)
+    per_qubit = series[param]
+    if as_json:
+        _print_json(
+            {
+                q: [{"version": t.version, **dataclasses.asdict(t.parameter)} for t in points]
+                for q, points in per_qubit.items()
+            }
+        )
+        return
+    rows = [
+        [q, t.version, t.parameter.updated, _quantity(t.parameter), t.parameter.experiment]
+        for q, points in per_qubit.items()
+        for t in points
+    ]
+    typer.echo(_table(["qubit", "version", "measured", "value", "experiment"], rows))
+
+
+@app.command()
+@one_line_errors
+def current(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """The current version, its checksum and age: what a job should record it ran with."""
+    s = _open(store)
+    snap = s.load()  # checks the checksum, so what is printed is what the file holds
+    now = datetime.now(UTC)
+    updated = [p.updated for ps in snap.parameters.values() for p in ps.values()]
+    oldest = min(updated, key=parse_time) if updated else None
+    record = {
+        "version": snap.version,
+        "checksum": snap.checksum,
+        "created": snap.created,
+        "age_seconds": (now - parse_time(snap.created)).total_seconds(),
+        "oldest_parameter_updated": oldest,
+        "oldest_parameter_age_seconds": (
+            (now - parse_time(oldest)).total_seconds() if oldest else None
+        ),
+        "store": str(s.path.resolve()),
+    }
+    if as_json:
+        _print_json(record)
+        return
+    typer.echo(
+        f"v{snap.version}  {snap.checksum}  created {snap.created} "
+        f"({_age(record['age_seconds'])} ago)"
+    )
+
+
+@app.command()
+@one_line_errors
 def rollback(
     version: Annotated[int, typer.Argument(help="Version whose content becomes current again.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the new version).")],
@@ -235,6 +310,30 @@ def _resolve(store: SnapshotStore, text: str) -> int:
         if version is None:
             raise UnknownVersion(f"store {store.path} has no current version")
     return version
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (a trailing Z allowed); a time without a zone is UTC, as the store writes."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UnknownVersion(f"not an ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def version_at(store: SnapshotStore, when: datetime) -> int:
+    """The version that was current at `when`: the newest created at or before it (every
+    save makes its version current, and a rollback is a new version, so none is skipped)."""
+    made = [v.version for v in store.versions() if parse_time(v.created) <= when]
+    if not made:
+        raise UnknownVersion(f"no version of {store.path} existed at {when.isoformat()}")
+    return max(made)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _code(version: dict[str, Any]) -> str:

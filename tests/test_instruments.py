@@ -220,11 +220,11 @@ def test_single_shot_blobs_and_thermal_population(light: Bench) -> None:
 
 
 def test_a_201_point_sweep_is_one_acquisition(light: Bench) -> None:
-    before = light.lab._acquisitions
+    before = light.lab.acquisition_count()
     light.sweep("flux_voltage", light.truth["flux_sweet_spot"] + np.linspace(-0.1, 0.1, 201))
-    assert light.lab._acquisitions == before + 1
+    assert light.lab.acquisition_count() == before + 1
     light.shots("readout_frequency", light.truth["readout_frequency"] + np.array([0.0, 1e5]))
-    assert light.lab._acquisitions == before + 2
+    assert light.lab.acquisition_count() == before + 2
 
 
 def test_unswept_acquisition_repeats_one_point(light: Bench) -> None:

@@ -1,0 +1,136 @@
+"""The run log: one JSON line per calibration or drift-check run, kept next to the snapshots.
+
+Snapshots hold what a run *changed*; a drift check that found everything in spec writes no
+version, and a run whose nodes failed may write none either. Operating the service needs
+every run (success rate, last outcome per node, when the chip was last checked, the device
+time spent), so each run also appends one line to `STORE/journal/runs.jsonl`. The store's
+own files are never touched: the snapshot store ignores everything that is not a version
+file, an index or its pointer.
+
+Appends run under a file lock of their own, so two runs never interleave their lines, and a
+torn last line (a run killed mid-write) is skipped on reading rather than failing a scrape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+JOURNAL_DIR = "journal"
+RUNS_NAME = "runs.jsonl"
+_LOCK_NAME = ".lock"
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """One node on one qubit in one run: its outcome and the device time it held the chip."""
+
+    outcome: str  # accepted | rejected | failed | skipped
+    device_s: float
+
+
+@dataclass(frozen=True)
+class CheckDecision:
+    """One node's drift-check decision: the check's verdict (None: no check) and the action."""
+
+    verdict: str | None
+    action: str
+    device_s: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One line of the run log."""
+
+    flow: str
+    finished: str  # ISO 8601 UTC
+    version: int | None  # snapshot the run wrote, None if it wrote none
+    nodes: dict[str, dict[str, NodeRun]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, CheckDecision]] = field(default_factory=dict)
+
+    @property
+    def finished_at(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.finished)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "finished": self.finished,
+            "version": self.version,
+            "nodes": _plain(self.nodes),
+            "decisions": _plain(self.decisions),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        return cls(
+            flow=str(data["flow"]),
+            finished=str(data["finished"]),
+            version=None if data.get("version") is None else int(data["version"]),
+            nodes={
+                q: {n: NodeRun(str(r["outcome"]), _seconds(r)) for n, r in nodes.items()}
+                for q, nodes in data.get("nodes", {}).items()
+            },
+            decisions={
+                q: {
+                    n: CheckDecision(d.get("verdict"), str(d["action"]), _seconds(d))
+                    for n, d in nodes.items()
+                }
+                for q, nodes in data.get("decisions", {}).items()
+            },
+        )
+
+
+def runs_path(store: Path) -> Path:
+    return Path(store) / JOURNAL_DIR / RUNS_NAME
+
+
+def append(store: Path, record: RunRecord) -> None:
+    """Add one run to the log (creating the journal folder on first use)."""
+    path = runs_path(store)
+    path.parent.mkdir(exist_ok=True)
+    line = json.dumps(record.as_json(), allow_nan=False, sort_keys=True) + "\n"
+    with FileLock(path.parent / _LOCK_NAME, timeout=60), path.open("a", encoding="utf-8") as f:
+        f.write(line)
+
+
+def read(store: Path) -> list[RunRecord]:
+    """Every complete, well-formed line, oldest first; none for a store without a log."""
+    return list(_records(runs_path(store)))
+
+
+def _records(path: Path) -> Iterator[RunRecord]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    for line in text.splitlines():
+        try:
+            yield RunRecord.from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a torn line of a killed writer, or a hand edit: not a run
+
+
+def _seconds(data: Mapping[str, Any]) -> float:
+    value = data.get("device_s")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _plain(table: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    return {
+        q: {
+            n: {
+                k: (v if not isinstance(v, float) or math.isfinite(v) else 0.0)
+                for k, v in vars(item).items()
+            }
+            for n, item in nodes.items()
+        }
+        for q, nodes in table.items()
+    }
