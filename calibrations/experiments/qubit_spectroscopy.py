@@ -220,7 +220,10 @@ class QubitSpectroscopy(Node):
     fine_linewidth: float = 0.5e6  # Hz, wanted FWHM of the weak-tone line
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
     fine_points: int = 121
-    shots: int = 200  # first look of each sweep; averaging adds what the line needs
+    shots: int = 200  # first look of each coarse sweep; averaging adds what the line needs
+    #: first look of the fine sweep: its χ² test needs the line's shape resolved, not only
+    #: its centre, and a heavily thermal qubit keeps few of its heralded shots
+    fine_shots: int = 1000
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
     readout_span: float = 6e6  # Hz, at least: resonator re-centring window at each point
@@ -271,6 +274,7 @@ class QubitSpectroscopy(Node):
             self._centre_readout(session)
         tried = [*(t for t in tried if t[0] != bias), (bias, stderr)]
         fine, amplitude = self._fine_settings(line)
+        session.configure(readout={"shots": self.fine_shots})
         dataset = None
         for attempt in range(self.fine_retries + 1):
             session.configure(drive={"amplitude": amplitude})
@@ -404,7 +408,7 @@ class QubitSpectroscopy(Node):
                 "coarse_line": line.centre if line else np.nan,
                 "coarse_linewidth": line.fwhm if line else np.nan,
                 "herald": int(self.herald),
-                "shots": self.shots,
+                "shots": self.fine_shots,
             },
         )
 

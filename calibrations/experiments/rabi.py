@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from calibrations.averaging import measure_averaged
 from calibrations.experiments.decay_fits import (
     fit_rabi,
     project,
@@ -24,6 +25,7 @@ from calibrations.experiments.decay_fits import (
 )
 from calibrations.experiments.time_domain import measure_repeats, prepare_drive, with_enough_shots
 from calibrations.fitting import FitError
+from calibrations.fitting.noise import difference_noise
 from calibrations.gate import at_least, at_most
 from calibrations.node import Analysis, Node
 from calibrations.session import DEFAULT_PI_DURATION, QubitSession
@@ -52,6 +54,9 @@ class Rabi(Node):
     max_chi2: float = 3.0
     max_relative_error: float = 0.01
     min_snr: float = 8.0
+    #: the coarse sweep is averaged until its oscillation stands this far above the noise of
+    #: its estimate: a fainter one places the fine window on noise
+    min_coarse_snr: float = 10.0
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         prepare_drive(
@@ -64,7 +69,15 @@ class Rabi(Node):
             herald=self.herald,
         )
         coarse = np.linspace(0.0, self.coarse_max_amplitude, self.coarse_points)
-        coarse_iq = session.measure(self.name, SWEEP, coarse)["iq"].rename({SWEEP: COARSE})
+        coarse_iq = measure_averaged(
+            session,
+            self.name,
+            SWEEP,
+            coarse,
+            lambda iq: oscillation_snr(coarse, iq),
+            self.min_coarse_snr,
+            self.budget,
+        )["iq"].rename({SWEEP: COARSE})
         try:
             estimate = estimate_pi_amplitude(coarse, coarse_iq.values)
         except FitError:  # sweep the coarse range finely; the analysis will judge that data
@@ -125,8 +138,27 @@ def estimate_pi_amplitude(amplitudes: np.ndarray, iq: np.ndarray) -> float:
     """Half the dominant period of a coarse amplitude sweep (V)."""
     if not np.all(np.isfinite(iq)):
         raise FitError("coarse Rabi sweep has non-finite points")
+    return 0.5 / _dominant_frequency(amplitudes, project_single(iq))
+
+
+def oscillation_snr(amplitudes: np.ndarray, iq: np.ndarray) -> float:
+    """How far the coarse sweep's dominant cosine stands above noise: its least-squares
+    amplitude over that amplitude's standard error (the point noise over √(N/2)); 0 for a
+    trace with non-finite points."""
+    iq = np.asarray(iq)
+    if not np.all(np.isfinite(iq)):
+        return 0.0
+    y = project_single(iq)
+    frequency = _dominant_frequency(amplitudes, y)
+    design = np.stack([np.ones_like(amplitudes), np.cos(2 * np.pi * frequency * amplitudes)], 1)
+    (_, amplitude), *_ = np.linalg.lstsq(design, y, rcond=None)
+    noise = max(difference_noise(y), float(np.finfo(float).tiny))
+    return float(abs(amplitude) / (noise / np.sqrt(y.size / 2)))
+
+
+def _dominant_frequency(amplitudes: np.ndarray, y: np.ndarray) -> float:
+    """Periodogram peak (per volt) of a Rabi trace, from a quarter to half the sampling rate."""
     span = float(np.ptp(amplitudes))
     step = span / (amplitudes.size - 1)
     frequencies = np.arange(0.25 / span, 0.5 / step, 0.05 / span)
-    frequency = scan_frequency(amplitudes, project_single(iq), frequencies, free_phase=False)
-    return 0.5 / frequency
+    return scan_frequency(amplitudes, y, frequencies, free_phase=False)
