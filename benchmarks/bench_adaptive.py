@@ -31,26 +31,26 @@ NODES = ("t1", "echo", "ramsey")
 
 
 def _chip(seed: int):
-    from instruments.design_space import sample_device
-    from instruments.device import SimulatedDevice
+    from fluxcal.instruments.design_space import sample_device
+    from fluxcal.instruments.device import SimulatedDevice
 
     return SimulatedDevice.from_yaml(time=0.0) if seed == BUILT_IN else sample_device(seed)
 
 
 def _node(name: str, adaptive: bool):
-    from calibrations.experiments.echo import Echo
-    from calibrations.experiments.ramsey import Ramsey
-    from calibrations.experiments.t1 import T1
+    from fluxcal.calibrations.experiments.echo import Echo
+    from fluxcal.calibrations.experiments.ramsey import Ramsey
+    from fluxcal.calibrations.experiments.t1 import T1
 
     return {"t1": T1, "echo": Echo, "ramsey": Ramsey}[name](adaptive=adaptive)
 
 
 def _run(node, station, truth: dict[str, float]) -> dict:
     """One acquisition + analysis + gate from the truth; device seconds and shots it took."""
-    from calibrations.fitting import FitError
-    from calibrations.node import UNITS
-    from calibrations.session import QubitSession
-    from snapshots import CalibratedParameter
+    from fluxcal.calibrations.fitting import FitError
+    from fluxcal.calibrations.node import UNITS
+    from fluxcal.calibrations.session import QubitSession
+    from fluxcal.snapshots import CalibratedParameter
 
     shifts = {"qubit_frequency": FREQUENCY_OFFSET}
     known = {
@@ -80,9 +80,8 @@ def _run(node, station, truth: dict[str, float]) -> dict:
 
 def chip_runs(seed: int, repeats: int) -> dict:
     """node -> mode -> list of run results on one chip."""
+    from fluxcal.instruments.station import build_station
     from qcodes.dataset import initialise_or_create_database_at
-
-    from instruments.station import build_station
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     device = _chip(seed)

@@ -13,11 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.station import build_station
 from qcodes.dataset import initialise_or_create_database_at
-
-from calibrations.runner import run_graph
-from instruments.device import SimulatedDevice
-from instruments.station import build_station
 
 
 def main(qubit: str = "q0") -> None:

@@ -22,13 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from fluxcal.calibrations.graph import DEFAULT_GRAPH
+from fluxcal.calibrations.runner import GraphRun, NodeResult, run_graph, run_node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.flows.checks import CHECKS
+from fluxcal.flows.maintain import maintain_qubit, run_check
 from robustness import judge
-
-from calibrations.graph import DEFAULT_GRAPH
-from calibrations.runner import GraphRun, NodeResult, run_graph, run_node
-from calibrations.session import QubitSession
-from flows.checks import CHECKS
-from flows.maintain import maintain_qubit, run_check
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
 #: Maintenance walks after the bring-up, and how much later they run.
@@ -37,17 +36,16 @@ MODES = ("bring-up", *MAINTENANCE)
 
 
 def _chip(seed: int):
-    from instruments.design_space import sample_device
-    from instruments.device import SimulatedDevice
+    from fluxcal.instruments.design_space import sample_device
+    from fluxcal.instruments.device import SimulatedDevice
 
     return SimulatedDevice.from_yaml(time=0.0) if seed == BUILT_IN else sample_device(seed)
 
 
 def bring_up_and_daily(seed: int) -> dict:
     """Device seconds per node for both runs, outcomes, and wrong values of the daily run."""
+    from fluxcal.instruments.station import build_station
     from qcodes.dataset import initialise_or_create_database_at
-
-    from instruments.station import build_station
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     device = _chip(seed)

@@ -24,13 +24,12 @@ from qcodes.dataset import initialise_or_create_database_at
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from devices import make_device
-
-from calibrations.experiments.rabi import Rabi
-from calibrations.experiments.readout_optimisation import ReadoutOptimisation
-from calibrations.node import UNITS, Node
-from calibrations.session import QubitSession
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.experiments.rabi import Rabi
+from fluxcal.calibrations.experiments.readout_optimisation import ReadoutOptimisation
+from fluxcal.calibrations.node import UNITS, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 KINDS = ("light", "intermediate", "heavy")
 SEEDS = range(1, 9)

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-from instruments.device import SimulatedDevice
-from instruments.fluxonium import FluxoniumModel
-from instruments.station import build_station
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.station import build_station
 
 POINTS = 201
 LEVELS = 6

@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from fluxcal.instruments.design_space import sample_device_dict
 from robustness import calibrate_sampled
-
-from instruments.design_space import sample_device_dict
 
 
 def _criterion(reason: str) -> str:

@@ -20,9 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import snapshot_samples as samples
-
-from snapshots import SnapshotStore, StoreWarning
-from snapshots.layout import read_experiments, read_version
+from fluxcal.snapshots import SnapshotStore, StoreWarning
+from fluxcal.snapshots.layout import read_experiments, read_version
 
 N_VERSIONS = 1000
 

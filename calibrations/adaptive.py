@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-
-from calibrations.experiments.decay_fits import CurveFit
-from calibrations.fitting import FitError
+from fluxcal.calibrations.experiments.decay_fits import CurveFit
+from fluxcal.calibrations.fitting import FitError
 
 #: Dimension of the repeats of a trace (as measured by `time_domain.measure_repeats`).
 REPEAT = "repeat"

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-
-from calibrations.gate import Criterion
-from calibrations.session import QubitSession
+from fluxcal.calibrations.gate import Criterion
+from fluxcal.calibrations.session import QubitSession
 
 #: Aim a little above the target: the score of the next round scatters around its prediction.
 _MARGIN = 1.3

@@ -11,21 +11,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
-from calibrations.experiments.echo import Echo
-from calibrations.experiments.qubit_flux_spectroscopy import QubitFluxSpectroscopy
-from calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
-from calibrations.experiments.rabi import Rabi
-from calibrations.experiments.ramsey import Ramsey
-from calibrations.experiments.readout_optimisation import ReadoutOptimisation
-from calibrations.experiments.readout_power import ReadoutPower
-from calibrations.experiments.resonator_flux import ResonatorFlux
-from calibrations.experiments.resonator_spectroscopy import (
+from fluxcal.calibrations.experiments.echo import Echo
+from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import QubitFluxSpectroscopy
+from fluxcal.calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
+from fluxcal.calibrations.experiments.rabi import Rabi
+from fluxcal.calibrations.experiments.ramsey import Ramsey
+from fluxcal.calibrations.experiments.readout_optimisation import ReadoutOptimisation
+from fluxcal.calibrations.experiments.readout_power import ReadoutPower
+from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
+from fluxcal.calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,
     ResonatorSpectroscopy,
 )
-from calibrations.experiments.sweet_spot import SweetSpot
-from calibrations.experiments.t1 import T1
-from calibrations.node import Node
+from fluxcal.calibrations.experiments.sweet_spot import SweetSpot
+from fluxcal.calibrations.experiments.t1 import T1
+from fluxcal.calibrations.node import Node
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
-from calibrations.averaging import AVERAGING_TAG, combine_runs
-from calibrations.session import tidy
+from fluxcal.calibrations.averaging import AVERAGING_TAG, combine_runs
+from fluxcal.calibrations.session import tidy
 
 #: Units of the sweep dimensions fluxcal understands.
 AXIS_UNITS = {
@@ -114,8 +113,7 @@ def from_netcdf(path: str | Path, group: str | None = None) -> xr.Dataset:
 def from_snapshot(path: str | Path, qubit: str, experiment: str) -> xr.Dataset:
     """The raw data one node stored in a snapshot version file."""
     import h5py
-
-    from snapshots import experiment_group
+    from fluxcal.snapshots import experiment_group
 
     group = experiment_group(qubit, experiment)
     with h5py.File(path, "r") as handle:

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import xarray as xr
-
-from calibrations.gate import Criterion, GateOutcome, evaluate, off_bounds
-from calibrations.session import QubitSession
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.gate import Criterion, GateOutcome, evaluate, off_bounds
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.snapshots import CalibratedParameter
 
 #: SI units of the canonical parameters (DESIGN.md) and the extra ones fluxcal keeps.
 UNITS = {
@@ -106,6 +105,6 @@ class Node:
 
     def plot(self, data: xr.Dataset, analysis: Analysis, path: str | Path) -> Path:
         """Data, fit and key numbers with uncertainties, written to `path`."""
-        from calibrations.plotting import plot_analysis
+        from fluxcal.calibrations.plotting import plot_analysis
 
         return plot_analysis(self.name, data, analysis, Path(path))

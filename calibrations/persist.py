@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fluxcal.calibrations.runner import GraphRun
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 from qcodes import Station
-
-from calibrations.runner import GraphRun
-from snapshots import CalibratedParameter, SnapshotStore
 
 
 def current_parameters(store: SnapshotStore) -> dict[str, dict[str, CalibratedParameter]]:

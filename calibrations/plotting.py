@@ -16,8 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-
-from calibrations.node import Analysis
+from fluxcal.calibrations.node import Analysis
 
 
 def format_value(value: float, stderr: float) -> str:

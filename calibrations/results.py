@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
-
-from calibrations.node import Analysis
-from calibrations.settings import Resolved
-from snapshots import CalibratedParameter, ExperimentRecord
+from fluxcal.calibrations.node import Analysis
+from fluxcal.calibrations.settings import Resolved
+from fluxcal.snapshots import CalibratedParameter, ExperimentRecord
 
 
 @dataclass

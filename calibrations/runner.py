@@ -17,15 +17,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import xarray as xr
+from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
+from fluxcal.calibrations.node import Analysis, Node, now_iso
+from fluxcal.calibrations.results import GraphRun, NodeResult
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.calibrations.settings import CalibrationSettings
+from fluxcal.calibrations.walker import Execute, walk_graph
+from fluxcal.snapshots import CalibratedParameter
 from qcodes import Station
-
-from calibrations.graph import DEFAULT_GRAPH, GraphEntry
-from calibrations.node import Analysis, Node, now_iso
-from calibrations.results import GraphRun, NodeResult
-from calibrations.session import QubitSession
-from calibrations.settings import CalibrationSettings
-from calibrations.walker import Execute, walk_graph
-from snapshots import CalibratedParameter
 
 __all__ = [
     "INSTRUMENT_FAULTS",

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from fluxcal.instruments.contract import Range, channel_of, setting_range
+from fluxcal.snapshots import CalibratedParameter
 from qcodes import Station
 from qcodes.dataset import Measurement, load_or_create_experiment
-
-from snapshots import CalibratedParameter
 
 #: π-pulse length used until the Rabi node has calibrated one (its `pi_duration` setting is
 #: the lab's convention; every other node reads the calibrated value via `pi_duration()`).
@@ -49,11 +49,17 @@ class QubitSession:
     experiment_name: str = "fluxcal"
 
     def channel(self, role: str):
-        try:
-            instrument = self.station.components[role]
-        except KeyError:
-            raise RuntimeError(f"station has no '{role}' instrument (needs {ROLES})") from None
-        return instrument.submodules[self.qubit]
+        return channel_of(self.station, role, self.qubit)
+
+    def limits(self, role: str, name: str) -> Range:
+        """The range the instrument accepts for a setting, read from its validator (the
+        hardware contract), so nodes never copy one instrument's limits."""
+        return setting_range(self.channel(role).parameters[name])
+
+    def upper_limit(self, role: str, name: str, own: float | None = None) -> float:
+        """The instrument's upper limit of a setting, or a node's own `own` limit if lower."""
+        high = self.limits(role, name).high
+        return high if own is None else min(high, float(own))
 
     def value(self, name: str) -> float:
         try:

@@ -21,9 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from calibrations.graph import DEFAULT_GRAPH, GraphEntry
-from calibrations.settings import node_fields
+from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
+from fluxcal.calibrations.settings import node_fields
 
 HEADER = """\
 # fluxcal calibration settings: every node's fields at their defaults (SI units: Hz, s, V).

@@ -25,14 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from fluxcal.calibrations.graph import GraphEntry, order
+from fluxcal.calibrations.node import now_iso
+from fluxcal.calibrations.results import GraphRun, NodeResult, Span
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.calibrations.settings import CalibrationSettings
+from fluxcal.snapshots import CalibratedParameter
 from qcodes import Station
-
-from calibrations.graph import GraphEntry, order
-from calibrations.node import now_iso
-from calibrations.results import GraphRun, NodeResult, Span
-from calibrations.session import QubitSession
-from calibrations.settings import CalibrationSettings
-from snapshots import CalibratedParameter
 
 #: Runs one node on one qubit and never raises for a node's own failure.
 Execute = Callable[[str, GraphEntry, QubitSession], NodeResult]

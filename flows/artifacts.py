@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from calibrations.node import UNITS
-from calibrations.plotting import format_value
-from calibrations.runner import NodeResult
-from snapshots import CalibratedParameter, SnapshotStore, StoreError
+from fluxcal.calibrations.node import UNITS
+from fluxcal.calibrations.plotting import format_value
+from fluxcal.calibrations.runner import NodeResult
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore, StoreError
 
 Parameters = Mapping[str, Mapping[str, CalibratedParameter]]
 #: Measurements per parameter in the daily run's trend artifact.

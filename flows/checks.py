@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from calibrations.session import MissingParameter, QubitSession
-from flows import probes
-from flows.probes import Estimate
+from fluxcal.calibrations.session import MissingParameter, QubitSession
+from fluxcal.flows import probes
+from fluxcal.flows.probes import Estimate
 
 Verdict = Literal["in_spec", "out_of_spec", "bad_data", "unavailable"]
 

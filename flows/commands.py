@@ -55,7 +55,7 @@ def server(
     port: Annotated[int, typer.Option(help="port of the API and UI")] = 4200,
 ) -> None:
     """Start a Prefect server (API and UI) in the foreground, on 127.0.0.1 by default."""
-    from flows.deploy import run_server
+    from fluxcal.flows.deploy import run_server
 
     typer.echo(
         f"Prefect UI: http://{host}:{port}  (export PREFECT_API_URL=http://{host}:{port}/api)"
@@ -81,8 +81,8 @@ def serve(
 
     Each run reads --config afresh: edits take effect at the next run.
     """
-    from calibrations.settings import settings_from
-    from flows.deploy import build_deployments, describe_deployments, serve_deployments
+    from fluxcal.calibrations.settings import settings_from
+    from fluxcal.flows.deploy import build_deployments, describe_deployments, serve_deployments
 
     settings_from(config)
     deployments = build_deployments(
@@ -114,10 +114,10 @@ def drift_check_command(
 
     Works on an existing store only (a mistyped --store is an error, not a new store).
     """
-    from calibrations.settings import settings_from
-    from flows.drift import drift_check, drift_check_plain
-    from flows.lab import check_inputs
-    from snapshots import SnapshotStore
+    from fluxcal.calibrations.settings import settings_from
+    from fluxcal.flows.drift import drift_check, drift_check_plain
+    from fluxcal.flows.lab import check_inputs
+    from fluxcal.snapshots import SnapshotStore
 
     check_inputs(device, station)
     settings_from(config)
@@ -151,10 +151,11 @@ def recalibrate(
     verbose: VerboseOption = False,
 ) -> None:
     """Recalibrate named nodes of named qubits from the current snapshot; store a snapshot."""
-    from calibrations.settings import settings_from
-    from flows.lab import check_inputs, default_graph
-    from flows.recalibrate import recalibrate as recalibrate_flow
-    from flows.recalibrate import recalibrate_plain, selection
+    from fluxcal.calibrations.settings import settings_from
+    from fluxcal.flows.lab import check_inputs, default_graph
+    from fluxcal.flows.recalibrate import recalibrate as recalibrate_flow
+    from fluxcal.flows.recalibrate import recalibrate_plain, selection
+
     from fluxcal.nodes import check_nodes
     from fluxcal.report import report_outcome
 

@@ -73,9 +73,9 @@ def build_deployments(
     interval_s: float = DRIFT_INTERVAL_S,
     settings: Path | None = None,
 ) -> list[RunnerDeployment]:
-    from flows.daily import daily_calibration
-    from flows.drift import drift_check
-    from flows.recalibrate import recalibrate
+    from fluxcal.flows.daily import daily_calibration
+    from fluxcal.flows.drift import drift_check
+    from fluxcal.flows.recalibrate import recalibrate
 
     zone = timezone or local_timezone()
     parameters = flow_parameters(device, station, store, settings)
@@ -159,9 +159,8 @@ def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
 
 def create_chip_limit(chip: str) -> str:
     """Create (or reset to 1) the chip's global concurrency limit; return its name."""
+    from fluxcal.flows.engine import chip_limit
     from prefect import get_client
-
-    from flows.engine import chip_limit
 
     name = chip_limit(chip)
     with get_client(sync_client=True) as client:

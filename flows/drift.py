@@ -20,24 +20,35 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluxcal.calibrations.graph import GraphEntry
+from fluxcal.calibrations.persist import current_parameters, save_run
+from fluxcal.calibrations.results import GraphRun, NodeResult, parallel_device_s
+from fluxcal.calibrations.runner import in_process
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.calibrations.walker import Execute, for_each_qubit
+from fluxcal.flows.artifacts import artifact_key, decision_rows, publish_table
+from fluxcal.flows.checks import CHECKS, Check, CheckContext, CheckResult
+from fluxcal.flows.engine import fit_engine, one_run_per_chip
+from fluxcal.flows.lab import FlowLab, LiveStation, open_flow_lab
+from fluxcal.flows.maintain import (
+    CheckRunner,
+    QubitMaintenance,
+    maintain_qubit,
+    parse_time,
+    run_check,
+)
+from fluxcal.flows.tasks import (
+    FAULT_RETRIES,
+    FAULT_RETRY_DELAY_S,
+    TaskExecutor,
+    is_instrument_fault,
+)
+from fluxcal.flows.walk import plot_directory, provenance, record_run, run_name
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from calibrations.graph import GraphEntry
-from calibrations.persist import current_parameters, save_run
-from calibrations.results import GraphRun, NodeResult, parallel_device_s
-from calibrations.runner import in_process
-from calibrations.session import QubitSession
-from calibrations.walker import Execute, for_each_qubit
-from flows.artifacts import artifact_key, decision_rows, publish_table
-from flows.checks import CHECKS, Check, CheckContext, CheckResult
-from flows.engine import fit_engine, one_run_per_chip
-from flows.lab import FlowLab, LiveStation, open_flow_lab
-from flows.maintain import CheckRunner, QubitMaintenance, maintain_qubit, parse_time, run_check
-from flows.tasks import FAULT_RETRIES, FAULT_RETRY_DELAY_S, TaskExecutor, is_instrument_fault
-from flows.walk import plot_directory, provenance, record_run, run_name
 from fluxcal.metrics_push import after_flow_run
 
 FLOW_NAME = "drift-check"

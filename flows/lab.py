@@ -15,17 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluxcal.calibrations.graph import GraphEntry
+from fluxcal.calibrations.settings import CalibrationSettings, settings_from
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.wiring import station_groups
+from fluxcal.snapshots import SnapshotStore
 from qcodes import Station
 
-from calibrations.graph import GraphEntry
-from calibrations.settings import CalibrationSettings, settings_from
 from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
 from fluxcal.canary import effective_settings
 from fluxcal.options import default_store
 from fluxcal.run_files import RunFiles
-from instruments.device import SimulatedDevice
-from instruments.wiring import station_groups
-from snapshots import SnapshotStore
 
 
 class LiveStation:
@@ -62,7 +62,7 @@ class FlowLab:
 
 def default_graph() -> dict[str, GraphEntry]:
     """The calibration graph, imported only when a flow runs (it imports every experiment)."""
-    from calibrations.graph import DEFAULT_GRAPH
+    from fluxcal.calibrations.graph import DEFAULT_GRAPH
 
     return DEFAULT_GRAPH
 

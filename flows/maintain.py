@@ -29,11 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from calibrations.fitting import FitError
-from calibrations.graph import GraphEntry, ancestors, order
-from calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
-from calibrations.session import MissingParameter, QubitSession
-from flows.checks import Check, CheckContext, CheckResult
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.graph import GraphEntry, ancestors, order
+from fluxcal.calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
+from fluxcal.calibrations.session import MissingParameter, QubitSession
+from fluxcal.flows.checks import Check, CheckContext, CheckResult
 
 StateKind = Literal["fresh", "stale", "never calibrated", "dependency recalibrated", "blocked"]
 Action = Literal[

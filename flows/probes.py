@@ -22,10 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import curve_fit
-from scipy.stats import f as f_distribution
-
-from calibrations.experiments.decay_fits import (
+from fluxcal.calibrations.experiments.decay_fits import (
     exponential,
     fit_ramsey,
     principal_axis,
@@ -34,11 +31,13 @@ from calibrations.experiments.decay_fits import (
     rabi_cosine,
     scan_frequency,
 )
-from calibrations.experiments.ramsey import resolve_sign
-from calibrations.experiments.single_shot import Discrimination, discriminate, rotate
-from calibrations.experiments.time_domain import measure_repeats, prepare_drive
-from calibrations.fitting import FitError, fit_notch
-from calibrations.session import DEFAULT_READOUT, QubitSession
+from fluxcal.calibrations.experiments.ramsey import resolve_sign
+from fluxcal.calibrations.experiments.single_shot import Discrimination, discriminate, rotate
+from fluxcal.calibrations.experiments.time_domain import measure_repeats, prepare_drive
+from fluxcal.calibrations.fitting import FitError, fit_notch
+from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
+from scipy.optimize import curve_fit
+from scipy.stats import f as f_distribution
 
 #: Shots per point of a probe's first look, and the most it may take (the fixed count the
 #: probes used before they were sized by precision): a chip with a clear readout is checked

@@ -11,17 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from fluxcal.calibrations.graph import GraphEntry, dependents, order
+from fluxcal.calibrations.persist import current_parameters
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.flows.engine import fit_engine, one_run_per_chip
+from fluxcal.flows.lab import FlowLab, LiveStation, open_flow_lab
+from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
+from fluxcal.snapshots import CalibratedParameter
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from calibrations.graph import GraphEntry, dependents, order
-from calibrations.persist import current_parameters
-from calibrations.runner import run_graph
-from flows.engine import fit_engine, one_run_per_chip
-from flows.lab import FlowLab, LiveStation, open_flow_lab
-from flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.calibrate import CalibrationOutcome, save_complete_run
-from snapshots import CalibratedParameter
 
 FLOW_NAME = "recalibrate"
 

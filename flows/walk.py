@@ -14,23 +14,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from prefect.runtime import flow_run
-
-from calibrations.persist import current_parameters
-from calibrations.runner import Fit, GraphRun, fit_here
-from calibrations.walker import walk_graph
-from flows.artifacts import (
+from fluxcal.calibrations.persist import current_parameters
+from fluxcal.calibrations.runner import Fit, GraphRun, fit_here
+from fluxcal.calibrations.walker import walk_graph
+from fluxcal.flows.artifacts import (
     artifact_key,
     outcome_summary_markdown,
     parameter_rows,
     publish_markdown,
     publish_table,
 )
-from flows.lab import FlowLab
-from flows.tasks import TaskExecutor
+from fluxcal.flows.lab import FlowLab
+from fluxcal.flows.tasks import TaskExecutor
+from fluxcal.snapshots import CalibratedParameter
+from prefect.runtime import flow_run
+
 from fluxcal.calibrate import save_complete_run
 from fluxcal.metrics_push import after_flow_run
-from snapshots import CalibratedParameter
 
 Known = Mapping[str, Mapping[str, CalibratedParameter]]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import xarray as xr
 
-from calibrations.gate import GateOutcome
-from calibrations.importers import load_recorded
-from calibrations.node import UNITS, Analysis, Node
+from fluxcal.calibrations.gate import GateOutcome
+from fluxcal.calibrations.importers import load_recorded
+from fluxcal.calibrations.node import UNITS, Analysis, Node
 
 SINGLE_RUN_HINT = (
     "a node whose Dataset combines several runs is re-analysed from its snapshot or netCDF "
@@ -63,7 +63,7 @@ class OfflineResult:
 
 
 def node_for(experiment: str) -> Node:
-    from calibrations.graph import DEFAULT_GRAPH
+    from fluxcal.calibrations.graph import DEFAULT_GRAPH
 
     try:
         return DEFAULT_GRAPH[experiment].node()

@@ -21,17 +21,17 @@ from typing import Any
 
 from qcodes import Station
 
-from calibrations.persist import current_parameters, save_run
-from calibrations.runner import GraphRun, run_graph
-from calibrations.settings import CalibrationSettings, SettingsError
+from fluxcal.calibrations.persist import current_parameters, save_run
+from fluxcal.calibrations.runner import GraphRun, run_graph
+from fluxcal.calibrations.settings import CalibrationSettings, SettingsError
 from fluxcal.canary import effective_settings
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.station import build_station, load_station
+from fluxcal.instruments.wiring import station_groups
 from fluxcal.metrics_push import after_flow_run
 from fluxcal.nodes import check_nodes
 from fluxcal.run_files import RunFiles
-from instruments.device import SimulatedDevice
-from instruments.station import build_station, load_station
-from instruments.wiring import station_groups
-from snapshots import CalibratedParameter, SnapshotStore
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 
 
 class LabFileError(ValueError):

@@ -37,9 +37,9 @@ from typing import Any, Literal
 import yaml
 from filelock import FileLock
 
-from calibrations.settings import CalibrationSettings, SettingsLoader
+from fluxcal.calibrations.settings import CalibrationSettings, SettingsLoader
 from fluxcal.runlog import JOURNAL_DIR, RunRecord, read
-from snapshots import SnapshotStore, StoreError
+from fluxcal.snapshots import SnapshotStore, StoreError
 
 CANARY_NAME = "canary.json"
 #: Parameters whose precision a settings change must not spoil.

@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from flows.commands import register_commands
 from fluxcal.chatter import measurement_output
 from fluxcal.failures import fail, one_line_errors
+from fluxcal.flows.commands import register_commands
 from fluxcal.lazy import LazyGroup
 from fluxcal.metrics_cli import metrics
 from fluxcal.nodes import NodeListingCommand
@@ -39,7 +39,7 @@ class FluxcalGroup(TyperGroup):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         help = "Inspect and manage calibration snapshots."
-        self.add_command(LazyGroup("snapshots", "snapshots.cli:app", help))
+        self.add_command(LazyGroup("snapshots", "fluxcal.snapshots.cli:app", help))
         help = "Roll a settings change out to canary qubits first, then promote or roll back."
         self.add_command(LazyGroup("canary", "fluxcal.canary_cli:app", help))
 
@@ -99,13 +99,13 @@ def calibrate(
     """Run the calibration chain and store a new snapshot (default: built-in simulated chip)."""
     if config is not None and config_from_snapshot is not None:
         fail("give --config or --config-from-snapshot, not both")
-    from calibrations.settings import settings_from
     from fluxcal.calibrate import CalibrationRequest, run_calibration, snapshot_settings
+    from fluxcal.calibrations.settings import settings_from
     from fluxcal.report import report_outcome
-    from snapshots.cli import parse_version
+    from fluxcal.snapshots.cli import parse_version
 
     if prefect:
-        from flows.daily import run_daily_calibration_flow as runner
+        from fluxcal.flows.daily import run_daily_calibration_flow as runner
     else:
         runner = run_calibration
     if config_from_snapshot is not None:
@@ -143,10 +143,10 @@ def deploy(
 
     Also creates the chip's concurrency limit (one calibration per chip at a time).
     """
-    from calibrations.settings import settings_from
-    from flows.deploy import build_deployments, deploy_to_pool
-    from flows.lab import check_inputs
     from fluxcal.calibrate import CalibrationRequest, open_lab
+    from fluxcal.calibrations.settings import settings_from
+    from fluxcal.flows.deploy import build_deployments, deploy_to_pool
+    from fluxcal.flows.lab import check_inputs
 
     check_inputs(device, station)
     settings_from(config)

@@ -25,7 +25,7 @@ EXIT_BUG = 70
 
 #: (module, attribute) of library exceptions that report bad input or a bad environment.
 _LIBRARY_ERRORS = (
-    ("snapshots.errors", "StoreError"),
+    ("fluxcal.snapshots.errors", "StoreError"),
     ("yaml", "YAMLError"),
     ("ruamel.yaml.error", "YAMLError"),
     ("jsonschema", "ValidationError"),

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fluxcal.runlog import RunRecord, read
-from snapshots import CalibratedParameter, SnapshotStore, StoreError, StoreWarning
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore, StoreError, StoreWarning
 
 #: Window of `fluxcal_calibration_success_ratio` (the alert rules assume one week).
 SUCCESS_WINDOW = dt.timedelta(days=7)
@@ -286,6 +286,6 @@ def _info(name: str, doc: str, message: str) -> GaugeMetricFamily:
 
 def graph_slos() -> dict[str, float]:
     """Each node's validity from the calibration graph (imports every experiment, ~1 s)."""
-    from calibrations.graph import DEFAULT_GRAPH
+    from fluxcal.calibrations.graph import DEFAULT_GRAPH
 
     return {name: entry.timeout_s for name, entry in DEFAULT_GRAPH.items()}

@@ -34,7 +34,7 @@ def metrics(
     from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
     from fluxcal.metrics import StoreCollector, graph_slos
-    from snapshots import SnapshotStore
+    from fluxcal.snapshots import SnapshotStore
 
     path = SnapshotStore(default_store(store), create=False).path  # a missing store fails here
     registry = CollectorRegistry()

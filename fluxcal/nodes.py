@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from typer.core import TyperCommand
 
 if TYPE_CHECKING:
-    from calibrations.graph import GraphEntry
+    from fluxcal.calibrations.graph import GraphEntry
 
 
 def node_names(graph: Mapping[str, GraphEntry] | None = None) -> list[str]:
     """Every node of `graph` (default: the calibration graph), dependencies first."""
-    from calibrations.graph import DEFAULT_GRAPH, order
+    from fluxcal.calibrations.graph import DEFAULT_GRAPH, order
 
     return order(dict(graph if graph is not None else DEFAULT_GRAPH))
 

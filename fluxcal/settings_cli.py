@@ -21,7 +21,7 @@ app = typer.Typer(help=__doc__, no_args_is_help=True)
 @one_line_errors
 def defaults() -> None:
     """Print the complete default settings file (YAML, every node and field, commented)."""
-    from calibrations.settings_yaml import defaults_yaml
+    from fluxcal.calibrations.settings_yaml import defaults_yaml
 
     typer.echo(defaults_yaml(), nl=False)
 
@@ -30,7 +30,7 @@ def defaults() -> None:
 @one_line_errors
 def check(file: Annotated[Path, typer.Argument(help="settings YAML to validate")]) -> None:
     """Validate a settings file; print what it sets, or one error line and exit 1."""
-    from calibrations.settings import CalibrationSettings
+    from fluxcal.calibrations.settings import CalibrationSettings
 
     settings = CalibrationSettings.load(file)
     entries = list(_paths(settings.as_dict()))

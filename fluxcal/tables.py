@@ -9,14 +9,14 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from snapshots import CalibratedParameter
+    from fluxcal.snapshots import CalibratedParameter
 
 
 def parameter_table(
     parameters: dict[str, dict[str, CalibratedParameter]],
     truth: dict[str, dict[str, float]] | None = None,
 ) -> str:
-    from snapshots.quantities import quantity
+    from fluxcal.snapshots.quantities import quantity
 
     header = ["qubit", "parameter", "value ± stderr", "experiment"]
     if truth is not None:

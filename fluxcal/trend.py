@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from snapshots import CalibratedParameter, SnapshotStore, StoreError
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore, StoreError
 
 #: What a person watches for drift, in the daily run's trend artifact.
 KEY_PARAMETERS = ("T1", "T2_echo", "T2_ramsey", "qubit_frequency", "assignment_fidelity")

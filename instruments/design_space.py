@@ -15,10 +15,9 @@ pulse between 0.05 and 0.6 V for the sampled matrix element, not as a free const
 from __future__ import annotations
 
 import numpy as np
-
-from instruments.device import SimulatedDevice
-from instruments.device_config import parse_device_config
-from instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import parse_device_config
+from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Amplifier noise density of the built-in chip (V·√s); the sampler scales it 0.5–4×.
 BUILT_IN_NOISE = 1.2e-5

@@ -13,21 +13,20 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
-from instruments.device_config import (
+from fluxcal.instruments.device_config import (
     DeviceConfig,
     DeviceConfigError,
     Resonator,
     load_device_config,
 )
-from instruments.drift import drift_at
-from instruments.physics import LevelData, QubitPhysics
-from instruments.resonator import notch_response
+from fluxcal.instruments.drift import drift_at
+from fluxcal.instruments.physics import LevelData, QubitPhysics
+from fluxcal.instruments.resonator import notch_response
 
 
 def default_device_path() -> Path:
     """The device file shipped with fluxcal, used when no --device is given."""
-    return Path(str(resources.files("instruments") / "device.yaml"))
+    return Path(str(resources.files("fluxcal.instruments") / "device.yaml"))
 
 
 def state_separation(levels: LevelData, resonator: Resonator, frequency) -> np.ndarray:

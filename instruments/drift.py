@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-
-from instruments.device_config import Qubit
+from fluxcal.instruments.device_config import Qubit
 
 _STEP_S = 60.0  # random-walk resolution
 _STEPS_PER_DAY = 1440

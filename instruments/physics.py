@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
-
-from instruments.device_config import Qubit
-from instruments.drift import DriftState
-from instruments.fluxonium import FluxoniumModel, Spectrum
-from instruments.resonator import dressed_frequencies, thermal_populations
+from fluxcal.instruments.device_config import Qubit
+from fluxcal.instruments.drift import DriftState
+from fluxcal.instruments.fluxonium import FluxoniumModel, Spectrum
+from fluxcal.instruments.resonator import dressed_frequencies, thermal_populations
 
 #: Levels kept in the simulation; the dispersive sum uses more (it converges slowly).
 N_LEVELS = 6

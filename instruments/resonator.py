@@ -15,8 +15,7 @@ sized pull instead of a divergence; far from crossings (|Δ| ≫ g) it is the fo
 from __future__ import annotations
 
 import numpy as np
-
-from instruments.fluxonium import Spectrum
+from fluxcal.instruments.fluxonium import Spectrum
 
 
 def dispersive_shifts(

@@ -5,8 +5,13 @@ loop over points):
 
 1. thermal populations at the device temperature (a few-hundred-MHz fluxonium is ~30–40 %
    excited at 20 mK), optionally heralded by a pre-measurement that keeps shots read as 0;
-2. the pulse sequence: saturation tone (steady state with power broadening, every transition
-   out of levels 0 and 1), Rabi, Ramsey with detuning and T2 decay, echo, T1 delay;
+2. the pulse sequence, given as data (`instruments/pulses.py`) and recognised as one of the
+   patterns the model solves in closed form: a continuous tone (steady state with power
+   broadening, every transition out of levels 0 and 1), one pulse (Rabi) optionally followed
+   by a wait (T1), two pulses around a wait (Ramsey, with detuning, T2 decay and the second
+   pulse's phase), three pulses with equal waits (echo; the refocusing pulse is taken as
+   ideal). Gaussian envelopes act as the square pulse of equal area (exact on resonance);
+   any other sequence is refused with the list of what the simulator models;
 3. readout: each level pulls the resonator to its own dressed frequency; the line adds its
    delay, gain and mismatch; strong tones saturate and cause measurement-induced flips; an
    excited qubit decays during the integration (tails between IQ blobs);
@@ -18,25 +23,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fluxcal.instruments.physics import LevelData, QubitPhysics
+from fluxcal.instruments.pulses import (
+    SEQUENCES,
+    PulseSequence,
+    ResolvedPulse,
+    Wait,
+    named,
+    resolve,
+    trailing_wait,
+)
 from scipy.special import ndtr
 
-from instruments.physics import LevelData, QubitPhysics
-
-SEQUENCES = ("none", "saturation", "rabi", "ramsey", "echo", "t1")
+__all__ = ["SEQUENCES", "PulseSettings", "ReadoutSettings", "averaged_iq", "single_shot_iq"]
 #: Measurement-induced transition probability per microsecond at the critical amplitude.
 _MIT_PER_US = 0.01
 
 
 @dataclass(frozen=True)
 class PulseSettings:
-    """The drive side of one sweep; any field may be an array over sweep points."""
+    """The drive side of one sweep; any number may be an array over sweep points.
 
-    sequence: str
+    `sequence` is the pulse sequence as data, or a library name (`instruments.pulses`);
+    amplitude, duration and delay are the channel settings its elements are relative to.
+    The sequence's herald flag and `herald` are the same switch: either turns it on.
+    """
+
+    sequence: PulseSequence | str
     frequency: np.ndarray | float
     amplitude: np.ndarray | float
     duration: np.ndarray | float
     delay: np.ndarray | float
     herald: bool = False
+
+    def __post_init__(self) -> None:
+        sequence = self.sequence
+        if isinstance(sequence, str):
+            sequence = named(sequence)
+        herald = bool(self.herald or sequence.herald)
+        object.__setattr__(self, "sequence", sequence.with_herald(herald))
+        object.__setattr__(self, "herald", herald)
 
 
 @dataclass(frozen=True)
@@ -119,36 +145,57 @@ def herald(populations: np.ndarray, response: ReadoutResponse) -> tuple[np.ndarr
     return kept / acceptance[..., None], acceptance
 
 
+#: Envelope area of a gaussian spanning its duration as ±2σ, relative to a square pulse.
+_GAUSSIAN_AREA = 0.25 * np.sqrt(2 * np.pi) * 0.9544997361036416
+_MODELLED = (
+    "no pulse, one continuous tone, one pulse (+ a wait), two equal pulses around a wait, "
+    "or three pulses with two equal waits"
+)
+
+
+def _area_amplitude(pulse: ResolvedPulse) -> np.ndarray:
+    """Amplitude of the square pulse of the same duration and area."""
+    amplitude = np.asarray(pulse.amplitude)
+    return _GAUSSIAN_AREA * amplitude if pulse.shape == "gaussian" else amplitude
+
+
 def apply_sequence(
     physics: QubitPhysics, levels: LevelData, populations: np.ndarray, pulse: PulseSettings
 ) -> np.ndarray:
     """Level populations when the readout starts."""
     sequence = pulse.sequence
-    if sequence == "none":
+    pulses = resolve(sequence, pulse.amplitude, pulse.duration, pulse.delay)
+    continuous = [p for p in pulses if p.shape == "continuous"]
+    if not pulses:
         return populations
-    if sequence == "saturation":
-        return _saturate(physics, levels, populations, pulse)
-    if sequence in ("rabi", "t1"):
-        flip = _rabi_flip(physics, levels, pulse.amplitude, pulse.duration, pulse.frequency)
+    if continuous:
+        if len(pulses) > 1:
+            raise ValueError(f"the simulator models a continuous tone alone; it models {_MODELLED}")
+        return _saturate(physics, levels, populations, pulse.frequency, continuous[0].amplitude)
+    ends_with_wait = isinstance(sequence.elements[-1], Wait)
+    if len(pulses) == 1:
+        first = pulses[0]
+        flip = _rabi_flip(physics, levels, _area_amplitude(first), first.duration, pulse.frequency)
         driven = _transfer(populations, 0, 1, flip)
-        if sequence == "rabi":
+        if not ends_with_wait:
             return driven
-        return _relax(physics, populations, driven, np.asarray(pulse.delay))
-    if sequence in ("ramsey", "echo"):
-        return _interfere(physics, levels, populations, pulse)
-    raise ValueError(f"unknown pulse sequence {sequence!r}; known: {', '.join(SEQUENCES)}")
+        delay = np.asarray(trailing_wait(sequence, pulse.delay))
+        return _relax(physics, populations, driven, delay)
+    if len(pulses) in (2, 3) and not ends_with_wait:
+        return _interfere(physics, levels, populations, pulse.frequency, pulses)
+    raise ValueError(f"the simulator cannot model this pulse sequence; it models {_MODELLED}")
 
 
-def _saturate(physics, levels, populations, pulse) -> np.ndarray:
+def _saturate(physics, levels, populations, frequency, amplitude) -> np.ndarray:
     """Steady state of a long tone: a power-broadened Lorentzian per transition."""
     t1 = physics.t1
     t2 = physics.t2(levels.spectrum.flux)
     n_levels = populations.shape[-1]
     for i in (0, 1):
         for j in range(i + 1, n_levels):
-            rabi = physics.rabi_frequency(pulse.amplitude, levels, i, j)
+            rabi = physics.rabi_frequency(amplitude, levels, i, j)
             saturation = (2 * np.pi * rabi) ** 2 * t1 * t2
-            detuning = np.asarray(pulse.frequency) - levels.transition_hz(i, j)
+            detuning = np.asarray(frequency) - levels.transition_hz(i, j)
             fraction = 0.5 * saturation / (1 + saturation + (2 * np.pi * detuning * t2) ** 2)
             populations = _transfer(populations, i, j, fraction)
     return populations
@@ -165,14 +212,21 @@ def _relax(physics, thermal, driven, delay) -> np.ndarray:
     return relaxed
 
 
-def _interfere(physics, levels, populations, pulse) -> np.ndarray:
-    """Ramsey (two π/2 pulses at amplitude/2) or echo (π in the middle): fringe or decay."""
+def _interfere(physics, levels, populations, frequency, pulses) -> np.ndarray:
+    """Ramsey (two equal pulses around a wait) or echo (a refocusing pulse, taken as ideal,
+    between two equal waits): fringe or decay. The second Ramsey pulse's phase shifts the
+    fringe; the outer pulses' flip sets the contrast."""
+    first, last = pulses[0], pulses[-1]
+    if not (np.array_equal(first.amplitude, last.amplitude) and first.shape == last.shape):
+        raise ValueError("the simulator models Ramsey and echo with equal outer pulses")
+    echo = len(pulses) == 3
+    if echo and not np.array_equal(pulses[1].wait_before, last.wait_before):
+        raise ValueError("the simulator models an echo with its refocusing pulse mid-way")
+    if echo and first.phase != last.phase:
+        raise ValueError("the simulator models an echo with its outer pulses in phase")
     flux = levels.spectrum.flux
-    echo = pulse.sequence == "echo"
-    delay = np.asarray(pulse.delay)
-    half = _rabi_flip(
-        physics, levels, np.asarray(pulse.amplitude) / 2, pulse.duration, pulse.frequency
-    )
+    delay = sum((np.asarray(p.wait_before) for p in pulses[1:]), start=np.asarray(0.0))
+    half = _rabi_flip(physics, levels, _area_amplitude(first), first.duration, frequency)
     contrast = 4 * half * (1 - half)
     weight = populations[..., 0] + populations[..., 1]
     polarisation = populations[..., 0] - populations[..., 1]
@@ -180,8 +234,8 @@ def _interfere(physics, levels, populations, pulse) -> np.ndarray:
     if echo:
         fringe = -decay
     else:
-        detuning = np.asarray(pulse.frequency) - levels.transition_hz(0, 1)
-        fringe = decay * np.cos(2 * np.pi * detuning * delay)
+        detuning = np.asarray(frequency) - levels.transition_hz(0, 1)
+        fringe = decay * np.cos(2 * np.pi * detuning * delay - (last.phase - first.phase))
     result = populations.copy()
     result[..., 1] = 0.5 * (weight + contrast * polarisation * fringe)
     result[..., 0] = weight - result[..., 1]

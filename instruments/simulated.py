@@ -18,31 +18,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from qcodes.instrument import Instrument, InstrumentChannel
-from qcodes.parameters import ParameterWithSetpoints
-from qcodes.validators import Arrays, Bool, Enum, Ints, Numbers
-
-from instruments.device import SimulatedDevice, default_device_path
-from instruments.signals import (
-    SEQUENCES,
+from fluxcal.instruments.contract import SWEEPABLE
+from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
+from fluxcal.instruments.device import SimulatedDevice, default_device_path
+from fluxcal.instruments.signals import (
     PulseSettings,
     ReadoutSettings,
     averaged_iq,
     single_shot_iq,
 )
+from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.parameters import ParameterWithSetpoints
+from qcodes.validators import Arrays, Enum, Ints, Numbers
 
-#: Settings a hardware sweep can step, as (instrument role, parameter name).
-SWEEPABLE = {
-    "none": None,
-    "flux_voltage": ("flux", "voltage"),
-    "drive_frequency": ("drive", "frequency"),
-    "drive_amplitude": ("drive", "amplitude"),
-    "drive_duration": ("drive", "duration"),
-    "delay": ("drive", "delay"),
-    "readout_frequency": ("readout", "frequency"),
-    "readout_amplitude": ("readout", "amplitude"),
-    "readout_duration": ("readout", "integration_time"),
-}
 FAULTS = ("timeout", "glitch", "nan")
 
 
@@ -131,12 +119,11 @@ class SimulatedLab:
         if sweep != "none":
             current[sweep] = np.asarray(values, float)
         pulse = PulseSettings(
-            sequence=self.setting("drive", qubit, "sequence"),
+            sequence=self.setting("drive", qubit, "pulse_sequence"),
             frequency=current["drive_frequency"],
             amplitude=current["drive_amplitude"],
             duration=current["drive_duration"],
             delay=current["delay"],
-            herald=self.setting("drive", qubit, "herald"),
         )
         shots = int(self.setting("readout", qubit, "shots"))
         readout = ReadoutSettings(
@@ -168,24 +155,10 @@ def _seconds_per_shot(pulse, readout, single_shot: bool, physics) -> np.ndarray 
     repetition time (twice with a herald's pre-measurement). Swept readout durations cost
     their mean.
     """
-    if pulse.sequence == "none" and not pulse.herald and not single_shot:
+    if not pulse.sequence.pulses and not pulse.herald and not single_shot:
         return float(np.mean(readout.duration))
     repetitions = 2 if pulse.herald else 1
     return repetitions * physics.config.readout.repetition_time
-
-
-class _SweepValues(Arrays):
-    """A 1-D real array of any length; its shape (for the setpoints) is the current one."""
-
-    def __init__(self, length: Callable[[], int]):
-        super().__init__(shape=(length,))
-
-    def validate(self, value: np.ndarray, context: str = "") -> None:
-        array = np.asarray(value)
-        if array.ndim != 1 or array.size == 0 or not np.isrealobj(array):
-            raise ValueError(f"sweep values must be a non-empty 1-D real array; {context}")
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"sweep values must be finite; {context}")
 
 
 def _lab_for(device: str | Path | SimulatedDevice | None) -> SimulatedLab:
@@ -242,7 +215,11 @@ class SimulatedFluxSource(_SimulatedInstrument):
 
 
 class SimulatedDriveAWG(_SimulatedInstrument):
-    """Qubit drive: carrier frequency, amplitude, pulse length, delays and the sequence."""
+    """Qubit drive: carrier frequency, amplitude, pulse length, delays and the sequence.
+
+    `pulse_sequence` holds the sequence as data; `sequence` (a library name) and `herald`
+    are views of it, kept because they are what the calibrations set.
+    """
 
     role = "drive"
 
@@ -251,8 +228,7 @@ class SimulatedDriveAWG(_SimulatedInstrument):
         _setting(channel, "amplitude", "V", 0.0, Numbers(0, 2), "drive amplitude")
         _setting(channel, "duration", "s", 100e-9, Numbers(0, 1e-3), "pulse duration")
         _setting(channel, "delay", "s", 0.0, Numbers(0, 1e-2), "sequence delay")
-        _setting(channel, "sequence", None, "none", Enum(*SEQUENCES), "pulse sequence")
-        _setting(channel, "herald", None, False, Bool(), "herald with a pre-measurement")
+        add_sequence_parameters(channel)
 
 
 class SimulatedDigitiser(_SimulatedInstrument):
@@ -265,7 +241,7 @@ class SimulatedDigitiser(_SimulatedInstrument):
         super().__init__(name, device, **kwargs)
 
     def _add_settings(self, channel):
-        length = self._sweep_length(channel)
+        values_vals, length = sweep_values_validator(channel)
         _setting(channel, "frequency", "Hz", 7e9, Numbers(1e9, 20e9), "readout frequency")
         _setting(channel, "amplitude", "V", 0.05, Numbers(0, 2), "readout amplitude")
         _setting(channel, "integration_time", "s", 2e-6, Numbers(1e-8, 1e-3), "integration time")
@@ -278,7 +254,7 @@ class SimulatedDigitiser(_SimulatedInstrument):
             get_cmd=None,
             set_cmd=None,
             initial_value=np.zeros(1),
-            vals=_SweepValues(length),
+            vals=values_vals,
         )
         channel.add_parameter(
             "shot_index",
@@ -314,10 +290,6 @@ class SimulatedDigitiser(_SimulatedInstrument):
             vals=Arrays(shape=(length, channel.shots), valid_types=(np.complexfloating,)),
             get_cmd=self._acquirer(qubit, single_shot=True),
         )
-
-    @staticmethod
-    def _sweep_length(channel) -> Callable[[], int]:
-        return lambda: len(channel.sweep_values.cache.get(get_if_invalid=False))
 
     def _acquirer(self, qubit: str, single_shot: bool) -> Callable[[], np.ndarray]:
         def acquire() -> np.ndarray:

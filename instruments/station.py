@@ -10,15 +10,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.simulated import SimulatedDigitiser, SimulatedDriveAWG, SimulatedFluxSource
 from qcodes import Station
 from qcodes.instrument import Instrument
 
-from instruments.device import SimulatedDevice
-from instruments.simulated import SimulatedDigitiser, SimulatedDriveAWG, SimulatedFluxSource
-
 
 def default_station_path() -> Path:
-    return Path(str(resources.files("instruments") / "station.yaml"))
+    return Path(str(resources.files("fluxcal.instruments") / "station.yaml"))
 
 
 def build_station(device: str | Path | SimulatedDevice | None = None) -> Station:
@@ -38,11 +37,15 @@ def build_station(device: str | Path | SimulatedDevice | None = None) -> Station
 
 
 def load_station(config: str | Path, names: tuple[str, ...] = ("flux", "drive", "readout")):
-    """Load a station YAML and its flux/drive/readout instruments."""
-    for name in names:
+    """Load a station YAML: every instrument it lists, in its order (an adapter's
+    flux/drive/readout may wrap a vendor instrument listed before them), and at least
+    `names`."""
+    station = Station(config_file=str(config))
+    listed = list(station.config.get("instruments", {}) if station.config else {})
+    order = [*listed, *(name for name in names if name not in listed)]
+    for name in order:
         if Instrument.exist(name):
             Instrument.find_instrument(name).close()
-    station = Station(config_file=str(config))
-    for name in names:
+    for name in order:
         station.load_instrument(name)
     return station

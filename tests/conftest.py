@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from fluxcal.instruments.station import build_station
 from qcodes.dataset import initialise_or_create_database_at
-
-from instruments.station import build_station
 
 
 @pytest.fixture(scope="session", autouse=True)

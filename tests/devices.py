@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import copy
 
-from instruments.device import SimulatedDevice
-from instruments.device_config import parse_device_config
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import parse_device_config
 
 _COMMON_READOUT = {
     "saturation_amplitude": 0.3,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from instruments.device import SimulatedDevice
+from fluxcal.instruments.device import SimulatedDevice
 
 
 def main(argv: list[str]) -> None:

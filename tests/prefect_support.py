@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 from devices import QUBITS, device_dict
-
-from calibrations.node import UNITS, now_iso
-from flows.deploy import server_command, server_env
-from instruments.device import SimulatedDevice
-from instruments.device_config import parse_device_config
-from snapshots import CalibratedParameter, SnapshotStore
+from fluxcal.calibrations.node import UNITS, now_iso
+from fluxcal.flows.deploy import server_command, server_env
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import parse_device_config
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 
 QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
@@ -158,8 +157,7 @@ def write_device(path: Path, kind: str, seed: int) -> Path:
 
 if __name__ == "__main__":  # `python tests/prefect_support.py serve ...`: the flows' commands
     import typer
-
-    from flows.commands import register_commands
+    from fluxcal.flows.commands import register_commands
 
     commands = typer.Typer()
     register_commands(commands)

@@ -8,9 +8,8 @@ digitiser calls) and scored with an independent threshold scan.
 from __future__ import annotations
 
 import numpy as np
-
-from instruments.device import SimulatedDevice
-from instruments.signals import PulseSettings, ReadoutSettings, single_shot_iq
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.signals import PulseSettings, ReadoutSettings, single_shot_iq
 
 BRUTE_SHOTS = 4000
 

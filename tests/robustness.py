@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from calibrations.runner import GraphRun
+from fluxcal.calibrations.runner import GraphRun
 
 RELATIVE_TOLERANCE = {
     "EJ": 0.02,
@@ -119,7 +118,7 @@ def _f01_at(device, bias: float, qubit: str = "q0") -> float:
 
 def _separation_ratio(device, frequency: float, qubit: str = "q0") -> float:
     """Separation of the 0 and 1 responses at `frequency` relative to its maximum."""
-    from instruments.device import best_discrimination, state_separation
+    from fluxcal.instruments.device import best_discrimination, state_separation
 
     physics = device.physics(qubit)
     levels, resonator = physics.sweet_spot, physics.config.resonator
@@ -158,8 +157,8 @@ def judge(run: GraphRun, truth: dict, qubit: str = "q0", device=None) -> ChainVe
 
 def calibrate_device(device) -> tuple[ChainVerdict, dict]:
     """Calibrate a one-qubit simulated device from scratch; verdict and truth."""
-    from calibrations.runner import run_graph
-    from instruments.station import build_station
+    from fluxcal.calibrations.runner import run_graph
+    from fluxcal.instruments.station import build_station
 
     station = build_station(device)
     run = run_graph(station, ["q0"])
@@ -171,9 +170,8 @@ def calibrate_device(device) -> tuple[ChainVerdict, dict]:
 
 def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
     """Calibrate sampled chip `seed` in a QCoDeS database of its own (for worker processes)."""
+    from fluxcal.instruments.design_space import sample_device
     from qcodes.dataset import initialise_or_create_database_at
-
-    from instruments.design_space import sample_device
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     return calibrate_device(sample_device(seed))

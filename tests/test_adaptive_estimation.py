@@ -18,17 +18,16 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
-
-from calibrations.adaptive import Budget, SequentialWindow, plan_delays
-from calibrations.experiments.decay_fits import fit_decay, project
-from calibrations.experiments.echo import Echo
-from calibrations.experiments.ramsey import Ramsey
-from calibrations.experiments.t1 import T1
-from calibrations.node import UNITS, Node
-from calibrations.session import QubitSession
-from instruments.design_space import sample_device
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow, plan_delays
+from fluxcal.calibrations.experiments.decay_fits import fit_decay, project
+from fluxcal.calibrations.experiments.echo import Echo
+from fluxcal.calibrations.experiments.ramsey import Ramsey
+from fluxcal.calibrations.experiments.t1 import T1
+from fluxcal.calibrations.node import UNITS, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.design_space import sample_device
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 NODES = {"t1": T1, "echo": Echo, "ramsey": Ramsey}
 CHIPS = {

@@ -19,21 +19,21 @@ import subprocess
 import pytest
 import snapshot_samples as samples
 import yaml
+from fluxcal.calibrations.graph import DEFAULT_GRAPH
+from fluxcal.calibrations.persist import current_parameters, save_run
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.flows.checks import CHECKS
+from fluxcal.flows.drift import drift_check_plain
+from fluxcal.flows.lab import LiveStation
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import SnapshotStore
 from prefect_support import device_with_events, seeded_store
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from calibrations.graph import DEFAULT_GRAPH
-from calibrations.persist import current_parameters, save_run
-from calibrations.runner import run_graph
-from flows.checks import CHECKS
-from flows.drift import drift_check_plain
-from flows.lab import LiveStation
 from fluxcal import monitoring
 from fluxcal.metrics import StoreCollector
 from fluxcal.metrics_push import after_flow_run
-from instruments.station import build_station
-from snapshots import SnapshotStore
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -166,7 +166,7 @@ def simulate(tmp_path, monkeypatch) -> list[dict[tuple, float]]:
     """
     clock = {"now": T0}
     monkeypatch.setattr(
-        "calibrations.runner.now_iso", lambda: clock["now"].isoformat(timespec="seconds")
+        "fluxcal.calibrations.runner.now_iso", lambda: clock["now"].isoformat(timespec="seconds")
     )
     event = {"time": (JUMP_HOUR - 0.5) * 3600.0, "kind": "flux_jump", "size": 3e-4}
     device = device_with_events("heavy", 1, [event], time=0.0)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pytest
 from devices import make_device
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.instruments.station import build_station
 from readout_brute_force import brute_force_fidelity
-
-from calibrations.runner import run_graph
-from instruments.station import build_station
 
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2, 3)]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
+from fluxcal.instruments.device import default_device_path
 from typer.testing import CliRunner
 
 import fluxcal.calibrate
@@ -23,7 +24,6 @@ from fluxcal.chatter import RUN_STARTED, measurement_output
 from fluxcal.cli import app
 from fluxcal.failures import EXIT_BUG, one_line_errors
 from fluxcal.run_files import RunFiles
-from instruments.device import default_device_path
 
 DEVICE = default_device_path()
 FLUXCAL = Path(sys.executable).with_name("fluxcal")
@@ -44,7 +44,7 @@ BAD_FILES = {
     "station_no_instruments": "name: lab\n",
     "station_wrong_type": "instruments:\n  flux:\n    type: 3\n",
     "station_missing_readout": (
-        "instruments:\n  flux:\n    type: instruments.simulated.SimulatedFluxSource\n"
+        "instruments:\n  flux:\n    type: fluxcal.instruments.simulated.SimulatedFluxSource\n"
     ),
     "settings_syntax": "defaults: {rabi: [\n",
     "settings_unknown_node": "defaults:\n  rabbi: {shots: 100}\n",
@@ -205,7 +205,7 @@ def test_calibrate_prints_no_run_ids_by_default_and_all_with_verbose(tmp_path):
 
 
 def test_calibrate_help_lists_every_node():
-    from calibrations.graph import DEFAULT_GRAPH
+    from fluxcal.calibrations.graph import DEFAULT_GRAPH
 
     result = CliRunner().invoke(app, ["calibrate", "--help"], terminal_width=400)
     assert result.exit_code == 0

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from instruments.device import SimulatedDevice, default_device_path
-from instruments.device_config import DeviceConfigError
-from instruments.drift import drift_at
-from instruments.station import build_station
+from fluxcal.instruments.device import SimulatedDevice, default_device_path
+from fluxcal.instruments.device_config import DeviceConfigError
+from fluxcal.instruments.drift import drift_at
+from fluxcal.instruments.station import build_station
 
 CANONICAL = (
     "readout_frequency",

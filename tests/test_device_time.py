@@ -12,15 +12,14 @@ import math
 
 import pytest
 from devices import make_device
+from fluxcal.calibrations.graph import DEFAULT_GRAPH
+from fluxcal.calibrations.persist import save_run
+from fluxcal.calibrations.runner import GraphRun, run_node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
+from fluxcal.snapshots.cli import app
 from typer.testing import CliRunner
-
-from calibrations.graph import DEFAULT_GRAPH
-from calibrations.persist import save_run
-from calibrations.runner import GraphRun, run_node
-from calibrations.session import QubitSession
-from instruments.station import build_station
-from snapshots import CalibratedParameter, SnapshotStore
-from snapshots.cli import app
 
 
 @pytest.fixture
@@ -88,7 +87,7 @@ def test_the_snapshot_keeps_each_nodes_device_time_and_the_cli_shows_it(session,
 
 
 def test_records_written_without_device_time_read_back_as_not_recorded(tmp_path) -> None:
-    from snapshots import ExperimentRecord
+    from fluxcal.snapshots import ExperimentRecord
 
     store = SnapshotStore(tmp_path / "store")
     store.save({"q0": {}}, {"q0": {"t1": ExperimentRecord(None, {}, "skipped", "not due")}})
@@ -101,11 +100,10 @@ def test_drift_check_probes_take_the_shots_their_tolerance_needs_and_record_them
     shots than the fixed count it replaces on a chip with a clear readout."""
     import datetime as dt
 
+    from fluxcal.flows.checks import CHECKS
+    from fluxcal.flows.maintain import maintain_qubit, run_check
+    from fluxcal.flows.probes import MAX_SHOTS
     from prefect_support import truth_parameters
-
-    from flows.checks import CHECKS
-    from flows.maintain import maintain_qubit, run_check
-    from flows.probes import MAX_SHOTS
 
     device = make_device("light", seed=1)
     station = build_station(device)

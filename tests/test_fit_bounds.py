@@ -5,10 +5,9 @@ from __future__ import annotations
 import lmfit
 import numpy as np
 import pytest
-
-from calibrations.fitting import fit_notch, notch_s21
-from calibrations.gate import off_bounds, pinned_parameters
-from calibrations.node import Analysis, Node
+from fluxcal.calibrations.fitting import fit_notch, notch_s21
+from fluxcal.calibrations.gate import off_bounds, pinned_parameters
+from fluxcal.calibrations.node import Analysis, Node
 
 
 def decay_fit(rate_max: float, physical: bool = False) -> lmfit.model.ModelResult:
@@ -98,7 +97,7 @@ def test_the_tolerance_is_relative_to_the_allowed_range(side: str) -> None:
 
 
 def test_the_chi_square_limit_tolerates_only_a_small_misfit_of_a_strong_signal() -> None:
-    from calibrations.gate import MAX_MISFIT, chi2_limit
+    from fluxcal.calibrations.gate import MAX_MISFIT, chi2_limit
 
     assert chi2_limit(3.0, 10.0) == 3.0  # noise-dominated: the plain limit
     # 200 noise units of signal: a 2 % misfit is 4 noise units, χ²_red = 1 + 16

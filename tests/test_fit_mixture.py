@@ -17,16 +17,20 @@ from functools import cache
 import numpy as np
 import pytest
 from devices import QUBITS
-
-from calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
-from calibrations.fitting import fit_notch_lines, fit_notch_mixture, notch_mixture_s21, notch_s21
-from calibrations.fitting.resonator import NotchLines
-from calibrations.session import DEFAULT_READOUT, QubitSession
-from instruments.device import SimulatedDevice
-from instruments.device_config import parse_device_config
-from instruments.signals import PulseSettings, ReadoutSettings, averaged_iq
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
+from fluxcal.calibrations.fitting import (
+    fit_notch_lines,
+    fit_notch_mixture,
+    notch_mixture_s21,
+    notch_s21,
+)
+from fluxcal.calibrations.fitting.resonator import NotchLines
+from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import parse_device_config
+from fluxcal.instruments.signals import PulseSettings, ReadoutSettings, averaged_iq
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 SEEDS = range(40)
 KINDS = ("light", "intermediate", "heavy")

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibrations.fitting.errors import FitError
-from calibrations.fitting.resonator import fit_notch, fit_reflection, notch_s21, reflection_s11
+from fluxcal.calibrations.fitting.errors import FitError
+from fluxcal.calibrations.fitting.resonator import (
+    fit_notch,
+    fit_reflection,
+    notch_s21,
+    reflection_s11,
+)
 
 
 def shared_data_dir() -> Path:

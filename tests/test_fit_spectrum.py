@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibrations.fitting.errors import FitError
-from calibrations.fitting.spectrum import (
+from fluxcal.calibrations.fitting.errors import FitError
+from fluxcal.calibrations.fitting.spectrum import (
     PeakTrace,
     bias_to_flux,
     extract_peaks,
     fit_flux_spectrum,
 )
-from instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.fluxonium import FluxoniumModel
 
 
 def shared_data_dir() -> Path:

@@ -15,24 +15,15 @@ from dataclasses import dataclass
 import pytest
 import typer
 from devices import make_device
-from prefect_support import (
-    prefect_harness,
-    read_back,
-    seeded_store,
-    truth_parameters,
-    two_qubit_device,
-)
-from typer.testing import CliRunner
-
-from calibrations.experiments.rabi import Rabi
-from calibrations.experiments.ramsey import Ramsey
-from calibrations.experiments.t1 import T1
-from calibrations.graph import HOUR, GraphEntry
-from calibrations.node import Analysis, Node, now_iso
-from calibrations.runner import NodeResult
-from calibrations.session import MissingParameter, QubitSession
-from flows.artifacts import fit_report_markdown, parameter_rows
-from flows.checks import (
+from fluxcal.calibrations.experiments.rabi import Rabi
+from fluxcal.calibrations.experiments.ramsey import Ramsey
+from fluxcal.calibrations.experiments.t1 import T1
+from fluxcal.calibrations.graph import HOUR, GraphEntry
+from fluxcal.calibrations.node import Analysis, Node, now_iso
+from fluxcal.calibrations.runner import NodeResult
+from fluxcal.calibrations.session import MissingParameter, QubitSession
+from fluxcal.flows.artifacts import fit_report_markdown, parameter_rows
+from fluxcal.flows.checks import (
     CHECKS,
     CheckContext,
     CheckResult,
@@ -41,15 +32,23 @@ from flows.checks import (
     QubitFrequencyCheck,
     judge,
 )
-from flows.daily import daily_calibration
-from flows.deploy import build_deployments, local_timezone
-from flows.drift import drift_check
-from flows.lab import LiveStation
-from flows.maintain import maintain_qubit, run_check
-from flows.probes import Estimate
-from flows.recalibrate import recalibrate
-from instruments.station import build_station
-from snapshots import CalibratedParameter, SnapshotStore
+from fluxcal.flows.daily import daily_calibration
+from fluxcal.flows.deploy import build_deployments, local_timezone
+from fluxcal.flows.drift import drift_check
+from fluxcal.flows.lab import LiveStation
+from fluxcal.flows.maintain import maintain_qubit, run_check
+from fluxcal.flows.probes import Estimate
+from fluxcal.flows.recalibrate import recalibrate
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
+from prefect_support import (
+    prefect_harness,
+    read_back,
+    seeded_store,
+    truth_parameters,
+    two_qubit_device,
+)
+from typer.testing import CliRunner
 
 __all__ = ["prefect_harness"]  # the fixture is used by name
 
@@ -401,7 +400,7 @@ def test_judge_reports_probe_problems_as_bad_data():
 
 # ---------------------------------------------------------------- artifacts and deployments
 def test_fit_report_embeds_the_plot_and_names_the_failed_criterion(tmp_path):
-    from calibrations.gate import at_most
+    from fluxcal.calibrations.gate import at_most
 
     analysis = Analysis(
         values={"pi_amplitude": (0.2, 0.01)},
@@ -442,12 +441,12 @@ def test_deployments_schedule_daily_at_six_local_time_and_drift_hourly(tmp_path)
     assert interval.interval == dt.timedelta(hours=1)
     assert not recal.schedules
     assert daily.parameters["store"] == str((tmp_path / "store").resolve())
-    assert daily.entrypoint == "flows.daily.daily_calibration"
+    assert daily.entrypoint == "fluxcal.flows.daily.daily_calibration"
 
 
 # ---------------------------------------------------------------- command line
 def cli() -> typer.Typer:
-    from flows.commands import register_commands
+    from fluxcal.flows.commands import register_commands
 
     app = typer.Typer()
     register_commands(app)

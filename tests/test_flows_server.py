@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from fluxcal.snapshots import SnapshotStore
 from prefect_support import (
     api,
     free_port,
@@ -28,8 +29,6 @@ from prefect_support import (
     wait_healthy,
     write_device,
 )
-
-from snapshots import SnapshotStore
 
 pytestmark = pytest.mark.integration
 

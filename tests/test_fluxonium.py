@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from instruments.fluxonium import FluxoniumModel
-from instruments.physics import N_DISPERSIVE_LEVELS
-from instruments.resonator import dispersive_shifts
+from fluxcal.instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.physics import N_DISPERSIVE_LEVELS
+from fluxcal.instruments.resonator import dispersive_shifts
 
 #: Manucharyan et al., Science 326, 113 (2009); scqubits' default fluxonium.
 PUBLISHED = (8.9, 2.5, 0.5)

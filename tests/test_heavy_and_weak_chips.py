@@ -18,18 +18,22 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-
-from calibrations.experiments.plasmon_lines import PLASMON, assign, readings
-from calibrations.experiments.qubit_flux_spectroscopy import ENERGIES, QubitFluxSpectroscopy
-from calibrations.experiments.qubit_spectroscopy import Line
-from calibrations.experiments.resonator_flux import ResonatorFlux
-from calibrations.fitting.spectrum import OtherLine, PeakTrace, bias_to_flux, fit_flux_spectrum
-from calibrations.node import UNITS, Analysis
-from calibrations.session import QubitSession
-from instruments.design_space import sample_device
-from instruments.fluxonium import FluxoniumModel
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.experiments.plasmon_lines import PLASMON, assign, readings
+from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import ENERGIES, QubitFluxSpectroscopy
+from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
+from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
+from fluxcal.calibrations.fitting.spectrum import (
+    OtherLine,
+    PeakTrace,
+    bias_to_flux,
+    fit_flux_spectrum,
+)
+from fluxcal.calibrations.node import UNITS, Analysis
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.design_space import sample_device
+from fluxcal.instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 #: Sampled chips: a heavy fluxonium whose f01 map alone leaves EJ/EC several % uncertain ...
 HEAVY_SEEDS = (5057,)
@@ -220,7 +224,7 @@ FAINT_RABI_SEED = 5016
 
 
 def test_a_faint_rabi_oscillation_gets_the_shots_it_needs() -> None:
-    from calibrations.experiments.rabi import Rabi
+    from fluxcal.calibrations.experiments.rabi import Rabi
 
     node = Rabi()
     session, truth = session_for(FAINT_RABI_SEED, node.requires)

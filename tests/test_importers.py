@@ -13,10 +13,9 @@ import pytest
 import qcodes
 import xarray as xr
 from devices import make_device
-
-from calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
-from calibrations.fitting.resonator import notch_s21
-from calibrations.importers import (
+from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
+from fluxcal.calibrations.fitting.resonator import notch_s21
+from fluxcal.calibrations.importers import (
     ARBITRARY_UNIT,
     DataImportError,
     from_arrays,
@@ -25,9 +24,9 @@ from calibrations.importers import (
     from_touchstone,
     load_recorded,
 )
-from calibrations.session import QubitSession
-from instruments.station import build_station
-from snapshots import ExperimentRecord, SnapshotStore
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import ExperimentRecord, SnapshotStore
 
 RNG_SEED = 7
 BIAS = np.array([-0.1, 0.0, 0.1])  # V

@@ -16,16 +16,15 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import xarray as xr
-
-from calibrations.graph import DAY, GraphEntry
-from calibrations.node import Analysis, Node
-from calibrations.runner import run_graph
-from calibrations.session import QubitSession
-from instruments.device import SimulatedDevice
-from instruments.device_config import load_device_config
-from instruments.fleet import fleet_device_path, fleet_yaml
-from instruments.station import build_station
-from instruments.wiring import station_groups
+from fluxcal.calibrations.graph import DAY, GraphEntry
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import load_device_config
+from fluxcal.instruments.fleet import fleet_device_path, fleet_yaml
+from fluxcal.instruments.station import build_station
+from fluxcal.instruments.wiring import station_groups
 
 #: q0, q1 on feedline0; q4, q5 on feedline1 (instruments/device16.yaml)
 QUBITS = ["q0", "q1", "q4", "q5"]

@@ -3,8 +3,7 @@
 import math
 
 import pytest
-
-from snapshots.quantities import quantity
+from fluxcal.snapshots.quantities import quantity
 
 
 @pytest.mark.parametrize(

@@ -19,20 +19,25 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
-
-from calibrations.experiments.qubit_flux_spectroscopy import (
+from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import (
     ENERGIES,
     QubitFluxSpectroscopy,
     glitched,
     predict,
 )
-from calibrations.experiments.qubit_spectroscopy import SWEEP, Line, QubitSpectroscopy, qubit_line
-from calibrations.node import UNITS, Analysis, Node
-from calibrations.session import QubitSession
-from instruments.device import SimulatedDevice, mixture_dip
-from instruments.fluxonium import FluxoniumModel
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.experiments.qubit_spectroscopy import (
+    COARSE,
+    SWEEP,
+    Line,
+    QubitSpectroscopy,
+    qubit_line,
+)
+from fluxcal.calibrations.node import UNITS, Analysis, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.device import SimulatedDevice, mixture_dip
+from fluxcal.instruments.fluxonium import FluxoniumModel
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
@@ -154,7 +159,7 @@ def test_a_daily_run_looks_where_f01_was_and_searches_anew_only_if_it_is_gone(
     """With yesterday's qubit_frequency known the coarse look covers ± warm_half_span around
     it at one symmetry point (a fraction of the device time of a bring-up); a line that has
     moved out of that window (a flux jump) is found by the full search, as in a bring-up."""
-    lab_time = {}
+    lab_time, coarse_points = {}, {}
     for warm in (False, True):
         session, truth = session_for(QubitSpectroscopy, kind, seed)
         if warm:
@@ -162,12 +167,16 @@ def test_a_daily_run_looks_where_f01_was_and_searches_anew_only_if_it_is_gone(
                 truth["qubit_frequency"] + drifted_by, 10e3, "Hz", "ramsey", "yesterday"
             )
         node = QubitSpectroscopy()
-        accepted, reason, analysis = verdict(node, node.acquire(session))
+        data = node.acquire(session)
+        accepted, reason, analysis = verdict(node, data)
         assert accepted, reason
         assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
         lab_time[warm] = session.device_time()
+        coarse_points[warm] = data[COARSE].size
     if drifted_by < node.warm_half_span:
-        assert lab_time[True] < 0.5 * lab_time[False]
+        # the coarse look covers a fraction of the band (the fine sweep is the same in both)
+        assert lab_time[True] < lab_time[False]
+        assert coarse_points[True] < 0.5 * coarse_points[False]
     else:
         assert lab_time[True] > lab_time[False]  # the narrow look, then the full search
 

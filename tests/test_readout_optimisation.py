@@ -17,22 +17,24 @@ import pytest
 import xarray as xr
 from devices import make_device
 from fixtures.record_readout import PATH as FIXTURE
-from readout_brute_force import brute_force_fidelity
-from scipy.special import ndtr
-
-from calibrations.experiments.readout_optimisation import ReadoutOptimisation, fit_separation
-from calibrations.experiments.single_shot import (
+from fluxcal.calibrations.experiments.readout_optimisation import (
+    ReadoutOptimisation,
+    fit_separation,
+)
+from fluxcal.calibrations.experiments.single_shot import (
     Discrimination,
     discriminate,
     effective_temperature,
     thermal_population,
 )
-from calibrations.gate import GateOutcome
-from calibrations.node import UNITS, Analysis
-from calibrations.session import QubitSession
-from instruments.device import SimulatedDevice
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.gate import GateOutcome
+from fluxcal.calibrations.node import UNITS, Analysis
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
+from readout_brute_force import brute_force_fidelity
+from scipy.special import ndtr
 
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
 #: What the analysis of tests/fixtures/readout_optimisation.nc gave when it was recorded

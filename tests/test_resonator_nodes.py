@@ -17,18 +17,17 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
-
-from calibrations.experiments.resonator_flux import ResonatorFlux
-from calibrations.experiments.resonator_spectroscopy import (
+from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
+from fluxcal.calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,
     ResonatorSpectroscopy,
 )
-from calibrations.gate import GateOutcome
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
-from instruments.device import SimulatedDevice, mixture_dip
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.gate import GateOutcome
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.device import SimulatedDevice, mixture_dip
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 KINDS = ("light", "intermediate", "heavy")
 FIXTURES = Path(__file__).parent / "fixtures"

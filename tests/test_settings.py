@@ -19,24 +19,24 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from fluxcal.calibrations.experiments.resonator_spectroscopy import COARSE
+from fluxcal.calibrations.graph import DEFAULT_GRAPH, HOUR, GraphEntry
+from fluxcal.calibrations.node import Node
+from fluxcal.calibrations.persist import save_run
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.calibrations.settings import CalibrationSettings, SettingsError, node_fields
+from fluxcal.calibrations.settings_yaml import defaults_yaml, field_comments
+from fluxcal.flows.deploy import build_deployments
+from fluxcal.flows.lab import LiveStation
+from fluxcal.flows.recalibrate import recalibrate_plain
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import SnapshotStore
+from fluxcal.snapshots.layout import content_checksum, read_version
 from typer.testing import CliRunner
 
 import fluxcal
-from calibrations.experiments.resonator_spectroscopy import COARSE
-from calibrations.graph import DEFAULT_GRAPH, HOUR, GraphEntry
-from calibrations.node import Node
-from calibrations.persist import save_run
-from calibrations.runner import run_graph
-from calibrations.settings import CalibrationSettings, SettingsError, node_fields
-from calibrations.settings_yaml import defaults_yaml, field_comments
-from flows.deploy import build_deployments
-from flows.lab import LiveStation
-from flows.recalibrate import recalibrate_plain
 from fluxcal.cli import app
-from instruments.device import SimulatedDevice
-from instruments.station import build_station
-from snapshots import SnapshotStore
-from snapshots.layout import content_checksum, read_version
 
 
 @dataclass(frozen=True)

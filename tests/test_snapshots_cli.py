@@ -7,10 +7,9 @@ import math
 
 import pytest
 import snapshot_samples as samples
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
+from fluxcal.snapshots.cli import app
 from typer.testing import CliRunner
-
-from snapshots import CalibratedParameter, SnapshotStore
-from snapshots.cli import app
 
 runner = CliRunner()
 

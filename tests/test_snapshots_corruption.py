@@ -8,8 +8,7 @@ import os
 import h5py
 import pytest
 import snapshot_samples as samples
-
-from snapshots import DamagedSnapshot, SnapshotStore
+from fluxcal.snapshots import DamagedSnapshot, SnapshotStore
 
 
 def _flip_bit_in_dataset(path, dataset: str, byte: int) -> None:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
-
-from snapshots import SnapshotStore
+from fluxcal.snapshots import SnapshotStore
 
 HELPER = Path(__file__).with_name("snapshot_writer_proc.py")
 TRIALS = 60

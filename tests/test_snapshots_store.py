@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import snapshot_samples as samples
 import xarray as xr
-
-import fluxcal
-from snapshots import (
+from fluxcal.snapshots import (
     CalibratedParameter,
     ExperimentRecord,
     SnapshotStore,
@@ -21,6 +19,8 @@ from snapshots import (
     UnknownVersion,
     experiment_group,
 )
+
+import fluxcal
 
 
 @pytest.fixture

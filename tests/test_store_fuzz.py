@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
+from fluxcal.snapshots import CalibratedParameter, ExperimentRecord, SnapshotStore, StoreError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_reliability import FORGERIES, assert_same_parameters, forge
-
-from snapshots import CalibratedParameter, ExperimentRecord, SnapshotStore, StoreError
 
 VERSIONS = (1, 2, 3)
 EXAMPLES = 300

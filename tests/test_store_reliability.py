@@ -18,19 +18,18 @@ import h5py
 import numpy as np
 import pytest
 import snapshot_samples as samples
-from qcodes import Station
-
-from calibrations.persist import current_parameters, save_run
-from calibrations.runner import GraphRun, NodeResult
-from snapshots import (
+from fluxcal.calibrations.persist import current_parameters, save_run
+from fluxcal.calibrations.runner import GraphRun, NodeResult
+from fluxcal.snapshots import (
     CalibratedParameter,
     DamagedSnapshot,
     SnapshotStore,
     StoreError,
     StoreWarning,
 )
-from snapshots import index as idx
-from snapshots.layout import content_checksum
+from fluxcal.snapshots import index as idx
+from fluxcal.snapshots.layout import content_checksum
+from qcodes import Station
 
 T1_SEED = samples.BASE["T1"][0]
 
@@ -343,12 +342,12 @@ def test_out_of_range_and_non_canonical_version_names_do_not_block_saves(store):
 
 # ------------------------------------------------------------------ failed writes
 STEPS = {
-    "hdf5 write": "snapshots.store.write_version",
-    "fsync": "snapshots.store.fsync_file",
-    "rename": "snapshots.store.os.rename",
-    "directory fsync": "snapshots.store.fsync_dir",
-    "index write": "snapshots.index.atomic_write_text",
-    "pointer write": "snapshots.pointer.atomic_write_text",
+    "hdf5 write": "fluxcal.snapshots.store.write_version",
+    "fsync": "fluxcal.snapshots.store.fsync_file",
+    "rename": "fluxcal.snapshots.store.os.rename",
+    "directory fsync": "fluxcal.snapshots.store.fsync_dir",
+    "index write": "fluxcal.snapshots.index.atomic_write_text",
+    "pointer write": "fluxcal.snapshots.pointer.atomic_write_text",
 }
 
 
@@ -373,7 +372,9 @@ def test_enospc_at_any_step_leaves_nothing_half_visible(store, monkeypatch, step
 
 
 def test_a_save_that_cannot_fit_is_refused_before_writing(store, monkeypatch):
-    monkeypatch.setattr("snapshots.store.shutil.disk_usage", lambda path: SimpleNamespace(free=0))
+    monkeypatch.setattr(
+        "fluxcal.snapshots.store.shutil.disk_usage", lambda path: SimpleNamespace(free=0)
+    )
     with pytest.raises(StoreError, match="not enough space"):
         store.save(samples.parameters(), samples.experiments(n=20))
     assert [i.version for i in store.versions()] == [1, 2, 3]

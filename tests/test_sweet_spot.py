@@ -13,13 +13,12 @@ import pytest
 import xarray as xr
 from devices import make_device
 from fixtures.record_sweet_spot import PATH, known_near_truth
-
-from calibrations.experiments.sweet_spot import SweetSpot
-from calibrations.fitting import FitError
-from calibrations.graph import GraphEntry
-from calibrations.runner import run_node
-from calibrations.session import QubitSession
-from instruments.station import build_station
+from fluxcal.calibrations.experiments.sweet_spot import SweetSpot
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.graph import GraphEntry
+from fluxcal.calibrations.runner import run_node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.station import build_station
 
 RECORDED_VERTEX = -0.28499979162306693  # avoided-crossing vertex model
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]

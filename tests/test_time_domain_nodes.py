@@ -19,17 +19,16 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
-
-from calibrations.experiments.echo import Echo
-from calibrations.experiments.rabi import Rabi
-from calibrations.experiments.ramsey import Ramsey, resolve_sign
-from calibrations.experiments.t1 import T1
-from calibrations.experiments.time_domain import resolve_window
-from calibrations.fitting import FitError
-from calibrations.node import UNITS, Analysis, Node
-from calibrations.session import QubitSession
-from instruments.station import build_station
-from snapshots import CalibratedParameter
+from fluxcal.calibrations.experiments.echo import Echo
+from fluxcal.calibrations.experiments.rabi import Rabi
+from fluxcal.calibrations.experiments.ramsey import Ramsey, resolve_sign
+from fluxcal.calibrations.experiments.t1 import T1
+from fluxcal.calibrations.experiments.time_domain import resolve_window
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.node import UNITS, Analysis, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.station import build_station
+from fluxcal.snapshots import CalibratedParameter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2, 3)]

@@ -8,19 +8,18 @@ one run sends its fits to an in-process Dask cluster through `prefect-dask`.
 from __future__ import annotations
 
 import pytest
+from fluxcal.calibrations.results import parallel_device_s
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.calibrations.walker import cover, for_each_qubit
+from fluxcal.flows.daily import daily_calibration
+from fluxcal.flows.lab import LiveStation
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device_config import Lines
+from fluxcal.instruments.fleet import fleet_device_path
+from fluxcal.instruments.station import build_station
+from fluxcal.instruments.wiring import line_groups, station_groups
+from fluxcal.snapshots import SnapshotStore
 from prefect_support import prefect_harness, read_back
-
-from calibrations.results import parallel_device_s
-from calibrations.runner import run_graph
-from calibrations.walker import cover, for_each_qubit
-from flows.daily import daily_calibration
-from flows.lab import LiveStation
-from instruments.device import SimulatedDevice
-from instruments.device_config import Lines
-from instruments.fleet import fleet_device_path
-from instruments.station import build_station
-from instruments.wiring import line_groups, station_groups
-from snapshots import SnapshotStore
 
 __all__ = ["prefect_harness"]  # the fixture is used by name
 

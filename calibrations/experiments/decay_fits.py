@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import lmfit
 import numpy as np
-
-from calibrations.fitting import FitError
-from calibrations.fitting.noise import robust_sigma
-from calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.noise import robust_sigma
+from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 
 #: Scale of the median absolute deviation to a Gaussian standard deviation.
 #: Repeat differences further than this many robust deviations are glitches, not noise.

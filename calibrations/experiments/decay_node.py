@@ -19,19 +19,18 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
-
-from calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
-from calibrations.experiments.decay_fits import CurveFit, fit_decay, project, quality
-from calibrations.experiments.time_domain import (
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
+from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_decay, project, quality
+from fluxcal.calibrations.experiments.time_domain import (
     measure_repeats,
     prepare_drive,
     resolve_window,
     with_enough_shots,
 )
-from calibrations.fitting import FitError
-from calibrations.gate import at_least
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import at_least
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
 
 SWEEP = "delay"
 
@@ -48,7 +47,7 @@ class DecayNode(Node):
     shots: int = 1000
     budget: int = 16_000  # shots per point a noisy trace may take
     herald: bool = True
-    max_delay: float = 1e-2  # s, longest delay the AWG sequencer takes
+    max_delay: float | None = None  # s; None: the longest delay the drive takes (its validator)
     max_chi2: float = 3.0
     max_relative_error: float = 0.05
     min_snr: float = 8.0
@@ -111,7 +110,7 @@ class DecayNode(Node):
             guess,
             self.window_factor,
             self.ratio_range,
-            self.max_delay,
+            session.upper_limit("drive", "delay", self.max_delay),
         )
         window = float(data[SWEEP].values.max())
         return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
@@ -133,7 +132,7 @@ class DecayNode(Node):
             decay="decay",
             window_factor=self.window_factor,
             ratio_range=self.ratio_range,
-            max_window=self.max_delay,
+            max_window=session.upper_limit("drive", "delay", self.max_delay),
         )
         iq = design.run(self.window_factor * guess)
         batches = int(iq[batch_coordinate(SWEEP)].values.max()) + 1

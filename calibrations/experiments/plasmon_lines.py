@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-from calibrations.experiments.qubit_spectroscopy import Line
-from calibrations.fitting import FitError, SpectrumFit
-from calibrations.fitting.spectrum import OtherLine, bias_to_flux
-from instruments.fluxonium import FluxoniumModel
+from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
+from fluxcal.calibrations.fitting import FitError, SpectrumFit
+from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux
+from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Transitions looked for at half flux (lower, upper level) ...
 PLASMON: tuple[tuple[int, int], ...] = ((1, 2), (0, 3))

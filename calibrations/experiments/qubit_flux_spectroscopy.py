@@ -28,28 +28,27 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import xarray as xr
-
-from calibrations.averaging import measure_averaged
-from calibrations.experiments import plasmon_lines as plasmon
-from calibrations.experiments.qubit_spectroscopy import (
+from fluxcal.calibrations.averaging import measure_averaged
+from fluxcal.calibrations.experiments import plasmon_lines as plasmon
+from fluxcal.calibrations.experiments.qubit_spectroscopy import (
     Line,
     centre_readout,
     find_lines,
     qubit_line,
     refine_line,
 )
-from calibrations.fitting import (
+from fluxcal.calibrations.fitting import (
     FitError,
     PeakTrace,
     SpectrumFit,
     extract_peaks,
     fit_flux_spectrum,
 )
-from calibrations.fitting.noise import difference_noise
-from calibrations.fitting.spectrum import OtherLine, bias_to_flux, response_to_peak
-from calibrations.gate import at_least, at_most, relative_error, within
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from fluxcal.calibrations.fitting.noise import difference_noise
+from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux, response_to_peak
+from fluxcal.calibrations.gate import at_least, at_most, relative_error, within
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
 
 ROW = "flux_voltage"
 POINT = "point"

@@ -14,21 +14,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-
-from calibrations.averaging import measure_averaged
-from calibrations.experiments.decay_fits import (
+from fluxcal.calibrations.averaging import measure_averaged
+from fluxcal.calibrations.experiments.decay_fits import (
     fit_rabi,
     project,
     project_single,
     quality,
     scan_frequency,
 )
-from calibrations.experiments.time_domain import measure_repeats, prepare_drive, with_enough_shots
-from calibrations.fitting import FitError
-from calibrations.fitting.noise import difference_noise
-from calibrations.gate import at_least, at_most
-from calibrations.node import Analysis, Node
-from calibrations.session import DEFAULT_PI_DURATION, QubitSession
+from fluxcal.calibrations.experiments.time_domain import (
+    measure_repeats,
+    prepare_drive,
+    with_enough_shots,
+)
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.noise import difference_noise
+from fluxcal.calibrations.gate import at_least, at_most
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import DEFAULT_PI_DURATION, QubitSession
 
 SWEEP = "drive_amplitude"
 COARSE = "drive_amplitude_coarse"
@@ -45,7 +48,7 @@ class Rabi(Node):
     pi_duration: float = DEFAULT_PI_DURATION  # the device's π-pulse length convention
     coarse_max_amplitude: float = 1.0  # V, generic first range (half the AWG full scale)
     coarse_points: int = 101
-    max_amplitude: float = 2.0  # V, AWG full scale
+    max_amplitude: float | None = None  # V; None: the drive's full scale (its validator)
     fine_span: float = 2.5  # fine sweep up to this many estimated π-amplitudes
     fine_points: int = 101
     shots: int = 250  # first look; a faint oscillation gets more (`with_enough_shots`)
@@ -68,7 +71,8 @@ class Rabi(Node):
             delay=0.0,
             herald=self.herald,
         )
-        coarse = np.linspace(0.0, self.coarse_max_amplitude, self.coarse_points)
+        full_scale = session.upper_limit("drive", "amplitude", self.max_amplitude)
+        coarse = np.linspace(0.0, min(self.coarse_max_amplitude, full_scale), self.coarse_points)
         coarse_iq = measure_averaged(
             session,
             self.name,
@@ -82,7 +86,7 @@ class Rabi(Node):
             estimate = estimate_pi_amplitude(coarse, coarse_iq.values)
         except FitError:  # sweep the coarse range finely; the analysis will judge that data
             estimate = self.coarse_max_amplitude / self.fine_span
-        top = min(self.fine_span * estimate, self.max_amplitude)
+        top = min(self.fine_span * estimate, full_scale)
 
         def measure(top: float) -> xr.Dataset:
             fine = np.linspace(0.0, top, self.fine_points)

@@ -27,20 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-
-from calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
-from calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
-from calibrations.experiments.ramsey_sequential import DETUNING, SHORT, ShortWindows
-from calibrations.experiments.time_domain import (
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
+from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
+from fluxcal.calibrations.experiments.ramsey_sequential import DETUNING, SHORT, ShortWindows
+from fluxcal.calibrations.experiments.time_domain import (
     measure_repeats,
     prepare_drive,
     resolve_window,
     with_enough_shots,
 )
-from calibrations.fitting import FitError
-from calibrations.gate import Criterion, at_least, at_most
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import Criterion, at_least, at_most
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
 
 SWEEP = "delay"
 
@@ -65,7 +64,7 @@ class Ramsey(Node):
     shots: int = 1000
     budget: int = 16_000  # shots per point a noisy long window may take
     herald: bool = True
-    max_delay: float = 1e-2  # s, longest delay the AWG sequencer takes
+    max_delay: float | None = None  # s; None: the longest delay the drive takes (its validator)
     max_chi2: float = 3.0
     max_relative_error: float = 0.05  # of T2_ramsey
     max_fringe_error: float = 0.01  # relative stderr of each short-window fringe frequency
@@ -138,7 +137,7 @@ class Ramsey(Node):
             session.get("T2_ramsey", self.t2_guess),
             self.window_factor,
             self.ratio_range,
-            self.max_delay,
+            session.upper_limit("drive", "delay", self.max_delay),
         )
         window = float(data[SWEEP].values.max())
         return with_enough_shots(session, measure, data, window, self.analyse, self.budget)
@@ -211,7 +210,7 @@ class Ramsey(Node):
             decay="decay",
             window_factor=self.window_factor,
             ratio_range=self.ratio_range,
-            max_window=self.max_delay,
+            max_window=session.upper_limit("drive", "delay", self.max_delay),
             restart=True,
         )
         iq = design.run(self.window_factor * session.get("T2_ramsey", self.t2_guess))

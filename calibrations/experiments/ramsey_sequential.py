@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
-
-from calibrations.adaptive import REPEAT, Budget, batch_coordinate, coarse_delays
-from calibrations.experiments.decay_fits import CurveFit
-from calibrations.fitting import FitError
+from fluxcal.calibrations.adaptive import REPEAT, Budget, batch_coordinate, coarse_delays
+from fluxcal.calibrations.experiments.decay_fits import CurveFit
+from fluxcal.calibrations.fitting import FitError
 
 SHORT = "delay_short"
 DETUNING = "detuning"

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 import xarray as xr
-from scipy.signal import find_peaks
-
-from calibrations.averaging import next_total
-from calibrations.experiments.single_shot import (
+from fluxcal.calibrations.averaging import next_total
+from fluxcal.calibrations.experiments.single_shot import (
     BlobFit,
     Discrimination,
     best_index,
@@ -47,10 +45,11 @@ from calibrations.experiments.single_shot import (
     rotate,
     thermal_population,
 )
-from calibrations.fitting import FitError
-from calibrations.gate import Criterion, at_least, at_most, within
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import Criterion, at_least, at_most, within
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
+from scipy.signal import find_peaks
 
 #: Starting values of (χ/κ)² for the separation fit, one or two maxima (best χ² is kept).
 _RATIO_STARTS = (0.1, 1.5, 6.0)
@@ -231,7 +230,7 @@ class ReadoutOptimisation(Node):
         "effective_temperature",
     )
 
-    amplitude_range: tuple[float, float] = (0.01, 2.0)  # V; 2 V is the readout full scale
+    amplitude_range: tuple[float, float | None] = (0.01, None)  # V; None: the readout's full scale
     amplitude_points: int = 8
     duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
     t1_fraction: float = 5.0  # integration times up to T1/5 when T1 is known ...
@@ -273,7 +272,8 @@ class ReadoutOptimisation(Node):
                 "herald": True,
             }
         )
-        amplitudes = np.geomspace(*self.amplitude_range, self.amplitude_points)
+        top = session.upper_limit("readout", "amplitude", self.amplitude_range[1])
+        amplitudes = np.geomspace(self.amplitude_range[0], top, self.amplitude_points)
         durations = self.durations(session.get("T1", 0.0))
         coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
         longer = self._longer_durations(coarse, durations, session.get("T1", 0.0))

@@ -21,10 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
-
-from calibrations.gate import at_least
-from calibrations.node import Analysis, Node
-from calibrations.session import DEFAULT_READOUT, QubitSession
+from fluxcal.calibrations.gate import at_least
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
 
 AMPLITUDE = "readout_amplitude"
 FREQUENCY = "readout_frequency"

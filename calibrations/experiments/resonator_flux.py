@@ -34,18 +34,17 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
-
-from calibrations.experiments.flux_symmetry import (
+from fluxcal.calibrations.experiments.flux_symmetry import (
     BiasMap,
     Symmetry,
     find_symmetry,
     point_stderr,
     symmetry_candidates,
 )
-from calibrations.fitting import FitError
-from calibrations.gate import at_least, at_most, relative_error, within
-from calibrations.node import Analysis, Node
-from calibrations.session import DEFAULT_READOUT, QubitSession
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import at_least, at_most, relative_error, within
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
 
 BIAS = "flux_voltage"
 FREQUENCY = "readout_frequency"

@@ -25,14 +25,13 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+from fluxcal.calibrations.averaging import measure_averaged, noise_limited_score
+from fluxcal.calibrations.fitting import FitError, NotchLines, fit_notch_lines
+from fluxcal.calibrations.fitting.noise import difference_noise
+from fluxcal.calibrations.gate import Criterion, at_least, at_most, relative_error, within
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
 from scipy.ndimage import median_filter
-
-from calibrations.averaging import measure_averaged, noise_limited_score
-from calibrations.fitting import FitError, NotchLines, fit_notch_lines
-from calibrations.fitting.noise import difference_noise
-from calibrations.gate import Criterion, at_least, at_most, relative_error, within
-from calibrations.node import Analysis, Node
-from calibrations.session import DEFAULT_READOUT, QubitSession
 
 FREQUENCY = "readout_frequency"
 _UNRESOLVED = (float("nan"), float("nan"))

@@ -24,13 +24,12 @@ from typing import ClassVar
 import lmfit
 import numpy as np
 import xarray as xr
-
-from calibrations.experiments.decay_fits import fit_ramsey, project
-from calibrations.experiments.time_domain import REPEAT, prepare_drive, with_enough_shots
-from calibrations.fitting import FitError
-from calibrations.gate import at_least, at_most, relative_error
-from calibrations.node import Analysis, Node
-from calibrations.session import QubitSession
+from fluxcal.calibrations.experiments.decay_fits import fit_ramsey, project
+from fluxcal.calibrations.experiments.time_domain import REPEAT, prepare_drive, with_enough_shots
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import at_least, at_most, relative_error
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
 
 SWEEP = "delay"
 BIAS = "flux_voltage"

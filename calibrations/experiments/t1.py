@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from calibrations.experiments.decay_node import DecayNode
-from calibrations.session import QubitSession
+from fluxcal.calibrations.experiments.decay_node import DecayNode
+from fluxcal.calibrations.session import QubitSession
 
 
 @dataclass

@@ -13,11 +13,10 @@ from typing import TypeVar
 
 import numpy as np
 import xarray as xr
-
-from calibrations.averaging import next_total, noise_limited_score
-from calibrations.fitting import FitError
-from calibrations.node import Analysis
-from calibrations.session import QubitSession
+from fluxcal.calibrations.averaging import next_total, noise_limited_score
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.node import Analysis
+from fluxcal.calibrations.session import QubitSession
 
 #: Dimension that holds the two repeats of a trace.
 REPEAT = "repeat"

@@ -4,8 +4,8 @@ Everything here is a pure function of numpy arrays, so analyses can be tested on
 data with no instrument attached.
 """
 
-from calibrations.fitting.errors import FitError
-from calibrations.fitting.resonator import (
+from fluxcal.calibrations.fitting.errors import FitError
+from fluxcal.calibrations.fitting.resonator import (
     MixtureFit,
     NotchLines,
     ResonatorFit,
@@ -18,7 +18,7 @@ from calibrations.fitting.resonator import (
     notch_s21,
     reflection_s11,
 )
-from calibrations.fitting.spectrum import (
+from fluxcal.calibrations.fitting.spectrum import (
     PeakTrace,
     SpectrumFit,
     extract_peaks,

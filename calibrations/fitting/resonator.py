@@ -36,12 +36,11 @@ from typing import Literal
 
 import lmfit
 import numpy as np
+from fluxcal.calibrations.fitting.errors import FitError
+from fluxcal.calibrations.fitting.noise import complex_difference_noise
+from fluxcal.calibrations.gate import pinned_parameters
 from scipy.optimize import brentq, least_squares, minimize_scalar
 from scipy.stats import chi2
-
-from calibrations.fitting.errors import FitError
-from calibrations.fitting.noise import complex_difference_noise
-from calibrations.gate import pinned_parameters
 
 Kind = Literal["notch", "reflection"]
 
