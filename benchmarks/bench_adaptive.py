@@ -80,8 +80,9 @@ def _run(node, station, truth: dict[str, float]) -> dict:
 
 def chip_runs(seed: int, repeats: int) -> dict:
     """node -> mode -> list of run results on one chip."""
-    from fluxcal.instruments.station import build_station
     from qcodes.dataset import initialise_or_create_database_at
+
+    from fluxcal.instruments.station import build_station
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     device = _chip(seed)

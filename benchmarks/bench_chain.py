@@ -13,10 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from qcodes.dataset import initialise_or_create_database_at
+
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.station import build_station
-from qcodes.dataset import initialise_or_create_database_at
 
 
 def main(qubit: str = "q0") -> None:

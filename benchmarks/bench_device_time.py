@@ -22,12 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from robustness import judge
+
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.runner import GraphRun, NodeResult, run_graph, run_node
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.flows.checks import CHECKS
 from fluxcal.flows.maintain import maintain_qubit, run_check
-from robustness import judge
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
 #: Maintenance walks after the bring-up, and how much later they run.
@@ -44,8 +45,9 @@ def _chip(seed: int):
 
 def bring_up_and_daily(seed: int) -> dict:
     """Device seconds per node for both runs, outcomes, and wrong values of the daily run."""
-    from fluxcal.instruments.station import build_station
     from qcodes.dataset import initialise_or_create_database_at
+
+    from fluxcal.instruments.station import build_station
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     device = _chip(seed)

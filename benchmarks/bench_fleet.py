@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from qcodes.dataset import initialise_or_create_database_at
+
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.fleet import fleet_device_path
 from fluxcal.instruments.station import build_station
 from fluxcal.instruments.wiring import station_groups
-from qcodes.dataset import initialise_or_create_database_at
 
 CHEAP = ["resonator_search", "readout_power"]
 SELECTIONS = {1: ["q0"], 4: ["q0", "q4", "q8", "q12"], 16: [f"q{i}" for i in range(16)]}

@@ -24,6 +24,7 @@ from qcodes.dataset import initialise_or_create_database_at
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from devices import make_device
+
 from fluxcal.calibrations.experiments.rabi import Rabi
 from fluxcal.calibrations.experiments.readout_optimisation import ReadoutOptimisation
 from fluxcal.calibrations.node import UNITS, Node

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.fluxonium import FluxoniumModel
 from fluxcal.instruments.station import build_station

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fluxcal.instruments.design_space import sample_device_dict
 from robustness import calibrate_sampled
+
+from fluxcal.instruments.design_space import sample_device_dict
 
 
 def _criterion(reason: str) -> str:

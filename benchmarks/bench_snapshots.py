@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import snapshot_samples as samples
+
 from fluxcal.snapshots import SnapshotStore, StoreWarning
 from fluxcal.snapshots.layout import read_experiments, read_version
 

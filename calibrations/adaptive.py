@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.experiments.decay_fits import CurveFit
 from fluxcal.calibrations.fitting import FitError
 

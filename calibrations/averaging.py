@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.gate import Criterion
 from fluxcal.calibrations.session import QubitSession
 

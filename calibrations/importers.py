@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.averaging import AVERAGING_TAG, combine_runs
 from fluxcal.calibrations.session import tidy
 
@@ -113,6 +114,7 @@ def from_netcdf(path: str | Path, group: str | None = None) -> xr.Dataset:
 def from_snapshot(path: str | Path, qubit: str, experiment: str) -> xr.Dataset:
     """The raw data one node stored in a snapshot version file."""
     import h5py
+
     from fluxcal.snapshots import experiment_group
 
     group = experiment_group(qubit, experiment)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import xarray as xr
+
 from fluxcal.calibrations.gate import Criterion, GateOutcome, evaluate, off_bounds
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.snapshots import CalibratedParameter

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from qcodes import Station
+
 from fluxcal.calibrations.runner import GraphRun
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
-from qcodes import Station
 
 
 def current_parameters(store: SnapshotStore) -> dict[str, dict[str, CalibratedParameter]]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import xarray as xr
+
 from fluxcal.calibrations.node import Analysis
 from fluxcal.calibrations.settings import Resolved
 from fluxcal.snapshots import CalibratedParameter, ExperimentRecord

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import xarray as xr
+from qcodes import Station
+
 from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 from fluxcal.calibrations.node import Analysis, Node, now_iso
 from fluxcal.calibrations.results import GraphRun, NodeResult
@@ -24,7 +26,6 @@ from fluxcal.calibrations.session import QubitSession
 from fluxcal.calibrations.settings import CalibrationSettings
 from fluxcal.calibrations.walker import Execute, walk_graph
 from fluxcal.snapshots import CalibratedParameter
-from qcodes import Station
 
 __all__ = [
     "INSTRUMENT_FAULTS",

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from fluxcal.instruments.contract import Range, channel_of, setting_range
-from fluxcal.snapshots import CalibratedParameter
 from qcodes import Station
 from qcodes.dataset import Measurement, load_or_create_experiment
+
+from fluxcal.instruments.contract import Range, channel_of, setting_range
+from fluxcal.snapshots import CalibratedParameter
 
 #: π-pulse length used until the Rabi node has calibrated one (its `pi_duration` setting is
 #: the lab's convention; every other node reads the calibrated value via `pi_duration()`).

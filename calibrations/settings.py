@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 
 #: Overrides of one dataclass: field -> validated value (a nested dataclass's are a dict).
 Overrides = dict[str, Any]

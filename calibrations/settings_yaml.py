@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 from fluxcal.calibrations.settings import node_fields
 

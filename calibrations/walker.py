@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from qcodes import Station
+
 from fluxcal.calibrations.graph import GraphEntry, order
 from fluxcal.calibrations.node import now_iso
 from fluxcal.calibrations.results import GraphRun, NodeResult, Span
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.calibrations.settings import CalibrationSettings
 from fluxcal.snapshots import CalibratedParameter
-from qcodes import Station
 
 #: Runs one node on one qubit and never raises for a node's own failure.
 Execute = Callable[[str, GraphEntry, QubitSession], NodeResult]

@@ -155,7 +155,6 @@ def recalibrate(
     from fluxcal.flows.lab import check_inputs, default_graph
     from fluxcal.flows.recalibrate import recalibrate as recalibrate_flow
     from fluxcal.flows.recalibrate import recalibrate_plain, selection
-
     from fluxcal.nodes import check_nodes
     from fluxcal.report import report_outcome
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.persist import current_parameters
 from fluxcal.flows.artifacts import publish_trends
 from fluxcal.flows.engine import fit_engine, one_run_per_chip
 from fluxcal.flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
 from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
-from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
-
-from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 from fluxcal.nodes import check_nodes
 
 FLOW_NAME = "daily-calibration"

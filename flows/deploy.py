@@ -159,8 +159,9 @@ def run_server(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
 
 def create_chip_limit(chip: str) -> str:
     """Create (or reset to 1) the chip's global concurrency limit; return its name."""
-    from fluxcal.flows.engine import chip_limit
     from prefect import get_client
+
+    from fluxcal.flows.engine import chip_limit
 
     name = chip_limit(chip)
     with get_client(sync_client=True) as client:

@@ -20,6 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.results import GraphRun, NodeResult, parallel_device_s
@@ -44,11 +49,6 @@ from fluxcal.flows.tasks import (
     is_instrument_fault,
 )
 from fluxcal.flows.walk import plot_directory, provenance, record_run, run_name
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, State
-from prefect.task_runners import ThreadPoolTaskRunner
-
 from fluxcal.metrics_push import after_flow_run
 
 FLOW_NAME = "drift-check"

@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import xarray as xr
-from fluxcal.calibrations.node import Analysis, Node
-from fluxcal.calibrations.runner import Fit, fit_here
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext, TaskRunContext
+
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.runner import Fit, fit_here
 
 DASK_ADDRESS_ENV = "FLUXCAL_DASK_ADDRESS"
 CHIP_LIMIT_PREFIX = "fluxcal-chip-"

@@ -15,17 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxcal.calibrations.graph import GraphEntry
-from fluxcal.calibrations.settings import CalibrationSettings, settings_from
-from fluxcal.instruments.device import SimulatedDevice
-from fluxcal.instruments.wiring import station_groups
-from fluxcal.snapshots import SnapshotStore
 from qcodes import Station
 
 from fluxcal.calibrate import CalibrationRequest, open_lab, qubits_of
+from fluxcal.calibrations.graph import GraphEntry
+from fluxcal.calibrations.settings import CalibrationSettings, settings_from
 from fluxcal.canary import effective_settings
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.wiring import station_groups
 from fluxcal.options import default_store
 from fluxcal.run_files import RunFiles
+from fluxcal.snapshots import SnapshotStore
 
 
 class LiveStation:

@@ -22,6 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import curve_fit
+from scipy.stats import f as f_distribution
+
 from fluxcal.calibrations.experiments.decay_fits import (
     exponential,
     fit_ramsey,
@@ -36,8 +39,6 @@ from fluxcal.calibrations.experiments.single_shot import Discrimination, discrim
 from fluxcal.calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from fluxcal.calibrations.fitting import FitError, fit_notch
 from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
-from scipy.optimize import curve_fit
-from scipy.stats import f as f_distribution
 
 #: Shots per point of a probe's first look, and the most it may take (the fixed count the
 #: probes used before they were sized by precision): a chip with a clear readout is checked

@@ -11,6 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from fluxcal.calibrate import CalibrationOutcome, save_complete_run
 from fluxcal.calibrations.graph import GraphEntry, dependents, order
 from fluxcal.calibrations.persist import current_parameters
 from fluxcal.calibrations.runner import run_graph
@@ -18,10 +22,6 @@ from fluxcal.flows.engine import fit_engine, one_run_per_chip
 from fluxcal.flows.lab import FlowLab, LiveStation, open_flow_lab
 from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.snapshots import CalibratedParameter
-from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
-
-from fluxcal.calibrate import CalibrationOutcome, save_complete_run
 
 FLOW_NAME = "recalibrate"
 

@@ -17,16 +17,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.node import now_iso
 from fluxcal.calibrations.runner import INSTRUMENT_FAULTS, Fit, NodeResult, fit_here, run_node
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.calibrations.settings import CalibrationSettings
 from fluxcal.flows.artifacts import publish_fit_report
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
-from prefect.states import Completed, Failed, State
 
 #: Attempts after the first when an acquisition times out or loses its connection.
 FAULT_RETRIES = 2

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from prefect.runtime import flow_run
+
+from fluxcal.calibrate import save_complete_run
 from fluxcal.calibrations.persist import current_parameters
 from fluxcal.calibrations.runner import Fit, GraphRun, fit_here
 from fluxcal.calibrations.walker import walk_graph
@@ -26,11 +29,8 @@ from fluxcal.flows.artifacts import (
 )
 from fluxcal.flows.lab import FlowLab
 from fluxcal.flows.tasks import TaskExecutor
-from fluxcal.snapshots import CalibratedParameter
-from prefect.runtime import flow_run
-
-from fluxcal.calibrate import save_complete_run
 from fluxcal.metrics_push import after_flow_run
+from fluxcal.snapshots import CalibratedParameter
 
 Known = Mapping[str, Mapping[str, CalibratedParameter]]
 

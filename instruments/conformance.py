@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
 from fluxcal.instruments.contract import (
     CHANNEL_PROTOCOLS,
     PARAMETERS,

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fluxcal.instruments.pulses import CUSTOM, SEQUENCES, PulseSequence, name_of, named
 from qcodes.validators import Arrays, Bool, Enum, Validator
+
+from fluxcal.instruments.pulses import CUSTOM, SEQUENCES, PulseSequence, name_of, named
 
 
 class SequenceData(Validator[PulseSequence | dict]):

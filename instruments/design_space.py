@@ -15,6 +15,7 @@ pulse between 0.05 and 0.6 V for the sampled matrix element, not as a free const
 from __future__ import annotations
 
 import numpy as np
+
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.device_config import parse_device_config
 from fluxcal.instruments.fluxonium import FluxoniumModel

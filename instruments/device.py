@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from fluxcal.instruments.device_config import (
     DeviceConfig,
     DeviceConfigError,

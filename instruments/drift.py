@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from fluxcal.instruments.device_config import Qubit
 
 _STEP_S = 60.0  # random-walk resolution

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from fluxcal.instruments.design_space import sample_qubit
 
 FLEET_SEED = 20260116

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+
 from fluxcal.instruments.device_config import Qubit
 from fluxcal.instruments.drift import DriftState
 from fluxcal.instruments.fluxonium import FluxoniumModel, Spectrum

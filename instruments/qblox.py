@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.parameters import ParameterWithSetpoints
+from qcodes.validators import Arrays, Enum, Ints, Numbers
+
 from fluxcal.instruments.contract import SWEEPABLE, ContractError
 from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
 from fluxcal.instruments.pulses import ResolvedPulse, resolve, trailing_wait
@@ -35,9 +39,6 @@ from fluxcal.instruments.qblox_program import (
     ns,
     readout_program,
 )
-from qcodes.instrument import Instrument, InstrumentChannel
-from qcodes.parameters import ParameterWithSetpoints
-from qcodes.validators import Arrays, Enum, Ints, Numbers
 
 #: Bins one QRM sequencer holds.
 MAX_BINS = 131_072
@@ -364,13 +365,14 @@ class _DummySignals:
         self._count = 0
 
     def inject(self, readout: QbloxReadout, qubit, points, lo, part, sequence, shots, single):
+        from qblox_instruments.ieee488_2 import DummyBinnedAcquisitionData
+
         from fluxcal.instruments.signals import (
             PulseSettings,
             ReadoutSettings,
             averaged_iq,
             single_shot_iq,
         )
-        from qblox_instruments.ieee488_2 import DummyBinnedAcquisitionData
 
         self._count += 1
         physics = self.device.physics(qubit)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from fluxcal.instruments.pulses import ResolvedPulse
 
 #: Largest immediate argument of `wait`, and the shortest instruction duration (ns).

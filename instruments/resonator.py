@@ -15,6 +15,7 @@ sized pull instead of a divergence; far from crossings (|Δ| ≫ g) it is the fo
 from __future__ import annotations
 
 import numpy as np
+
 from fluxcal.instruments.fluxonium import Spectrum
 
 

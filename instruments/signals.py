@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
+
 from fluxcal.instruments.physics import LevelData, QubitPhysics
 from fluxcal.instruments.pulses import (
     SEQUENCES,
@@ -33,7 +35,6 @@ from fluxcal.instruments.pulses import (
     resolve,
     trailing_wait,
 )
-from scipy.special import ndtr
 
 __all__ = ["SEQUENCES", "PulseSettings", "ReadoutSettings", "averaged_iq", "single_shot_iq"]
 #: Measurement-induced transition probability per microsecond at the critical amplitude.

@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from qcodes.instrument import Instrument, InstrumentChannel
+from qcodes.parameters import ParameterWithSetpoints
+from qcodes.validators import Arrays, Enum, Ints, Numbers
+
 from fluxcal.instruments.contract import SWEEPABLE
 from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
 from fluxcal.instruments.device import SimulatedDevice, default_device_path
@@ -27,9 +31,6 @@ from fluxcal.instruments.signals import (
     averaged_iq,
     single_shot_iq,
 )
-from qcodes.instrument import Instrument, InstrumentChannel
-from qcodes.parameters import ParameterWithSetpoints
-from qcodes.validators import Arrays, Enum, Ints, Numbers
 
 FAULTS = ("timeout", "glitch", "nan")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from fluxcal.instruments.device import SimulatedDevice
-from fluxcal.instruments.simulated import SimulatedDigitiser, SimulatedDriveAWG, SimulatedFluxSource
 from qcodes import Station
 from qcodes.instrument import Instrument
+
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.simulated import SimulatedDigitiser, SimulatedDriveAWG, SimulatedFluxSource
 
 
 def default_station_path() -> Path:

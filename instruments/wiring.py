@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from fluxcal.instruments.device_config import Lines
 from qcodes import Station
+
+from fluxcal.instruments.device_config import Lines
 
 
 def line_groups(lines: Mapping[str, Lines], qubits: Iterable[str]) -> list[list[str]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fluxcal.instruments.station import build_station
 from qcodes.dataset import initialise_or_create_database_at
+
+from fluxcal.instruments.station import build_station
 
 
 @pytest.fixture(scope="session", autouse=True)

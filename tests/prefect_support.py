@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from devices import QUBITS, device_dict
+
 from fluxcal.calibrations.node import UNITS, now_iso
 from fluxcal.flows.deploy import server_command, server_env
 from fluxcal.instruments.device import SimulatedDevice
@@ -157,6 +158,7 @@ def write_device(path: Path, kind: str, seed: int) -> Path:
 
 if __name__ == "__main__":  # `python tests/prefect_support.py serve ...`: the flows' commands
     import typer
+
     from fluxcal.flows.commands import register_commands
 
     commands = typer.Typer()

@@ -8,6 +8,7 @@ digitiser calls) and scored with an independent threshold scan.
 from __future__ import annotations
 
 import numpy as np
+
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.signals import PulseSettings, ReadoutSettings, single_shot_iq
 

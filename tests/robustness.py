@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from fluxcal.calibrations.runner import GraphRun
 
 RELATIVE_TOLERANCE = {
@@ -170,8 +171,9 @@ def calibrate_device(device) -> tuple[ChainVerdict, dict]:
 
 def calibrate_sampled(seed: int) -> tuple[ChainVerdict, dict]:
     """Calibrate sampled chip `seed` in a QCoDeS database of its own (for worker processes)."""
-    from fluxcal.instruments.design_space import sample_device
     from qcodes.dataset import initialise_or_create_database_at
+
+    from fluxcal.instruments.design_space import sample_device
 
     initialise_or_create_database_at(str(Path(tempfile.mkdtemp()) / f"chip{seed}.db"))
     return calibrate_device(sample_device(seed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.snapshots import CalibratedParameter, ExperimentRecord
 
 UPDATED = "2025-11-25T10:00:00+00:00"

@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 import snapshot_samples as samples
+
 from fluxcal.snapshots import ExperimentRecord, SnapshotStore
 
 CRASH_POINTS = 60_000  # complex samples per crash-test version (~1 MB): a save takes tens of ms

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
+
 from fluxcal.calibrations.adaptive import Budget, SequentialWindow, plan_delays
 from fluxcal.calibrations.experiments.decay_fits import fit_decay, project
 from fluxcal.calibrations.experiments.echo import Echo

@@ -19,6 +19,11 @@ import subprocess
 import pytest
 import snapshot_samples as samples
 import yaml
+from prefect_support import device_with_events, seeded_store
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fluxcal import monitoring
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.runner import run_graph
@@ -26,14 +31,9 @@ from fluxcal.flows.checks import CHECKS
 from fluxcal.flows.drift import drift_check_plain
 from fluxcal.flows.lab import LiveStation
 from fluxcal.instruments.station import build_station
-from fluxcal.snapshots import SnapshotStore
-from prefect_support import device_with_events, seeded_store
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-
-from fluxcal import monitoring
 from fluxcal.metrics import StoreCollector
 from fluxcal.metrics_push import after_flow_run
+from fluxcal.snapshots import SnapshotStore
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

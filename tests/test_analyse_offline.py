@@ -20,18 +20,18 @@ import numpy as np
 import pytest
 import qcodes
 from devices import make_device
+from qcodes.dataset import initialise_or_create_database_at
+from typer.testing import CliRunner
+
 from fluxcal.calibrations.averaging import AVERAGING_TAG, measure_averaged
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.importers import from_qcodes
 from fluxcal.calibrations.persist import save_run
 from fluxcal.calibrations.runner import NodeResult, run_graph
 from fluxcal.calibrations.session import QubitSession
+from fluxcal.cli import app
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import SnapshotStore
-from qcodes.dataset import initialise_or_create_database_at
-from typer.testing import CliRunner
-
-from fluxcal.cli import app
 
 SEED = 3
 QUBIT = "q0"

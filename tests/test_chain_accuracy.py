@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 from devices import make_device
+from readout_brute_force import brute_force_fidelity
+
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.instruments.station import build_station
-from readout_brute_force import brute_force_fidelity
 
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2, 3)]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-from fluxcal.instruments.device import default_device_path
 from typer.testing import CliRunner
 
 import fluxcal.calibrate
 from fluxcal.chatter import RUN_STARTED, measurement_output
 from fluxcal.cli import app
 from fluxcal.failures import EXIT_BUG, one_line_errors
+from fluxcal.instruments.device import default_device_path
 from fluxcal.run_files import RunFiles
 
 DEVICE = default_device_path()

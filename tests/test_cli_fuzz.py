@@ -13,12 +13,12 @@ import copy
 from typing import Any
 
 import yaml
-from fluxcal.instruments.device import default_device_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fluxcal.cli import app
+from fluxcal.instruments.device import default_device_path
 
 VALID = yaml.safe_load(default_device_path().read_text())
 #: Fields that must be > 0 (dotted paths under a qubit).

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fluxcal.snapshots import SnapshotStore
 from typer.testing import CliRunner
 
 import fluxcal.calibrate
 from fluxcal.cli import app
+from fluxcal.snapshots import SnapshotStore
 
 FLUXCAL = Path(sys.executable).with_name("fluxcal")
 CHEAP = ["--qubit", "q0", "--node", "resonator_search"]

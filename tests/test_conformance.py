@@ -8,10 +8,11 @@ check, and against deliberately broken channels, which must fail with the parame
 from __future__ import annotations
 
 import pytest
+from qcodes.validators import Numbers
+
 from fluxcal.instruments.conformance import CHECKS, ConformanceError, run_checks
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.station import build_station
-from qcodes.validators import Numbers
 
 
 @pytest.fixture

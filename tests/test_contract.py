@@ -11,6 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from qcodes.utils import NumpyJSONEncoder
+from qcodes.validators import Numbers, Strings
+
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.contract import ContractError, Range, setting_range
 from fluxcal.instruments.device import SimulatedDevice
@@ -26,8 +29,6 @@ from fluxcal.instruments.pulses import (
 )
 from fluxcal.instruments.signals import PulseSettings, ReadoutSettings, averaged_iq, prepare
 from fluxcal.instruments.station import build_station
-from qcodes.utils import NumpyJSONEncoder
-from qcodes.validators import Numbers, Strings
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from robustness import calibrate_device
+
 from fluxcal.instruments.design_space import F01_RANGE_HZ, sample_device, sample_device_dict
 from fluxcal.instruments.device_config import parse_device_config
-from robustness import calibrate_device
 
 SEEDS = tuple(range(3000, 3010))
 #: Fully calibrated chips required of the ten: a regression floor, not the goal (9 of 10).

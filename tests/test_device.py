@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from fluxcal.instruments.device import SimulatedDevice, default_device_path
 from fluxcal.instruments.device_config import DeviceConfigError
 from fluxcal.instruments.drift import drift_at

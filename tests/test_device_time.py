@@ -12,6 +12,8 @@ import math
 
 import pytest
 from devices import make_device
+from typer.testing import CliRunner
+
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.persist import save_run
 from fluxcal.calibrations.runner import GraphRun, run_node
@@ -19,7 +21,6 @@ from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 from fluxcal.snapshots.cli import app
-from typer.testing import CliRunner
 
 
 @pytest.fixture
@@ -100,10 +101,11 @@ def test_drift_check_probes_take_the_shots_their_tolerance_needs_and_record_them
     shots than the fixed count it replaces on a chip with a clear readout."""
     import datetime as dt
 
+    from prefect_support import truth_parameters
+
     from fluxcal.flows.checks import CHECKS
     from fluxcal.flows.maintain import maintain_qubit, run_check
     from fluxcal.flows.probes import MAX_SHOTS
-    from prefect_support import truth_parameters
 
     device = make_device("light", seed=1)
     station = build_station(device)

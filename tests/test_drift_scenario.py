@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from prefect_support import device_with_events
+
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.persist import save_run
 from fluxcal.calibrations.runner import run_graph
@@ -26,7 +28,6 @@ from fluxcal.flows.drift import drift_check_plain
 from fluxcal.flows.lab import LiveStation
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import SnapshotStore
-from prefect_support import device_with_events
 
 HOUR_S = 3600.0
 SMALL_JUMP, LARGE_JUMP = 3e-4, 1e-3  # Φ0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lmfit
 import numpy as np
 import pytest
+
 from fluxcal.calibrations.fitting import fit_notch, notch_s21
 from fluxcal.calibrations.gate import off_bounds, pinned_parameters
 from fluxcal.calibrations.node import Analysis, Node

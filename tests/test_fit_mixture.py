@@ -17,6 +17,7 @@ from functools import cache
 import numpy as np
 import pytest
 from devices import QUBITS
+
 from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
 from fluxcal.calibrations.fitting import (
     fit_notch_lines,

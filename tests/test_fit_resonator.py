@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.resonator import (
     fit_notch,

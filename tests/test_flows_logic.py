@@ -15,6 +15,15 @@ from dataclasses import dataclass
 import pytest
 import typer
 from devices import make_device
+from prefect_support import (
+    prefect_harness,
+    read_back,
+    seeded_store,
+    truth_parameters,
+    two_qubit_device,
+)
+from typer.testing import CliRunner
+
 from fluxcal.calibrations.experiments.rabi import Rabi
 from fluxcal.calibrations.experiments.ramsey import Ramsey
 from fluxcal.calibrations.experiments.t1 import T1
@@ -41,14 +50,6 @@ from fluxcal.flows.probes import Estimate
 from fluxcal.flows.recalibrate import recalibrate
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
-from prefect_support import (
-    prefect_harness,
-    read_back,
-    seeded_store,
-    truth_parameters,
-    two_qubit_device,
-)
-from typer.testing import CliRunner
 
 __all__ = ["prefect_harness"]  # the fixture is used by name
 

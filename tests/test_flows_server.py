@@ -18,7 +18,6 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from fluxcal.snapshots import SnapshotStore
 from prefect_support import (
     api,
     free_port,
@@ -29,6 +28,8 @@ from prefect_support import (
     wait_healthy,
     write_device,
 )
+
+from fluxcal.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fluxcal.instruments.fluxonium import FluxoniumModel
 from fluxcal.instruments.physics import N_DISPERSIVE_LEVELS
 from fluxcal.instruments.resonator import dispersive_shifts

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
+
 from fluxcal.calibrations.experiments.plasmon_lines import PLASMON, assign, readings
 from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import ENERGIES, QubitFluxSpectroscopy
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line

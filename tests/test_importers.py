@@ -13,6 +13,7 @@ import pytest
 import qcodes
 import xarray as xr
 from devices import make_device
+
 from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
 from fluxcal.calibrations.fitting.resonator import notch_s21
 from fluxcal.calibrations.importers import (

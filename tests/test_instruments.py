@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from devices import make_device
+from scipy.optimize import curve_fit
+
 from fluxcal.calibrations.fitting.resonator import fit_notch
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.simulated import InstrumentFault, SimulatedLab
 from fluxcal.instruments.station import build_station, default_station_path, load_station
-from scipy.optimize import curve_fit
 
 KINDS = ("light", "intermediate", "heavy")
 #: Readout good enough to tell single shots apart (separation ≈ 6σ on the light device).

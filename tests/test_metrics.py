@@ -15,7 +15,6 @@ from typing import ClassVar
 
 import pytest
 import snapshot_samples as samples
-from fluxcal.snapshots import SnapshotStore
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -24,6 +23,7 @@ from fluxcal.cli import app
 from fluxcal.metrics import StoreCollector, timestamp
 from fluxcal.metrics_push import PUSHGATEWAY_ENV, after_flow_run
 from fluxcal.runlog import runs_path
+from fluxcal.snapshots import SnapshotStore
 
 NOW = dt.datetime(2025, 11, 26, 10, 0, tzinfo=dt.UTC)  # a day after samples.UPDATED
 SLO = {"t1": 86400.0, "ramsey": 86400.0, "readout_optimisation": 86400.0}

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import xarray as xr
+
 from fluxcal.calibrations.graph import DAY, GraphEntry
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.runner import run_graph

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
-from fluxcal.snapshots import SnapshotStore
 
 from fluxcal import monitoring
+from fluxcal.snapshots import SnapshotStore
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from fluxcal.snapshots.quantities import quantity
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
+
 from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import (
     ENERGIES,
     QubitFluxSpectroscopy,

@@ -17,6 +17,9 @@ import pytest
 import xarray as xr
 from devices import make_device
 from fixtures.record_readout import PATH as FIXTURE
+from readout_brute_force import brute_force_fidelity
+from scipy.special import ndtr
+
 from fluxcal.calibrations.experiments.readout_optimisation import (
     ReadoutOptimisation,
     fit_separation,
@@ -33,8 +36,6 @@ from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import CalibratedParameter
-from readout_brute_force import brute_force_fidelity
-from scipy.special import ndtr
 
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
 #: What the analysis of tests/fixtures/readout_optimisation.nc gave when it was recorded

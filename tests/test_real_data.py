@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
-from fluxcal.calibrations.importers import load_recorded
 from typer.testing import CliRunner
 
 from fluxcal.analyse import analyse_file
+from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSpectroscopy
+from fluxcal.calibrations.importers import load_recorded
 from fluxcal.cli import app
 
 

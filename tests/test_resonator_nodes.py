@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
+
 from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
 from fluxcal.calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,

@@ -19,6 +19,9 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+import fluxcal
 from fluxcal.calibrations.experiments.resonator_spectroscopy import COARSE
 from fluxcal.calibrations.graph import DEFAULT_GRAPH, HOUR, GraphEntry
 from fluxcal.calibrations.node import Node
@@ -26,6 +29,7 @@ from fluxcal.calibrations.persist import save_run
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.calibrations.settings import CalibrationSettings, SettingsError, node_fields
 from fluxcal.calibrations.settings_yaml import defaults_yaml, field_comments
+from fluxcal.cli import app
 from fluxcal.flows.deploy import build_deployments
 from fluxcal.flows.lab import LiveStation
 from fluxcal.flows.recalibrate import recalibrate_plain
@@ -33,10 +37,6 @@ from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import SnapshotStore
 from fluxcal.snapshots.layout import content_checksum, read_version
-from typer.testing import CliRunner
-
-import fluxcal
-from fluxcal.cli import app
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ import math
 
 import pytest
 import snapshot_samples as samples
+from typer.testing import CliRunner
+
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 from fluxcal.snapshots.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

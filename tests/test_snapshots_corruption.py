@@ -8,6 +8,7 @@ import os
 import h5py
 import pytest
 import snapshot_samples as samples
+
 from fluxcal.snapshots import DamagedSnapshot, SnapshotStore
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
+
 from fluxcal.snapshots import SnapshotStore
 
 HELPER = Path(__file__).with_name("snapshot_writer_proc.py")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import snapshot_samples as samples
 import xarray as xr
+
+import fluxcal
 from fluxcal.snapshots import (
     CalibratedParameter,
     ExperimentRecord,
@@ -19,8 +21,6 @@ from fluxcal.snapshots import (
     UnknownVersion,
     experiment_group,
 )
-
-import fluxcal
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
-from fluxcal.snapshots import CalibratedParameter, ExperimentRecord, SnapshotStore, StoreError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_reliability import FORGERIES, assert_same_parameters, forge
+
+from fluxcal.snapshots import CalibratedParameter, ExperimentRecord, SnapshotStore, StoreError
 
 VERSIONS = (1, 2, 3)
 EXAMPLES = 300

@@ -18,6 +18,8 @@ import h5py
 import numpy as np
 import pytest
 import snapshot_samples as samples
+from qcodes import Station
+
 from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.runner import GraphRun, NodeResult
 from fluxcal.snapshots import (
@@ -29,7 +31,6 @@ from fluxcal.snapshots import (
 )
 from fluxcal.snapshots import index as idx
 from fluxcal.snapshots.layout import content_checksum
-from qcodes import Station
 
 T1_SEED = samples.BASE["T1"][0]
 

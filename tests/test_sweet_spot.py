@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 from devices import make_device
 from fixtures.record_sweet_spot import PATH, known_near_truth
+
 from fluxcal.calibrations.experiments.sweet_spot import SweetSpot
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.graph import GraphEntry

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from devices import make_device
+
 from fluxcal.calibrations.experiments.echo import Echo
 from fluxcal.calibrations.experiments.rabi import Rabi
 from fluxcal.calibrations.experiments.ramsey import Ramsey, resolve_sign

@@ -12,18 +12,18 @@ import json
 
 import pytest
 import snapshot_samples as samples
-from fluxcal.calibrations.persist import current_parameters, save_run
-from fluxcal.calibrations.runner import run_graph
-from fluxcal.calibrations.settings import settings_from
-from fluxcal.flows.artifacts import trend_markdown
-from fluxcal.instruments.station import build_station
-from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 from prefect_support import seeded_store, two_qubit_device
 from typer.testing import CliRunner
 
 from fluxcal import canary
+from fluxcal.calibrations.persist import current_parameters, save_run
+from fluxcal.calibrations.runner import run_graph
+from fluxcal.calibrations.settings import settings_from
 from fluxcal.cli import app
+from fluxcal.flows.artifacts import trend_markdown
+from fluxcal.instruments.station import build_station
 from fluxcal.metrics_push import after_flow_run
+from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 
 runner = CliRunner()
 

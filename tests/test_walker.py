@@ -8,6 +8,8 @@ one run sends its fits to an in-process Dask cluster through `prefect-dask`.
 from __future__ import annotations
 
 import pytest
+from prefect_support import prefect_harness, read_back
+
 from fluxcal.calibrations.results import parallel_device_s
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.calibrations.walker import cover, for_each_qubit
@@ -19,7 +21,6 @@ from fluxcal.instruments.fleet import fleet_device_path
 from fluxcal.instruments.station import build_station
 from fluxcal.instruments.wiring import line_groups, station_groups
 from fluxcal.snapshots import SnapshotStore
-from prefect_support import prefect_harness, read_back
 
 __all__ = ["prefect_harness"]  # the fixture is used by name
 

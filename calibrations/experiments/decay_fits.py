@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import lmfit
 import numpy as np
+
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import robust_sigma
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
 from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_decay, project, quality
 from fluxcal.calibrations.experiments.time_domain import (

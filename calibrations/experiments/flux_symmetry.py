@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
+
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import MAD_TO_SIGMA
-from scipy.optimize import minimize
 
 #: Mirror images S + m·P − V are taken for |m| up to this (enough for P ≥ span/8).
 _MAX_MIRROR_ORDER = 8

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
 from fluxcal.calibrations.fitting import FitError, SpectrumFit
 from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux

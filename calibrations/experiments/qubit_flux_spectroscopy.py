@@ -28,6 +28,7 @@ from dataclasses import astuple, dataclass, field
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.averaging import measure_averaged
 from fluxcal.calibrations.experiments import plasmon_lines as plasmon
 from fluxcal.calibrations.experiments.qubit_spectroscopy import (

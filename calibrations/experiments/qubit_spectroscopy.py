@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 import lmfit
 import numpy as np
 import xarray as xr
+from scipy.signal import find_peaks
+
 from fluxcal.calibrations.averaging import measure_averaged, noise_limited_score
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import difference_noise
@@ -36,7 +38,6 @@ from fluxcal.calibrations.fitting.spectrum import refine_peak, response_to_peak
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
-from scipy.signal import find_peaks
 
 SWEEP = "drive_frequency"
 COARSE = "coarse_frequency"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.averaging import measure_averaged
 from fluxcal.calibrations.experiments.decay_fits import (
     fit_rabi,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
 from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
 from fluxcal.calibrations.experiments.ramsey_sequential import DETUNING, SHORT, ShortWindows

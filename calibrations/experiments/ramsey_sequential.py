@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.adaptive import REPEAT, Budget, batch_coordinate, coarse_delays
 from fluxcal.calibrations.experiments.decay_fits import CurveFit
 from fluxcal.calibrations.fitting import FitError

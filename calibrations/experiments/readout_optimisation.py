@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 import xarray as xr
+from scipy.signal import find_peaks
+
 from fluxcal.calibrations.averaging import next_total
 from fluxcal.calibrations.experiments.single_shot import (
     BlobFit,
@@ -49,7 +51,6 @@ from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
-from scipy.signal import find_peaks
 
 #: Starting values of (χ/κ)² for the separation fit, one or two maxima (best χ² is kept).
 _RATIO_STARTS = (0.1, 1.5, 6.0)

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.gate import at_least
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession

@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.experiments.flux_symmetry import (
     BiasMap,
     Symmetry,

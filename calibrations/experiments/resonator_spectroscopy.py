@@ -25,13 +25,14 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+from scipy.ndimage import median_filter
+
 from fluxcal.calibrations.averaging import measure_averaged, noise_limited_score
 from fluxcal.calibrations.fitting import FitError, NotchLines, fit_notch_lines
 from fluxcal.calibrations.fitting.noise import difference_noise
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, relative_error, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
-from scipy.ndimage import median_filter
 
 FREQUENCY = "readout_frequency"
 _UNRESOLVED = (float("nan"), float("nan"))

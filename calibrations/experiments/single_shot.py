@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import lmfit
 import numpy as np
-from fluxcal.calibrations.fitting import FitError
-from fluxcal.calibrations.fitting.noise import robust_sigma
 from scipy import constants, ndimage
 from scipy.special import ndtr
+
+from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.noise import robust_sigma
 
 #: Histogram bins of the double-Gaussian fit.
 _BINS = 80

@@ -24,6 +24,7 @@ from typing import ClassVar
 import lmfit
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.experiments.decay_fits import fit_ramsey, project
 from fluxcal.calibrations.experiments.time_domain import REPEAT, prepare_drive, with_enough_shots
 from fluxcal.calibrations.fitting import FitError

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import numpy as np
 import xarray as xr
+
 from fluxcal.calibrations.averaging import next_total, noise_limited_score
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.node import Analysis

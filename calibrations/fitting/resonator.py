@@ -36,11 +36,12 @@ from typing import Literal
 
 import lmfit
 import numpy as np
+from scipy.optimize import brentq, least_squares, minimize_scalar
+from scipy.stats import chi2
+
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.noise import complex_difference_noise
 from fluxcal.calibrations.gate import pinned_parameters
-from scipy.optimize import brentq, least_squares, minimize_scalar
-from scipy.stats import chi2
 
 Kind = Literal["notch", "reflection"]
 

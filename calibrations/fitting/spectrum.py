@@ -21,10 +21,11 @@ from functools import lru_cache
 
 import lmfit
 import numpy as np
+from threadpoolctl import threadpool_limits
+
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.noise import difference_noise, robust_sigma
 from fluxcal.instruments.fluxonium import FluxoniumModel
-from threadpoolctl import threadpool_limits
 
 #: Coarse search ranges of the energy ratios (EC = 1); they cover light to heavy fluxonium
 #: (e.g. EJ, EC, EL ranging over 1–20, 0.5–5 and 0.1–2 GHz in typical combinations).
