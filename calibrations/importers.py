@@ -4,9 +4,11 @@ Every analysis is a pure function of an xarray Dataset with a complex `iq` varia
 named sweep dimensions (`readout_frequency`, `flux_voltage`, `drive_frequency`, `delay`,
 …) and its settings in `attrs`. These importers bring other sources into that form so a
 fit can be re-run offline: fluxcal's own QCoDeS runs, netCDF/HDF5 files written by xarray
-(including fluxcal snapshots, the system of record), Touchstone files (via scikit-rf) and
-plain npz/CSV arrays. Every failure is a `DataImportError` whose message names the file and
-says what is wrong, so the command line can print it as one line.
+(including fluxcal snapshots, the system of record, and quantify-core datasets), Touchstone
+files (via scikit-rf) and plain npz/CSV arrays. A single time-domain trace from another stack
+whose last two points are |0⟩/|1⟩ calibration points gets them split off
+(`experiments.calibration_points`). Every failure is a `DataImportError` whose message names
+the file and says what is wrong, so the command line can print it as one line.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from fluxcal.calibrations.averaging import AVERAGING_TAG, combine_runs
+from fluxcal.calibrations.experiments import calibration_points
 from fluxcal.calibrations.session import tidy
 
 #: Units of the sweep dimensions fluxcal understands.
@@ -225,7 +228,8 @@ def load_recorded(
     axes: Mapping[str, str] | None = None,
     data: str = "data",
 ) -> xr.Dataset:
-    """Pick the importer by file type: .db, .h5/.nc (xarray or snapshot), .sNp, .npz/.csv."""
+    """Pick the importer by file type: .db, .h5/.nc (xarray, snapshot or quantify-core),
+    .sNp, .npz/.csv; calibration points of a single trace from outside fluxcal split off."""
     path = Path(path)
     if not path.is_file():
         raise DataImportError(f"{path}: no such file")
@@ -239,14 +243,26 @@ def load_recorded(
             if qubit is None:
                 raise DataImportError(f"{path}: a fluxcal snapshot needs --qubit")
             return from_snapshot(path, qubit, experiment)
-        return from_netcdf(path)
+        return _from_hdf5(path, experiment)
     if len(suffix) == 4 and suffix.startswith(".s") and suffix.endswith("p"):
         return from_touchstone(path)
     if suffix in (".npz", ".csv"):
         if not axes:
             raise DataImportError(f"{path}: name the axes, e.g. --axes xs=flux_voltage")
-        return from_arrays(path, axes, data)
+        return calibration_points.split(from_arrays(path, axes, data))
     raise DataImportError(f"{path}: unknown file type {suffix!r}")
+
+
+def _from_hdf5(path: Path, experiment: str) -> xr.Dataset:
+    """An xarray file, or a quantify-core dataset (read as `experiment`), its points sorted
+    along the sweep once calibration points, known by position, are split off."""
+    from fluxcal.calibrations.import_quantify import from_quantify, is_quantify
+
+    dataset = from_netcdf(path)
+    if not is_quantify(dataset):
+        return calibration_points.split(dataset)
+    trace = calibration_points.split(from_quantify(dataset, path, experiment))
+    return trace.sortby(trace["iq"].dims[0])
 
 
 def _is_snapshot(path: Path) -> bool:

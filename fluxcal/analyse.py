@@ -4,6 +4,12 @@ The same pure analysis functions the live chain uses, fed by `calibrations.impor
 lab can re-fit saved data or a trace from another tool without touching an instrument. A
 snapshot version file holds every node's Dataset exactly as its analysis saw it, so it is the
 source that re-analyses every node; a QCoDeS run id only serves nodes whose Dataset is one run.
+
+Data from other stacks (quantify-core datasets, single traces in npz/CSV) are analysed as they
+come: a time-domain trace measured once takes its noise from its own residuals, calibration
+points scale it to population, and a Ramsey fringe without its ±δ pair gives both candidate
+qubit frequencies. What an analysis did differently says itself in `note:` lines of its
+report, which the text output shows.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 import xarray as xr
 
+from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.gate import GateOutcome
 from fluxcal.calibrations.importers import load_recorded
 from fluxcal.calibrations.node import UNITS, Analysis, Node
@@ -24,6 +31,18 @@ SINGLE_RUN_HINT = (
     "file, not from one run id"
 )
 WRONG_EXPERIMENT_HINT = "is --experiment the node that recorded it?"
+#: Units of values analyses report beyond the canonical parameters (`node.UNITS`).
+REPORTED_UNITS = {
+    "frequency_correction": "Hz",
+    "fringe_frequency": "Hz",
+    "qubit_frequency_below_drive": "Hz",
+    "qubit_frequency_above_drive": "Hz",
+}
+NOTE = "note: "
+
+
+def unit_of(name: str) -> str:
+    return UNITS.get(name, REPORTED_UNITS.get(name, ""))
 
 
 class OfflineAnalysisError(ValueError):
@@ -43,7 +62,7 @@ class OfflineResult:
             "accepted": self.outcome.accepted,
             "reason": self.outcome.reason,
             "values": {
-                name: {"value": float(value), "stderr": float(stderr), "unit": UNITS.get(name, "")}
+                name: {"value": float(value), "stderr": float(stderr), "unit": unit_of(name)}
                 for name, (value, stderr) in self.analysis.values.items()
             },
             "criteria": [c.describe() for c in self.outcome.criteria],
@@ -53,10 +72,13 @@ class OfflineResult:
     def text(self) -> str:
         lines = [f"{self.experiment}: {'accepted' if self.outcome.accepted else 'REJECTED'}"]
         lines += [
-            f"  {name} = {value:.10g} ± {stderr:.2g} {UNITS.get(name, '')}".rstrip()
+            f"  {name} = {value:.10g} ± {stderr:.2g} {unit_of(name)}".rstrip()
             for name, (value, stderr) in self.analysis.values.items()
         ]
         lines += [f"  {c.describe()}" for c in self.outcome.criteria]
+        lines += [
+            f"  {line}" for line in self.analysis.report.splitlines() if line.startswith(NOTE)
+        ]
         if not self.outcome.accepted:
             lines.append(f"  reason: {self.outcome.reason}")
         return "\n".join(lines)
@@ -109,7 +131,7 @@ def analyse_dataset(node: Node, dataset: xr.Dataset, source: str, hint: str = ""
             f"{source}: the {node.name} analysis needs {missing!r}, which this data lacks "
             f"(it holds {_describe(dataset)}){suffix}"
         ) from None
-    except (ValueError, IndexError, TypeError) as error:
+    except (ValueError, IndexError, TypeError, FitError) as error:
         raise OfflineAnalysisError(
             f"{source}: the {node.name} analysis cannot use this data ({error}; it holds "
             f"{_describe(dataset)}){suffix}"

@@ -21,7 +21,14 @@ import numpy as np
 import xarray as xr
 
 from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
-from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_decay, project, quality
+from fluxcal.calibrations.experiments.calibration_points import references
+from fluxcal.calibrations.experiments.decay_fits import (
+    FULL_SWING,
+    CurveFit,
+    fit_decay,
+    project_trace,
+    quality,
+)
 from fluxcal.calibrations.experiments.time_domain import (
     measure_repeats,
     prepare_drive,
@@ -41,6 +48,8 @@ class DecayNode(Node):
     """Base of T1 and echo; subclasses set `sequence`, `produces` and `expected_decay`."""
 
     sequence: ClassVar[str]
+    #: Largest decay amplitude in excited population (with calibration points).
+    swing: ClassVar[float] = FULL_SWING
 
     window_factor: float = 5.0  # delays up to this many expected decay times
     ratio_range: tuple[float, float] = (3.0, 10.0)  # window/decay accepted without re-measuring
@@ -158,9 +167,12 @@ class DecayNode(Node):
         spread = np.linspace(0.0, decay, int(self.min_points_per_decay) + 2)[1:-1]
         return spread[~np.isin(spread, delays)]
 
-    def _fit(self, delays: np.ndarray, iq: np.ndarray) -> CurveFit:
-        trace = project(delays, iq)
-        return fit_decay(trace, decay_guess=float(np.ptp(trace.x)) / self.window_factor)
+    def _fit(
+        self, delays: np.ndarray, iq: np.ndarray, calibration: tuple[complex, complex] | None = None
+    ) -> CurveFit:
+        trace = project_trace(delays, iq, calibration)
+        guess = float(np.ptp(trace.x)) / self.window_factor
+        return fit_decay(trace, decay_guess=guess, swing=self.swing)
 
     def _decay_or_nan(self, data: xr.Dataset) -> float:
         try:
@@ -169,7 +181,7 @@ class DecayNode(Node):
             return float("nan")
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        fit = self._fit(data[SWEEP].values, data["iq"].values)
+        fit = self._fit(data[SWEEP].values, data["iq"].values, references(data))
         trace = fit.trace
         window = float(np.ptp(trace.x))
         decay = fit.value("decay")
@@ -185,7 +197,7 @@ class DecayNode(Node):
         return Analysis(
             values={self.key: decay},
             criteria=criteria,
-            report=fit.result.fit_report(),
+            report=fit.report(),
             fit=fit.result,
             curves={
                 "x": trace.x * 1e6,
@@ -193,6 +205,6 @@ class DecayNode(Node):
                 "fit_x": fit_x * 1e6,
                 "fit_y": fit_y,
                 "xlabel": "delay (µs)",
-                "ylabel": "projected IQ (V)",
+                "ylabel": trace.ylabel,
             },
         )

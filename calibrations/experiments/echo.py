@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fluxcal.calibrations.experiments.decay_fits import HALF_SWING
 from fluxcal.calibrations.experiments.decay_node import DecayNode
 from fluxcal.calibrations.session import QubitSession
 
@@ -28,6 +29,7 @@ class Echo(DecayNode):
         "flux_sweet_spot",
     )
     produces = ("T2_echo",)
+    swing = HALF_SWING  # the echo decays from a pure state to the mixed one, P = ½ ± ½e^(−τ/T2)
 
     window_factor: float = 4.0
     ratio_range: tuple[float, float] = (2.5, 8.0)

@@ -16,10 +16,11 @@ import numpy as np
 import xarray as xr
 
 from fluxcal.calibrations.averaging import measure_averaged
+from fluxcal.calibrations.experiments.calibration_points import references
 from fluxcal.calibrations.experiments.decay_fits import (
     fit_rabi,
-    project,
     project_single,
+    project_trace,
     quality,
     scan_frequency,
 )
@@ -108,12 +109,11 @@ class Rabi(Node):
         return with_enough_shots(session, measure, measure(top), top, self.analyse, self.budget)
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        trace = project(data[SWEEP].values, data["iq"].values)
+        trace = project_trace(data[SWEEP].values, data["iq"].values, references(data))
         fit = fit_rabi(trace)
         pi_amplitude = fit.value("pi_amplitude")
-        duration = float(data.attrs["pi_duration"])
         window = float(trace.x.max())
-        step = window / (trace.x.size - 1)
+        step = float(np.ptp(trace.x)) / (trace.x.size - 1)  # a sweep may start below zero
         criteria = quality(
             fit, "rabi fit", "pi_amplitude", self.max_chi2, self.max_relative_error, self.min_snr
         )
@@ -123,10 +123,13 @@ class Rabi(Node):
             at_least("points per π-amplitude", pi_amplitude[0] / step, 4.0),
         ]
         fit_x, fit_y = fit.curve()
+        values = {"pi_amplitude": pi_amplitude}
+        if "pi_duration" in data.attrs:  # a recorded trace from another stack may not say
+            values["pi_duration"] = (float(data.attrs["pi_duration"]), 0.0)
         return Analysis(
-            values={"pi_amplitude": pi_amplitude, "pi_duration": (duration, 0.0)},
+            values=values,
             criteria=criteria,
-            report=fit.result.fit_report(),
+            report=fit.report(),
             fit=fit.result,
             curves={
                 "x": trace.x,
@@ -134,7 +137,7 @@ class Rabi(Node):
                 "fit_x": fit_x,
                 "fit_y": fit_y,
                 "xlabel": "drive amplitude (V)",
-                "ylabel": "projected IQ (V)",
+                "ylabel": trace.ylabel,
             },
         )
 

@@ -18,6 +18,11 @@ windows in batches until their frequency error is known to the long detuning ove
 Fisher information of the damped-cosine fit) until T2's relative stderr and the frequency's
 stderr reach the gate's limits with margin. The fixed grids spend 600–800 s, mostly on
 precision nobody uses; this spends what the gate needs. Both give the same Dataset layout.
+
+A recorded Ramsey trace from another stack usually has no ±δ pair: one fringe gives
+|qubit − drive| and T2*, not the side of the drive the qubit is on. Its analysis
+(`analyse_fringe`) reports both candidate frequencies and hands on T2_ramsey only: a
+qubit_frequency whose sign is a guess would steer every later node to the wrong side.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ import numpy as np
 import xarray as xr
 
 from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
-from fluxcal.calibrations.experiments.decay_fits import CurveFit, fit_ramsey, project, quality
+from fluxcal.calibrations.experiments.calibration_points import references
+from fluxcal.calibrations.experiments.decay_fits import (
+    CurveFit,
+    fit_ramsey,
+    project,
+    project_trace,
+    quality,
+)
 from fluxcal.calibrations.experiments.ramsey_sequential import DETUNING, SHORT, ShortWindows
 from fluxcal.calibrations.experiments.time_domain import (
     measure_repeats,
@@ -242,6 +254,8 @@ class Ramsey(Node):
             return float("nan")
 
     def analyse(self, data: xr.Dataset) -> Analysis:
+        if "iq_short" not in data:
+            return self.analyse_fringe(data)
         (error, error_stderr), short_criteria = self.short_window(data)
         fit = long_window_fit(data)
         fringe, fringe_stderr = fit.value("frequency")
@@ -281,6 +295,47 @@ class Ramsey(Node):
             },
         )
 
+    def analyse_fringe(self, data: xr.Dataset) -> Analysis:
+        """One fringe without its ±δ pair: T2_ramsey, |detuning| and both candidate qubit
+        frequencies (when the data record the drive frequency), no qubit_frequency."""
+        fit = long_window_fit(data)
+        fringe = fit.value("frequency")
+        t2 = fit.value("decay")
+        window = float(np.ptp(fit.trace.x))
+        criteria = quality(
+            fit, "ramsey fringe", "decay", self.max_chi2, self.max_relative_error, self.min_snr
+        )
+        criteria.append(at_least("delay window / T2_ramsey", window / t2[0], self.min_window_ratio))
+        values = {"T2_ramsey": t2, "fringe_frequency": fringe}
+        note = (
+            f"sign of the detuning unknown (no ±δ pair): the fringe gives |qubit − drive| = "
+            f"{fringe[0]:.6g} Hz, so the qubit is at drive − or + that; qubit_frequency is "
+            f"not handed on"
+        )
+        if "drive_frequency" in data.attrs:
+            drive = float(data.attrs["drive_frequency"])
+            # a drive frequency read from a rounded label is known to its last digit only
+            resolution = float(data.attrs.get("drive_frequency_resolution", 0.0))
+            stderr = math.hypot(fringe[1], resolution / math.sqrt(12))
+            values["qubit_frequency_below_drive"] = (drive - fringe[0], stderr)
+            values["qubit_frequency_above_drive"] = (drive + fringe[0], stderr)
+            note += f": {drive - fringe[0]:.10g} Hz or {drive + fringe[0]:.10g} Hz"
+        fit_x, fit_y = fit.curve()
+        return Analysis(
+            values=values,
+            criteria=criteria,
+            report=f"note: {note}\n{fit.report()}",
+            fit=fit.result,
+            curves={
+                "x": fit.trace.x * 1e6,
+                "y": fit.trace.y,
+                "fit_x": fit_x * 1e6,
+                "fit_y": fit_y,
+                "xlabel": "delay (µs)",
+                "ylabel": fit.trace.ylabel,
+            },
+        )
+
     def short_window(self, data: xr.Dataset) -> tuple[tuple[float, float], list[Criterion]]:
         """Qubit − reference frequency (Hz, stderr) from the ±δ fringes, with its criteria."""
         detuning, plus, minus = short_fits(data)
@@ -302,7 +357,7 @@ def long_window_fit(data: xr.Dataset, long_detuning: float | None = None) -> Cur
     the fringe at harmonics; its fringe is the long detuning (± the short windows' small
     error), so the periodogram stops at twice that detuning.
     """
-    trace = project(data[SWEEP].values, data["iq"].values)
+    trace = project_trace(data[SWEEP].values, data["iq"].values, references(data))
     if long_detuning is None and batch_coordinate(SWEEP) in data["iq"].coords:
         long_detuning = float(data.attrs["long_detuning"])
     fastest = None if long_detuning is None else 2 * long_detuning
