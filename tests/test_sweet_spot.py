@@ -48,6 +48,10 @@ def test_vertex_lands_on_half_flux(kind, seed, side):
     vertex = result.parameters["flux_sweet_spot"]
     assert abs(vertex.value - truth["flux_sweet_spot"]) < 2e-5 * truth["flux_period"]
     assert vertex.unit == "V" and 0 < vertex.stderr < 2e-5 * truth["flux_period"]
+    # f01 at the vertex replaces the spectroscopic one measured at the old bias
+    f01 = result.parameters["qubit_frequency"]
+    assert f01.experiment == "sweet_spot" and 0 < f01.stderr < 20e3
+    assert abs(f01.value - truth["qubit_frequency"]) < 4 * f01.stderr
 
 
 @pytest.mark.parametrize(("kind", "seed", "spans"), [("light", 3, 1.5), ("intermediate", 4, 1.2)])

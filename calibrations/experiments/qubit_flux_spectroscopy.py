@@ -142,7 +142,7 @@ class QubitFluxSpectroscopy(Node):
     readout_span: float = 3e6  # Hz, at least: readout re-centring window when a row misses
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     max_prediction_miss: float = 4.0  # window half-widths a found line may be off its prediction
-    shots: int = 100  # first look of each row; a faint row is averaged up to `budget`
+    shots: int = 250  # first look of each row; a faint row is averaged up to `budget`
     herald: bool = True
     min_line_snr: float = 6.0
     min_relative_snr: float = 0.25  # of the strongest line, for the lowest line to be f01
