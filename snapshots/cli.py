@@ -66,12 +66,15 @@ def show(
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one version: metadata, parameters and experiment outcomes."""
-    if (version is None) == (at is None):
-        raise UnknownVersion("give a VERSION or --at TIME (not both)")
+    """Show one version (default: the current one): metadata, parameters and outcomes."""
+    if version is not None and at is not None:
+        raise UnknownVersion("give a VERSION or --at TIME, not both")
+    if version is None and at is None:
+        version = "current"
     s = _open(store)
     snap = s.load(parse_version(version) if at is None else version_at(s, parse_time(at)))
-    experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q))}
+    # the table needs outcomes only; --json also lists each record's data variables
+    experiments = {q: recs for q in snap.qubits if (recs := snap.experiments(q, raw=as_json))}
     if as_json:
         _print_json(
             {

@@ -30,13 +30,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-import xarray
 
 import fluxcal
+
+if TYPE_CHECKING:  # imported where raw data is read: listing a store needs none of it
+    import xarray
 
 from . import validate as check
 from .errors import DamagedSnapshot
@@ -77,11 +79,12 @@ class Snapshot:
         """Every qubit with parameters or experiments in this version."""
         return sorted(set(self.parameters) | set(self.experiment_names))
 
-    def experiments(self, qubit: str) -> dict[str, ExperimentRecord]:
-        """Experiment records of one qubit, raw data loaded into memory (the file stays closed)."""
+    def experiments(self, qubit: str, raw: bool = True) -> dict[str, ExperimentRecord]:
+        """Experiment records of one qubit, raw data loaded into memory (the file stays
+        closed); `raw=False` leaves the data out (outcomes and fits only, and no xarray)."""
         if not self.experiment_names.get(qubit):
             return {}
-        return read_experiments(self.path, qubit)
+        return read_experiments(self.path, qubit, raw)
 
 
 def check_name(name: str, what: str) -> None:
@@ -262,7 +265,7 @@ def _decode(f: h5py.File, path: Path) -> Snapshot:
     )
 
 
-def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
+def read_experiments(path: Path, qubit: str, raw: bool = True) -> dict[str, ExperimentRecord]:
     """All experiment records of one qubit, with raw data loaded through xarray.
 
     Called on a file `read_version` accepted, but the raw data is read only now, so the same
@@ -286,7 +289,9 @@ def read_experiments(path: Path, qubit: str) -> dict[str, ExperimentRecord]:
                 )
         for name, (attrs, fit, has_data) in meta.items():
             data = None
-            if has_data:
+            if has_data and raw:
+                import xarray
+
                 with xarray.open_dataset(
                     path, engine="h5netcdf", group=experiment_group(qubit, name)
                 ) as ds:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import xarray
+if TYPE_CHECKING:  # xarray costs ~0.2 s to import; listing a store needs none of it
+    import xarray
 
 OUTCOMES = ("accepted", "rejected", "failed", "skipped")
 

@@ -125,21 +125,33 @@ def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
         process.wait(timeout=grace_s)
 
 
-def read_back(flow_run_id: str) -> tuple:
-    """(flow run, {task run name: task run}, {artifact key: artifact}) from the API in use."""
+def read_back(flow_run_id: str, expect: tuple[str, ...] = (), timeout: float = 30.0) -> tuple:
+    """(flow run, {task run name: task run}, {artifact key: artifact}) from the API in use.
+
+    Prefect 3 records task runs from events, after the flow has returned: the task runs
+    named in `expect` are waited for, in a final state, (up to `timeout` s) before the answer
+    is read.
+    """
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     only_this = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
+        while True:
+            task_runs = {t.name: t for t in client.read_task_runs(flow_run_filter=only_this)}
+            settled = all(
+                name in task_runs
+                and task_runs[name].state is not None
+                and task_runs[name].state.is_final()
+                for name in expect
+            )
+            if settled or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
         flow_run = client.read_flow_run(flow_run_id)
-        task_runs = client.read_task_runs(flow_run_filter=only_this)
         artifacts = client.read_artifacts(flow_run_filter=only_this)
-    return (
-        flow_run,
-        {t.name: t for t in task_runs},
-        {a.key: a for a in artifacts if a.key is not None},
-    )
+    return flow_run, task_runs, {a.key: a for a in artifacts if a.key is not None}
 
 
 def api(url: str):
