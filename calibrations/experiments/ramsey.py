@@ -272,7 +272,6 @@ class Ramsey(Node):
             at_most("short vs long window frequency (stderr)", disagreement, self.max_disagreement),
             at_most("qubit_frequency stderr (Hz)", fringe_stderr, self.max_frequency_stderr),
         ]
-        fit_x, fit_y = fit.curve()
         return Analysis(
             values={
                 "qubit_frequency": (frequency, fringe_stderr),
@@ -285,14 +284,7 @@ class Ramsey(Node):
             criteria=criteria,
             report=fit.result.fit_report(),
             fit=fit.result,
-            curves={
-                "x": fit.trace.x * 1e6,
-                "y": fit.trace.y,
-                "fit_x": fit_x * 1e6,
-                "fit_y": fit_y,
-                "xlabel": "delay (µs)",
-                "ylabel": "projected IQ (V)",
-            },
+            curves=fringe_curves(fit, "projected IQ (V)"),
         )
 
     def analyse_fringe(self, data: xr.Dataset) -> Analysis:
@@ -320,20 +312,12 @@ class Ramsey(Node):
             values["qubit_frequency_below_drive"] = (drive - fringe[0], stderr)
             values["qubit_frequency_above_drive"] = (drive + fringe[0], stderr)
             note += f": {drive - fringe[0]:.10g} Hz or {drive + fringe[0]:.10g} Hz"
-        fit_x, fit_y = fit.curve()
         return Analysis(
             values=values,
             criteria=criteria,
             report=f"note: {note}\n{fit.report()}",
             fit=fit.result,
-            curves={
-                "x": fit.trace.x * 1e6,
-                "y": fit.trace.y,
-                "fit_x": fit_x * 1e6,
-                "fit_y": fit_y,
-                "xlabel": "delay (µs)",
-                "ylabel": fit.trace.ylabel,
-            },
+            curves=fringe_curves(fit, fit.trace.ylabel),
         )
 
     def short_window(self, data: xr.Dataset) -> tuple[tuple[float, float], list[Criterion]]:
@@ -395,3 +379,16 @@ def resolve_sign(
     ]
     a, b = min(candidates, key=lambda pair: abs(pair[0] - pair[1]))
     return (a + b) / 2, stderr / 2, abs(a - b) / stderr if stderr > 0 else math.inf
+
+
+def fringe_curves(fit: CurveFit, ylabel: str) -> dict:
+    """The plotted trace and its fit, delays in µs."""
+    fit_x, fit_y = fit.curve()
+    return {
+        "x": fit.trace.x * 1e6,
+        "y": fit.trace.y,
+        "fit_x": fit_x * 1e6,
+        "fit_y": fit_y,
+        "xlabel": "delay (µs)",
+        "ylabel": ylabel,
+    }
