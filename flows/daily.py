@@ -24,6 +24,7 @@ from fluxcal.flows.engine import fit_engine, one_run_per_chip
 from fluxcal.flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
 from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.nodes import check_nodes
+from fluxcal.options import KEEP_DATABASES
 
 FLOW_NAME = "daily-calibration"
 
@@ -48,6 +49,7 @@ def daily_calibration(
     save_partial: bool = True,
     workers: int = 1,
     dask_address: str | None = None,
+    keep_databases: int = KEEP_DATABASES,
 ) -> CalibrationOutcome:
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
 
@@ -58,7 +60,8 @@ def daily_calibration(
     `fluxcal calibrate --prefect` passes false unless told `--save-partial`, while scheduled
     and in-process runs keep saving what they calibrated, as they always have.
     `workers` threads walk groups of qubits that share no line; `dask_address` (default:
-    FLUXCAL_DASK_ADDRESS) names a Dask scheduler for the fits.
+    FLUXCAL_DASK_ADDRESS) names a Dask scheduler for the fits. The QCoDeS databases of the
+    newest `keep_databases` runs are kept in the store's runs folder (`fluxcal.run_files`).
     """
     start = time.perf_counter()
     lab = open_flow_lab(device, station, store, qubits, graph, settings, plot_dir, workers=workers)
@@ -71,7 +74,7 @@ def daily_calibration(
         notes = provenance(FLOW_NAME, extra_provenance)
         version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
     publish_trends(lab.store)  # history plots of T1, T2, f01, fidelity
-    plots_kept = lab.files.keep_plots(version)
+    plots_kept = lab.files.finish(version, keep_databases)
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
 
 
@@ -100,6 +103,7 @@ def run_daily_calibration_flow(
         save_partial=request.save_partial,
         workers=request.workers,
         dask_address=request.dask_address,
+        keep_databases=request.keep_databases,
     )
 
 

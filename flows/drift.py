@@ -213,7 +213,7 @@ def drift_walk(
         lab, moment(now), CHECKS if checks is None else checks, check, execute
     )
     version = record(maintenance, run)
-    lab.files.keep_plots(version)
+    lab.files.finish(version)
     wall_s = time.perf_counter() - start
     return DriftReport(maintenance, version, wall_s, lab.groups, lab.workers)
 

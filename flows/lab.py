@@ -102,6 +102,7 @@ def open_flow_lab(
         station, device_object = open_lab(request)
     snapshots = SnapshotStore(default_store(store), create=create_store)
     configured = effective_settings(snapshots.path, configured)  # a running canary's qubits
+    snapshots.check_writable()  # before any device time is spent on results it cannot keep
     files = RunFiles.start(snapshots.path, plot_dir)
     files.open_database()
     chosen = qubits_of(station, qubits, configured)

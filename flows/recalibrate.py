@@ -105,7 +105,7 @@ def recalibrate(
         reason = _reason(sequence, lab.qubits)
         notes = provenance(FLOW_NAME)
         version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
-    plots_kept = lab.files.keep_plots(version)
+    plots_kept = lab.files.finish(version)
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
 
 
@@ -140,5 +140,5 @@ def recalibrate_plain(
     reason = _reason(sequence, lab.qubits)
     notes = lab.files.provenance()
     version = save_complete_run(lab.store, run, lab.station, reason, notes, save_partial)
-    plots_kept = lab.files.keep_plots(version)
+    plots_kept = lab.files.finish(version)
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)

@@ -53,7 +53,7 @@ def provenance(flow: str, extra: Mapping[str, str] | None = None) -> dict[str, s
 @contextmanager
 def plot_directory(lab: FlowLab) -> Iterator[Path]:
     """Where fit plots go: the run's folder under the caller's plot directory (renamed after
-    the saved version by `lab.files.keep_plots`), or a temporary one for the artifacts."""
+    the saved version by `lab.files.finish`), or a temporary one for the artifacts."""
     if lab.files.plots is not None:
         lab.files.plots.mkdir(parents=True, exist_ok=True)
         yield lab.files.plots

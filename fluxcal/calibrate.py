@@ -8,7 +8,9 @@ request's calibration settings (`calibrations.settings`), which the snapshot rec
 A node that could not run (its acquisition raised: an instrument fault, a locked database,
 a driver error) is not a physics result. A run with such a node is not saved, so it never
 becomes CURRENT, unless the request says `save_partial`: a rejection is a result, a crash
-is not. Each run measures into a QCoDeS database of its own (`fluxcal.run_files`).
+is not. Each run measures into a QCoDeS database of its own (`fluxcal.run_files`); only the
+newest `keep_databases` of them are kept. A store the run could not save to (read-only,
+another user's) fails before the chain runs, so it costs no device time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fluxcal.instruments.station import build_station, load_station
 from fluxcal.instruments.wiring import station_groups
 from fluxcal.metrics_push import after_flow_run
 from fluxcal.nodes import check_nodes
+from fluxcal.options import KEEP_DATABASES
 from fluxcal.run_files import RunFiles
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
 
@@ -52,6 +55,7 @@ class CalibrationRequest:
     save_partial: bool = False  # save even if nodes failed to run (see the module docstring)
     workers: int = 1  # threads walking groups of qubits that share no line
     dask_address: str | None = None  # Dask scheduler for the fits (Prefect runs only)
+    keep_databases: int = KEEP_DATABASES  # run databases kept in STORE/runs (`run_files`)
 
 
 @dataclass
@@ -216,6 +220,7 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
     qubits = qubits_of(station, request.qubits, request.settings)
     store = SnapshotStore(request.store)
     settings = effective_settings(store.path, request.settings or CalibrationSettings())
+    store.check_writable()
     files = RunFiles.start(store.path, request.plot_dir)
     files.open_database()
     run = run_graph(
@@ -233,7 +238,7 @@ def run_calibration(request: CalibrationRequest) -> CalibrationOutcome:
         store, run, station, request.reason, provenance, request.save_partial
     )
     after_flow_run(store.path, "calibrate", run.results, version)  # run log, metrics push
-    plots = files.keep_plots(version)
+    plots = files.finish(version, request.keep_databases)
     return CalibrationOutcome.stored(store, version, run, device, start, plots)
 
 

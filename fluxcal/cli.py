@@ -21,8 +21,10 @@ from fluxcal.lazy import LazyGroup
 from fluxcal.metrics_cli import metrics
 from fluxcal.nodes import NodeListingCommand
 from fluxcal.options import (
+    KEEP_DATABASES,
     ConfigOption,
     DeviceOption,
+    KeepDatabasesOption,
     QubitOption,
     SavePartialOption,
     StationOption,
@@ -94,6 +96,7 @@ def calibrate(
             "default $FLUXCAL_DASK_ADDRESS",
         ),
     ] = None,
+    keep_databases: KeepDatabasesOption = KEEP_DATABASES,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the calibration chain and store a new snapshot (default: built-in simulated chip)."""
@@ -124,6 +127,7 @@ def calibrate(
         save_partial=save_partial,
         workers=workers,
         dask_address=dask,
+        keep_databases=keep_databases,
     )
     with measurement_output(verbose):
         outcome = runner(request)

@@ -15,6 +15,8 @@ import typer
 
 #: Where snapshots go when neither `--store` nor FLUXCAL_STORE says otherwise.
 DEFAULT_STORE = "fluxcal-store"
+#: QCoDeS databases of runs kept in STORE/runs (`fluxcal.run_retention`).
+KEEP_DATABASES = 5
 
 DeviceOption = Annotated[
     Path | None,
@@ -41,6 +43,16 @@ SavePartialOption = Annotated[
         "--save-partial",
         help="save the run even if nodes failed to run (not a physics rejection); "
         "without it such a run stores nothing and exits 1",
+    ),
+]
+
+KeepDatabasesOption = Annotated[
+    int,
+    typer.Option(
+        "--keep-databases",
+        min=0,
+        help="keep the QCoDeS databases of the newest N runs in STORE/runs, delete older ones "
+        "(0: delete this run's once its snapshot is saved)",
     ),
 ]
 

@@ -85,6 +85,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def probe_writable(directory: Path) -> None:
+    """Create, fsync and remove a temporary file in `directory`, or raise the OSError that
+    writing there raises (EROFS on a read-only mount, EACCES, EPERM on an immutable folder).
+
+    What a save does first, tried before work is spent on results that could not be kept.
+    """
+    probe = temp_name(directory / "write-probe")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` so readers see either the old or the new content, whole.
 

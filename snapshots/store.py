@@ -34,7 +34,7 @@ from fluxcal.code_version import code_version as current_code_version
 
 from . import index as idx
 from .errors import DamagedSnapshot, StoreError, StoreWarning, UnknownVersion
-from .fsio import fsync_dir, fsync_file, irregular_kind, is_temp, temp_name
+from .fsio import fsync_dir, fsync_file, irregular_kind, is_temp, probe_writable, temp_name
 from .layout import Snapshot, file_sha256, read_version, write_version
 from .merge import merge_parameters
 from .pointer import CURRENT_NAME, read_current, write_current
@@ -172,6 +172,21 @@ class SnapshotStore:
             settings=old.settings,
             code_version=old.code_version,
         )
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless a save could write here: write a file, take the lock.
+
+        A calibration calls this before it runs, so a store it could not save to (a
+        read-only mount, a folder of another user) costs one line, not the device time of
+        a whole chain. Reading a read-only store needs neither the lock nor a write.
+        """
+        try:
+            probe_writable(self.path)
+        except OSError as exc:
+            why = exc.strerror or _reason(exc)
+            raise StoreError(f"cannot write to store {self.path}: {why}") from exc
+        with self._locked():
+            pass
 
     def rebuild_index(self) -> None:
         """Recreate index.json from the version files alone (slow: opens every file)."""
@@ -457,7 +472,8 @@ class SnapshotStore:
                 f"timed out after {self._lock_timeout:g} s waiting for {self._lock.lock_file}"
             ) from exc
         except OSError as exc:
-            raise StoreError(f"cannot lock {self._lock.lock_file}: {_reason(exc)}") from exc
+            why = exc.strerror or _reason(exc)
+            raise StoreError(f"cannot lock {self._lock.lock_file}: {why}") from exc
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,18 @@ def test_a_store_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, code,
     monkeypatch.setattr(RunFiles, "open_database", refuse)
     result = invoke(["calibrate", "--node", "resonator_search"], str(tmp_path / "store"))
     assert_one_line_error(result, str(tmp_path / "store" / "runs"), name)
+
+
+def test_a_database_sqlite_cannot_create_is_one_line(tmp_path, monkeypatch):
+    """SQLite's own errors (sqlite3.Error, not OSError) used to end as an internal error."""
+    import qcodes.dataset
+
+    def refuse(path):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(qcodes.dataset, "initialise_or_create_database_at", refuse)
+    result = invoke(["calibrate", "--node", "resonator_search"], str(tmp_path / "store"))
+    assert_one_line_error(result, str(tmp_path / "store" / "runs"), "database or disk is full")
 
 
 def test_a_bug_is_one_line_marked_as_such_and_can_show_its_traceback(tmp_path, monkeypatch):

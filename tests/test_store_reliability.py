@@ -9,6 +9,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import snapshot_samples as samples
 from qcodes import Station
 
+from fluxcal.calibrations.node import now_iso
 from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.runner import GraphRun, NodeResult
 from fluxcal.snapshots import (
@@ -28,9 +30,11 @@ from fluxcal.snapshots import (
     SnapshotStore,
     StoreError,
     StoreWarning,
+    merge_parameters,
 )
 from fluxcal.snapshots import index as idx
 from fluxcal.snapshots.layout import content_checksum
+from fluxcal.snapshots.merge import updated_time
 
 T1_SEED = samples.BASE["T1"][0]
 
@@ -222,6 +226,26 @@ def test_two_overlapping_runs_never_lose_an_accepted_value(tmp_path):
         assert final["qubit_frequency"] == qf  # never undone by the other run's seed
         assert final["EJ"] == samples.parameters()["q0"]["EJ"]
         assert store.load(3).parent == 2
+
+
+def test_measurements_within_one_second_keep_their_order():
+    """Eight concurrent full chains (benchmarks/bench_concurrent_runs.py) finish a node within
+    the same second; with `updated` stamped to the second, the run that saved last won the
+    tie even when it had measured first. The stamp now orders such measurements."""
+    for _ in range(10):
+        first = now_iso()
+        time.sleep(0.002)
+        later = now_iso()
+        if first[:19] == later[:19]:  # the same second: the case that used to tie
+            break
+    assert updated_time(t1_at(first)) < updated_time(t1_at(later))
+    base = {"q0": {"T1": t1_at(later, 2e-4)}}
+    merged = merge_parameters(base, {"q0": {"T1": t1_at(first, 1e-4)}})  # saved last
+    assert merged["q0"]["T1"].value == 2e-4
+
+
+def t1_at(updated: str, value: float = 1e-4) -> CalibratedParameter:
+    return CalibratedParameter(value, 1e-6, "s", "t1", updated)
 
 
 # ------------------------------------------------------------------ damaged current version
