@@ -1,9 +1,16 @@
-"""`daily-calibration`: the whole calibration graph as a Prefect flow, one snapshot per run.
+"""`daily-calibration`: the calibration graph as a Prefect flow, one snapshot per run.
 
-Each node on each qubit is a task run (`q0-rabi`), retried on instrument faults; the run
-starts from the current snapshot, so a node that is rejected keeps its previous values, and
-it ends by writing one new snapshot whose provenance is the flow run id. Scheduled by
-`fluxcal serve` (cron, default 06:00 local time) and used by `fluxcal calibrate --prefect`.
+Two modes from one graph. *Bring-up* runs every node (or the ones named) from the current
+snapshot, so a node that is rejected keeps its previous values: what `fluxcal calibrate
+--prefect` asks for. *Maintenance* is the daily run of a calibrated chip: the drift check's
+walk (`flows.maintain`) checks each node cheaply and recalibrates only what is out of spec,
+past its timeout without a check, or downstream of a recalibration, so the fridge spends
+seconds, not a bring-up, on a chip that has not moved (`benchmarks/bench_device_time.py`).
+The scheduled run (`fluxcal serve`, cron, default 06:00 local time) is in mode *auto*:
+maintenance when the current snapshot holds every node's results for the qubits, else
+bring-up. Each node on each qubit is a task run (`q0-rabi`, `q0-check-rabi`), retried on
+instrument faults; either mode ends by writing one new snapshot whose provenance is the flow
+run id and the mode (with the maintenance decisions).
 Groups of qubits that share no line run on `workers` threads at once; fits go to a Dask
 cluster when one is named; the run holds its chip's concurrency slot (`flows.engine`).
 """
@@ -11,7 +18,9 @@ cluster when one is named; the run holds its chip's concurrency slot (`flows.eng
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -19,14 +28,19 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.persist import current_parameters
-from fluxcal.flows.artifacts import publish_trends
+from fluxcal.calibrations.results import GraphRun
+from fluxcal.flows.artifacts import artifact_key, decision_rows, publish_table, publish_trends
+from fluxcal.flows.checks import CHECKS
+from fluxcal.flows.drift import describe, moment, run_check_task, walk_lab
 from fluxcal.flows.engine import fit_engine, one_run_per_chip
-from fluxcal.flows.lab import LiveStation, check_inputs, default_graph, open_flow_lab
+from fluxcal.flows.lab import FlowLab, LiveStation, check_inputs, default_graph, open_flow_lab
+from fluxcal.flows.tasks import TaskExecutor
 from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.nodes import check_nodes
 from fluxcal.options import KEEP_DATABASES
 
 FLOW_NAME = "daily-calibration"
+Mode = Literal["auto", "bring-up", "maintenance"]
 
 
 @flow(
@@ -50,8 +64,14 @@ def daily_calibration(
     workers: int = 1,
     dask_address: str | None = None,
     keep_databases: int = KEEP_DATABASES,
+    mode: Mode = "auto",
+    now: str | None = None,
 ) -> CalibrationOutcome:
     """Calibrate `nodes` (default: the whole graph) on `qubits` (default: all), store a snapshot.
+
+    `mode` (module docstring): "bring-up" runs the nodes, "maintenance" the maintenance
+    walk over the whole graph (ages measured against `now`, ISO 8601, default now), "auto"
+    chooses maintenance when no `nodes` are named and every node's results are current.
 
     `device`/`station` name the simulated chip file and the station YAML (defaults: the
     built-in simulated lab); in-process callers may pass a `LiveStation` and their own graph.
@@ -70,12 +90,45 @@ def daily_calibration(
         plot_directory(lab) as plots,
         fit_engine(dask_address) as fit,
     ):
-        run = calibrate_graph(lab, nodes, current_parameters(lab.store), plots, fit)
-        notes = provenance(FLOW_NAME, extra_provenance)
-        version = record_run(lab, run, FLOW_NAME, reason, notes, save_partial=save_partial)
+        known = current_parameters(lab.store)
+        chosen = choose_mode(mode, lab, nodes, known)
+        notes = provenance(FLOW_NAME, {**(extra_provenance or {}), "mode": chosen})
+        if chosen == "maintenance":
+            run, decisions = _maintain(lab, plots, fit, now)
+            notes["decisions"] = describe(decisions)
+        else:
+            run, decisions = calibrate_graph(lab, nodes, known, plots, fit), None
+        version = record_run(
+            lab, run, FLOW_NAME, reason, notes, save_partial=save_partial, decisions=decisions
+        )
     publish_trends(lab.store)  # history plots of T1, T2, f01, fidelity
     plots_kept = lab.files.finish(version, keep_databases)
     return CalibrationOutcome.stored(lab.store, version, run, lab.device, start, plots_kept)
+
+
+def choose_mode(
+    mode: Mode, lab: FlowLab, nodes: list[str] | None, known: Mapping[str, Mapping]
+) -> Literal["bring-up", "maintenance"]:
+    """Maintenance when asked, or in "auto" when no nodes are named and the current snapshot
+    holds everything every node produces for every qubit (a chip brought up before)."""
+    if mode != "auto":
+        return mode
+    produced = {name for entry in lab.graph.values() for name in entry.node.produces}
+    complete = all(produced <= set(known.get(qubit, {})) for qubit in lab.qubits)
+    return "maintenance" if complete and not nodes else "bring-up"
+
+
+def _maintain(lab: FlowLab, plots: Path, fit, now: str | None) -> tuple[GraphRun, dict]:
+    """The maintenance walk of every qubit, checks and recalibrations as task runs; its
+    decisions are published as the drift check publishes them."""
+    execute = TaskExecutor(plots, lab.settings, fit)
+    decisions, run = walk_lab(lab, moment(now), CHECKS, run_check_task, execute)
+    publish_table(
+        decision_rows(decisions),
+        key=artifact_key(FLOW_NAME, "decisions"),
+        description=describe(decisions),
+    )
+    return run, decisions
 
 
 def run_daily_calibration_flow(
@@ -104,6 +157,7 @@ def run_daily_calibration_flow(
         workers=request.workers,
         dask_address=request.dask_address,
         keep_databases=request.keep_databases,
+        mode="bring-up",  # `calibrate` runs the chain it is asked for
     )
 
 

@@ -244,6 +244,32 @@ def test_drift_check_recalibrates_only_the_drifted_node(prefect_harness, tmp_pat
     assert "out of spec" in rows and "dependency recalibrated" in rows
 
 
+def test_the_daily_run_of_a_calibrated_chip_is_its_maintenance_walk(prefect_harness, tmp_path):
+    """Mode "auto": a chip without every node's results is brought up; once its snapshot
+    holds them, the daily run is the maintenance walk (checks, nothing recalibrated while
+    in spec); a named node is always calibrated."""
+    device = make_device("light", 1)
+    station = build_station(device)
+    graph = mini_graph()
+    store = seeded_store(tmp_path / "store", device, UPSTREAM)
+    first = daily_calibration(station=LiveStation(station), store=str(store), graph=graph)
+    assert last_snapshot(store).provenance["mode"] == "bring-up"  # results missing
+    assert {r.outcome for r in first.run.results["q0"].values()} == {"accepted"}
+
+    daily = daily_calibration(station=LiveStation(station), store=str(store), graph=graph)
+
+    snapshot = last_snapshot(store)
+    assert snapshot.version == daily.version  # one snapshot per daily run, as in bring-up
+    assert snapshot.provenance["mode"] == "maintenance"
+    assert "everything in spec" in snapshot.provenance["decisions"]
+    assert daily.run.results["q0"] == {}  # nothing recalibrated
+    asked = daily_calibration(
+        station=LiveStation(station), store=str(store), graph=graph, nodes=["t1"]
+    )
+    assert last_snapshot(store).provenance["mode"] == "bring-up"
+    assert asked.run.results["q0"]["t1"].outcome == "accepted"
+
+
 # ---------------------------------------------------------------- the walk, without Prefect
 def stand_in(name: str, produces: tuple[str, ...]) -> type[Node]:
     return type(name, (Node,), {"name": name, "produces": produces})
