@@ -17,7 +17,7 @@ descent in four measurements:
    heralded: a herald at the same settings fails in the wings, where the blobs overlap,
    and would reshape it. The midpoint is not the resonator-spectroscopy dip, the deepest
    point of the thermal mixture's line, which sits nearer the more populated |0⟩ frequency
-   (a fifth of κ away on the intermediate test chip);
+   (a fifth of κ away on the intermediate test chip). The fit is `readout_separation`'s;
 3. a fine grid around the coarse optimum at that frequency;
 4. a confirmation with many shots at the chosen setting, and unheralded shots with no
    pulse, whose excited fraction corrected by the confusion matrix is the thermal
@@ -33,9 +33,13 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 import xarray as xr
-from scipy.signal import find_peaks
 
 from fluxcal.calibrations.averaging import next_total
+from fluxcal.calibrations.experiments.readout_separation import (
+    FAILED,
+    SeparationFit,
+    fit_separation,
+)
 from fluxcal.calibrations.experiments.single_shot import (
     BlobFit,
     Discrimination,
@@ -52,160 +56,8 @@ from fluxcal.calibrations.gate import Criterion, at_least, at_most, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 
-#: Starting values of (χ/κ)² for the separation fit, one or two maxima (best χ² is kept).
-_RATIO_STARTS = (0.1, 1.5, 6.0)
 PREPARED = "prepared"  # 0: no pulse, 1: π pulse; heralded except in the frequency sweep
 _NAN = (float("nan"), float("nan"))
-
-
-@dataclass(frozen=True)
-class SeparationFit:
-    """Fit of |mean(|1⟩ shots) − mean(|0⟩ shots)| against readout frequency."""
-
-    result: lmfit.model.ModelResult | None
-    optimum: tuple[float, float]  # Hz, ±stderr: frequency of the largest separation
-    splitting: tuple[float, float]  # |f1 − f0| (Hz)
-    linewidth: tuple[float, float]  # κ (Hz) of each dressed resonance
-    reduced_chi2: float
-
-    def loss(self, sigmas: float = 3.0) -> float:
-        """Fraction of the largest separation lost `sigmas` standard errors off the optimum
-        (the worse side), from the fitted curve: what the frequency's uncertainty costs.
-
-        A sharp maximum (|χ| ≪ κ) loses ~3 % at κ/10; the flat top of |χ| ≈ κ loses almost
-        nothing where its maximum is poorly located, so the uncertainty that matters there
-        is far larger than any fixed fraction of κ would allow."""
-        if self.result is None or not np.all(np.isfinite(self.optimum)):
-            return float("inf")
-        best, stderr = self.optimum
-        values = self.result.eval(x=best + sigmas * stderr * np.array([0.0, -1.0, 1.0]))
-        if not values[0] > 0:
-            return float("inf")
-        return float(max(0.0, 1.0 - min(values[1:]) / values[0]))
-
-
-def separation_model(x, amplitude, centre, kappa, ratio):
-    """|L(f − f0) − L(f − f1)| up to a constant, for L(δ) = 1/(1 + 2iδ/κ) and (f0 + f1)/2 = centre.
-
-    Written with ratio = (χ/κ)², χ = f1 − f0, so that χ → 0 is no boundary for the fit:
-    |(1 + 2i(x − χ/2)/κ)(1 + 2i(x + χ/2)/κ)|² = (1 + ratio − 4x²/κ²)² + 16x²/κ², x = f − centre.
-    """
-    u = 4 * (x - centre) ** 2 / kappa**2
-    return amplitude / np.sqrt((1 + ratio - u) ** 2 + 4 * u)
-
-
-def fit_separation(
-    frequency: np.ndarray, iq0: np.ndarray, iq1: np.ndarray, kappa: float, start: float
-) -> SeparationFit:
-    """Fit the blob-mean separation over a frequency sweep; shots of shape (freq, shots).
-
-    κ starts at the resonator-spectroscopy value but is fitted: that value is the width of
-    the thermal mixture's line, which the dispersive splitting broadens (by 40 % on the
-    intermediate test chip). The curve has a single maximum at the centre when |χ| ≤ κ,
-    else two at centre ± (κ/2)·√((χ/κ)² − 1), and the one nearer `start` is taken.
-    """
-    iq0 = np.asarray(iq0, complex)
-    iq1 = np.asarray(iq1, complex)
-    if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):
-        raise FitError("frequency sweep has non-finite shots")
-    separation = np.abs(iq1.mean(-1) - iq0.mean(-1))
-    noise = np.sqrt((iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1]) / 2)
-    weights = separation**2
-    model = lmfit.Model(separation_model)
-    params = model.make_params(
-        amplitude={"value": float(separation.max()), "min": 0},
-        centre={
-            "value": float(np.sum(frequency * weights) / np.sum(weights)),
-            "min": frequency.min(),
-            "max": frequency.max(),
-        },
-        kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
-        ratio={"value": _RATIO_STARTS[0], "min": -0.9, "max": 1000.0},
-    )
-    fits = []
-    starts = [(ratio, params["centre"].value) for ratio in _RATIO_STARTS]
-    starts += _two_peak_start(frequency, separation, noise, kappa)
-    for ratio, centre in starts:  # one or two maxima: start from both regimes
-        params["ratio"].value = ratio
-        params["centre"].value = centre
-        try:
-            fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
-        except (ValueError, TypeError) as error:
-            raise FitError(f"separation fit failed: {error}") from None
-    result = min(fits, key=lambda fit: fit.chisqr)
-    names = ("centre", "kappa", "ratio")
-    centre, width, ratio = (_estimate(result.params[n]) for n in names)
-    return SeparationFit(
-        result,
-        _optimum(centre, width, ratio, start, _covariance(result, names)),
-        _splitting(width, ratio),
-        width,
-        float(result.redchi),
-    )
-
-
-def _two_peak_start(
-    frequency: np.ndarray, separation: np.ndarray, noise: np.ndarray, kappa: float
-) -> list[tuple[float, float]]:
-    """(ratio, centre) read off the curve when it shows two separate maxima.
-
-    With |χ| ≫ κ the maxima sit near each dressed line, far apart: a fit started from a
-    small ratio settles on one broad peak. Two peaks Δ apart mean ratio = (Δ/κ)² + 1
-    (maxima at centre ± (κ/2)·√(ratio − 1)), centred between them.
-    """
-    peaks, _ = find_peaks(separation, prominence=5 * float(np.median(noise)))
-    if peaks.size < 2:
-        return []
-    first, second = sorted(peaks[np.argsort(separation[peaks])[-2:]])
-    gap = float(frequency[second] - frequency[first])
-    return [((gap / kappa) ** 2 + 1, float(frequency[first] + gap / 2))]
-
-
-Estimate = tuple[float, float]  # value, stderr
-
-
-def _optimum(
-    centre: Estimate, width: Estimate, ratio: Estimate, start: float, covar: np.ndarray | None
-) -> Estimate:
-    """Frequency of the largest separation (Hz) ± stderr, from the fitted curve.
-
-    With two maxima the offset (κ/2)·√(ratio − 1) depends on κ and ratio, whose errors are
-    strongly anti-correlated (the splitting κ·√ratio is what the data fix), so the error is
-    propagated with the fit's covariance of (centre, κ, ratio) when it has one.
-    """
-    if ratio[0] <= 1:
-        return centre
-    root = np.sqrt(ratio[0] - 1)
-    sign = np.sign(start - centre[0]) or 1.0
-    offset = 0.5 * width[0] * root * sign
-    gradient = np.array([1.0, 0.5 * root * sign, 0.25 * width[0] / root * sign])
-    if covar is not None and covar.shape == (3, 3) and np.all(np.isfinite(covar)):
-        variance = float(gradient @ covar @ gradient)
-        return centre[0] + offset, float(np.sqrt(max(variance, 0.0)))
-    offset_err = np.hypot(gradient[1] * width[1], gradient[2] * ratio[1])
-    return centre[0] + offset, float(np.hypot(centre[1], offset_err))
-
-
-def _covariance(result: lmfit.model.ModelResult, names: tuple[str, ...]) -> np.ndarray | None:
-    """The fit's covariance of the named parameters, None when it has none."""
-    if result.covar is None or not all(n in result.var_names for n in names):
-        return None
-    index = [result.var_names.index(n) for n in names]
-    return np.asarray(result.covar)[np.ix_(index, index)]
-
-
-def _splitting(width: Estimate, ratio: Estimate) -> Estimate:
-    """|χ| = κ·√ratio (Hz) ± stderr; a ratio fitted ≤ 0 means no resolved splitting."""
-    if ratio[0] <= 0:
-        return 0.0, float("inf")
-    root = np.sqrt(ratio[0])
-    return width[0] * root, float(np.hypot(root * width[1], 0.5 * width[0] / root * ratio[1]))
-
-
-def _estimate(parameter: lmfit.Parameter) -> tuple[float, float]:
-    """Value and stderr of a fitted parameter; an unknown stderr is infinite."""
-    stderr = parameter.stderr if parameter.stderr is not None else np.inf
-    return float(parameter.value), float(stderr)
 
 
 @dataclass
@@ -244,9 +96,11 @@ class ReadoutOptimisation(Node):
     frequency_shots: int = 2000
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
-    #: separation lost 3σ off the chosen readout frequency; 3 % is what a sharp maximum
-    #: loses at κ/10, as if the frequency were known to κ/30
-    max_separation_loss: float = 0.03
+    #: separation lost 3σ off the chosen readout frequency. 2 % is what the maxima of
+    #: |χ| > κ (sharper than the single one of |χ| < κ, which loses ~3 %) lose at κ/10, the
+    #: tolerance a readout point is held to: a 3 % gate let chip 5048's point land 1.1 κ/10
+    #: off its maximum while its stated 3σ claimed less.
+    max_separation_loss: float = 0.02
     fine_shots: int = 500
     confirm_shots: int = 4000
     thermal_shots: int = 10000
@@ -461,7 +315,7 @@ class ReadoutOptimisation(Node):
         try:
             separation = _separation(data["frequency_iq"], kappa, start)
         except FitError:
-            separation = SeparationFit(None, _NAN, _NAN, _NAN, float("nan"))
+            separation = FAILED
         thermal_iq = data["thermal_iq"].values
         excited = float(np.mean(rotate(thermal_iq, angle).real > confirm.threshold))
         population = thermal_population(excited, thermal_iq.size, confirm)
