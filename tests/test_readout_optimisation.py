@@ -170,6 +170,33 @@ def test_glitched_shots_are_rejected():
     assert "outside the IQ blobs" in outcome.reason
 
 
+def _with_third_blob(data: xr.Dataset, spread: float) -> xr.Dataset:
+    """3 % of the thermal shots moved into a blob of their own beyond |1⟩'s, `spread` times
+    the readout noise wide: a thermally populated level 2 (or, with no spread, a digitiser
+    repeating one value)."""
+    shots = data["thermal_iq"].values.copy()
+    iq0, iq1 = data["confirm_iq"].values
+    noise = float(np.std(iq0.real))
+    rng = np.random.default_rng(5)
+    moved = rng.choice(shots.size, shots.size * 3 // 100, replace=False)
+    centre = iq1.mean() + 2 * (iq1.mean() - iq0.mean())
+    draws = rng.standard_normal(moved.size) + 1j * rng.standard_normal(moved.size)
+    shots[moved] = centre + spread * noise * draws
+    return data.assign(thermal_iq=data["thermal_iq"].copy(data=shots))
+
+
+def test_a_thermally_populated_higher_level_is_no_outlier():
+    """Unheralded shots of a warm qubit fill level 2's own blob (sampled chip 5029: 3 %);
+    the shots outside the |0⟩, |1⟩ blobs are then physics, not bad data. A digitiser stuck
+    at one value puts as many shots in one place, but with no width: still rejected."""
+    node = ReadoutOptimisation()
+    level_two = node.analyse(_with_third_blob(load_fixture(), spread=1.0))
+    assert level_two.values["outlier_fraction"][0] < 0.005
+    assert node.gate(level_two).accepted, node.gate(level_two).reason
+    stuck = node.analyse(_with_third_blob(load_fixture(), spread=0.0))
+    assert "outside the IQ blobs" in node.gate(stuck).reason
+
+
 def test_shots_with_gaps_are_rejected():
     data = load_fixture()
     shots = data["confirm_iq"].values.copy()
