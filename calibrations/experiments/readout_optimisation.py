@@ -93,7 +93,7 @@ class ReadoutOptimisation(Node):
     frequency_points: int = 25
     fine_points: int = 5  # per axis, spanning ± one coarse step
     search_shots: int = 300
-    frequency_shots: int = 2000
+    frequency_shots: int = 500  # first look; the √shots law sizes the rest (loss target)
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
     #: separation lost 3σ off the chosen readout frequency. 2 % is what the maxima of
