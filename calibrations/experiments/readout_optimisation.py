@@ -92,7 +92,7 @@ class ReadoutOptimisation(Node):
     frequency_span: float = 3.0  # full sweep width in units of κ
     frequency_points: int = 25
     fine_points: int = 5  # per axis, spanning ± one coarse step
-    search_shots: int = 300
+    search_shots: int = 150  # coarse grid: it only picks the neighbourhood the fine grid refines
     frequency_shots: int = 500  # first look; the √shots law sizes the rest (loss target)
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
