@@ -53,7 +53,7 @@ class Rabi(Node):
     max_amplitude: float | None = None  # V; None: the drive's full scale (its validator)
     fine_span: float = 2.5  # fine sweep up to this many estimated π-amplitudes
     fine_points: int = 101
-    shots: int = 250  # first look; a faint oscillation gets more (`with_enough_shots`)
+    shots: int = 100  # first look; a faint oscillation gets more (`with_enough_shots`)
     budget: int = 16_000  # shots per point a faint oscillation may take
     herald: bool = True
     max_chi2: float = 3.0

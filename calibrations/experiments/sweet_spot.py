@@ -58,7 +58,7 @@ class SweetSpot(Node):
     biases: int = 7
     delay_points: int = 81
     fringes: float = 8.0  # over the delay window at the largest expected fringe frequency
-    shots: int = 150  # first look per pass
+    shots: int = 50  # first look per pass (built-in chip: the gate passes at 50, 57 device-s)
     budget: int = 4000  # shots per point the last pass may take to reach the precision
     max_chi2: float = 4.0
     max_vertex_error: float = 2e-4  # of a flux period
