@@ -106,10 +106,13 @@ def _check_qcodes_file(path: Path) -> None:
 
 
 def from_netcdf(path: str | Path, group: str | None = None) -> xr.Dataset:
-    """A Dataset written by xarray (netCDF4/HDF5), e.g. a group of a fluxcal snapshot."""
+    """A Dataset written by xarray (netCDF4/HDF5), e.g. a group of a fluxcal snapshot (whose
+    packed single shots and averaged data come back as the analysis saw them)."""
+    from fluxcal.snapshots.packing import unpack
+
     try:
         with xr.open_dataset(path, engine="h5netcdf", group=group) as opened:
-            return with_units(opened.load())
+            return with_units(unpack(opened.load()))
     except (OSError, ValueError) as error:
         raise DataImportError(f"{path}: cannot read as xarray data ({error})") from None
 

@@ -2,8 +2,9 @@
 
 The same pure analysis functions the live chain uses, fed by `calibrations.importers`, so a
 lab can re-fit saved data or a trace from another tool without touching an instrument. A
-snapshot version file holds every node's Dataset exactly as its analysis saw it, so it is the
-source that re-analyses every node; a QCoDeS run id only serves nodes whose Dataset is one run.
+snapshot version file holds every node's Dataset as its analysis saw it (raw data packed to
+well within its noise, see docs/snapshots.md), so it is the source that re-analyses every
+node; a QCoDeS run id only serves nodes whose Dataset is one run, bit for bit.
 
 Data from other stacks (quantify-core datasets, single traces in npz/CSV) are analysed as they
 come: a time-domain trace measured once takes its noise from its own residuals, calibration

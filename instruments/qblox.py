@@ -182,6 +182,7 @@ class QbloxReadout(_QbloxRole):
             "shot_index",
             vals=Arrays(shape=(channel.shots,)),
             get_cmd=lambda ch=channel: np.arange(ch.shots()),
+            snapshot_value=False,  # 0 … shots−1: no information, 0.1 MB of station JSON
         )
         qubit = channel.short_name
         for name, single, shape in (

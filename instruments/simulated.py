@@ -263,6 +263,7 @@ class SimulatedDigitiser(_SimulatedInstrument):
             label="shot",
             vals=Arrays(shape=(channel.shots,)),
             get_cmd=lambda ch=channel: np.arange(ch.shots()),
+            snapshot_value=False,  # 0 … shots−1: 0.1 MB of every snapshot's station JSON
         )
         qubit = channel.short_name
         channel.add_parameter(

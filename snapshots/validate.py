@@ -20,7 +20,11 @@ import numpy as np
 from .records import OUTCOMES, CalibratedParameter
 
 FORMAT = "fluxcal-snapshot"
-FORMAT_VERSION = 1
+#: 2: single shots packed as integer counts with a `scale_factor` (`snapshots.packing`);
+#: a reader of format 1 would take them for real arrays, so it must refuse the file.
+FORMAT_VERSION = 2
+#: Format versions this code reads: format 1 files (raw data unpacked) read as before.
+READABLE_FORMAT_VERSIONS = (1, 2)
 #: Version numbers stay below this so names, ints and JSON keys never overflow anything.
 MAX_VERSION = 999_999_999
 #: Largest |value| or stderr of a calibrated parameter. SI quantities of a qubit top out near
@@ -86,8 +90,9 @@ def check_format(attrs: h5py.AttributeManager) -> None:
     if attrs.get("format") != FORMAT:
         raise ValueError("not a fluxcal snapshot file")
     found = integer(attrs, "format_version")
-    if found != FORMAT_VERSION:
-        raise ValueError(f"unknown format_version {found} (this code reads {FORMAT_VERSION})")
+    if found not in READABLE_FORMAT_VERSIONS:
+        readable = " and ".join(map(str, READABLE_FORMAT_VERSIONS))
+        raise ValueError(f"unknown format_version {found} (this code reads {readable})")
 
 
 def group(parent: h5py.Group, name: str) -> h5py.Group:
