@@ -67,8 +67,14 @@ def truth_parameters(
     }
 
 
-def seeded_store(path: Path, device: SimulatedDevice, names: tuple[str, ...]) -> Path:
-    SnapshotStore(path).save(truth_parameters(device, names), reason="seeded from the truth")
+def seeded_store(
+    path: Path, device: SimulatedDevice, names: tuple[str, ...], updated: str | None = None
+) -> Path:
+    """A store holding the truth of `names`, measured at `updated` (default: now). On a
+    simulated clock pass its start: the store keeps, per parameter, the most recently
+    updated value, so a seed stamped later than the clock would outlive every recalibration."""
+    truth = truth_parameters(device, names, updated)
+    SnapshotStore(path).save(truth, reason="seeded from the truth")
     return path
 
 

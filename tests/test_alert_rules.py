@@ -9,37 +9,29 @@ for structure, and the promtool tests skip with the reason.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import math
 import re
-import shutil
 import subprocess
 
 import pytest
 import snapshot_samples as samples
 import yaml
+from operations_week import PROMTOOL, RULES, T0, as_series, operate, rules_test, run_promtool
 from prefect_support import device_with_events, seeded_store
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fluxcal import monitoring
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
-from fluxcal.calibrations.persist import current_parameters, save_run
-from fluxcal.calibrations.runner import run_graph
 from fluxcal.flows.checks import CHECKS
-from fluxcal.flows.drift import drift_check_plain
-from fluxcal.flows.lab import LiveStation
-from fluxcal.instruments.station import build_station
 from fluxcal.metrics import StoreCollector
 from fluxcal.metrics_push import after_flow_run
 from fluxcal.snapshots import SnapshotStore
 
-PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)"
 )
-RULES = monitoring.path(monitoring.ALERT_RULES)
 ALERTS = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
 METRIC = re.compile(r"\bfluxcal_[a-z0-9_]+")
 
@@ -94,22 +86,7 @@ def test_dashboard_has_the_three_rows_and_queries_exported_metrics(exported):
 
 def promtool_test(tmp_path, series: dict[str, str], checks: list[dict]) -> None:
     """Run `promtool test rules` on one-minute `series` and `checks` (alert_rule_test)."""
-    test = {
-        "rule_files": [str(RULES)],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [{"series": s, "values": v} for s, v in series.items()],
-                "alert_rule_test": checks,
-            }
-        ],
-    }
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump(test, sort_keys=False))
-    result = subprocess.run(
-        [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
-    )
+    result = run_promtool(rules_test(series, alert_rule_test=checks), tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
@@ -149,82 +126,31 @@ def test_stale_calibration_t1_drop_and_missing_drift_checks_alert(tmp_path):
 
 # ------------------------------------------------------------- a drifting chip, hour by hour
 JUMP_HOUR = 30  # the device file's flux jump lands just before the hour-30 drift check
-HOURS = JUMP_HOUR  # what follows the event is the drift check's business, not the rules'
+HOURS = JUMP_HOUR + 1  # the next check finds the recalibrated chip in spec: the alert resolves
 DAILY_NODES = ["readout_power", "t1", "readout_optimisation"]
 #: The shared qubit-frequency probe: one measurement an hour checks these four nodes.
 PROBE_CHECKS = ("resonator_flux", "qubit_spectroscopy", "sweet_spot", "ramsey")
-T0 = dt.datetime(2026, 1, 5, 6, 0, tzinfo=dt.UTC)
 
 
-def simulate(tmp_path, monkeypatch) -> list[dict[tuple, float]]:
-    """Daily runs at hours 0 and 24, a drift check every hour; a scrape after each hour.
+def simulate(tmp_path) -> list[dict[tuple, float]]:
+    """Daily runs at hours 0 and 24, a drift check every hour; a scrape after each hour
+    (`operations_week.operate`, which `benchmarks/bench_week.py` runs for a week).
 
-    The simulated clock drives the chip, the drift check's `now`, the parameters' `updated`
-    times and the exporter, so ages are those of the simulated days. The lab's graph here
-    declares calibrations valid for a week and checks only through the shared probe, so an
-    hour costs one check measurement (~0.5 s of CPU) instead of a full drift check.
+    The lab's graph here declares calibrations valid for a week and checks only through the
+    shared probe, so an hour costs one check measurement (~0.5 s of CPU) instead of a full
+    drift check.
     """
-    clock = {"now": T0}
-    monkeypatch.setattr(
-        "fluxcal.calibrations.runner.now_iso", lambda: clock["now"].isoformat(timespec="seconds")
-    )
     event = {"time": (JUMP_HOUR - 0.5) * 3600.0, "kind": "flux_jump", "size": 3e-4}
     device = device_with_events("heavy", 1, [event], time=0.0)
-    station = build_station(device)
-    path = seeded_store(tmp_path / "store", device, tuple(device.truth()["q0"]))
+    path = seeded_store(tmp_path / "store", device, tuple(device.truth()["q0"]), T0.isoformat())
     graph = {n: dataclasses.replace(e, timeout_s=7 * 86400.0) for n, e in DEFAULT_GRAPH.items()}
     checks = {n: CHECKS[n] for n in PROBE_CHECKS}
-    registry = CollectorRegistry()
-    registry.register(
-        StoreCollector(path, {n: e.timeout_s for n, e in graph.items()}, lambda: clock["now"])
-    )
-    scrapes = []
-    for hour in range(HOURS + 1):
-        clock["now"] = T0 + dt.timedelta(hours=hour)
-        device.time = hour * 3600.0
-        if hour % 24 == 0:
-            store = SnapshotStore(path)
-            run = run_graph(station, ["q0"], nodes=DAILY_NODES, known=current_parameters(store))
-            version = save_run(store, run, station, "daily-calibration")
-            after_flow_run(path, "daily-calibration", run.results, version, None, clock["now"])
-        else:
-            drift_check_plain(
-                station=LiveStation(station),
-                store=str(path),
-                now=clock["now"],
-                graph=graph,
-                checks=checks,
-            )
-        text = generate_latest(registry).decode()
-        scrapes.append(
-            {
-                (s.name, tuple(sorted(s.labels.items()))): s.value
-                for f in text_string_to_metric_families(text)
-                for s in f.samples
-            }
-        )
-    return scrapes
-
-
-def as_series(scrapes: list[dict[tuple, float]]) -> dict[str, str]:
-    """promtool input series, one sample a minute; hour h's scrape holds for minutes
-    60h..60h+59. Timestamps are shifted so the simulation starts at promtool's time 0."""
-    keys = sorted({k for s in scrapes for k in s})
-    series = {}
-    for name, labels in keys:
-        shift = T0.timestamp() if name.endswith("_timestamp_seconds") else 0.0
-        values = []
-        for scrape in scrapes:
-            value = scrape.get((name, labels))
-            values.append("_x59" if value is None else f"{value - shift!r}+0x59")
-        selector = ",".join(f'{k}="{v}"' for k, v in labels)
-        series[f"{name}{{{selector}}}"] = " ".join(values)
-    return series
+    return operate(device, path, HOURS, graph, checks, daily_nodes=DAILY_NODES).scrapes
 
 
 @needs_promtool
-def test_a_drifting_chip_raises_no_alert_until_a_flux_jump_reports_it(tmp_path, monkeypatch):
-    scrapes = simulate(tmp_path, monkeypatch)
+def test_a_drifting_chip_raises_no_alert_until_a_flux_jump_reports_it(tmp_path):
+    scrapes = simulate(tmp_path)
 
     drifted = sorted(
         labels
@@ -234,11 +160,14 @@ def test_a_drifting_chip_raises_no_alert_until_a_flux_jump_reports_it(tmp_path, 
         and value == 1
     )
     assert ("node", "sweet_spot") in {item for labels in drifted for item in labels}
+    verdict = ("qubit", "q0"), ("node", "sweet_spot"), ("verdict", "in_spec")
+    after = scrapes[JUMP_HOUR + 1][("fluxcal_drift_check_last_verdict", tuple(sorted(verdict)))]
+    assert after == 1  # the recalibration was stored (a seed stamped later would outlive it)
     assert all(
         math.isclose(s[("fluxcal_calibration_success_ratio", (("qubit", "q0"),))], 1.0)
         for s in scrapes
     )
-    checks = []  # every rule, every hour: silent before the jump, only the drift at it
+    checks = []  # every rule, every hour: silent before the jump, the drift at it, then silent
     for hour in range(1, HOURS + 1):
         for alert in ALERTS:
             expected = []
