@@ -19,6 +19,16 @@ Every point has the same shots and two repeats, so the repeat-difference noise a
 test of the fit mean what they mean on a fixed grid, and the reported value is still the
 lmfit fit of all the collected data. The loop stops at the goals, or when the shot budget or
 the batch count is spent; the gate then judges the data as it would a fixed grid's.
+
+A faint trace (a weakly dispersive readout) first has to show its signal: a fit whose
+amplitude is within a few stderrs of zero (`TRUST_SNR`; noise alone fits 1–3) says nothing
+about the decay, so neither the window's size nor the design is taken from it. More of the
+coarse grid is measured instead, each batch sized by the √shots law from the measured
+signal-to-noise, until the signal stands out; a window is re-sized only when the decay
+lies outside its accepted range by more than its stderr, and a window that restarts
+(Ramsey) never once the design has placed shots in it. When the √shots law says the
+goals need more than `HOPELESS` × the budget, the loop stops; `needed` records the shots
+the goals need, so the rejection names the cause (too little signal per shot).
 """
 
 from __future__ import annotations
@@ -36,9 +46,13 @@ from fluxcal.calibrations.fitting import FitError
 REPEAT = "repeat"
 #: Candidate delays per window the design picks from.
 _CANDIDATES = 400
-#: A trace whose √shots extrapolation needs this many budgets to reach its goals has no
-#: signal worth the fridge's time.
-HOPELESS = 4.0
+#: A trace whose √shots extrapolation needs this many budgets to reach its goals has too
+#: little signal for the fridge's time (the design spends the remaining shots up to ~2×
+#: better than the data so far, so a trusted fit's extrapolation is good to that factor).
+HOPELESS = 2.0
+#: A fit's amplitude must be this many stderrs before its decay and design are trusted:
+#: noise alone fits 1–3, and a decay fitted to such a trace can be anything.
+TRUST_SNR = 5.0
 #: Relative step of the numerical derivatives, in units of each parameter's stderr.
 _STEP_IN_STDERR = 1e-3
 
@@ -187,17 +201,25 @@ class SequentialWindow:
     max_window: float = np.inf
     resizes: int = 2
     restart: bool = False
+    trust_snr: float = TRUST_SNR
+    #: Set when the loop stops short of the goals: the shots (both repeats) the √shots law
+    #: says they need, from the last fit's stderrs (0 when the goals were met).
+    needed: float = 0.0
 
     def run(self, window: float) -> xr.DataArray:
         """The combined trace of every batch (of the last window when `restart`)."""
         window = min(window, self.max_window)
         batches = [self.measure(window, coarse_delays(window, self.coarse_points))]
         spent = self._shots(batches[0])
-        resized = 0
+        resized, designed = 0, False
         while spent < self.budget.shots and len(batches) < self.budget.batches:
             trace = combine(batches, self.sweep)
             fit = self._fit_or_none(trace)
-            wanted = None if fit is None else self._window_for(fit, window)
+            trusted = fit is not None and fit.result.covar is not None
+            trusted = trusted and fit.snr >= self.trust_snr
+            # a restart would drop the designed shots: the gate judges that window instead
+            locked = designed and self.restart
+            wanted = self._window_for(fit, window) if trusted and not locked else None
             if fit is None or fit.result.covar is None:  # more of the coarse grid, interleaved
                 delays = coarse_delays(window, self.coarse_points, len(batches))
             elif wanted is not None and resized < self.resizes:
@@ -206,17 +228,58 @@ class SequentialWindow:
                 if self.restart:
                     batches = []
                 delays = coarse_delays(window, self.coarse_points, len(batches))
+            elif not trusted:
+                delays = self._to_show_signal(fit, trace, window, len(batches), spent)
             else:
+                designed = True
                 delays = self._next_delays(fit, trace, window, len(batches), spent)
-                if delays.size == 0:
-                    break
+            if delays.size == 0:
+                break
             room = (self.budget.shots - spent) // (2 * self.shots_per_point)
             if room == 0:
                 break
             batch = self.measure(window, delays[:room])
             spent += self._shots(batch)
             batches.append(batch)
-        return combine(batches, self.sweep)
+        trace = combine(batches, self.sweep)
+        if not self.needed:
+            self.needed = self._shots_needed(self._fit_or_none(trace), spent)
+        return trace
+
+    def _shots_needed(self, fit: CurveFit | None, spent: int) -> float:
+        """Shots (both repeats) the √shots law says the goals (without the margin) and a
+        trusted signal need, from `fit` after `spent` shots: 0 when met, inf without a fit."""
+        if fit is None or fit.result.covar is None:
+            return np.inf
+        goals = self.goals(fit)
+        ratios = [fit.value(name)[1] / goal for name, goal in goals.items()]
+        ratios.append(self.trust_snr / fit.snr if fit.snr > 0 else np.inf)
+        shortfall = max(ratios)
+        return 0.0 if shortfall <= 1.0 else spent * shortfall**2
+
+    def _hopeless(self, needed: float) -> bool:
+        """Whether even `HOPELESS` × the budget would not reach the goals; records why."""
+        if needed <= HOPELESS * self.budget.shots:
+            return False
+        self.needed = needed
+        return True
+
+    def _to_show_signal(
+        self, fit: CurveFit, trace: xr.DataArray, window: float, batch: int, spent: int
+    ) -> np.ndarray:
+        """More of the coarse grid, interleaved, until the fitted amplitude is `trust_snr`
+        stderrs (with the margin): the √shots law sizes the batch, at most doubling the
+        points; empty when hopeless.
+
+        The window and the design wait for this: the decay of a trace with no visible signal
+        is anything the noise makes it (a 160 µs T2 fitted as 2 ms, a window grown 30×).
+        """
+        shortfall = self.trust_snr * self.margin / max(fit.snr, 1e-12)
+        if self._hopeless(spent * shortfall**2):
+            return np.empty(0)
+        have = trace.sizes[self.sweep]
+        wanted = int(np.clip(have * (shortfall**2 - 1), self.min_batch, have))
+        return coarse_delays(window, wanted + 1, batch)
 
     def _next_delays(
         self, fit: CurveFit, trace: xr.DataArray, window: float, batch: int, spent: int
@@ -233,7 +296,7 @@ class SequentialWindow:
         if stderr_goals_met(fit, goals, self.margin):
             return np.empty(0)
         shortfall = max(fit.value(name)[1] * self.margin / goal for name, goal in goals.items())
-        if not spent * shortfall**2 <= HOPELESS * self.budget.shots:
+        if self._hopeless(spent * shortfall**2):
             return np.empty(0)
         room = (self.budget.shots - spent) // (2 * self.shots_per_point)
         most = min(trace.sizes[self.sweep], room)
@@ -256,11 +319,18 @@ class SequentialWindow:
             return None
 
     def _window_for(self, fit: CurveFit, window: float) -> float | None:
-        """The window to re-measure over when the decay is not resolved in this one."""
+        """The window to re-measure over when the decay is not resolved in this one: when
+        window / decay is outside `ratio_range` for every decay within one stderr (a window
+        restarted on a noisy decay estimate throws the shots spent so far away)."""
         if self.decay is None:
             return None
-        decay = fit.value(self.decay)[0]
-        if not np.isfinite(decay) or self.ratio_range[0] <= window / decay <= self.ratio_range[1]:
+        decay, stderr = fit.value(self.decay)
+        if not np.isfinite(decay):
+            return None
+        longest, shortest = decay + stderr, decay - stderr
+        too_long = window / longest > self.ratio_range[1]
+        too_short = shortest > 0 and window / shortest < self.ratio_range[0]
+        if not (too_long or too_short):
             return None
         wanted = float(np.clip(self.window_factor * decay, window / 10, window * 10))
         wanted = min(wanted, self.max_window)

@@ -185,3 +185,38 @@ def test_sequential_window_never_spends_more_than_its_budget():
     assert sum(sizes) * 2 * 100 <= budget
     value, stderr = fit_of(trace).value("decay")
     assert stderr / value > 0.04 / 1.25
+
+
+def test_faint_trace_shows_its_signal_before_its_window_or_design_follow_the_fit():
+    """At a per-point signal-to-noise of ~1 the coarse fit's decay is anything the noise
+    makes it: the window stays put (τ = 1 sits well inside it) while more of the coarse grid
+    is measured, the √shots law sizing each batch, until the amplitude stands out; then the
+    design reaches the goal."""
+    rng = np.random.default_rng(5)
+    windows: list[float] = []
+
+    def measure(window: float, delays: np.ndarray) -> xr.DataArray:
+        windows.append(window)
+        return synthetic(delays, rng, 1.0)
+
+    design = SequentialWindow(
+        measure=measure,
+        fit=fit_of,
+        goals=lambda fit: {"decay": 0.1 * fit.value("decay")[0]},
+        sweep="delay",
+        shots_per_point=100,
+        coarse_points=24,
+        min_batch=8,
+        margin=1.25,
+        budget=Budget(10**7, 12),
+        decay="decay",
+        window_factor=5.0,
+        ratio_range=(3.0, 10.0),
+    )
+    trace = design.run(5.0)
+    first = fit_of(trace.isel(delay=trace["delay_batch"].values == 0))
+    assert first.snr < design.trust_snr  # the failure: a coarse fit with no visible signal
+    assert set(windows) == {5.0}
+    value, stderr = fit_of(trace).value("decay")
+    assert stderr / value <= 0.1 / 1.25 and design.needed == 0.0
+    assert value == pytest.approx(1.0, rel=4 * stderr / value)

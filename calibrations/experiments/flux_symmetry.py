@@ -18,7 +18,7 @@ columns cannot dominate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -289,8 +289,52 @@ def _refine(bmap: BiasMap, start: np.ndarray, guarded: bool = False) -> tuple[np
     return np.asarray(result.x, float), float(result.fun)
 
 
-def _statistics(bmap: BiasMap, period: float, axis: float) -> tuple[np.ndarray, np.ndarray]:
-    """Standard errors of (P, S) and the d² of every mirror pair at the solution.
+def statistical_axis_stderr(bmap: BiasMap, symmetry: Symmetry) -> float:
+    """The noise part of the axis stderr of `symmetry` on `bmap` (the Jacobian's)."""
+    return float(_statistics(bmap, symmetry.period, symmetry.axis)[0][1])
+
+
+def refine_axis(bmap: BiasMap, symmetry: Symmetry) -> Symmetry:
+    """`symmetry` with its mirror axis refined on `bmap`, a finer map of about one period
+    around two symmetry points, the period held at the whole map's.
+
+    Linear interpolation across features sharper than the bias step shifts the axis by an
+    amount the even/odd comparison measures; on a finer map that error shrinks with the
+    step, so the axis is pinned where the coarse map could not. Its stderr combines the
+    statistical and grid parts of this map alone (floor: `_INTERPOLATION_FLOOR` steps).
+    """
+    period, step = symmetry.period, bmap.step
+    reach = max(3 * symmetry.axis_stderr, 8 * step)  # the whole map's axis, ± 3 stderr
+    axes = symmetry.axis + np.arange(-reach, reach + step / 8, step / 4)
+    costs = [mirror_cost(bmap, period, axis) for axis in axes]
+    axis = _axis_minimum(bmap, period, float(axes[int(np.argmin(costs))]))
+    halves = [_axis_minimum(_subsample(bmap, k), period, axis) for k in (0, 1)]
+    statistical, _ = _statistics(bmap, period, axis, vary_period=False)
+    grid = abs(halves[0] - halves[1]) / 2
+    stderr = max(float(np.hypot(statistical[1], grid)), _INTERPOLATION_FLOOR * step)
+    return replace(symmetry, axis=axis, axis_stderr=stderr)
+
+
+def _axis_minimum(bmap: BiasMap, period: float, start: float) -> float:
+    """Nelder–Mead on the axis alone, the period held."""
+    result = minimize(
+        lambda s: mirror_cost(bmap, period, float(s[0])),
+        np.array([start]),
+        method="Nelder-Mead",
+        options={
+            "xatol": 1e-4 * bmap.step,
+            "fatol": 1e-9,
+            "initial_simplex": [[start], [start + bmap.step / 2]],
+        },
+    )
+    return float(result.x[0])
+
+
+def _statistics(
+    bmap: BiasMap, period: float, axis: float, vary_period: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standard errors of (P, S) and the d² of every mirror pair at the solution (with the
+    period held, only S varies and the first error is 0).
 
     Each pair enters twice (each column is the other's image), so the covariance is doubled.
     """
@@ -302,7 +346,7 @@ def _statistics(bmap: BiasMap, period: float, axis: float) -> tuple[np.ndarray, 
         return np.array([np.inf, np.inf]), d2
     h = 0.05 * bmap.step
     columns = []
-    for dp, ds in ((h, 0.0), (0.0, h)):
+    for dp, ds in ((h, 0.0), (0.0, h)) if vary_period else ((0.0, h),):
         shifted = []
         for sign in (1, -1):
             moved = image + sign * (ds + np.rint((image + bmap.bias[index] - axis) / period) * dp)
@@ -316,7 +360,8 @@ def _statistics(bmap: BiasMap, period: float, axis: float) -> tuple[np.ndarray, 
         cov = 2 * redchi * np.linalg.inv(jac.T @ jac)
     except np.linalg.LinAlgError:
         return np.array([np.inf, np.inf]), d2
-    return np.sqrt(np.abs(np.diag(cov))), d2
+    stderr = np.sqrt(np.abs(np.diag(cov)))
+    return stderr if vary_period else np.array([0.0, stderr[0]]), d2
 
 
 def symmetry_candidates(symmetry: Symmetry) -> tuple[float, float]:

@@ -28,6 +28,7 @@ qubit_frequency whose sign is a guess would steer every later node to the wrong 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,10 @@ class Ramsey(Node):
     min_batch: int = 8
     stderr_margin: float = 1.25  # stop at the gate's stderr limits / this
     sign_margin: float = 6.0  # long detuning / stderr of each short-window fringe frequency
-    adaptive_budget: int = 3_200_000  # shots (both repeats) of the long window; short: 1/4
+    # Shots (both repeats) the long window may take: the stderr goals, not this cap, set
+    # what it spends (~1 h of a 0.5 ms shot when the per-shot signal-to-noise is ~0.05).
+    adaptive_budget: int = 8_000_000
+    short_budget: int = 800_000  # shots (both detunings and repeats) of the short windows
     max_batches: int = 12
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
@@ -175,7 +179,7 @@ class Ramsey(Node):
             self.short_points,
             self.min_batch,
             self.short_shots,
-            Budget(self.adaptive_budget // 4, self.max_batches),
+            Budget(self.short_budget, self.max_batches),
         )
         long: dict[str, float] = {}
 
@@ -230,6 +234,8 @@ class Ramsey(Node):
         data = short.dataset().assign(iq=iq)
         data.attrs = {
             **attrs,
+            "long_shots_needed": design.needed,
+            "long_shots_budget": self.adaptive_budget,
             "shots": self.short_shots,
             "long_shots": self.adaptive_shots,
             "drive_frequency": long["drive"],
@@ -271,6 +277,7 @@ class Ramsey(Node):
             at_least("delay window / T2_ramsey", window / t2[0], self.min_window_ratio),
             at_most("short vs long window frequency (stderr)", disagreement, self.max_disagreement),
             at_most("qubit_frequency stderr (Hz)", fringe_stderr, self.max_frequency_stderr),
+            *shot_budget(data.attrs),
         ]
         return Analysis(
             values={
@@ -332,6 +339,17 @@ class Ramsey(Node):
                 fit, label, "frequency", self.max_chi2, self.max_fringe_error, self.min_snr
             )
         return (error, stderr), criteria
+
+
+def shot_budget(attrs: Mapping) -> list[Criterion]:
+    """Shots the long window's signal needs for the gate (√shots law from its last fit) within
+    the budget, when a sequential window stopped short of its goals: the rejection then names
+    the cause, too little signal per shot, not only the stderrs it left."""
+    needed = float(attrs.get("long_shots_needed", 0.0))
+    if not needed:
+        return []
+    name = "long window shots its signal-to-noise needs (√shots law)"
+    return [at_most(name, needed, float(attrs["long_shots_budget"]))]
 
 
 def long_window_fit(data: xr.Dataset, long_detuning: float | None = None) -> CurveFit:

@@ -42,7 +42,8 @@ class ShortWindows:
 
     def refine(self, goals: Callable[[CurveFit], dict[str, float]], margin: float) -> None:
         """Batches until both fringe fits meet `goals` (stderr per parameter) with `margin`,
-        or the budget is spent; the √shots law sizes each batch, at most doubling the points."""
+        or the budget is spent; the √shots law sizes each batch, at most doubling the points
+        and never past the budget."""
         if not self.batches:
             self._add(self.points)
         while self._spent() < self.budget.shots and len(self.batches) < self.budget.batches:
@@ -58,7 +59,7 @@ class ShortWindows:
                 return
             have = self.dataset().sizes[SHORT]
             wanted = have * (ratio**2 - 1) if math.isfinite(ratio) else have
-            self._add(int(np.clip(wanted, self.min_batch, have)))
+            self._add(int(np.clip(wanted, self.min_batch, min(have, self._room()))))
 
     def dataset(self) -> xr.Dataset:
         """Every batch so far, sorted by delay, as `iq_short` (detuning, repeat, delay_short)."""
@@ -73,6 +74,11 @@ class ShortWindows:
     def _add(self, points: int) -> None:
         delays = coarse_delays(self.window, max(points, 2), len(self.batches))
         self.batches.append(self.measure(np.unique(delays)))
+
+    def _room(self) -> int:
+        """Points (at both detunings and repeats) the budget has left, at least one."""
+        per_point = 2 * 2 * self.shots_per_point
+        return max((self.budget.shots - self._spent()) // per_point, 1)
 
     def _spent(self) -> int:
         return sum(

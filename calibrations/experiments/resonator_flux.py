@@ -15,7 +15,10 @@ Steps:
 2. Period and mirror axis from whole complex columns (`flux_symmetry`): no line model, so a
    thermal mixture of two dressed lines, a line leaving the window or any cable delay is
    handled alike. This finds all symmetry points, S/2 + m·P/2, without telling half from
-   integer flux.
+   integer flux. When the two symmetry points nearest 0 V come out less precise than the
+   gate's limit (a resonator that hardly moves with flux, features sharper than the bias
+   step), one period around them is scanned again with as many columns and the shots the
+   axis' noise part calls for, and the axis is refined there with the period held.
 3. Which class is likelier half flux: at half flux the fluxonium sits lowest (tens to hundreds
    of MHz), so it is usually thermally excited and single-shot IQ at the resonator is
    bimodal (variance above amplifier noise by p(1 − p)·|ΔIQ|²). Single shots at one point of
@@ -40,6 +43,8 @@ from fluxcal.calibrations.experiments.flux_symmetry import (
     Symmetry,
     find_symmetry,
     point_stderr,
+    refine_axis,
+    statistical_axis_stderr,
     symmetry_candidates,
 )
 from fluxcal.calibrations.fitting import FitError
@@ -51,6 +56,8 @@ BIAS = "flux_voltage"
 FREQUENCY = "readout_frequency"
 #: Frequency axis of the wide map when a focused re-scan replaced it (`wide_iq`).
 WIDE_FREQUENCY = "wide_readout_frequency"
+#: Bias axis of the finer map around the two symmetry points nearest 0 V (`fine_iq`).
+FINE_BIAS = "fine_flux_voltage"
 #: Dimensions of the single-shot discrimination data.
 CANDIDATE, SHOT_POINT, SHOT = "candidate", "shot_point", "shot"
 #: A column shows the resonator when its largest departure from the off-resonant level
@@ -157,6 +164,8 @@ class ResonatorFlux(Node):
             symmetry = _symmetry_or_none(data, self.period_bounds)
         if symmetry is None:
             return data  # nothing to discriminate; the analysis rejects with the reason
+        data = self._finer_map(session, data, symmetry, attrs)
+        symmetry = _refined(data, symmetry)
         candidates = symmetry_candidates(symmetry)
         return self._record_shots(session, data, _bias_map(data), candidates, kappa)
 
@@ -190,6 +199,44 @@ class ResonatorFlux(Node):
         session.configure(readout={"shots": self.shots})
         wide_iq = wide["iq"].rename({FREQUENCY: WIDE_FREQUENCY})
         return data.assign(wide_iq=wide_iq)
+
+    def _finer_map(
+        self, session: QubitSession, data: xr.Dataset, symmetry: Symmetry, attrs: dict
+    ) -> xr.Dataset:
+        """The period around the two symmetry points nearest 0 V again, on a finer bias grid
+        and with more shots, when the map leaves them less precise than the gate's limit.
+
+        The axis error has two measured parts: noise (the Jacobian's, ∝ 1/√shots) and linear
+        interpolation across features sharper than the bias step (half the difference of
+        the even and odd bias points' refinements, shrinking at least ∝ step). The finer map
+        holds as many columns as the whole one over a single period, so its step is
+        span/period times finer while its mirror pairs, which average the noise, stay as
+        many; its shots grow by the square of the noise part over the target (at most
+        `max_focused_shots`).
+        """
+        period = symmetry.period
+        candidates = symmetry_candidates(symmetry)
+        worst = max(point_stderr(symmetry, v) for v in candidates)
+        if worst <= self.max_sweet_spot_stderr * period:
+            return data
+        target = self.max_sweet_spot_stderr * period  # axis stderr aimed at: half the limit's
+        statistical = statistical_axis_stderr(_bias_map(data), symmetry)
+        low = max(min(candidates) - period / 4, self.bias_range[0])
+        high = min(max(candidates) + period / 4, self.bias_range[1])
+        points = data.sizes[BIAS]
+        shots = int(data.attrs["shots"]) * max(1.0, (statistical / target) ** 2)
+        shots = int(min(shots, self.max_focused_shots))
+        session.configure(readout={"shots": shots})
+        fine = session.measure(
+            f"{self.name}_fine",
+            FREQUENCY,
+            data[FREQUENCY].values,
+            outer=("flux.voltage", np.linspace(low, high, points)),
+            attrs={**attrs, "shots": shots},
+        )
+        session.configure(readout={"shots": self.shots})
+        data.attrs["fine_shots"] = shots
+        return data.assign(fine_iq=fine["iq"].rename({BIAS: FINE_BIAS}))
 
     def _record_shots(self, session, data, bmap: BiasMap, candidates, kappa) -> xr.Dataset:
         """Single shots across the dip at one point of each symmetry class.
@@ -233,7 +280,7 @@ class ResonatorFlux(Node):
         bounds = (float(data.attrs["period_min"]), float(data.attrs["period_max"]))
         try:
             bmap = _bias_map(data)
-            symmetry = find_symmetry(bmap, bounds)
+            symmetry = _refined(data, find_symmetry(bmap, bounds))
         except FitError as error:
             return Analysis({}, [at_least(f"resonator map ({error})", 0, 1)], str(error))
         finite = float(bmap.finite.mean())
@@ -293,6 +340,14 @@ class ResonatorFlux(Node):
 def _bias_map(data: xr.Dataset) -> BiasMap:
     iq = data["iq"].transpose(BIAS, FREQUENCY).values.astype(complex)
     return BiasMap.from_scan(data[BIAS].values.astype(float), iq)
+
+
+def _refined(data: xr.Dataset, symmetry: Symmetry) -> Symmetry:
+    """`symmetry` with its axis from the finer map around the symmetry points, if measured."""
+    if "fine_iq" not in data:
+        return symmetry
+    iq = data["fine_iq"].transpose(FINE_BIAS, FREQUENCY).values.astype(complex)
+    return refine_axis(BiasMap.from_scan(data[FINE_BIAS].values.astype(float), iq), symmetry)
 
 
 def _visibility_map(data: xr.Dataset, bmap: BiasMap) -> BiasMap:
