@@ -31,7 +31,10 @@ from fluxcal.calibrations.experiments.qubit_spectroscopy import (
     SWEEP,
     Line,
     QubitSpectroscopy,
+    find_lines,
     qubit_line,
+    refine_strong_tone_line,
+    strong_tone_lines,
 )
 from fluxcal.calibrations.node import UNITS, Analysis, Node
 from fluxcal.calibrations.session import QubitSession
@@ -216,6 +219,39 @@ def test_the_qubit_is_the_lowest_line_not_much_weaker_than_the_strongest():
     one_to_two = Line(900e6, 1e6, 30e6, 15.0, 220)
     assert qubit_line([blip, f01, one_to_two], min_relative_snr=0.25) is f01
     assert qubit_line([], min_relative_snr=0.25) is None
+
+
+def strong_tone_sweep(height: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A coarse strong-tone sweep (4 MHz steps, 20 MHz–2 GHz) of unit complex noise per
+    point, with a Lorentzian line at 600 MHz, 40 MHz (ten steps) wide, `height` noise
+    deviations high along an arbitrary IQ direction."""
+    rng = np.random.default_rng(seed)
+    frequency = np.arange(20e6, 2.0e9 + 2e6, 4e6)
+    line = height / (1.0 + (2.0 * (frequency - 600e6) / 40e6) ** 2)
+    noise = rng.normal(size=frequency.size) + 1j * rng.normal(size=frequency.size)
+    return frequency, (0.3 - 0.2j) + np.exp(0.7j) * line + noise
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_faint_broad_line_shows_averaged_over_its_width(seed):
+    """A power-broadened line ten steps wide and five point-noise deviations high: three-point
+    smoothing leaves it below the threshold of 8 (the chips with weak dispersive contrast);
+    averaged over its width it stands ~12 standard errors out, within a quarter of its width
+    of where it is (the fine sweep's window and its re-centring take it from there)."""
+    frequency, iq = strong_tone_sweep(5.0, seed)
+    assert find_lines(frequency, iq, 8.0) == []
+    line = qubit_line(strong_tone_lines(frequency, iq, 8.0), min_relative_snr=0.25)
+    assert line is not None and line.scale > 3
+    line = refine_strong_tone_line(frequency, iq, line)
+    assert abs(line.centre - 600e6) < 10e6
+    assert line.stderr < 5e6
+    assert 20e6 < line.fwhm < 80e6
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_noise_shows_no_line_at_any_averaging(seed):
+    frequency, iq = strong_tone_sweep(0.0, seed)
+    assert strong_tone_lines(frequency, iq, 8.0) == []
 
 
 def test_recorded_qubit_spectroscopy_gives_the_recorded_values():

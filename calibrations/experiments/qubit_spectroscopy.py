@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import lmfit
 import numpy as np
 import xarray as xr
-from scipy.signal import find_peaks
+from scipy.signal import find_peaks, peak_widths
 
 from fluxcal.calibrations.averaging import measure_averaged, noise_limited_score
 from fluxcal.calibrations.fitting import FitError
@@ -41,15 +41,22 @@ from fluxcal.calibrations.session import QubitSession
 
 SWEEP = "drive_frequency"
 COARSE = "coarse_frequency"
-#: Scale of the median absolute deviation to a Gaussian standard deviation.
 _MIN_FIT_POINTS = 15
+#: Sweep points a coarse line is averaged over when judged (`find_broad_lines`): from the
+#: 3 of a line a few steps wide up to a line tens of steps wide.
+LINE_SCALES = (3, 5, 9, 17, 33)
+#: Lines the coarse averaging is steered by (its score): 3 point-noise deviations of a
+#: 3-point mean, the threshold this node used before lines were judged at their width, in
+#: the standard errors of that mean.
+_SCORE_SNR = 3.0 * np.sqrt(3.0)
 
 
 @dataclass(frozen=True)
 class Line:
     """A transition seen in a frequency sweep: centre and its stderr, FWHM (Hz) and SNR.
 
-    `index` is the sweep point of the peak; on the grid the stderr is half a step.
+    `index` is the sweep point of the peak; on the grid the stderr is half a step. `scale` is
+    the number of sweep points averaged when the SNR was judged (`find_broad_lines`).
     """
 
     centre: float
@@ -57,6 +64,7 @@ class Line:
     fwhm: float
     snr: float
     index: int
+    scale: int = 1
 
 
 def point_noise(y: np.ndarray) -> float:
@@ -88,9 +96,118 @@ def find_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Li
     ]
 
 
+def _matched_projection(iq: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The response (raw, and averaged over `scale` points) projected on the direction the
+    averaged trace varies along, with a peak positive.
+
+    A weak line hides in the noise of single points, so the direction of the raw trace's
+    largest variance is the noise's; averaged over the line's width the line dominates it.
+    """
+    iq = np.asarray(iq).astype(complex)
+    centred = iq - (np.median(iq.real) + 1j * np.median(iq.imag))
+    smooth = _boxcar(centred, scale)
+    axis = np.linalg.svd(np.stack([smooth.real, smooth.imag]), full_matrices=False)[0][:, 0]
+    raw = axis @ np.stack([centred.real, centred.imag])
+    averaged = axis @ np.stack([smooth.real, smooth.imag])
+    sign = 1.0 if averaged.max() >= -averaged.min() else -1.0
+    return sign * raw, sign * averaged
+
+
+def _boxcar(y: np.ndarray, points: int) -> np.ndarray:
+    """`y` averaged over `points` neighbours, the sweep's outside taken as background (0)."""
+    return np.convolve(y, np.ones(points) / points, mode="same")
+
+
+def _distinct(lines: list[Line]) -> list[Line]:
+    """One line per peak, at the scale that shows it best, by frequency."""
+    kept: list[Line] = []
+    for line in sorted(lines, key=lambda x: -x.snr):
+        if all(abs(line.centre - other.centre) > max(line.fwhm, other.fwhm) for other in kept):
+            kept.append(line)
+    return sorted(kept, key=lambda x: x.centre)
+
+
+def find_broad_lines(
+    frequency: np.ndarray, iq: np.ndarray, min_snr: float, scales: tuple[int, ...] = LINE_SCALES
+) -> list[Line]:
+    """Every line of a strong-tone sweep whose response, averaged over its width, stands
+    `min_snr` standard errors of that average above the background; by frequency.
+
+    A power-broadened line spans a few to tens of coarse steps. Judged point by point its SNR
+    is that of one point; averaged over its width (a matched filter) it gains √width, which
+    is √width less noise for the same shots, or width-fold fewer shots for the same evidence.
+    The sweep is averaged over each of `scales` points and each line is judged at the scale
+    that shows it best, against the noise of that average (point noise / √scale). The width
+    is the averaged peak's at half its height above the background (the median), with the
+    boxcar's removed in quadrature (exact for a Lorentzian); centres are on the grid (see
+    `refine_broad_line`).
+    """
+    frequency = np.asarray(frequency, float)
+    iq = np.asarray(iq)
+    if iq.size < _MIN_FIT_POINTS or not np.all(np.isfinite(iq)):
+        return []
+    step = float(np.median(np.diff(frequency)))
+    lines = []
+    for scale in (k for k in scales if k <= iq.size // 5):
+        raw, averaged = _matched_projection(iq, scale)
+        noise = point_noise(raw) / np.sqrt(scale)
+        peaks, _ = find_peaks(averaged, height=min_snr * noise, prominence=0.5 * min_snr * noise)
+        for k, width in zip(peaks, _half_height_widths(averaged, peaks), strict=True):
+            fwhm = np.sqrt(max((width * step) ** 2 - (scale * step) ** 2, step**2))
+            snr = float(averaged[k] / noise)
+            lines.append(Line(float(frequency[k]), step / 2, float(fwhm), snr, int(k), scale))
+    return _distinct(lines)
+
+
+def _half_height_widths(y: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Widths (in points) of `peaks` of `y` at half their height above zero, the background.
+
+    Not at half their prominence: a line on a neighbour's flank or at the sweep's edge has a
+    small prominence, and its width there would be the tip's.
+    """
+    if peaks.size == 0:
+        return np.zeros(0)
+    ends = (np.zeros(peaks.size, int), np.full(peaks.size, y.size - 1))
+    return peak_widths(y, peaks, 0.5, (y[peaks], *ends))[0]
+
+
+def refine_broad_line(frequency: np.ndarray, iq: np.ndarray, line: Line) -> Line:
+    """`line` of `find_broad_lines` with its centre from a local Lorentzian fit (`refine_peak`)
+    to the response projected on the line's direction and averaged over three points.
+
+    The average over the line's own scale shows a faint line best but, near the sweep's edge,
+    pulls its peak away from the edge; three points only steady the fit's start. The fit takes
+    the averages as independent, but only every third one is, so its stderr is scaled by √3.
+    The width stays the matched scale's (a width fitted to a faint line's flanks wanders by
+    factors, and the fine tone is scaled from it).
+    """
+    raw, _ = _matched_projection(iq, line.scale)
+    centre, stderr = refine_peak(np.asarray(frequency, float), _boxcar(raw, 3), line.index)
+    return replace(line, centre=centre, stderr=stderr * np.sqrt(3.0))
+
+
+def strong_tone_lines(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:
+    """The lines of a strong-tone sweep: those three-point smoothing shows (`find_lines`),
+    else those only averaging over a broad line's width shows (`find_broad_lines`).
+
+    A line that shows point by point keeps the three-point width and centre the fine tone
+    has always been scaled from: a matched average over a broad, bright line splits its noise
+    bumps into lines and smears its width. Only a faint line needs the matched average.
+    """
+    return find_lines(frequency, iq, min_snr) or find_broad_lines(frequency, iq, min_snr)
+
+
+def refine_strong_tone_line(frequency: np.ndarray, iq: np.ndarray, line: Line) -> Line:
+    """`line` of `strong_tone_lines` with a sub-grid centre, as its detector saw it."""
+    if line.scale == 1:
+        return refine_line(frequency, iq, line)
+    return refine_broad_line(frequency, iq, line)
+
+
 def line_amplitude(iq: np.ndarray, line: Line) -> float:
-    """Response height of `line` in the sweep it was found in (its SNR times the noise)."""
-    return line.snr * point_noise(response_to_peak(np.asarray(iq)))
+    """Response height of a `strong_tone_lines` line in its sweep (SNR times the noise)."""
+    raw, _ = _matched_projection(iq, line.scale)
+    return line.snr * point_noise(raw) / np.sqrt(line.scale)
 
 
 def refine_line(frequency: np.ndarray, iq: np.ndarray, line: Line) -> Line:
@@ -244,6 +361,7 @@ class QubitSpectroscopy(Node):
             readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
         )
         found = None  # (bias, stderr, coarse sweep, its IQ, qubit line) of the lowest line
+        first = None  # the same of the first look, kept as the record when no line is found
         tried: list[tuple[float, float]] = []
         points = self._symmetry_points(session)
         warm = self._warm_window(session)
@@ -252,8 +370,9 @@ class QubitSpectroscopy(Node):
             # the point it was found at; only if it is not there does the search start over
             tried.append(points[0])
             coarse, coarse_iq, line = self._coarse_look(session, points[0][0], warm)
+            first = (*points[0], coarse, coarse_iq, line)
             if line is not None:
-                found = (*points[0], coarse, coarse_iq, line)
+                found = first
         for bias, stderr in points if found is None else []:
             # f01 is lowest at half flux: at the other symmetry point only a line below the
             # one already found could mean that this point is the half-flux one.
@@ -262,17 +381,18 @@ class QubitSpectroscopy(Node):
                 break
             coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
             tried.append((bias, stderr))
-            reference = None if found is None else line_amplitude(found[3], found[4])
+            reference = None if found is None else (line_amplitude(found[3], found[4]), found[4])
             coarse, coarse_iq, line = self._coarse_look(session, bias, coarse, reference)
+            first = first or (bias, stderr, coarse, coarse_iq, line)
             if line is not None:
                 found = (bias, stderr, coarse, coarse_iq, line)
-        if found is None:
-            found = (*tried[0], coarse, coarse_iq, None)
-        bias, stderr, coarse, coarse_iq, line = found
+        bias, stderr, coarse, coarse_iq, line = found or first
         if tried[-1][0] != bias:  # back to the point with the qubit line
             session.configure(flux={"voltage": bias})
             self._centre_readout(session)
         tried = [*(t for t in tried if t[0] != bias), (bias, stderr)]
+        if line is None:  # nothing to zoom on: the record says why, without more device time
+            return self._dataset(session, None, coarse, coarse_iq, tried, line, 0.0)
         fine, amplitude = self._fine_settings(line)
         session.configure(readout={"shots": self.fine_shots})
         dataset = None
@@ -305,13 +425,13 @@ class QubitSpectroscopy(Node):
         session: QubitSession,
         bias: float,
         coarse: np.ndarray,
-        reference: float | None = None,
+        reference: tuple[float, Line] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Line | None]:
         """Strong-tone sweep at `bias`: its IQ and the refined qubit line in it, if any.
 
-        `reference` is the response amplitude of a line found elsewhere: the sweep then also
-        stops once a line `min_relative_snr` as strong would stand out (looking longer for
-        a line that is not there is the costliest way to learn nothing).
+        `reference` is the response amplitude of a line found elsewhere, and that line: the
+        sweep then also stops once a line `min_relative_snr` as strong would stand out
+        (looking longer for a line that is not there is the costliest way to learn nothing).
         """
         session.configure(flux={"voltage": bias})
         self._centre_readout(session)
@@ -325,24 +445,31 @@ class QubitSpectroscopy(Node):
             self.min_line_snr,
             self.budget,
         )["iq"].values
-        line = qubit_line(find_lines(coarse, coarse_iq, self.min_line_snr), self.min_relative_snr)
-        return coarse, coarse_iq, None if line is None else refine_line(coarse, coarse_iq, line)
+        lines = strong_tone_lines(coarse, coarse_iq, self.min_line_snr)
+        line = qubit_line(lines, self.min_relative_snr)
+        if line is not None:
+            line = refine_strong_tone_line(coarse, coarse_iq, line)
+        return coarse, coarse_iq, line
 
-    def _line_score(self, frequency: np.ndarray, reference: float | None = None):
+    def _line_score(self, frequency: np.ndarray, reference: tuple[float, Line] | None = None):
         """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none).
 
-        With a `reference` amplitude, a sweep quiet enough to show a line `min_relative_snr`
-        as strong also scores: the reference's line would not have been taken for f01 next
-        to a weaker one.
+        With a `reference` (amplitude, line), a sweep quiet enough to show a line of that
+        width `min_relative_snr` as strong also scores: the reference's line would not have
+        been taken for f01 next to a weaker one.
         """
 
         def score(iq: np.ndarray) -> float:
-            line = qubit_line(find_lines(frequency, iq, 3.0), self.min_relative_snr)
+            # as `strong_tone_lines` will judge it: point by point if it shows so, else averaged
+            lines = find_lines(frequency, iq, 3.0) or find_broad_lines(frequency, iq, _SCORE_SNR)
+            line = qubit_line(lines, self.min_relative_snr)
             seen = line.snr if line else 0.0
             if reference is None:
                 return seen
-            noise = point_noise(response_to_peak(iq))
-            return max(seen, self.min_relative_snr * reference / noise)
+            amplitude, like = reference
+            raw, _ = _matched_projection(iq, like.scale)
+            noise = point_noise(raw) / np.sqrt(like.scale)
+            return max(seen, self.min_relative_snr * amplitude / noise)
 
         return score
 
@@ -375,9 +502,12 @@ class QubitSpectroscopy(Node):
         ]
 
     def _recentred(self, data: xr.Dataset, amplitude: float) -> tuple[np.ndarray, float] | None:
-        """A new fine window and tone when the first fine sweep's line is off-centre or too
-        broad (the coarse line only locates f01 to a fraction of its power-broadened width);
-        None when the sweep is fine as it is or gives nothing to re-centre on."""
+        """A new fine window and tone when the first fine sweep's line is off-centre, too
+        broad or too narrow (the coarse line only locates f01 to a fraction of its
+        power-broadened width, and gives that width only roughly when faint; a line narrower
+        than wanted spreads over fewer points with less saturated signal, and its width is
+        then the criterion that fails); None when the sweep is fine as it is or gives nothing
+        to re-centre on."""
         try:
             analysis = self.analyse(data)
         except FitError:
@@ -388,11 +518,18 @@ class QubitSpectroscopy(Node):
         )
         if self.gate(analysis).accepted or not (np.isfinite(centre) and fwhm > 0):
             return None
-        amplitude *= float(np.clip(self.fine_linewidth / fwhm, 0.1, 1.0))
+        scale = float(np.clip(self.fine_linewidth / fwhm, 0.1, 10.0))
+        amplitude = min(amplitude * scale, self.coarse_amplitude)
         half = self.fine_half_span * self.fine_linewidth
         return np.linspace(centre - half, centre + half, self.fine_points), amplitude
 
     def _dataset(self, session, fine_iq, coarse, coarse_iq, tried, line, amplitude) -> xr.Dataset:
+        """The record; without a coarse line (`fine_iq` None) the fine sweep is not measured
+        and its place holds no data."""
+        if fine_iq is None:
+            centre, half = 0.5 * (self.coarse_start + self.coarse_stop), self.fine_linewidth
+            fine = np.linspace(centre - half, centre + half, self.fine_points)
+            fine_iq = xr.DataArray(np.full(fine.size, np.nan + 0j), {SWEEP: fine}, (SWEEP,))
         return xr.Dataset(
             {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq)},
             coords={COARSE: coarse},
@@ -420,15 +557,8 @@ class QubitSpectroscopy(Node):
     def _centre_readout(self, session: QubitSession) -> None:
         centre_readout(session, f"{self.name}_readout", self.readout_span)
 
-    def _fine_settings(self, line: Line | None) -> tuple[np.ndarray, float]:
-        """Fine window around the coarse line, and the tone that makes it ~fine_linewidth wide.
-
-        Without a coarse line the fine sweep still runs (around the coarse window's centre) so
-        that the gate, not an exception, records why the node failed.
-        """
-        if line is None:
-            centre, half = 0.5 * (self.coarse_start + self.coarse_stop), self.fine_linewidth
-            return np.linspace(centre - half, centre + half, self.fine_points), 0.0
+    def _fine_settings(self, line: Line) -> tuple[np.ndarray, float]:
+        """Fine window around the coarse line, and the tone that makes it ~fine_linewidth wide."""
         half = max(self.fine_half_span * self.fine_linewidth, 3 * line.stderr, self.coarse_step)
         amplitude = self.coarse_amplitude * self.fine_linewidth / max(line.fwhm, self.coarse_step)
         amplitude = float(np.clip(amplitude, 1e-5, self.coarse_amplitude))
@@ -437,15 +567,24 @@ class QubitSpectroscopy(Node):
     def analyse(self, data: xr.Dataset) -> Analysis:
         frequency = data[SWEEP].values
         bias = (float(data.attrs["flux_voltage"]), float(data.attrs["flux_voltage_stderr"]))
-        lines = find_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
+        lines = strong_tone_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
         coarse = qubit_line(lines, self.min_relative_snr)  # the line the fine sweep zoomed on
         report = self._report(data, lines)
+        coarse_snr = at_least(
+            "coarse line signal-to-noise", coarse.snr if coarse else 0.0, self.min_line_snr
+        )
+        if coarse is None:
+            return Analysis(
+                values={"qubit_frequency": (np.nan, np.nan), "flux_sweet_spot": bias},
+                criteria=[coarse_snr],
+                report=report + self._detection_limit(data),
+            )
         try:
             fit = fit_line(frequency, data["iq"].values)
         except FitError as error:
             return Analysis(
                 values={"qubit_frequency": (np.nan, np.nan), "flux_sweet_spot": bias},
-                criteria=[at_least("Lorentzian fit converged", 0.0, 1.0)],
+                criteria=[coarse_snr, at_least("Lorentzian fit converged", 0.0, 1.0)],
                 report=report + f"fit failed: {error}\n",
             )
         centre, centre_err = fit.value("centre")
@@ -455,12 +594,10 @@ class QubitSpectroscopy(Node):
         low, high = float(frequency.min()), float(frequency.max())
         step = (high - low) / (frequency.size - 1)
         criteria = [
-            at_least(
-                "coarse line signal-to-noise", coarse.snr if coarse else 0.0, self.min_line_snr
-            ),
+            coarse_snr,
             at_most(
                 "fine centre off the coarse line (coarse linewidths)",
-                abs(centre - coarse.centre) / coarse.fwhm if coarse else np.inf,
+                abs(centre - coarse.centre) / coarse.fwhm,
                 self.max_coarse_offset,
             ),
             snr,
@@ -496,6 +633,23 @@ class QubitSpectroscopy(Node):
                 "xlabel": "drive frequency (Hz)",
                 "ylabel": "projected IQ (V)",
             },
+        )
+
+    def _detection_limit(self, data: xr.Dataset) -> str:
+        """Why no line was found, physically: the smallest line the coarse sweep would have
+        shown, against its noise (more shots, a stronger readout or a larger dispersive shift
+        would show a weaker one)."""
+        _, averaged = _matched_projection(data["iq_coarse"].values, 1)
+        noise = point_noise(averaged)
+        widths = [k for k in LINE_SCALES if k <= data[COARSE].size // 5]
+        steps = f"{widths[0]}–{widths[-1]} steps" if widths else "one step"
+        smallest = self.min_line_snr * noise / np.sqrt(widths[-1] if widths else 1)
+        return (
+            f"no qubit line: the coarse sweep's point noise is {noise:.3g} V, so a saturated "
+            f"line {steps} wide had to change the readout by {smallest:.3g}–"
+            f"{smallest * np.sqrt(widths[-1] / widths[0]) if widths else smallest:.3g} V to "
+            f"stand {self.min_line_snr:g} standard errors out; the readout contrast of the "
+            "qubit states is below that within the shot budget\n"
         )
 
     @staticmethod
