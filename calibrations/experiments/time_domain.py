@@ -72,6 +72,10 @@ def resolve_window(
     return data
 
 
+#: Rounds of more shots `with_enough_shots` may take (each at most 16× the one before).
+_ROUNDS = 3
+
+
 def with_enough_shots(
     session: QubitSession,
     acquire: Callable[[float], Data],
@@ -87,22 +91,27 @@ def with_enough_shots(
     and relative errors by default) are met (1: just met, 0: nothing fitted, when more
     shots would not tell what went wrong); the
     √shots law sets the shot count, within `budget`. The first trace is replaced, not
-    averaged in, so every repeat of the new trace has the same shots.
+    averaged in, so every repeat of the new trace has the same shots. A round grows the
+    shots at most 16×, so a faint trace seen first with few shots may take up to
+    `_ROUNDS` of them (a 100-shot Rabi look that needed 2500 fell short after one).
     """
     readout = session.channel("readout")
-    shots = int(readout.shots())
+    first = shots = int(readout.shots())
     try:
-        criteria = analyse(data).criteria
-    except FitError:
+        for _ in range(_ROUNDS):
+            try:
+                criteria = analyse(data).criteria
+            except FitError:
+                return data
+            reached = noise_limited_score(criteria, markers)
+            if reached >= 1.0 or reached <= 0.0:
+                return data
+            wanted = next_total(shots, reached, 1.0, budget)
+            if wanted <= shots:
+                return data
+            readout.shots(wanted)
+            data = acquire(window)
+            shots = wanted
         return data
-    reached = noise_limited_score(criteria, markers)
-    if reached >= 1.0 or reached <= 0.0:
-        return data
-    wanted = next_total(shots, reached, 1.0, budget)
-    if wanted <= shots:
-        return data
-    readout.shots(wanted)
-    try:
-        return acquire(window)
     finally:
-        readout.shots(shots)
+        readout.shots(first)
