@@ -19,9 +19,16 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from fluxcal.calibrations.experiments.plasmon_lines import PLASMON, assign, readings
+from fluxcal.calibrations.experiments.plasmon_lines import (
+    PLASMON,
+    assign,
+    find_lines_any_sense,
+    readings,
+    valley,
+    valley_windows,
+)
 from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import ENERGIES, QubitFluxSpectroscopy
-from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
+from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, find_lines
 from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
 from fluxcal.calibrations.fitting.spectrum import (
     OtherLine,
@@ -110,6 +117,27 @@ def test_lines_no_fit_can_place_are_not_used() -> None:
     assert assign([line(5.0e9), line(14.0e9)], 0.0, fits_when()) == []
 
 
+def test_lines_that_move_the_readout_point_opposite_ways_are_both_found() -> None:
+    """1→2 moves the readout point from level 1's dressed resonator to level 2's, 0→3 from
+    level 0's to level 3's: on chip 5000 the two pull 145° apart. A peak search along one
+    sense of the main direction sees the stronger line only (the other is a dip)."""
+    rng = np.random.default_rng(7)
+    frequency = np.linspace(5.6e9, 6.3e9, 401)
+
+    def lorentzian(centre: float, fwhm: float) -> np.ndarray:
+        return 1 / (1 + (2 * (frequency - centre) / fwhm) ** 2)
+
+    iq = (
+        0.10 * np.exp(2.9j) * lorentzian(6.20e9, 6e6)
+        + 0.06 * np.exp(0.4j) * lorentzian(5.937e9, 12e6)
+        + 0.004 * (rng.standard_normal(401) + 1j * rng.standard_normal(401))
+    )
+    found = sorted(x.centre for x in find_lines_any_sense(frequency, iq, 6.0))
+    assert found == pytest.approx([5.937e9, 6.20e9], abs=1e6)
+    single_sense = [x.centre for x in find_lines(frequency, iq, 6.0)]
+    assert single_sense == pytest.approx([6.20e9], abs=2e6)  # what the old search saw
+
+
 # --------------------------------------------------------------------------- spectrum fit
 
 
@@ -141,6 +169,28 @@ def test_plasmon_lines_pin_the_energies_of_a_heavy_fluxonium(seed: int) -> None:
         assert stderr < 0.002 * value, name
         assert abs(value - getattr(truth, name)) < 4 * stderr, name
     assert np.all(np.abs(both.other_residuals_hz) < 5e6)
+
+
+def test_the_valley_f01_leaves_open_predicts_the_plasmon_lines() -> None:
+    """Chip 5013 (EJ, EC, EL = 9.2, 2.1, 0.19 GHz): f01 over half a period leaves EJ free
+    along a valley (the least squares once stopped at EJ = 53 GHz, where the linearised
+    prediction means nothing), yet f12 and f03 move by tens of MHz along it: their range
+    over the profile is the search window, and it holds the true lines."""
+    truth = FluxoniumModel(9.23, 2.10, 0.19)
+    rng = np.random.default_rng(1)
+    period, sweet_spot = 0.54, -0.1
+    bias = sweet_spot + np.linspace(0.0, 0.5, 13) * period
+    f01 = 1e9 * truth.transition_frequency(bias_to_flux(bias, period, sweet_spot))
+    sigma = np.full(bias.size, 0.5e6)
+    peaks = PeakTrace(bias, f01 + sigma * rng.standard_normal(bias.size), sigma, sigma * 0 + 20)
+    fit = fit_flux_spectrum(peaks, period=period, sweet_spot_guess=sweet_spot)
+    profile = valley(peaks, fit, 5.0, (0.5, 50.0))
+    assert len(profile) > 3 and profile[-1].EJ > 1.5 * profile[0].EJ  # a long valley
+    levels = 1e9 * truth.energies(0.5, n_levels=4).ravel()
+    windows = valley_windows(profile, sweet_spot, 10e6)
+    for (low, high), (lo, up) in zip(windows, PLASMON, strict=True):
+        assert low < levels[up] - levels[lo] < high
+        assert high - low < 0.5e9
 
 
 # --------------------------------------------------------------------------- live chips

@@ -22,6 +22,12 @@ fluxonium are nearly degenerate, and a line read as 1→2 or as 1→3 then says 
 one line is
 seen and either plasmon transition could be it, the acquisition looks where its partner
 would be under each reading, and the pair decides.
+
+Each line moves the readout point its own way: from level i's dressed resonator to level
+j's, so 1→2 and 0→3 can pull the IQ point in opposite directions. A sweep holding both is
+therefore searched along both senses of its main direction of variation and of the one
+across it (`find_lines_any_sense`); the single-sense peak search of f01 spectroscopy would
+see the stronger line and take the other one for a dip of the baseline.
 """
 
 from __future__ import annotations
@@ -31,10 +37,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.signal import find_peaks
 
-from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
+from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, point_noise
 from fluxcal.calibrations.fitting import FitError, SpectrumFit
-from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux
+from fluxcal.calibrations.fitting.spectrum import (
+    OtherLine,
+    PeakTrace,
+    bias_to_flux,
+    fit_with_EJ_held,
+    refine_peak,
+)
 from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Transitions looked for at half flux (lower, upper level) ...
@@ -50,6 +63,61 @@ _MODEL_ERROR = 0.01
 #: An f01 fit whose energies are more uncertain than this (relative) predicts nothing: its
 #: linearised covariance would be meaningless, and the tracking itself went wrong.
 _MAX_RELATIVE_ERROR = 0.3
+
+
+#: First relative step of EJ along the valley profile; each further step is twice as long
+#: in log EJ, so a short valley is resolved and a long one walked in a few fits: at most
+#: `_VALLEY_POINTS` each way (e^(0.03·(2⁷−1)) ≈ 45).
+_VALLEY_STEP = 0.03
+_VALLEY_POINTS = 7
+#: Fewest sweep points a line search makes sense on.
+_MIN_SWEEP_POINTS = 15
+
+
+def senses(iq: np.ndarray) -> list[np.ndarray]:
+    """The sweep's IQ, centred on its median, projected on its main direction of variation
+    and on the direction across it, each in both senses: a line is a peak in one of them
+    whichever way it moves the readout point."""
+    z = np.asarray(iq, complex)
+    centred = z - (np.median(z.real) + 1j * np.median(z.imag))
+    points = np.stack([centred.real, centred.imag])
+    axes = np.linalg.svd(points, full_matrices=False)[0].T
+    projections = [axis @ points for axis in axes]
+    return [sign * y for y in projections for sign in (1.0, -1.0)]
+
+
+def _peaks(frequency: np.ndarray, y: np.ndarray, min_snr: float) -> list[Line]:
+    """Peaks of one real response, as `find_lines` finds them, with refined centres."""
+    noise = point_noise(y)
+    smooth = np.convolve(y, np.ones(3) / 3, mode="same")
+    step = float(np.median(np.diff(frequency)))
+    found, props = find_peaks(
+        smooth, height=min_snr * noise, prominence=0.5 * min_snr * noise, width=1.0
+    )
+    lines = []
+    for k, width in zip(found, props["widths"], strict=True):
+        centre, stderr = refine_peak(frequency, y, int(k))
+        lines.append(Line(centre, stderr, float(width) * step, float(smooth[k] / noise), int(k)))
+    return lines
+
+
+def find_lines_any_sense(frequency: np.ndarray, iq: np.ndarray, min_snr: float) -> list[Line]:
+    """Every line of a saturation sweep at least `min_snr` noise deviations high, whichever
+    way it moves the readout point, strongest first, centres refined. A line seen in more
+    than one projection (closer than its width) counts once, with its highest SNR."""
+    frequency = np.asarray(frequency, float)
+    iq = np.asarray(iq)
+    if iq.size < _MIN_SWEEP_POINTS or not np.all(np.isfinite(iq)):
+        return []
+    found = sorted(
+        (line for y in senses(iq) for line in _peaks(frequency, y, min_snr)),
+        key=lambda x: -x.snr,
+    )
+    distinct: list[Line] = []
+    for line in found:
+        if all(abs(line.centre - kept.centre) > max(line.fwhm, kept.fwhm) for kept in distinct):
+            distinct.append(line)
+    return distinct
 
 
 @dataclass(frozen=True)
@@ -93,7 +161,7 @@ def predict(fit: SpectrumFit, bias: float) -> Prediction:
     result = fit.result
     if result.covar is None:
         raise FitError("the f01 fit has no covariance to predict the plasmon lines from")
-    values = {name: float(p.value) for name, p in result.params.items()}
+    values = _values(fit)
     worst = max(abs(getattr(fit, f"{n}_stderr") / getattr(fit, n)) for n in ("EJ", "EC", "EL"))
     if not worst <= _MAX_RELATIVE_ERROR:
         raise FitError(f"the f01 fit's energies are {worst:.0%} uncertain: nothing to predict")
@@ -108,6 +176,66 @@ def predict(fit: SpectrumFit, bias: float) -> Prediction:
         jacobian[:, k] = (shifted[0] - shifted[1]) / (2 * step)
     covariance = jacobian @ np.asarray(result.covar) @ jacobian.T
     return Prediction(bias, PLASMON, mean, covariance)
+
+
+def valley(
+    peaks: PeakTrace, fit: SpectrumFit, sigmas: float, bounds: tuple[float, float]
+) -> list[SpectrumFit]:
+    """Fits of `peaks` along the valley of EJ, EC that f01(Φ) leaves open, by EJ: EJ held
+    at growing steps (`_VALLEY_STEP`) out from the f01-only `fit` (within `bounds`, GHz)
+    while the chi-square stays within `sigmas`² (in units of the fit's reduced chi-square)
+    of it.
+
+    Where the valley is long the linearised covariance means nothing (the least squares
+    may even stop far along a nearly flat valley), yet the plasmon lines can move little
+    along it: their range over the valley is the honest prediction.
+    """
+    allowed = fit.result.chisqr + sigmas**2 * max(fit.redchi, 1.0)
+    fits = [fit]
+    for sign in (1.0, -1.0):
+        last = fit
+        for k in range(_VALLEY_POINTS):
+            EJ = fit.EJ * np.exp(sign * _VALLEY_STEP * (2 ** (k + 1) - 1))
+            if not bounds[0] <= EJ <= bounds[1]:
+                break
+            try:
+                last = fit_with_EJ_held(peaks, last, EJ)
+            except FitError:
+                break
+            if last.result.chisqr > allowed:
+                break
+            fits.append(last)
+    return sorted(fits, key=lambda f: f.EJ)
+
+
+def valley_windows(
+    fits: list[SpectrumFit], bias: float, lowest: float
+) -> list[tuple[float, float]]:
+    """Per plasmon line, the frequency range it takes over the valley `fits`, widened by
+    the model error (`_MODEL_ERROR`) each way."""
+    lines = np.array([_frequencies(_values(f), bias, f.cutoff) for f in fits])
+    low = lines.min(axis=0) * (1 - _MODEL_ERROR)
+    high = lines.max(axis=0) * (1 + _MODEL_ERROR)
+    return [
+        (max(float(lo), lowest), float(hi)) for lo, hi in zip(low, high, strict=True) if hi > lowest
+    ]
+
+
+def _values(fit: SpectrumFit) -> dict[str, float]:
+    return {name: float(p.value) for name, p in fit.result.params.items()}
+
+
+def nearest_start(fits: list[SpectrumFit], reading: OtherLine) -> SpectrumFit:
+    """The fit of `fits` (points along the valley) whose prediction of `reading`'s
+    transition is nearest its frequency, scaled onto it (`scaled_start`): a joint fit
+    started far along the valley crawls."""
+
+    def miss(fit: SpectrumFit) -> float:
+        model = FluxoniumModel(fit.EJ, fit.EC, fit.EL, cutoff=fit.cutoff)
+        predicted = 1e9 * float(model.transition_frequency(0.5, reading.lower, reading.upper))
+        return abs(predicted - reading.frequency)
+
+    return scaled_start(min(fits, key=miss), reading)
 
 
 def scaled_start(fit: SpectrumFit, reading: OtherLine) -> SpectrumFit:

@@ -11,7 +11,8 @@ saturation tone is re-scaled row by row so the line stays a few frequency steps 
 from the sweet spot T2 drops ~100× and the same tone gives a far wider line); a row without
 a line is retried wider, stronger and with more shots, one with a too-wide line weaker.
 Tracking ends after a few rows in a row without a line (far from Φ0/2 the dispersive shift
-can vanish, and with it the readout contrast).
+can vanish, and with it the readout contrast); each miss doubles the flux step, so a band
+where the shift changes sign is stepped over rather than filled with missed rows.
 
 The analysis is the shared spectrum fit: `extract_peaks` per row (each row has its own
 frequency axis), then `fit_flux_spectrum` with the calibrated flux period held fixed and the
@@ -243,7 +244,8 @@ class QubitFluxSpectroscopy(Node):
         less certain than wanted (see `plasmon_lines`).
 
         The search windows are the f01-only fit's predictions of f12 and f03 ± `plasmon_sigmas`
-        (one wider than `max_plasmon_span` is no prediction; lines seen twice count once);
+        or their range along the EJ, EC valley (`_plasmon_windows`; lines seen twice count
+        once); lines are found whichever way they move the readout point;
         the tone is the sweet-spot row's, scaled by the ratio of charge matrix elements and
         by the wanted linewidth on the coarse grid. Each line found is measured again zoomed,
         with the tone scaled to its width. No heralding: level 1 must stay populated.
@@ -258,28 +260,24 @@ class QubitFluxSpectroscopy(Node):
             return data  # nor could the plasmon lines be predicted
         if self._energies_precise(fit, _period_errors(refits)):
             return data
-        try:
-            prediction = _plasmon_prediction(fit, sweet_spot, refits)
-        except FitError:
-            return data
-        windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
-        windows = [(lo, min(hi, self.max_drive_frequency)) for lo, hi in windows]
-        windows = [(lo, hi) for lo, hi in windows if 0 < hi - lo <= self.max_plasmon_span]
+        starts = self._starts(peaks, fit, sweet_spot)
+        windows = self._plasmon_windows(peaks, fit, sweet_spot, refits)
         if not windows:
             return data
         session.configure(flux={"voltage": sweet_spot}, drive={"herald": False})
         tone, width = sweet_tone
-        tone *= plasmon.charge_ratio(fit) * self.points_per_linewidth / width
+        middle = starts[len(starts) // 2]
+        tone *= plasmon.charge_ratio(middle) * self.points_per_linewidth / width
         rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
         for window in windows:
             rows += self._plasmon_search(session, window, tone)
         seen = distinct_lines(rows, self.min_line_snr)
-        joint = self._joint_fits(peaks, linewidths, fit)
+        joint = self._joint_fits(peaks, linewidths, fit, starts)
         if seen and len(plasmon.assign(seen, sweet_spot, joint.consistent, joint.equivalent)) < 2:
             # A line that more than one transition could be: look where its partner would
             # be under each reading; the pair then decides.
             for reading in plasmon.readings(seen, sweet_spot, joint.consistent):
-                window = self._partner_window(peaks, fit, sweet_spot, reading)
+                window = self._partner_window(joint, sweet_spot, reading)
                 if window is not None:
                     rows += self._plasmon_search(session, window, tone)
         session.configure(drive={"herald": self.herald}, readout={"shots": self.shots})
@@ -304,8 +302,7 @@ class QubitFluxSpectroscopy(Node):
         frequency = np.linspace(*window, self.plasmon_points)
         coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
         rows = [(*coarse, False)]
-        lines = find_lines(frequency, coarse[1], self.min_line_snr)
-        lines.sort(key=lambda x: -x.snr)
+        lines = plasmon.find_lines_any_sense(frequency, coarse[1], self.min_line_snr)
         for line in lines[: self.max_plasmon_lines]:
             half = 2 * line.fwhm
             zoom = np.linspace(line.centre - half, line.centre + half, self.points)
@@ -313,24 +310,66 @@ class QubitFluxSpectroscopy(Node):
             rows.append((*self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm), True))
         return rows
 
-    def _joint_fits(self, peaks: PeakTrace, linewidths: np.ndarray, fit: SpectrumFit) -> JointFits:
+    def _plasmon_windows(
+        self,
+        peaks: PeakTrace,
+        fit: SpectrumFit,
+        bias: float,
+        refits: list[SpectrumFit] | None,
+    ) -> list[tuple[float, float]]:
+        """Where to search the plasmon lines: ± `plasmon_sigmas` of the f01-only fit's
+        linearised prediction (with the held period's share), or, when that is no
+        prediction (a long valley of EJ, EC, or a period refit that slid along it), the
+        lines' range along the valley. Windows wider than `max_plasmon_span` are dropped."""
+        try:
+            prediction = _plasmon_prediction(fit, bias, refits)
+            windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
+        except FitError:
+            windows = []
+        if not windows or any(hi - lo > self.max_plasmon_span for lo, hi in windows):
+            windows = plasmon.valley_windows(self._valley(peaks, fit), bias, self.min_frequency)
+        windows = [(lo, min(hi, self.max_drive_frequency)) for lo, hi in windows]
+        return [(lo, hi) for lo, hi in windows if 0 < hi - lo <= self.max_plasmon_span]
+
+    def _valley(self, peaks: PeakTrace, fit: SpectrumFit) -> list[SpectrumFit]:
+        bounds = (self.EJ_bounds[0] / 1e9, self.EJ_bounds[1] / 1e9)
+        return plasmon.valley(peaks, fit, self.plasmon_sigmas, bounds)
+
+    def _starts(self, peaks: PeakTrace, fit: SpectrumFit, bias: float) -> list[SpectrumFit]:
+        """Where joint fits start: the f01-only `fit`, or, when it predicts no plasmon line
+        (f01 leaves EJ, EC free along a long valley), points along that valley."""
+        try:
+            plasmon.predict(fit, bias)
+            return [fit]
+        except FitError:
+            return self._valley(peaks, fit)
+
+    def _joint_fits(
+        self,
+        peaks: PeakTrace,
+        linewidths: np.ndarray,
+        fit: SpectrumFit,
+        starts: list[SpectrumFit],
+    ) -> JointFits:
         return JointFits(
-            peaks, linewidths, fit, self.max_residual_linewidths, self.max_plasmon_residual
+            peaks,
+            linewidths,
+            fit,
+            starts,
+            self.max_residual_linewidths,
+            self.max_plasmon_residual,
         )
 
     def _partner_window(
-        self, peaks: PeakTrace, fit: SpectrumFit, bias: float, reading: OtherLine
+        self, joint: JointFits, bias: float, reading: OtherLine
     ) -> tuple[float, float] | None:
         """Where the other plasmon line is, were `reading` right: ± `plasmon_sigmas` of the
-        refit's prediction (with the assignment's model error); None if nothing to search."""
+        reading's joint fit's prediction (with the assignment's model error); None if
+        nothing to search."""
+        refit = joint.of((reading,))
+        if refit is None:
+            return None
         try:
-            refit = fit_flux_spectrum(
-                peaks,
-                period=fit.period,
-                sweet_spot_guess=fit.sweet_spot,
-                others=(reading,),
-                start=fit,
-            )
             partner = plasmon.predict(refit, bias).with_model_error()
         except FitError:
             return None
@@ -349,7 +388,8 @@ class QubitFluxSpectroscopy(Node):
         session.configure(drive={"amplitude": amplitude}, readout={"shots": self.shots})
 
         def strongest(iq: np.ndarray) -> float:
-            return max((line.snr for line in find_lines(frequency, iq, 3.0)), default=0.0)
+            lines = plasmon.find_lines_any_sense(frequency, iq, 3.0)
+            return lines[0].snr if lines else 0.0
 
         data = measure_averaged(
             session,
@@ -375,7 +415,14 @@ class QubitFluxSpectroscopy(Node):
     def _next_step(self, step: float, f01: list[float], missed_by: float) -> float:
         """Flux step to the next row: f01 should move by about `target_jump` per row, so
         predictions stay close where f01 bends, and by `far_jump` where the last prediction
-        was good to `good_prediction` (f01 nearly straight), so rows are not wasted there."""
+        was good to `good_prediction` (f01 nearly straight), so rows are not wasted there.
+
+        After a row without the line the step doubles: where the dispersive shift of 0 and
+        1 changes sign along flux the readout contrast vanishes over a band of a few
+        hundredths of Φ0 (chips 5005, 5027), and rows at the old step would all fall in it.
+        """
+        if not np.isfinite(missed_by):
+            return float(min(2 * step, self.max_flux_step))
         if len(f01) < 2:
             return step
         jump = max(abs(f01[-1] - f01[-2]), 1.0)
@@ -533,10 +580,13 @@ class QubitFluxSpectroscopy(Node):
                 report=f"spectrum fit failed: {error}\n",
                 curves=_map_curves(data, peaks),
             )
-        joint = self._joint_fits(peaks, linewidths, fit)
-        others, plasmon_report = recorded_plasmon_lines(
-            data, peaks, fit, self.min_line_snr, joint.consistent, joint.equivalent
-        )
+        others, plasmon_report = (), ""
+        if "plasmon_iq" in data:
+            starts = self._starts(peaks, fit, float(data.attrs["plasmon_bias"]))
+            joint = self._joint_fits(peaks, linewidths, fit, starts)
+            others, plasmon_report = recorded_plasmon_lines(
+                data, peaks, fit, self.min_line_snr, joint.consistent, joint.equivalent
+            )
         if others:
             try:  # from where the assignment's joint fit started (not from the f01 grid)
                 fit = fit_flux_spectrum(
@@ -544,7 +594,7 @@ class QubitFluxSpectroscopy(Node):
                     period=period,
                     sweet_spot_guess=calibrated,
                     others=others,
-                    start=plasmon.scaled_start(fit, others[0]),
+                    start=joint.start(others),
                 )
             except FitError as error:
                 others, plasmon_report = (), f"plasmon lines not fitted: {error}\n"
@@ -613,14 +663,16 @@ class JointFits:
     the single readings again, and the equivalence test for the largest ones: every one is
     the same least-squares problem, and on a heavy chip each takes seconds.
 
-    A fit starts at the f01-only `fit` with EJ and EC scaled together so that the reading's
-    first line sits where it is read: the f01-only fit may lie far along the EJ, EC valley,
-    further than the least squares walk.
+    A fit starts at the point of `starts` (the f01-only fit, or points along the EJ, EC
+    valley it leaves open) that puts the reading's first line nearest where it is read,
+    with EJ and EC scaled together to put it there: the f01-only fit may lie far along the
+    valley, further than the least squares walk.
     """
 
     peaks: PeakTrace
     linewidths: np.ndarray
     fit: SpectrumFit
+    starts: list[SpectrumFit]
     max_residual_linewidths: float
     max_line_residual: float  # standard errors between a line and the joint fit
     _fits: dict[tuple[OtherLine, ...], SpectrumFit | None] = field(default_factory=dict)
@@ -634,11 +686,15 @@ class JointFits:
                     period=self.fit.period,
                     sweet_spot_guess=self.fit.sweet_spot,
                     others=others,
-                    start=plasmon.scaled_start(self.fit, others[0]),
+                    start=self.start(others),
                 )
             except (FitError, ValueError):
                 self._fits[others] = None
         return self._fits[others]
+
+    def start(self, others: tuple[OtherLine, ...]) -> SpectrumFit:
+        """Where the joint fit of a reading starts (see the class)."""
+        return plasmon.nearest_start(self.starts, others[0])
 
     def consistent(self, others: tuple[OtherLine, ...]) -> bool:
         """Whether f01 and the reading fit jointly: f01 residuals within
@@ -789,12 +845,12 @@ def distinct_lines(rows, min_snr: float) -> list[Line]:
     rows (no zoom of them) count with their coarse centre. Lines closer than a linewidth are
     one line.
     """
-    found: list[Line] = []
+    found: list[tuple[Line, bool]] = []
     for frequency, iq, _, _, zoomed in rows:
-        lines = find_lines(frequency, iq, min_snr)
+        lines = plasmon.find_lines_any_sense(frequency, iq, min_snr)
         if zoomed:  # the line zoomed into sits in the middle
             lines = [line] if (line := nearest_line(lines, float(np.mean(frequency)))) else []
-        found += [(refine_line(frequency, iq, line), zoomed) for line in lines]
+        found += [(line, zoomed) for line in lines]
     distinct: list[Line] = []
     # zoomed centres first: a coarse sighting of the same line adds nothing
     for line, _ in sorted(found, key=lambda x: (not x[1], -x[0].snr)):
@@ -825,13 +881,25 @@ def recorded_plasmon_lines(
         measured = np.isfinite(z) & np.isfinite(f)
         rows.append((f[measured], z[measured], np.nan, 0, bool(zoomed)))
     distinct = distinct_lines(rows, min_snr)
+    bias = float(data.attrs["plasmon_bias"])
+    others = tuple(plasmon.assign(distinct, bias, consistent, equivalent))
+    predicted = _predicted_text(data, peaks, fit, bias)
+    seen = ", ".join(f"{line.centre / 1e9:.4f}" for line in distinct) or "none"
+    used = ", ".join(f"f{o.lower}{o.upper} = {o.frequency / 1e9:.4f} GHz" for o in others)
+    return others, (
+        f"plasmon lines at half flux: predicted {predicted}; seen {seen} GHz; "
+        f"{'used ' + used if others else 'none assigned unambiguously'}\n"
+    )
+
+
+def _predicted_text(data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, bias: float) -> str:
+    """The f01-only fit's plasmon prediction for the report (or why there is none: the
+    search then covered the lines' range along the EJ, EC valley)."""
     try:
-        bias = float(data.attrs["plasmon_bias"])
         prediction = _plasmon_prediction(fit, bias, _period_refits(data, peaks, fit))
     except FitError as error:
-        return (), f"plasmon lines not used: {error}\n"
-    others = tuple(plasmon.assign(distinct, bias, consistent, equivalent))
-    predicted = ", ".join(
+        return f"none ({error}; searched over the EJ, EC valley)"
+    return ", ".join(
         f"f{lo}{u} {m / 1e9:.3f} ± {s / 1e9:.3f} GHz"
         for (lo, u), m, s in zip(
             prediction.transitions,
@@ -839,12 +907,6 @@ def recorded_plasmon_lines(
             np.sqrt(np.diag(prediction.covariance)),
             strict=True,
         )
-    )
-    seen = ", ".join(f"{line.centre / 1e9:.4f}" for line in distinct) or "none"
-    used = ", ".join(f"f{o.lower}{o.upper} = {o.frequency / 1e9:.4f} GHz" for o in others)
-    return others, (
-        f"plasmon lines at half flux: predicted {predicted}; seen {seen} GHz; "
-        f"{'used ' + used if others else 'none assigned unambiguously'}\n"
     )
 
 

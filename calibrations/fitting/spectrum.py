@@ -407,6 +407,23 @@ def fit_flux_spectrum(
     return _summarise(final, bias, freq, used, cutoff, others)
 
 
+def fit_with_EJ_held(peaks: PeakTrace, start: SpectrumFit, EJ: float) -> SpectrumFit:
+    """`start` (a fit of `peaks`) refitted with EJ held at `EJ`: one point of the profile
+    along the valley of EJ, EC that f01(Φ) of a heavy fluxonium leaves open (its chi-square
+    says how far along the valley the data still allow). EC starts scaled with EJ; the
+    peaks `start` used are fitted, the rest of its mapping held or freed as it was.
+    Raises FitError."""
+    params = start.result.params.copy()
+    params["EJ"].set(value=EJ, vary=False)
+    params["EC"].set(value=start.EC * EJ / start.EJ)
+    used = np.asarray(start.used, bool)
+    bias = np.asarray(peaks.bias, dtype=float)
+    freq = np.asarray(peaks.peak_frequency, dtype=float)
+    sigma = _frequency_sigma(peaks)
+    result = _minimize(params, bias[used], freq[used], sigma[used], start.cutoff, loss="linear")
+    return _summarise(result, bias, freq, used, start.cutoff)
+
+
 def _frequency_sigma(peaks: PeakTrace) -> np.ndarray:
     """Per-peak frequency uncertainty (Hz) for weighting, floored at a tenth of the median.
 
