@@ -202,10 +202,6 @@ class SequentialWindow:
     resizes: int = 2
     restart: bool = False
     trust_snr: float = TRUST_SNR
-    #: A model-free signal-to-noise of a trace (e.g. its early delays against its late ones),
-    #: for a model whose fit can lose its amplitude in a degeneracy while the data hold a
-    #: signal (a decay fitted far beyond the window: amplitude and offset trade off).
-    signal: Callable[[xr.DataArray], float] | None = None
     #: Set when the loop stops short of the goals: the shots (both repeats) the √shots law
     #: says they need, from the last fit's stderrs (0 when the goals were met).
     needed: float = 0.0
@@ -219,12 +215,11 @@ class SequentialWindow:
         while spent < self.budget.shots and len(batches) < self.budget.batches:
             trace = combine(batches, self.sweep)
             fit = self._fit_or_none(trace)
-            fitted = fit is not None and fit.result.covar is not None
-            shows = fitted and self._evidence(fit, trace) >= self.trust_snr
-            trusted = fitted and fit.snr >= self.trust_snr
+            trusted = fit is not None and fit.result.covar is not None
+            trusted = trusted and fit.snr >= self.trust_snr
             # a restart would drop the designed shots: the gate judges that window instead
             locked = designed and self.restart
-            wanted = self._window_for(fit, window) if shows and not locked else None
+            wanted = self._window_for(fit, window) if trusted and not locked else None
             if fit is None or fit.result.covar is None:  # more of the coarse grid, interleaved
                 delays = coarse_delays(window, self.coarse_points, len(batches))
             elif wanted is not None and resized < self.resizes:
@@ -248,26 +243,19 @@ class SequentialWindow:
             batches.append(batch)
         trace = combine(batches, self.sweep)
         if not self.needed:
-            self.needed = self._shots_needed(self._fit_or_none(trace), trace, spent)
+            self.needed = self._shots_needed(self._fit_or_none(trace), spent)
         return trace
 
-    def _shots_needed(self, fit: CurveFit | None, trace: xr.DataArray, spent: int) -> float:
+    def _shots_needed(self, fit: CurveFit | None, spent: int) -> float:
         """Shots (both repeats) the √shots law says the goals (without the margin) and a
         trusted signal need, from `fit` after `spent` shots: 0 when met, inf without a fit."""
         if fit is None or fit.result.covar is None:
             return np.inf
         goals = self.goals(fit)
         ratios = [fit.value(name)[1] / goal for name, goal in goals.items()]
-        evidence = self._evidence(fit, trace)
-        ratios.append(self.trust_snr / evidence if evidence > 0 else np.inf)
+        ratios.append(self.trust_snr / fit.snr if fit.snr > 0 else np.inf)
         shortfall = max(ratios)
         return 0.0 if shortfall <= 1.0 else spent * shortfall**2
-
-    def _evidence(self, fit: CurveFit, trace: xr.DataArray) -> float:
-        """How clearly the trace shows a signal: the fit's amplitude in stderrs, or the
-        model-free `signal` when that shows more (the fit may be stuck in a degeneracy)."""
-        model_free = self.signal(trace) if self.signal is not None else 0.0
-        return max(fit.snr, model_free)
 
     def _hopeless(self, needed: float) -> bool:
         """Whether even `HOPELESS` × the budget would not reach the goals; records why."""
@@ -281,16 +269,14 @@ class SequentialWindow:
     ) -> np.ndarray:
         """More of the coarse grid, interleaved, until the fitted amplitude is `trust_snr`
         stderrs (with the margin): the √shots law sizes the batch, at most doubling the
-        points; empty when hopeless, judged by the signal the data show (`_evidence`: a fit
-        stuck in a degeneracy would call a visible signal hopeless).
+        points; empty when hopeless.
 
-        The design waits for this: the decay of a trace with no visible signal is anything
-        the noise makes it (a 160 µs T2 fitted as 2 ms, a window grown 30×).
+        The window and the design wait for this: the decay of a trace with no visible signal
+        is anything the noise makes it (a 160 µs T2 fitted as 2 ms, a window grown 30×).
         """
-        shown = self.trust_snr * self.margin / max(self._evidence(fit, trace), 1e-12)
-        if self._hopeless(spent * shown**2):
-            return np.empty(0)
         shortfall = self.trust_snr * self.margin / max(fit.snr, 1e-12)
+        if self._hopeless(spent * shortfall**2):
+            return np.empty(0)
         have = trace.sizes[self.sweep]
         wanted = int(np.clip(have * (shortfall**2 - 1), self.min_batch, have))
         return coarse_delays(window, wanted + 1, batch)

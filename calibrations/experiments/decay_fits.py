@@ -144,32 +144,6 @@ def project_single(iq: np.ndarray) -> np.ndarray:
     return ((iq - iq.mean()) * principal_axis(iq).conjugate()).real
 
 
-def early_late_snr(x: np.ndarray, iq: np.ndarray, fraction: float = 1 / 3) -> float:
-    """Model-free evidence of a decay in two repeats (2, n): the distance in the IQ plane
-    between the mean of the delays in the first `fraction` of the span and that of the last,
-    in units of its noise (from the repeat difference).
-
-    A decay fit far beyond its window trades amplitude for offset (their correlation → −1) and
-    its amplitude's stderr then hides any signal; this number does not depend on the fit.
-    Pure noise gives a Rayleigh variable (mean 1.25, above 5 with probability 4e-6).
-    """
-    x = np.asarray(x, float)
-    iq = np.asarray(iq, complex)
-    span = float(np.ptp(x))
-    early = x <= x.min() + fraction * span
-    late = x >= x.max() - fraction * span
-    if span <= 0 or early.sum() < 2 or late.sum() < 2:
-        return 0.0
-    half_difference = (iq[0] - iq[1]) / 2
-    # per quadrature, the noise of one mean point (projection noise varies little along an echo)
-    sigma = float(np.sqrt(np.mean(np.abs(half_difference - half_difference.mean()) ** 2) / 2))
-    if not sigma > 0:
-        return 0.0
-    mean = iq.mean(axis=0)
-    distance = abs(mean[early].mean() - mean[late].mean())
-    return distance / (sigma * np.sqrt(1 / early.sum() + 1 / late.sum()))
-
-
 def scan_frequency(
     x: np.ndarray, y: np.ndarray, frequencies: np.ndarray, free_phase: bool = True
 ) -> float:

@@ -25,7 +25,6 @@ from fluxcal.calibrations.experiments.calibration_points import references
 from fluxcal.calibrations.experiments.decay_fits import (
     FULL_SWING,
     CurveFit,
-    early_late_snr,
     fit_decay,
     project_trace,
     quality,
@@ -140,7 +139,6 @@ class DecayNode(Node):
             margin=self.stderr_margin,
             budget=Budget(self.adaptive_budget, self.max_batches),
             lacking=self._lacking_delays,
-            signal=lambda iq: early_late_snr(iq[SWEEP].values, iq.values),
             decay="decay",
             window_factor=self.window_factor,
             ratio_range=self.ratio_range,

@@ -2,11 +2,8 @@
 
 π/2 – τ/2 – π – τ/2 – π/2 on resonance; the echo amplitude decays as exp(−τ/T2_echo) towards
 the mixed state. An echo only removes dephasing, so T2_ramsey ≤ T2_echo ≤ 2·T1: the delays
-start at 8·T2_ramsey, 3–8 echo times when T2_echo is 1–3 T2_ramsey, so the design has the
-tail that pins the offset (a window of ~2 echo times leaves amplitude and offset traded off,
-and a faint chip then needs ~5× the shots), and the window is re-sized when the decay is not
-resolved in it (`DecayNode`). A longer delay costs no device time: the shot's repetition
-time dwarfs it.
+start at ~4·T2_ramsey (3–5 echo times over that range) and the window is re-sized when the
+decay is not resolved in it (`DecayNode`).
 """
 
 from __future__ import annotations
@@ -34,12 +31,9 @@ class Echo(DecayNode):
     produces = ("T2_echo",)
     swing = HALF_SWING  # the echo decays from a pure state to the mixed one, P = ½ ± ½e^(−τ/T2)
 
-    window_factor: float = 8.0
+    window_factor: float = 4.0
     ratio_range: tuple[float, float] = (2.5, 8.0)
     shots: int = 2000  # the echo swings over half the contrast of a T1 trace
-    # Shots (both repeats) the sequential delays may take: the stderr goals, not this cap, set
-    # what it spends (~1 h of a 1 ms heralded shot at a per-shot signal-to-noise of ~0.05).
-    adaptive_budget: int = 8_000_000
 
     def expected_decay(self, session: QubitSession) -> float:
         return session.value("T2_ramsey")
