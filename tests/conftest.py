@@ -41,3 +41,19 @@ def no_handlers_on_closed_streams():
             stream = getattr(handler, "stream", None)
             if getattr(stream, "closed", False):
                 logger.removeHandler(handler)
+
+
+@pytest.fixture
+def faulty_readout(monkeypatch):
+    """Every calibration's readout times out on q0's first acquisition: an instrument fault,
+    which the runner records as a node that failed to run, not as a rejection."""
+    import fluxcal.calibrate
+
+    open_lab = fluxcal.calibrate.open_lab
+
+    def with_fault(request):
+        station, device = open_lab(request)
+        station.components["readout"].inject_fault("timeout", "q0", 1)
+        return station, device
+
+    monkeypatch.setattr(fluxcal.calibrate, "open_lab", with_fault)

@@ -143,18 +143,12 @@ def test_design_plans_fewer_points_for_a_looser_goal():
     assert 1 <= loose.size < tight.size
 
 
-def sequential(noise: float, budget: int) -> tuple[xr.DataArray, list[int]]:
-    rng = np.random.default_rng(5)
-    sizes: list[int] = []
-
-    def measure(_window: float, delays: np.ndarray) -> xr.DataArray:
-        sizes.append(delays.size)
-        return synthetic(delays, rng, noise)
-
-    window = SequentialWindow(
+def synthetic_window(measure, relative_goal: float, budget: int) -> SequentialWindow:
+    """The sequential design of a unit decay, its goal a relative stderr of the decay."""
+    return SequentialWindow(
         measure=measure,
         fit=fit_of,
-        goals=lambda fit: {"decay": 0.04 * fit.value("decay")[0]},
+        goals=lambda fit: {"decay": relative_goal * fit.value("decay")[0]},
         sweep="delay",
         shots_per_point=100,
         coarse_points=24,
@@ -165,7 +159,17 @@ def sequential(noise: float, budget: int) -> tuple[xr.DataArray, list[int]]:
         window_factor=5.0,
         ratio_range=(3.0, 10.0),
     )
-    return window.run(5.0), sizes
+
+
+def sequential(noise: float, budget: int) -> tuple[xr.DataArray, list[int]]:
+    rng = np.random.default_rng(5)
+    sizes: list[int] = []
+
+    def measure(_window: float, delays: np.ndarray) -> xr.DataArray:
+        sizes.append(delays.size)
+        return synthetic(delays, rng, noise)
+
+    return synthetic_window(measure, 0.04, budget).run(5.0), sizes
 
 
 def test_sequential_window_stops_once_the_goal_is_met():
@@ -199,20 +203,7 @@ def test_faint_trace_shows_its_signal_before_its_window_or_design_follow_the_fit
         windows.append(window)
         return synthetic(delays, rng, 1.0)
 
-    design = SequentialWindow(
-        measure=measure,
-        fit=fit_of,
-        goals=lambda fit: {"decay": 0.1 * fit.value("decay")[0]},
-        sweep="delay",
-        shots_per_point=100,
-        coarse_points=24,
-        min_batch=8,
-        margin=1.25,
-        budget=Budget(10**7, 12),
-        decay="decay",
-        window_factor=5.0,
-        ratio_range=(3.0, 10.0),
-    )
+    design = synthetic_window(measure, 0.1, 10**7)
     trace = design.run(5.0)
     first = fit_of(trace.isel(delay=trace["delay_batch"].values == 0))
     assert first.snr < design.trust_snr  # the failure: a coarse fit with no visible signal

@@ -14,10 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
-import fluxcal.calibrate
 from fluxcal.cli import app
 from fluxcal.snapshots import SnapshotStore
 
@@ -82,20 +80,6 @@ def test_each_saved_version_keeps_its_plots_and_names_its_database(tmp_path):
         assert (plots / f"v{version:06d}" / "q0_resonator_search.png").is_file()
         database = SnapshotStore(store).load(version).provenance["qcodes_database"]
         assert (store / database).is_file()
-
-
-@pytest.fixture
-def faulty_readout(monkeypatch):
-    """Every calibration's readout times out on q0's first acquisition: an instrument fault,
-    which the runner records as a node that failed to run, not as a rejection."""
-    open_lab = fluxcal.calibrate.open_lab
-
-    def with_fault(request):
-        station, device = open_lab(request)
-        station.components["readout"].inject_fault("timeout", "q0", 1)
-        return station, device
-
-    monkeypatch.setattr(fluxcal.calibrate, "open_lab", with_fault)
 
 
 def test_a_run_with_a_failed_node_is_saved_only_when_asked(tmp_path, faulty_readout):

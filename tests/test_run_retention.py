@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import fluxcal.calibrate
 from fluxcal.cli import app
 from fluxcal.run_retention import prune_databases, run_lock
 from fluxcal.snapshots import SnapshotStore
@@ -107,19 +106,6 @@ def test_calibrate_keeps_the_newest_databases_it_is_told_to(tmp_path):
     assert result.exit_code == 0, result.output
     own = store / SnapshotStore(store).load(1).provenance["qcodes_database"]
     assert sorted((store / "runs").glob("*.db")) == sorted([old[-1], own, store / "runs/notes.db"])
-
-
-@pytest.fixture
-def faulty_readout(monkeypatch):
-    """q0's first acquisition of every calibration times out: its node fails to run."""
-    open_lab = fluxcal.calibrate.open_lab
-
-    def with_fault(request):
-        station, device = open_lab(request)
-        station.components["readout"].inject_fault("timeout", "q0", 1)
-        return station, device
-
-    monkeypatch.setattr(fluxcal.calibrate, "open_lab", with_fault)
 
 
 def test_keep_zero_deletes_a_saved_runs_database_never_an_unsaved_ones_own(
