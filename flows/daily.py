@@ -29,9 +29,9 @@ from fluxcal.calibrate import CalibrationOutcome, CalibrationRequest
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.persist import current_parameters
 from fluxcal.calibrations.results import GraphRun
-from fluxcal.flows.artifacts import artifact_key, decision_rows, publish_table, publish_trends
+from fluxcal.flows.artifacts import publish_trends
 from fluxcal.flows.checks import CHECKS
-from fluxcal.flows.drift import describe, moment, run_check_task, walk_lab
+from fluxcal.flows.drift import describe, moment, publish_decisions, run_check_task, walk_lab
 from fluxcal.flows.engine import fit_engine, one_run_per_chip
 from fluxcal.flows.lab import FlowLab, LiveStation, check_inputs, default_graph, open_flow_lab
 from fluxcal.flows.tasks import TaskExecutor
@@ -123,11 +123,7 @@ def _maintain(lab: FlowLab, plots: Path, fit, now: str | None) -> tuple[GraphRun
     decisions are published as the drift check publishes them."""
     execute = TaskExecutor(plots, lab.settings, fit)
     decisions, run = walk_lab(lab, moment(now), CHECKS, run_check_task, execute)
-    publish_table(
-        decision_rows(decisions),
-        key=artifact_key(FLOW_NAME, "decisions"),
-        description=describe(decisions),
-    )
+    publish_decisions(FLOW_NAME, decisions)
     return run, decisions
 
 

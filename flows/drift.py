@@ -166,6 +166,15 @@ def describe(maintenance: Mapping[str, QubitMaintenance]) -> str:
     return "drift-check: " + (", ".join(parts) if parts else "everything in spec")
 
 
+def publish_decisions(flow_name: str, maintenance: Mapping[str, QubitMaintenance]) -> None:
+    """The walk's decision per node as the flow run's table artifact."""
+    publish_table(
+        decision_rows(maintenance),
+        key=artifact_key(flow_name, "decisions"),
+        description=describe(maintenance),
+    )
+
+
 def moment(now: str | dt.datetime | None) -> dt.datetime:
     """The time parameters' ages are measured against (default: now, UTC)."""
     if now is None:
@@ -257,11 +266,7 @@ def drift_check(
             write=changed(maintenance),
             decisions=maintenance,
         )
-        publish_table(
-            decision_rows(maintenance),
-            key=artifact_key(FLOW_NAME, "decisions"),
-            description=describe(maintenance),
-        )
+        publish_decisions(FLOW_NAME, maintenance)
         return version
 
     with (

@@ -37,6 +37,7 @@ import xarray as xr
 from fluxcal.calibrations.averaging import next_total
 from fluxcal.calibrations.experiments.readout_separation import (
     FAILED,
+    UNKNOWN,
     SeparationFit,
     fit_separation,
 )
@@ -57,7 +58,6 @@ from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 
 PREPARED = "prepared"  # 0: no pulse, 1: π pulse; heralded except in the frequency sweep
-_NAN = (float("nan"), float("nan"))
 
 
 @dataclass
@@ -332,8 +332,8 @@ class ReadoutOptimisation(Node):
                 population, float(attrs["qubit_frequency"])
             ),
             "search_fidelity": searched,
-            "separation_snr": blobs.snr if blobs else _NAN,
-            "overlap_error": (blobs.overlap_error, 0.0) if blobs else _NAN,
+            "separation_snr": blobs.snr if blobs else UNKNOWN,
+            "overlap_error": (blobs.overlap_error, 0.0) if blobs else UNKNOWN,
             "dressed_splitting": separation.splitting,
             "dressed_linewidth": separation.linewidth,
             "outlier_fraction": (outlier_fraction(shots, angle, blobs) if blobs else np.nan, 0.0),

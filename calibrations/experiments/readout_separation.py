@@ -42,7 +42,7 @@ AMBIGUOUS_CHI2 = 2.0
 #: far less than any noise): the one nearer the start is taken.
 _EQUAL_HEIGHT = 0.97
 Estimate = tuple[float, float]  # value, stderr
-_NAN = (float("nan"), float("nan"))
+UNKNOWN: Estimate = (float("nan"), float("nan"))  # no value, no stderr
 
 
 def centred_model(x, amplitude, centre, kappa, ratio):
@@ -88,7 +88,7 @@ class SeparationFit:
         return float(max(0.0, 1.0 - min(values[1:]) / values[0]))
 
 
-FAILED = SeparationFit(None, _NAN, _NAN, _NAN, float("nan"))
+FAILED = SeparationFit(None, UNKNOWN, UNKNOWN, UNKNOWN, float("nan"))
 
 
 def fit_separation(
@@ -202,7 +202,7 @@ def curve_optimum(
     by moving each parameter and finding the maximum again; ∞ without a covariance."""
     best = _maximum(result, result.params, window, start)
     if not np.isfinite(best):
-        return _NAN
+        return UNKNOWN
     names = result.var_names
     if result.covar is None or len(names) != np.shape(result.covar)[0]:
         return best, float("inf")
