@@ -115,8 +115,8 @@ def fit_separation(
     best = min(fits, key=lambda fit: fit.chisqr)
     window = (float(frequency.min()), float(frequency.max()))
     optimum = curve_optimum(best, window, start)
-    rivals = [
-        curve_optimum(fit, window, start)[0]
+    rivals = [  # where equally good fits put the maximum; their stderrs are not needed
+        _maximum(fit, fit.params, window, start)
         for fit in fits
         if fit is not best and fit.chisqr <= best.chisqr + AMBIGUOUS_CHI2
     ]
