@@ -36,7 +36,7 @@ from . import index as idx
 from .errors import DamagedSnapshot, StoreError, StoreWarning, UnknownVersion
 from .fsio import fsync_dir, fsync_file, irregular_kind, is_temp, probe_writable, temp_name
 from .layout import Snapshot, file_sha256, read_version, write_version
-from .merge import merge_parameters
+from .merge import merge_parameters, superseded
 from .pointer import CURRENT_NAME, read_current, write_current
 from .records import (
     CalibratedParameter,
@@ -140,10 +140,17 @@ class SnapshotStore:
         Read, merge and write all happen under the lock, so a run that overlapped another
         merges onto what the other saved instead of overwriting it; per parameter, the more
         recent `updated` wins (`merge.merge_parameters`), so no accepted value is replaced by
-        an older one. The parent is the version merged onto.
+        an older one. The parent is the version merged onto. A result of this run that the
+        merge drops is named in a StoreWarning (`merge.superseded`).
         """
+
+        def merged(base: Baseline) -> dict[str, dict[str, CalibratedParameter]]:
+            for line in superseded(base.parameters, changes):
+                warnings.warn(line, StoreWarning, stacklevel=4)
+            return merge_parameters(base.parameters, changes)
+
         return self._save(
-            lambda base: merge_parameters(base.parameters, changes),
+            merged,
             experiments=experiments,
             station=station,
             reason=reason,

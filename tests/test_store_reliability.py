@@ -244,6 +244,30 @@ def test_measurements_within_one_second_keep_their_order():
     assert merged["q0"]["T1"].value == 2e-4
 
 
+def test_a_result_the_merge_drops_is_named_in_a_warning(tmp_path):
+    """An accepted recalibration that loses to a later stored stamp (a clock running ahead,
+    an imported value) must not vanish silently: the save warns and names it."""
+    store = SnapshotStore(tmp_path / "store")
+    store.save({"q0": {"T1": t1_at("2999-01-01T00:00:00+00:00", 2e-4)}}, reason="imported")
+    with pytest.warns(StoreWarning, match=r"q0\.T1 .* not saved: .* clock skew") as record:
+        store.save_changes({"q0": {"T1": t1_at(now_iso(), 1e-4)}}, reason="daily")
+    assert record[0].filename == __file__  # points at the caller's save, not store internals
+    assert store.load().parameters["q0"]["T1"].value == 2e-4
+
+
+def test_overlapping_runs_warn_only_about_what_they_lose(tmp_path):
+    store = SnapshotStore(tmp_path / "store")
+    earlier, later = now_iso(), now_iso()
+    store.save({"q0": {"T1": t1_at(later, 2e-4)}}, reason="first run")
+    with pytest.warns(StoreWarning, match="measured later by another run") as record:
+        store.save_changes(
+            {"q0": {"T1": t1_at(earlier, 1e-4), "T2_echo": t1_at(earlier, 5e-5)}},
+            reason="second run",
+        )
+    assert len(record) == 1 and "T2_echo" not in str(record[0].message)
+    assert store.load().parameters["q0"]["T2_echo"].value == 5e-5
+
+
 def t1_at(updated: str, value: float = 1e-4) -> CalibratedParameter:
     return CalibratedParameter(value, 1e-6, "s", "t1", updated)
 
