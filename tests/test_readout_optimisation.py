@@ -280,7 +280,7 @@ def test_a_partner_line_outside_the_sweep_shifts_no_maximum_unnoticed(noise):
     chi = 9 * kappa
     frequency = line + np.linspace(-1.5 * kappa, 1.5 * kappa, 25)
     dense = line + np.linspace(-kappa, kappa, 200_001)
-    best = dense[np.argmax(anchored_model(dense, 1.0, line, kappa, chi))]
+    best = dense[np.argmax(anchored_model(dense, 1.0, line, kappa, kappa / chi))]
     limit = ReadoutOptimisation.max_separation_loss
     normalised = []
     for seed in range(12):
@@ -297,6 +297,33 @@ def test_a_partner_line_outside_the_sweep_shifts_no_maximum_unnoticed(noise):
         assert fit.loss() > limit or abs(error) < kappa / 10, seed
     assert abs(np.mean(normalised)) < 0.75  # measured: 0.04 and 0.01 (old fit: 3.4, 1.4)
     assert np.sqrt(np.mean(np.square(normalised))) < 1.5  # measured 0.67, 0.65
+
+
+def test_a_far_partner_leaves_the_maximum_a_standard_error():
+    """Sampled chip 5048 (|χ| = 9κ, one line in a sweep centred on it): fitted with the
+    splitting χ itself in absolute Hz, the best fit stopped with χ run off towards ∞, the
+    line at its start and no covariance, so the loss was ∞. That failure hung on the chip's
+    exact values; this guards the remedy (reach κ/χ, offsets in κ): over seeds of the same
+    geometry the maximum has a finite stderr and loss, and the stderr covers the error."""
+    from fluxcal.calibrations.experiments.readout_separation import anchored_model
+
+    kappa, line = 0.4e6, 4.6e9
+    frequency = line + np.linspace(-1.3 * kappa, 1.3 * kappa, 25)
+    dense = line + np.linspace(-kappa, kappa, 200_001)
+    best = dense[np.argmax(anchored_model(dense, 1.0, line, kappa, 1 / 9.2))]
+    normalised = []
+    for seed in range(8):
+        rng = np.random.default_rng(100 + seed)
+
+        def shots(resonance, rng=rng):
+            s21 = 1 - 0.8 / (1 + 2j * (frequency - resonance) / kappa)
+            draws = rng.standard_normal((25, 2000)) + 1j * rng.standard_normal((25, 2000))
+            return s21[:, None] + 2.0 * draws
+
+        fit = fit_separation(frequency, shots(line), shots(line + 9.2 * kappa), kappa, line)
+        assert np.isfinite(fit.optimum[1]) and np.isfinite(fit.loss()), seed
+        normalised.append((fit.optimum[0] - best) / fit.optimum[1])
+    assert np.sqrt(np.mean(np.square(normalised))) < 1.5
 
 
 def test_the_frequency_uncertainty_is_judged_by_the_separation_it_costs():

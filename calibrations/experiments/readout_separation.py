@@ -9,11 +9,19 @@ the other is not:
 
 - *centred*: midpoint, κ and (χ/κ)², with (χ/κ)² allowed below zero so that χ → 0 (one
   sharp maximum) is no boundary;
-- *anchored*: one line, κ and the signed splitting χ to the other. When the other line lies
+- *anchored*: one line, κ and the signed reach κ/χ of the other. When the other line lies
   outside the sweep (|χ| ≫ κ with an unresolved splitting), the visible maximum is
   asymmetric: the partner's tail lifts one side. A symmetric fit of it puts the maximum
-  several κ/10 towards the heavy side; the anchored fit started from partners on either
-  side follows the asymmetry.
+  several κ/10 towards the heavy side; the anchored fit follows the asymmetry. The reach,
+  not χ, is fitted because a partner far outside the sweep is then an interior value (0,
+  reached continuously from either side): with χ itself the fit ran off towards ∞, where
+  its covariance is singular and the maximum had no standard error (sampled chip 5048,
+  |χ| = 9κ), and partners on either side were separate fits whose maxima counted as an
+  ambiguity the data had in fact settled.
+
+Frequencies are fitted as offsets from the start in units of the starting κ: in Hz (or at
+GHz) the finite-difference Jacobian's relative steps are too small or too coarse, and the
+line stayed at its initial value on chip 5048.
 
 When the data cannot tell fits with different maxima apart (χ² within `AMBIGUOUS_CHI2`),
 the spread of their maxima is part of the stated uncertainty: the sweep then buys more shots
@@ -33,8 +41,10 @@ from fluxcal.calibrations.fitting import FitError
 
 #: Starting values of (χ/κ)² for the centred fit, one or two maxima (best χ² is kept).
 _RATIO_STARTS = (0.1, 1.5, 6.0)
-#: Splittings |χ|/κ tried for a partner line outside the sweep, on either side.
-_PARTNER_STARTS = (3.0, 10.0, 30.0)
+#: Starting reaches κ/χ of the partner line: none, or near on either side.
+_REACH_STARTS = (0.0, -0.5, 0.5)
+#: |κ/χ| at most this: smaller splittings are the centred fit's (this one degenerates).
+_MAX_REACH = 2.0
 #: Fits whose χ² is within this of the best describe the data as well (likelihood ratio
 #: e^(−1), Δχ² = 2): the spread of their maxima is an uncertainty the data leave open.
 AMBIGUOUS_CHI2 = 2.0
@@ -53,24 +63,26 @@ def centred_model(x, amplitude, centre, kappa, ratio):
     return amplitude / np.sqrt((1 + ratio - u) ** 2 + 4 * u)
 
 
-def anchored_model(x, amplitude, line, kappa, chi):
-    """|L(f − line) − L(f − line − χ)|: the same curve named by one line and the signed
-    splitting to the other, so a partner far outside the sweep is an ordinary value."""
-    near = 1 / (1 + 2j * (x - line) / kappa)
-    far = 1 / (1 + 2j * (x - line - chi) / kappa)
-    return amplitude * np.abs(near - far)
+def anchored_model(x, amplitude, line, kappa, reach):
+    """|L(f − line) − L(f − line − χ)| for reach = κ/χ: the same curve named by one line and
+    the other's signed reach, so a partner far outside the sweep is reach ≈ 0, not χ ≈ ∞.
+    L(f − line − χ) = reach / (reach·(1 + 2i(x − line)/κ) − 2i), which vanishes at reach 0."""
+    detuning = 1 + 2j * (x - line) / kappa
+    return amplitude * np.abs(1 / detuning - reach / (reach * detuning - 2j))
 
 
 @dataclass(frozen=True)
 class SeparationFit:
     """Fit of |mean(|1⟩ shots) − mean(|0⟩ shots)| against readout frequency."""
 
-    result: lmfit.model.ModelResult | None
+    result: lmfit.model.ModelResult | None  # of offsets from `reference` in `scale`s
     optimum: Estimate  # Hz, ±stderr: frequency of the largest separation
     splitting: Estimate  # |f1 − f0| (Hz)
     linewidth: Estimate  # κ (Hz) of each dressed resonance
     reduced_chi2: float
     model_spread: float = 0.0  # Hz: how far equally good fits put the maximum
+    reference: float = 0.0  # Hz: the frequency the fit's offsets count from ...
+    scale: float = 1.0  # Hz: ... in this unit
 
     def loss(self, sigmas: float = 3.0) -> float:
         """Fraction of the largest separation lost `sigmas` standard errors off the optimum
@@ -82,7 +94,8 @@ class SeparationFit:
         if self.result is None or not np.all(np.isfinite(self.optimum)):
             return float("inf")
         best, stderr = self.optimum
-        values = self.result.eval(x=best + sigmas * stderr * np.array([0.0, -1.0, 1.0]))
+        offsets = best - self.reference + sigmas * stderr * np.array([0.0, -1.0, 1.0])
+        values = self.result.eval(x=offsets / self.scale)
         if not values[0] > 0:
             return float("inf")
         return float(max(0.0, 1.0 - min(values[1:]) / values[0]))
@@ -107,16 +120,18 @@ def fit_separation(
     separation = np.abs(iq1.mean(-1) - iq0.mean(-1))
     # standard error of the difference of the two means
     noise = np.sqrt(iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1])
+    reference, scale = float(start), float(kappa)
+    offsets = (np.asarray(frequency, float) - reference) / scale
     try:
-        fits = _centred_fits(frequency, separation, noise, kappa)
-        fits += _anchored_fits(frequency, separation, noise, kappa)
+        fits = _centred_fits(offsets, separation, noise, 1.0)
+        fits += _anchored_fits(offsets, separation, noise, 1.0)
     except (ValueError, TypeError) as error:
         raise FitError(f"separation fit failed: {error}") from None
     best = min(fits, key=lambda fit: fit.chisqr)
-    window = (float(frequency.min()), float(frequency.max()))
-    optimum = curve_optimum(best, window, start)
+    window = (float(offsets.min()), float(offsets.max()))
+    optimum = curve_optimum(best, window, 0.0)
     rivals = [  # where equally good fits put the maximum; their stderrs are not needed
-        _maximum(fit, fit.params, window, start)
+        _maximum(fit, fit.params, window, 0.0)
         for fit in fits
         if fit is not best and fit.chisqr <= best.chisqr + AMBIGUOUS_CHI2
     ]
@@ -124,11 +139,13 @@ def fit_separation(
     splitting, linewidth = _splitting_and_linewidth(best)
     return SeparationFit(
         best,
-        (optimum[0], float(np.hypot(optimum[1], spread))),
-        splitting,
-        linewidth,
+        (reference + scale * optimum[0], scale * float(np.hypot(optimum[1], spread))),
+        (scale * splitting[0], scale * splitting[1]),
+        (scale * linewidth[0], scale * linewidth[1]),
         float(best.redchi),
-        spread,
+        scale * spread,
+        reference,
+        scale,
     )
 
 
@@ -156,24 +173,21 @@ def _centred_fits(frequency, separation, noise, kappa) -> list[lmfit.model.Model
 
 
 def _anchored_fits(frequency, separation, noise, kappa) -> list[lmfit.model.ModelResult]:
-    """Fits with one line at the highest point and its partner on either side, near or far.
+    """Fits with one line at the highest point and its partner absent or near either side.
 
-    χ is kept on its starting side and at least κ/2 from zero (the centred fit covers
-    smaller splittings, where this parametrisation degenerates)."""
+    |χ| is kept at least κ/`_MAX_REACH` (the centred fit covers smaller splittings, where
+    this parametrisation degenerates)."""
     model = lmfit.Model(anchored_model)
     line = float(frequency[np.argmax(separation)])
     fits = []
-    for multiple in _PARTNER_STARTS:
-        for side in (-1.0, 1.0):
-            chi = side * multiple * kappa
-            low, high = sorted((side * kappa / 2, side * 1000 * kappa))
-            params = model.make_params(
-                amplitude={"value": float(separation.max()), "min": 0},
-                line={"value": line, "min": frequency.min(), "max": frequency.max()},
-                kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
-                chi={"value": chi, "min": low, "max": high},
-            )
-            fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
+    for reach in _REACH_STARTS:
+        params = model.make_params(
+            amplitude={"value": float(separation.max()), "min": 0},
+            line={"value": line, "min": frequency.min(), "max": frequency.max()},
+            kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
+            reach={"value": reach, "min": -_MAX_REACH, "max": _MAX_REACH},
+        )
+        fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
     return fits
 
 
@@ -245,11 +259,16 @@ def _maximum(result, params, window: tuple[float, float], near: float) -> float:
 
 
 def _splitting_and_linewidth(result: lmfit.model.ModelResult) -> tuple[Estimate, Estimate]:
-    """|χ| and κ ± stderr from either parametrisation; a ratio ≤ 0 resolves no splitting."""
+    """|χ| and κ ± stderr from either parametrisation; a ratio ≤ 0 resolves no splitting,
+    a reach of 0 (partner beyond every tail the sweep sees) no finite one."""
     width = _estimate(result.params["kappa"])
-    if "chi" in result.params:
-        chi = _estimate(result.params["chi"])
-        return (abs(chi[0]), chi[1]), width
+    if "reach" in result.params:
+        reach = _estimate(result.params["reach"])
+        if reach[0] == 0:
+            return (float("inf"), float("inf")), width
+        splitting = width[0] / abs(reach[0])
+        relative = float(np.hypot(width[1] / width[0], reach[1] / reach[0]))
+        return (splitting, splitting * relative), width
     ratio = _estimate(result.params["ratio"])
     if ratio[0] <= 0:
         return (0.0, float("inf")), width
