@@ -69,7 +69,10 @@ def bring_up_and_daily(seed: int) -> dict:
         def calibrate(name: str, session: QubitSession) -> NodeResult:
             return run_node(DEFAULT_GRAPH[name], name, session)
 
-        walk = maintain_qubit(DEFAULT_GRAPH, CHECKS, session, now, run_check, calibrate)
+        hourly = mode.startswith("drift check")  # the drift check's cadence, not the daily's
+        walk = maintain_qubit(
+            DEFAULT_GRAPH, CHECKS, session, now, run_check, calibrate, None, hourly
+        )
         after = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
         runs[mode] = {
             "device_s": {name: d.device_s for name, d in walk.decisions.items()},
@@ -92,8 +95,10 @@ def _table(results: dict[int, dict]) -> None:
         totals = [sum(r[mode]["device_s"].values()) for r in results.values()]
         print(f"  {'total (s)':<24}" + "".join(f"{t:10.0f}" for t in totals))
         print(f"  {'total (min)':<24}" + "".join(f"{t / 60:10.1f}" for t in totals))
-        print(f"  {'all resolved':<24}" + "".join(
-            f"{'yes' if r[mode]['full'] else 'no':>10}" for r in results.values()))
+        print(
+            f"  {'all resolved':<24}"
+            + "".join(f"{'yes' if r[mode]['full'] else 'no':>10}" for r in results.values())
+        )
         if mode in MAINTENANCE:
             recalibrated = [
                 f"{'built-in' if seed == BUILT_IN else seed}: {', '.join(names)}"
@@ -112,8 +117,10 @@ def main(n_sampled: int = 10, first_seed: int = 5000, workers: int = 2) -> None:
     _table(results)
     for mode in MODES:
         totals = sorted(sum(r[mode]["device_s"].values()) for r in results.values())
-        print(f"{mode}: median {totals[len(totals) // 2] / 60:.1f} min, "
-              f"max {totals[-1] / 60:.1f} min per qubit over {len(totals)} chips")
+        print(
+            f"{mode}: median {totals[len(totals) // 2] / 60:.1f} min, "
+            f"max {totals[-1] / 60:.1f} min per qubit over {len(totals)} chips"
+        )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from fluxcal.calibrations.session import MissingParameter, QubitSession
 from fluxcal.flows import probes
@@ -91,6 +91,14 @@ def target(tolerance: float) -> float:
 Check = Callable[[str, CheckContext], CheckResult]
 
 
+def every_walk(check: Check) -> bool:
+    """Whether a check runs on every walk of the hourly drift check: it guards a setting
+    that gates or readout use (a flux jump or a drive-line change must be found within the
+    hour). A decay time sets nothing; it is a figure of merit, checked when its node is due,
+    and it holds most of a check's device time (delays of several T1). Unknown: always."""
+    return bool(getattr(check, "every_walk", True))
+
+
 def judge(
     node: str,
     name: str,
@@ -139,6 +147,8 @@ def _stored(session: QubitSession, name: str) -> tuple[float, float]:
 class QubitFrequencyCheck:
     """The qubit line is where it was stored, within `tolerance_hz` (Ramsey probe)."""
 
+    every_walk: ClassVar[bool] = True  # a flux jump moves it at any moment
+
     tolerance_hz: float
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
@@ -152,6 +162,8 @@ class QubitFrequencyCheck:
 class SweetSpotCheck:
     """The bias still sits at the sweet spot: the qubit frequency there is a minimum in flux,
     so a bias that has left it shows as a qubit frequency above the stored one."""
+
+    every_walk: ClassVar[bool] = True  # a flux jump moves it at any moment
 
     max_rise_hz: float
 
@@ -178,6 +190,8 @@ class SweetSpotCheck:
 class PiAmplitudeCheck:
     """The π amplitude is within `relative_tolerance` of the stored one (short Rabi)."""
 
+    every_walk: ClassVar[bool] = True  # gates use it: a drive-line change is found within the hour
+
     relative_tolerance: float = 0.03
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
@@ -190,6 +204,8 @@ class PiAmplitudeCheck:
 @dataclass(frozen=True)
 class DecayCheck:
     """A decay time (T1, T2_echo) within `relative_tolerance` of the stored one."""
+
+    every_walk: ClassVar[bool] = False  # a figure of merit, no gate setting: checked once due
 
     parameter: str
     sequence: str
@@ -207,6 +223,8 @@ class DecayCheck:
 class ReadoutResonatorCheck:
     """The readout resonator dip is within `tolerance_kappa` linewidths of where it was."""
 
+    every_walk: ClassVar[bool] = True  # the dressed resonator moves with the qubit
+
     parameter: str = "readout_frequency"
     tolerance_kappa: float = 0.25
 
@@ -221,6 +239,8 @@ class ReadoutResonatorCheck:
 @dataclass(frozen=True)
 class AssignmentFidelityCheck:
     """Single-shot readout with the stored settings still reaches the stored fidelity."""
+
+    every_walk: ClassVar[bool] = True  # the readout every node relies on
 
     max_loss: float = 0.03
 

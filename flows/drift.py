@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from fluxcal import runlog
 from fluxcal.calibrations.graph import GraphEntry
 from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.results import GraphRun, NodeResult, parallel_device_s
@@ -126,17 +127,24 @@ def walk_lab(
     checks: Mapping[str, Check],
     check: CheckRunner,
     execute: Execute,
+    checks_when_due: bool = False,
 ) -> tuple[dict[str, QubitMaintenance], GraphRun]:
     """Maintain every qubit from the current snapshot, groups of qubits that share no line
-    at once; the run holds the recalibrations."""
+    at once; the run holds the recalibrations. `checks_when_due`: the hourly drift check's
+    cadence, slow checks only once due (`maintain_qubit`), their age counted from the run
+    log's last in-spec verdict."""
     known = current_parameters(lab.store)
     sessions = {q: QubitSession(lab.station, q, dict(known.get(q, {}))) for q in lab.qubits}
+    in_spec = runlog.last_in_spec(lab.store.path, now) if checks_when_due else {}
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return execute(name, lab.graph[name], session)
 
     def maintain(qubit: str) -> QubitMaintenance:
-        return maintain_qubit(lab.graph, checks, sessions[qubit], now, check, calibrate)
+        verified = {node: when for (q, node), when in in_spec.items() if q == qubit}
+        return maintain_qubit(
+            lab.graph, checks, sessions[qubit], now, check, calibrate, verified, checks_when_due
+        )
 
     maintenance = for_each_qubit(lab.groups, maintain, lab.workers)
     run = GraphRun(
@@ -219,7 +227,7 @@ def drift_walk(
 ) -> DriftReport:
     """The drift check's walk on the lab, recorded by `record` (which returns the version)."""
     maintenance, run = walk_lab(
-        lab, moment(now), CHECKS if checks is None else checks, check, execute
+        lab, moment(now), CHECKS if checks is None else checks, check, execute, True
     )
     version = record(maintenance, run)
     lab.files.finish(version)

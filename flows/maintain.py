@@ -5,9 +5,12 @@ For each node, dependencies first (Kelly et al. 2018):
 - check_state: is it calibrated at all, is a dependency unresolved or freshly recalibrated,
   is it older than its `timeout_s`?
 - check_data: its cheap check (`flows.checks`), when it has one: in spec, out of spec or
-  bad data. Unlike Optimus's `maintain`, a node with a cheap check is checked even when its
-  state is fresh: the checks cost a few percent of a calibration, and a drift such as a
-  flux jump does not wait for a timeout to expire.
+  bad data. Unlike Optimus's `maintain`, a node whose check guards a setting gates or
+  readout use (qubit frequency, bias, resonator, π amplitude, readout) is checked even when
+  its state is fresh: a flux jump does not wait for a timeout to expire. Decay times set
+  nothing; the daily run checks them, the hourly drift check only when due
+  (`checks_when_due`): older than their timeout since they were calibrated or last found
+  in spec. Their delays of several T1 held most of a check's device time.
 - calibrate: only a node that is out of spec, never calibrated, or without a usable check
   and stale or downstream of a recalibrated node. Dependents of a recalibrated node are
   re-checked at the new operating point, and recalibrated if their check fails or they have
@@ -33,7 +36,7 @@ from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.graph import GraphEntry, ancestors, order
 from fluxcal.calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
 from fluxcal.calibrations.session import MissingParameter, QubitSession
-from fluxcal.flows.checks import Check, CheckContext, CheckResult
+from fluxcal.flows.checks import Check, CheckContext, CheckResult, every_walk
 
 StateKind = Literal["fresh", "stale", "never calibrated", "dependency recalibrated", "blocked"]
 Action = Literal[
@@ -91,8 +94,13 @@ def check_state(
     session: QubitSession,
     now: dt.datetime,
     decisions: Mapping[str, Decision],
+    verified: dt.datetime | None = None,
 ) -> NodeState:
-    """The node's state from what is stored and what the walk did to its dependencies."""
+    """The node's state from what is stored and what the walk did to its dependencies.
+
+    Its age counts from its calibration or, if later, `verified`: when a check last found
+    it in spec.
+    """
     entry = graph[name]
     blocked = [d for d in entry.depends_on if d in decisions and not decisions[d].resolved]
     if blocked:
@@ -105,7 +113,8 @@ def check_state(
     ]
     if recalibrated:
         return NodeState("dependency recalibrated", ", ".join(recalibrated))
-    age = (now - min(parse_time(p.updated) for p in stored)).total_seconds()
+    since = min(parse_time(p.updated) for p in stored)
+    age = (now - max(since, verified or since)).total_seconds()
     timing = f"age {age / 3600:.2f} h, timeout {entry.timeout_s / 3600:.2f} h"
     return NodeState("stale" if age > entry.timeout_s else "fresh", timing)
 
@@ -154,13 +163,20 @@ def maintain_qubit(
     now: dt.datetime,
     check: CheckRunner,
     calibrate: Calibrator,
+    verified: Mapping[str, dt.datetime] | None = None,
+    checks_when_due: bool = False,
 ) -> QubitMaintenance:
     """Walk the whole graph for one qubit, dependencies first; `session.known` ends holding
-    the parameters after every recalibration."""
+    the parameters after every recalibration.
+
+    `verified`: when each node was last found in spec (the run log); `checks_when_due`:
+    check a fresh node whose check guards no setting (`checks.every_walk`) only once due.
+    """
     out = QubitMaintenance()
     ctx = CheckContext(session)
+    verified = verified or {}
     for name in order(graph):
-        state = check_state(graph, name, session, now, out.decisions)
+        state = check_state(graph, name, session, now, out.decisions, verified.get(name))
         device_seconds = device_clock(session)
         result: CheckResult | None = None
         diagnosis = ""
@@ -171,13 +187,14 @@ def maintain_qubit(
         if state.kind == "never calibrated":
             why = f"{state.kind}: {state.reason}"
         else:
-            if name in checks:
+            due = not (checks_when_due and state.kind == "fresh")
+            if name in checks and (due or every_walk(checks[name])):
                 result = check(name, checks[name], ctx)
             why = _why_calibrate(state, result)
             if result is not None and result.verdict == "bad_data":
                 diagnosis = diagnose(graph, name, out.decisions)
         if why is None:
-            reason = _why_keep(state, result)
+            reason = _why_keep(state, result, name in checks)
             out.decisions[name] = Decision(
                 session.qubit, name, state, result, "kept", reason, device_s=device_seconds()
             )
@@ -203,9 +220,11 @@ def maintain_qubit(
     return out
 
 
-def _why_keep(state: NodeState, result: CheckResult | None) -> str:
+def _why_keep(state: NodeState, result: CheckResult | None, has_check: bool) -> str:
     if result is not None and result.verdict == "in_spec":
         return f"in spec: {result.reason}"
+    if result is None and has_check:
+        return f"{state.kind}: {state.reason}; slow drift, checked once due"
     if result is None:
         return f"{state.kind}: {state.reason}; no cheap check"
     return f"{state.kind}: {state.reason}; check unavailable: {result.reason}"

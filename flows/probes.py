@@ -3,8 +3,8 @@
 Each probe measures one quantity near its calibrated value with a handful of points (the
 full calibrations sweep wide ranges with ~100 points) and returns the estimate with its
 standard error and the quality problems that make the data unusable ("bad data"). They
-reuse the calibration nodes' acquisition conventions (heralded drive at the operating
-point, two repeats per trace for the noise) and fit models.
+reuse the calibration nodes' acquisition conventions (drive at the operating point, two
+repeats per trace for the noise) and fit models; they herald only where it pays.
 
 - qubit frequency: two short Ramsey traces driven at stored ± δ; the pair of fringe
   frequencies fixes the offset with its sign (as in the Ramsey node's first step), and two
@@ -107,16 +107,37 @@ def to_precision(
         shots = min(int(np.ceil(shots * factor)), most)
 
 
-def _drive(session: QubitSession, sequence: str, shots: int, **settings: float) -> None:
+def _drive(
+    session: QubitSession, sequence: str, shots: int, herald: bool | None = None, **settings: float
+) -> None:
+    """The stored drive at the operating point; heralded when it pays (`herald_pays`) unless
+    `herald` says otherwise."""
     prepare_drive(
         session,
         sequence,
         shots,
         frequency=session.value("qubit_frequency"),
         duration=session.pi_duration(),
-        herald=True,
+        herald=herald_pays(session) if herald is None else herald,
         **settings,
     )
+
+
+def herald_pays(session: QubitSession) -> bool:
+    """Whether a herald shortens a contrast probe at the stored thermal population p.
+
+    A herald costs a second readout per shot and keeps the (1 − p) shots found in |0⟩;
+    without it the contrast shrinks by (1 − 2p), so the shots a stderr needs grow by
+    1/(1 − 2p)². Per device-second the herald wins when 2/(1 − p) < 1/(1 − 2p)², from
+    p ≈ 0.16: a cold qubit is checked in half the time, a warm one keeps its herald. The
+    probes fit a contrast's shape, never its size, so the choice does not bias them. An
+    unknown population is heralded, as the calibrations do.
+    """
+    known = session.known.get("thermal_population")
+    if known is None or not math.isfinite(known.value):
+        return True
+    p = min(max(float(known.value), 0.0), 0.5)
+    return 2.0 * (1.0 - 2.0 * p) ** 2 < 1.0 - p
 
 
 def qubit_frequency_offset(
@@ -291,7 +312,7 @@ def assignment_fidelity(
     """
     states = np.array([0.0, session.value("pi_amplitude")])
     session.operating_point()
-    _drive(session, "rabi", shots, delay=0.0)
+    _drive(session, "rabi", shots, herald=True, delay=0.0)  # as the stored fidelity was measured
     data = session.measure("check_assignment_fidelity", "drive_amplitude", states, single_shot=True)
     iq0, iq1 = np.asarray(data["iq"].values, complex)
     if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):

@@ -134,3 +134,25 @@ def _plain(table: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[s
         }
         for q, nodes in table.items()
     }
+
+
+def last_in_spec(store: Path, before: dt.datetime) -> dict[tuple[str, str], dt.datetime]:
+    """When each (qubit, node) was last found in spec by a drift check, up to `before`.
+
+    A check in spec vouches for a stored value as a recalibration would, so the drift walk
+    measures a slowly drifting node's age from the later of the two. Runs stamped after
+    `before` (a walk on a simulated clock, a log from a clock that runs ahead) count for
+    nothing rather than making a node look fresh.
+    """
+    found: dict[tuple[str, str], dt.datetime] = {}
+    for record in read(store):
+        when = record.finished_at
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when > before:
+            continue
+        for qubit, nodes in record.decisions.items():
+            for node, decision in nodes.items():
+                if decision.verdict == "in_spec":
+                    found[qubit, node] = max(when, found.get((qubit, node), when))
+    return found

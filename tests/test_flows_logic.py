@@ -24,6 +24,7 @@ from prefect_support import (
 )
 from typer.testing import CliRunner
 
+from fluxcal import runlog
 from fluxcal.calibrations.experiments.rabi import Rabi
 from fluxcal.calibrations.experiments.ramsey import Ramsey
 from fluxcal.calibrations.experiments.t1 import T1
@@ -216,7 +217,9 @@ def test_drift_check_recalibrates_only_the_drifted_node(prefect_harness, tmp_pat
     )
 
     assert steady.version is None  # nothing drifted: no snapshot
-    assert steady.experiments() == {"checks": 3, "calibrations": 0}
+    # T1 sets no gate: its check waits until its node is due (seeded now, timeout 4 h)
+    assert steady.experiments() == {"checks": 2, "calibrations": 0}
+    assert steady.qubits["q0"].decisions["t1"].reason.endswith("checked once due")
     # the drive line lost 10 %: the stored π amplitude is now 10 % off
     parameters = last_snapshot(store).parameters
     pi = parameters["q0"]["pi_amplitude"]
@@ -326,6 +329,50 @@ def walk(known, checks, outcomes=None):
     session = QubitSession(None, "q0", dict(known))
     out = maintain_qubit(WALK_GRAPH, checks, session, NOW, run_check, calibrate)
     return out, calls, session
+
+
+@dataclass(frozen=True)
+class FigureOfMerit:
+    """A check that guards no setting (like the decay checks): run only once due."""
+
+    every_walk = False
+
+    def __call__(self, node, ctx):
+        return CheckResult(node, "in_spec", f"{node} is in_spec")
+
+
+def test_the_hourly_check_runs_a_figure_of_merit_check_only_once_due():
+    """Decay checks hold most of a drift check's device time (delays of several T1) and set
+    nothing a gate uses: the hourly walk runs them when their node is older than its
+    timeout counted from its calibration or its last in-spec check; the daily walk always."""
+    checks = {"a": verdicts(a="in_spec")["a"], "d": FigureOfMerit()}
+
+    def hourly(age_h: float, verified_h: float | None = None):
+        session = QubitSession(None, "q0", stored("pa", "pb", "pc", "pd", age_h=age_h))
+        verified = {} if verified_h is None else {"d": NOW - dt.timedelta(hours=verified_h)}
+        calibrate, _ = calibrator()
+        out = maintain_qubit(WALK_GRAPH, checks, session, NOW, run_check, calibrate, verified, True)
+        return out.decisions
+
+    fresh = hourly(age_h=0.5)
+    assert fresh["a"].check is not None  # a setting: every walk
+    assert fresh["d"].check is None and fresh["d"].reason.endswith("checked once due")
+    assert hourly(age_h=1.5)["d"].check.verdict == "in_spec"  # due: checked
+    assert hourly(age_h=1.5, verified_h=0.5)["d"].check is None  # vouched for since
+    daily, _, _ = walk(stored("pa", "pb", "pc", "pd"), checks)
+    assert daily.decisions["d"].check.verdict == "in_spec"
+
+
+def test_the_run_log_vouches_for_a_node_only_with_in_spec_verdicts_before_now(tmp_path):
+    def run(hours: float, verdict: str) -> runlog.RunRecord:
+        decision = runlog.CheckDecision(verdict, "kept", 1.0)
+        when = (NOW + dt.timedelta(hours=hours)).isoformat()
+        return runlog.RunRecord("drift-check", when, None, {}, {"q0": {"t1": decision}})
+
+    for hours, verdict in ((-3, "in_spec"), (-2, "in_spec"), (-1, "bad_data"), (+1, "in_spec")):
+        runlog.append(tmp_path, run(hours, verdict))
+    assert runlog.last_in_spec(tmp_path, NOW) == {("q0", "t1"): NOW - dt.timedelta(hours=2)}
+    assert runlog.last_in_spec(tmp_path / "no log", NOW) == {}
 
 
 def test_everything_in_spec_and_fresh_is_kept_without_calibrating():
