@@ -69,16 +69,26 @@ class CheckContext:
         shared = self._probes.get(key)
         if shared is not None and (not shared.usable or shared.stderr <= target(tolerance)):
             return shared, False
-        self._probes[key] = self.measure(tolerance, probes.qubit_frequency_offset)
+        self._probes[key] = self.measure(
+            tolerance, probes.qubit_frequency_offset, first=probes.RAMSEY_FIRST_SHOTS
+        )
         return self._probes[key], True
 
     def measure(
-        self, tolerance: float, probe: Callable[..., Estimate], *args, **kwargs
+        self,
+        tolerance: float,
+        probe: Callable[..., Estimate],
+        *args,
+        first: int = probes.FIRST_SHOTS,
+        **kwargs,
     ) -> Estimate:
-        """`probe` with the shots its stderr needs to resolve `tolerance` (`target`)."""
+        """`probe` with the shots its stderr needs to resolve `tolerance` (`target`),
+        starting from `first` shots per point."""
         self.measurements += 1
         return probes.to_precision(
-            lambda shots: probe(self.session, *args, shots=shots, **kwargs), target(tolerance)
+            lambda shots: probe(self.session, *args, shots=shots, **kwargs),
+            target(tolerance),
+            first,
         )
 
 

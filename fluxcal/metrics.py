@@ -33,6 +33,8 @@ from fluxcal.snapshots import CalibratedParameter, SnapshotStore, StoreError, St
 SUCCESS_WINDOW = dt.timedelta(days=7)
 OUTCOMES = ("accepted", "rejected", "failed", "skipped")
 VERDICTS = ("in_spec", "out_of_spec", "bad_data", "unavailable", "none")
+#: Decisions after which a node is good to build on (`flows.maintain.Decision.resolved`).
+RESOLVED = ("kept", "recalibrated")
 Clock = Callable[[], dt.datetime]
 Parameters = Mapping[str, Mapping[str, CalibratedParameter]]
 
@@ -200,6 +202,9 @@ def run_metrics(
     actions: Counter[tuple[str, str, str]] = Counter()
     last_outcome: dict[tuple[str, str], str] = {}
     last_verdict: dict[tuple[str, str], str] = {}
+    unresolved: dict[tuple[str, str], int] = {}
+    bad_data: dict[tuple[str, str], int] = {}
+    shifts: dict[tuple[str, str], float | None] = {}
     verified = dict(calibrated)
     window: dict[str, Counter[str]] = defaultdict(Counter)
     start = now - SUCCESS_WINDOW.total_seconds()
@@ -222,6 +227,10 @@ def run_metrics(
                 actions[qubit, node, d.action] += 1
                 seconds[qubit, node, record.flow] += d.device_s
                 last_verdict[qubit, node] = d.verdict or "none"
+                key = qubit, node
+                unresolved[key] = 0 if d.action in RESOLVED else unresolved.get(key, 0) + 1
+                bad_data[key] = bad_data.get(key, 0) + 1 if d.verdict == "bad_data" else 0
+                shifts[key] = d.shift
                 if d.verdict == "in_spec":
                     verified[qubit, node] = max(when, verified.get((qubit, node), when))
     for flow, n in sorted(flows.items()):
@@ -247,6 +256,24 @@ def run_metrics(
         last_verdict,
         "verdict",
         VERDICTS,
+    )
+    yield _per_node(
+        "fluxcal_node_unresolved_runs",
+        "Consecutive drift checks and maintenance runs that left the node unresolved: its "
+        "recalibration rejected or failed, or skipped behind an unresolved dependency.",
+        unresolved,
+    )
+    yield _per_node(
+        "fluxcal_drift_check_bad_data_runs",
+        "Consecutive checks of the node whose data were bad (0: the last one was usable).",
+        bad_data,
+    )
+    yield _per_node(
+        "fluxcal_node_shift_tolerances",
+        "How far the node's checked parameters had moved at its last check, in units of the "
+        "check's tolerance (the accepted correction when it was recalibrated); absent when "
+        "the last check gave no number.",
+        {k: v for k, v in shifts.items() if v is not None},
     )
     checked = GaugeMetricFamily(
         "fluxcal_node_verified_timestamp_seconds",
@@ -275,6 +302,13 @@ def _state_set(
     for (qubit, node), current in sorted(state.items()):
         for s in states:
             family.add_metric([qubit, node, s], 1.0 if s == current else 0.0)
+    return family
+
+
+def _per_node(name: str, doc: str, values: Mapping[tuple[str, str], float]) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=["qubit", "node"])
+    for (qubit, node), value in sorted(values.items()):
+        family.add_metric([qubit, node], float(value))
     return family
 
 

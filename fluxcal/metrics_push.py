@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,12 +47,49 @@ def run_record(
         },
         decisions={
             q: {
-                n: CheckDecision(d.check.verdict if d.check else None, d.action, d.device_s)
+                n: CheckDecision(
+                    d.check.verdict if d.check else None,
+                    d.action,
+                    d.device_s,
+                    shift(d, getattr(m, "calibrations", {}).get(n)),
+                )
                 for n, d in m.decisions.items()
             }
             for q, m in (decisions or {}).items()
         },
     )
+
+
+def shift(decision: Any, calibration: Any = None) -> float | None:
+    """How far a node's checked parameters had moved, in units of its check's tolerance
+    (the largest over its parameters): for a node recalibrated and accepted, the correction
+    (new value − stored value) of every checked parameter the recalibration produced; else
+    what the check measured, unless its data were bad. None without a usable number.
+
+    Routine drift caught by a check on schedule moves a node by about one tolerance (it is
+    out of spec beyond one tolerance and in spec below); a step of many tolerances between
+    two checks is a jump, not drift."""
+    check = getattr(decision, "check", None)
+    if check is None:
+        return None
+    produced = getattr(calibration, "parameters", {}) if decision.action == "recalibrated" else {}
+    sizes = []
+    stored_values = getattr(check, "stored", {})
+    measured = getattr(check, "measured", {})
+    for name, tolerance in getattr(check, "tolerance", {}).items():
+        stored = stored_values.get(name)
+        if stored is None or not tolerance or not math.isfinite(tolerance):
+            continue
+        if name in produced:
+            now = produced[name].value
+        elif name in measured and check.verdict != "bad_data":
+            now = measured[name][0]
+        else:
+            continue
+        size = abs(float(now) - float(stored)) / abs(tolerance)
+        if math.isfinite(size):
+            sizes.append(size)
+    return max(sizes, default=None)
 
 
 def after_flow_run(

@@ -38,11 +38,14 @@ class NodeRun:
 
 @dataclass(frozen=True)
 class CheckDecision:
-    """One node's drift-check decision: the check's verdict (None: no check) and the action."""
+    """One node's drift-check decision: the check's verdict (None: no check) and the action;
+    `shift`: how far the checked parameters had moved, in units of the check's tolerance
+    (None: not measured)."""
 
     verdict: str | None
     action: str
     device_s: float
+    shift: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ class RunRecord:
             },
             decisions={
                 q: {
-                    n: CheckDecision(d.get("verdict"), str(d["action"]), _seconds(d))
+                    n: CheckDecision(
+                        d.get("verdict"), str(d["action"]), _seconds(d), _shift(d.get("shift"))
+                    )
                     for n, d in nodes.items()
                 }
                 for q, nodes in data.get("decisions", {}).items()
@@ -121,6 +126,10 @@ def _records(path: Path) -> Iterator[RunRecord]:
 def _seconds(data: Mapping[str, Any]) -> float:
     value = data.get("device_s")
     return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _shift(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _plain(table: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:

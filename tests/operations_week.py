@@ -40,7 +40,7 @@ from fluxcal.flows.checks import CHECKS, Check
 from fluxcal.flows.drift import drift_check_plain, walk_lab
 from fluxcal.flows.lab import LiveStation, open_flow_lab
 from fluxcal.flows.maintain import QubitMaintenance, run_check
-from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.device import SimulatedDevice, default_device_path
 from fluxcal.instruments.station import build_station
 from fluxcal.metrics import StoreCollector
 from fluxcal.metrics_push import after_flow_run
@@ -104,6 +104,17 @@ def simulated_clock(clock: Callable[[], dt.datetime]) -> Iterator[None]:
         yield
 
 
+def file_flux_jump() -> float:
+    """Size (Φ0) of the built-in device file's first flux jump (its thermal event)."""
+    config = yaml.safe_load(default_device_path().read_text())
+    return next(
+        float(event["size"])
+        for spec in config["qubits"].values()
+        for event in spec.get("events", [])
+        if event["kind"] == "flux_jump"
+    )
+
+
 def daily_maintenance_plain(
     station,
     store: Path,
@@ -159,9 +170,11 @@ def operate(
     daily_every: int = 24,
     drift_every: int = 1,
     progress: Callable[[Hour], None] | None = None,
+    each_hour: Callable[[Hour, Scrape], None] | None = None,
 ) -> Operation:
     """Hours 0..`hours` on the calibrated chip in `store`: a daily run every `daily_every`
-    hours (from hour 0), a drift check every `drift_every` hours in between, then a scrape.
+    hours (from hour 0), a drift check every `drift_every` hours in between, then a scrape;
+    `progress` is given each hour's record as it ends, `each_hour` its record and scrape.
 
     The daily run is the named `daily_nodes` through the plain runner, or by default what
     `daily-calibration` does in mode auto: a bring-up (the whole graph) while the store lacks
@@ -219,13 +232,18 @@ def operate(
             records.append(record)
             if progress is not None:
                 progress(record)
+            if each_hour is not None:
+                each_hour(record, scrapes[-1])
     return Operation(scrapes, records)
 
 
 # ------------------------------------------------------------------------- promtool
-def as_series(scrapes: Sequence[Scrape]) -> dict[str, str]:
-    """promtool input series, one sample a minute; hour h's scrape holds for minutes
-    60h..60h+59. Timestamps are shifted so the simulation starts at promtool's time 0."""
+def as_series(scrapes: Sequence[Scrape], step: int = 1) -> dict[str, str]:
+    """promtool input series, one sample every `step` minutes (a divisor of 60); hour h's
+    scrape holds for minutes 60h..60h+59. Timestamps are shifted so the simulation starts at
+    promtool's time 0. A week needs `step` ≥ 2: promtool's test engine loads at most 10 000
+    samples per query, and the 7-day rules read a week of samples."""
+    hold = 60 // step - 1
     keys = sorted({k for s in scrapes for k in s})
     series = {}
     for name, labels in keys:
@@ -233,20 +251,20 @@ def as_series(scrapes: Sequence[Scrape]) -> dict[str, str]:
         values = []
         for one in scrapes:
             value = one.get((name, labels))
-            values.append("_x59" if value is None else f"{value - shift!r}+0x59")
+            values.append(f"_x{hold}" if value is None else f"{value - shift!r}+0x{hold}")
         selector = ",".join(f'{k}="{v}"' for k, v in labels)
         series[f"{name}{{{selector}}}"] = " ".join(values)
     return series
 
 
-def rules_test(series: Mapping[str, str], **tests) -> dict:
-    """A `promtool test rules` document over fluxcal's rules, one-minute samples."""
+def rules_test(series: Mapping[str, str], step: int = 1, **tests) -> dict:
+    """A `promtool test rules` document over fluxcal's rules, samples every `step` minutes."""
     return {
         "rule_files": [str(RULES)],
-        "evaluation_interval": "1m",
+        "evaluation_interval": f"{step}m",
         "tests": [
             {
-                "interval": "1m",
+                "interval": f"{step}m",
                 "input_series": [{"series": s, "values": v} for s, v in series.items()],
                 **tests,
             }
@@ -263,13 +281,15 @@ def run_promtool(document: dict, folder: Path | None = None) -> subprocess.Compl
         )
 
 
-_FAILURE = re.compile(r"time: ([0-9hms]+),\s*exp: nil\s*got: (.*)")
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_FAILURE = re.compile(r"time: ([0-9dhms]+),\s*exp: nil\s*got: (.*)")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")  # promtool: 1d6h30m
 _SAMPLE = re.compile(r"\{([^}]*)\}")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def firing(series: Mapping[str, str], minutes: Sequence[int]) -> dict[int, list[dict]]:
+def firing(
+    series: Mapping[str, str], minutes: Sequence[int], step: int = 1
+) -> dict[int, list[dict]]:
     """{minute: labels of every alert firing then} for fluxcal's rules over `series`.
 
     promtool only compares: each minute is a `promql_expr_test` of
@@ -280,13 +300,13 @@ def firing(series: Mapping[str, str], minutes: Sequence[int]) -> dict[int, list[
         {"expr": 'ALERTS{alertstate="firing"}', "eval_time": f"{m}m", "exp_samples": []}
         for m in minutes
     ]
-    result = run_promtool(rules_test(series, promql_expr_test=tests))
+    result = run_promtool(rules_test(series, step, promql_expr_test=tests))
     found: dict[int, list[dict]] = {m: [] for m in minutes}
     if result.returncode == 0:
         return found
-    for when, got in _FAILURE.findall(result.stdout):
-        hours, minutes_, _ = (int(x or 0) for x in _DURATION.fullmatch(when).groups())
-        minute = 60 * hours + minutes_
+    for when, got in _FAILURE.findall(result.stdout + result.stderr):  # promtool 2.x: stderr
+        days, hours, minutes_, _ = (int(x or 0) for x in _DURATION.fullmatch(when).groups())
+        minute = 60 * (24 * days + hours) + minutes_
         for sample in _SAMPLE.findall(got):
             labels = dict(_LABEL.findall(sample))
             for name in ("__name__", "alertstate"):

@@ -117,7 +117,7 @@ def test_prometheus_scrapes_fluxcal_and_the_value_matches_the_store(tmp_path):
             return rules if done else None
 
         rules = wait_for("the rules to be evaluated", rules_evaluated, deadline)
-        assert len(rules) == 9
+        assert len(rules) == 11
         assert {r["health"] for r in rules} == {"ok"}, [r.get("lastError") for r in rules]
 
         dashboard = json.loads(monitoring.path(monitoring.DASHBOARD).read_text())
