@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from fluxcal.calibrations.gate import Criterion
-from fluxcal.calibrations.session import QubitSession
+from fluxcal.calibrations.session import DATASET_LOCK, QubitSession
 
 #: Aim a little above the target: the score of the next round scatters around its prediction.
 _MARGIN = 1.3
@@ -122,5 +122,6 @@ def _record_averaging(record: dict[str, Any]) -> None:
         return
     from qcodes.dataset import load_by_guid
 
-    for guid in record["guids"]:
-        load_by_guid(guid).add_metadata(AVERAGING_TAG, json.dumps(record))
+    with DATASET_LOCK:
+        for guid in record["guids"]:
+            load_by_guid(guid).add_metadata(AVERAGING_TAG, json.dumps(record))

@@ -14,10 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import xarray as xr
 from qcodes import Station
+from qcodes.instrument import InstrumentBase
 
 from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 from fluxcal.calibrations.node import Analysis, Node, now_iso
@@ -40,9 +42,11 @@ __all__ = [
 
 #: Exceptions that mean "the instrument hiccuped, try again", not "the physics is wrong".
 INSTRUMENT_FAULTS: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
-#: Acquisitions take turns: each writes its QCoDeS dataset as it measures, and QCoDeS's
-#: SQLite transactions (a deferred BEGIN that reads, then writes) fail at once with "database
-#: is locked" when two threads write one database. Fits, gates and plots run in parallel.
+#: Acquisitions take turns unless every instrument of the station declares
+#: `concurrent_acquisitions` (per-qubit channels, no connection shared between threads, as
+#: the simulated lab's): a vendor driver's one connection to its cluster is not made for two
+#: threads. Datasets are written one at a time either way (`session.DATASET_LOCK`); fits,
+#: gates and plots run in parallel.
 ACQUISITION_LOCK = threading.Lock()
 #: Fit plots are drawn through pyplot, whose figure registry is one per process.
 PLOT_LOCK = threading.Lock()
@@ -52,6 +56,19 @@ Fit = Callable[[Node, str, xr.Dataset], Analysis]
 
 def fit_here(node: Node, qubit: str, data: xr.Dataset) -> Analysis:
     return node.analyse(data)
+
+
+def acquisition_turn(session: QubitSession) -> AbstractContextManager:
+    """The lock a node's acquisition holds: none when the station's instruments may be
+    driven from several threads at once (the walker keeps qubits of one line apart)."""
+    station = session.station
+    if station is not None and all(
+        getattr(component, "concurrent_acquisitions", False)
+        for component in station.components.values()
+        if isinstance(component, InstrumentBase)
+    ):
+        return nullcontext()
+    return ACQUISITION_LOCK
 
 
 def device_clock(session: QubitSession) -> Callable[[], float]:
@@ -80,7 +97,7 @@ def run_node(
     """acquire → analyse → gate → update for one node on one qubit, built with the qubit's
     settings for it (default: the node class's defaults); `fit` runs the analysis."""
     node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
-    with ACQUISITION_LOCK:
+    with acquisition_turn(session):
         start = time.perf_counter()
         device_seconds = device_clock(session)
         try:

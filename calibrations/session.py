@@ -10,6 +10,7 @@ names (`iq`, the swept setting, `flux_voltage`), plus the settings used in `attr
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,10 @@ from qcodes.dataset import Measurement, load_or_create_experiment
 from fluxcal.instruments.contract import Range, channel_of, setting_range
 from fluxcal.snapshots import CalibratedParameter
 
+#: QCoDeS's SQLite transactions (a deferred BEGIN that reads, then writes) fail at once with
+#: "database is locked" when two threads write one database: datasets are written one at a
+#: time, after the acquisition, so qubits on separate lines still measure at once.
+DATASET_LOCK = threading.Lock()
 #: π-pulse length used until the Rabi node has calibrated one (its `pi_duration` setting is
 #: the lab's convention; every other node reads the calibrated value via `pi_duration()`).
 DEFAULT_PI_DURATION = 100e-9
@@ -145,30 +150,39 @@ class QubitSession:
         readout.sweep_parameter(sweep)
         readout.sweep_values(np.asarray(values, float))
         result = readout.iq_shots if single_shot else readout.iq
-        experiment = load_or_create_experiment(self.experiment_name, sample_name=self.qubit)
-        measurement = Measurement(exp=experiment, station=self.station, name=f"{name}_{self.qubit}")
         renames = {
             result.full_name: "iq",
             readout.sweep_values.full_name: sweep,
             readout.shot_index.full_name: SHOT,
         }
+        outer_param = None
         if outer is None:
-            measurement.register_parameter(result)
-            with measurement.run() as saver:
-                saver.add_result((result, result.get()))
+            rows = [((result, result.get()),)]
         else:
             role, parameter = outer[0].split(".")
             outer_param = self.channel(role).parameters[parameter]
             renames[outer_param.full_name] = f"{role}_{parameter}"
-            measurement.register_parameter(outer_param)
-            measurement.register_parameter(result, setpoints=(outer_param,))
-            with measurement.run() as saver:
-                for value in outer[1]:
-                    outer_param.set(float(value))
-                    saver.add_result((outer_param, float(value)), (result, result.get()))
+            rows = []
+            for value in outer[1]:
+                outer_param.set(float(value))
+                rows.append(((outer_param, float(value)), (result, result.get())))
         attrs = {"experiment": name, "qubit": self.qubit, **(attrs or {})}
-        saver.dataset.add_metadata(METADATA_TAG, json.dumps({"renames": renames, "attrs": attrs}))
-        return tidy(saver.dataset.to_xarray_dataset())
+        with DATASET_LOCK:  # the device work is done: only the record waits its turn
+            experiment = load_or_create_experiment(self.experiment_name, sample_name=self.qubit)
+            measurement = Measurement(
+                exp=experiment, station=self.station, name=f"{name}_{self.qubit}"
+            )
+            if outer_param is not None:
+                measurement.register_parameter(outer_param)
+            measurement.register_parameter(
+                result, setpoints=None if outer_param is None else (outer_param,)
+            )
+            with measurement.run() as saver:
+                for row in rows:
+                    saver.add_result(*row)
+            metadata = json.dumps({"renames": renames, "attrs": attrs})
+            saver.dataset.add_metadata(METADATA_TAG, metadata)
+            return tidy(saver.dataset.to_xarray_dataset())
 
 
 #: Dimension of single shots. They are kept as complex64: float32 resolves ~1e-7 of the

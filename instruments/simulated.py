@@ -61,6 +61,10 @@ class SimulatedLab:
         #: what the acquisitions would take on hardware, per qubit read out
         self.device_seconds_by_qubit: dict[str, float] = {}
         self.simulation_seconds = 0.0  # wall time spent computing signals
+        #: wall seconds an acquisition waits per device second it holds the qubit: 0 runs as
+        #: fast as the model computes; a positive pace makes a run device-bound as in a lab,
+        #: where qubits on separate lines overlap their waits (benchmarks/bench_fleet.py)
+        self.pace = 0.0
         self._acquisitions: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -144,6 +148,8 @@ class SimulatedLab:
         data = measure(physics, current["flux_voltage"], pulse, readout, self.rng(qubit))
         with self._lock:
             self.simulation_seconds += time.perf_counter() - start
+        if self.pace > 0:
+            time.sleep(float(busy) * self.pace)
         return data
 
 
@@ -172,6 +178,9 @@ class _QubitChannel(InstrumentChannel):
 
 class _SimulatedInstrument(Instrument):
     role: ClassVar[str]
+    #: per-qubit channels on one in-process model with its own lock: qubits of separate
+    #: lines may acquire from several threads at once (`runner.acquisition_turn`)
+    concurrent_acquisitions: ClassVar[bool] = True
 
     def __init__(self, name: str, device: str | Path | SimulatedDevice | None = None, **kwargs):
         super().__init__(name, **kwargs)
