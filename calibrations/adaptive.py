@@ -25,10 +25,14 @@ amplitude is within a few stderrs of zero (`TRUST_SNR`; noise alone fits 1–3) 
 about the decay, so neither the window's size nor the design is taken from it. More of the
 coarse grid is measured instead, each batch sized by the √shots law from the measured
 signal-to-noise, until the signal stands out; a window is re-sized only when the decay
-lies outside its accepted range by more than its stderr, and a window that restarts
-(Ramsey) never once the design has placed shots in it. When the √shots law says the
-goals need more than `HOPELESS` × the budget, the loop stops; `needed` records the shots
-the goals need, so the rejection names the cause (too little signal per shot).
+lies outside its accepted range by more than its stderr. A window that restarts (Ramsey)
+is not shrunk once the design has placed shots in it (the gate accepts a long window), but
+it is still widened when the decay outgrows it: an early trusted fit at ~5σ can put a
+350 µs T2* at 180 ± 60 µs, and a window shorter than the decay fails the gate's
+window/decay floor however many shots it gets (chip 5054: 4.7M shots in a 300 µs window).
+When the √shots law says the goals need more than `HOPELESS` × the budget, the loop stops;
+`needed` records the shots the goals need, so the rejection names the cause (too little
+signal per shot).
 """
 
 from __future__ import annotations
@@ -217,9 +221,9 @@ class SequentialWindow:
             fit = self._fit_or_none(trace)
             trusted = fit is not None and fit.result.covar is not None
             trusted = trusted and fit.snr >= self.trust_snr
-            # a restart would drop the designed shots: the gate judges that window instead
-            locked = designed and self.restart
-            wanted = self._window_for(fit, window) if trusted and not locked else None
+            # a restart drops the designed shots: worth it only for a window too short
+            grow_only = designed and self.restart
+            wanted = self._window_for(fit, window, grow_only) if trusted else None
             if fit is None or fit.result.covar is None:  # more of the coarse grid, interleaved
                 delays = coarse_delays(window, self.coarse_points, len(batches))
             elif wanted is not None and resized < self.resizes:
@@ -318,10 +322,11 @@ class SequentialWindow:
         except FitError:
             return None
 
-    def _window_for(self, fit: CurveFit, window: float) -> float | None:
+    def _window_for(self, fit: CurveFit, window: float, grow_only: bool = False) -> float | None:
         """The window to re-measure over when the decay is not resolved in this one: when
         window / decay is outside `ratio_range` for every decay within one stderr (a window
-        restarted on a noisy decay estimate throws the shots spent so far away)."""
+        restarted on a noisy decay estimate throws the shots spent so far away); with
+        `grow_only`, only when the window is too short."""
         if self.decay is None:
             return None
         decay, stderr = fit.value(self.decay)
@@ -330,7 +335,7 @@ class SequentialWindow:
         longest, shortest = decay + stderr, decay - stderr
         too_long = window / longest > self.ratio_range[1]
         too_short = shortest > 0 and window / shortest < self.ratio_range[0]
-        if not (too_long or too_short):
+        if not (too_short or (too_long and not grow_only)):
             return None
         wanted = float(np.clip(self.window_factor * decay, window / 10, window * 10))
         wanted = min(wanted, self.max_window)

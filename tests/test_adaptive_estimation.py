@@ -211,3 +211,39 @@ def test_faint_trace_shows_its_signal_before_its_window_or_design_follow_the_fit
     value, stderr = fit_of(trace).value("decay")
     assert stderr / value <= 0.1 / 1.25 and design.needed == 0.0
     assert value == pytest.approx(1.0, rel=4 * stderr / value)
+
+
+def test_restarting_window_widens_when_the_decay_outgrows_it_after_the_design_began():
+    """Ramsey on chip 5054: a 300 µs first window, T2* ~350 µs. The first trusted fit could
+    not pin the decay (here τ = 0.82 ± 0.85 over a window of 0.6 τ), so the window stood and
+    the design placed shots in it; once the decay showed the window was far too short, a
+    restarting window was still kept (shots spent on it) and the gate's window/decay floor
+    rejected it after 4.7M shots. It is widened instead and the decay is found within its
+    stderr."""
+    rng = np.random.default_rng(1)
+    windows: list[float] = []
+
+    def measure(window: float, delays: np.ndarray) -> xr.DataArray:
+        windows.append(window)
+        return synthetic(delays, rng, 0.1)
+
+    design = SequentialWindow(
+        measure=measure,
+        fit=fit_of,
+        goals=lambda fit: {"decay": 0.05 * fit.value("decay")[0]},
+        sweep="delay",
+        shots_per_point=100,
+        coarse_points=24,
+        min_batch=8,
+        margin=1.25,
+        budget=Budget(10**7, 12),
+        decay="decay",
+        window_factor=3.0,
+        ratio_range=(2.0, 6.0),
+        restart=True,
+    )
+    trace = design.run(0.6)
+    assert windows.count(0.6) >= 3  # the first window was designed in before it grew
+    value, stderr = fit_of(trace).value("decay")
+    assert float(trace["delay"].max()) / value >= 2.0
+    assert value == pytest.approx(1.0, abs=3 * stderr)
