@@ -37,6 +37,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.signal import find_peaks
 
+from fluxcal.calibrations.experiments.single_shot import RESOLVED_SNR, fit_blob_mixture
 from fluxcal.calibrations.fitting import FitError
 
 #: Starting values of (χ/κ)² for the centred fit, one or two maxima (best χ² is kept).
@@ -117,9 +118,7 @@ def fit_separation(
     iq1 = np.asarray(iq1, complex)
     if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):
         raise FitError("frequency sweep has non-finite shots")
-    separation = np.abs(iq1.mean(-1) - iq0.mean(-1))
-    # standard error of the difference of the two means
-    noise = np.sqrt(iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1])
+    separation, noise = separation_points(iq0, iq1)
     reference, scale = float(start), float(kappa)
     offsets = (np.asarray(frequency, float) - reference) / scale
     try:
@@ -149,6 +148,31 @@ def fit_separation(
     )
 
 
+def separation_points(iq0: np.ndarray, iq1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blob separation per frequency ± stderr, from shots of shape (freq, shots).
+
+    Where the two blobs are resolved (`RESOLVED_SNR`), the shared-blob mixture's |Δμ|,
+    whose stderr excludes the switching between blobs; elsewhere (the sweep's wings) the
+    difference of the preparations' means, divided by the population contrast that relates
+    the two estimators on the resolved points (its uncertainty added). Without resolved
+    points, the difference of means as it is: any common scale leaves the shape alone.
+    """
+    difference = np.abs(iq1.mean(-1) - iq0.mean(-1))
+    noise = np.sqrt(iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1])
+    mixture = fit_blob_mixture(iq0, iq1, common_populations=True)
+    resolved = (mixture.snr >= RESOLVED_SNR) & np.isfinite(mixture.stderr) & (noise > 0)
+    if not resolved.any():
+        return difference, noise
+    blobs, difference_noise = mixture.separation[resolved], noise[resolved]
+    contrast = np.sum(difference[resolved] * blobs / difference_noise**2) / np.sum(
+        (blobs / difference_noise) ** 2
+    )
+    return (
+        np.where(resolved, mixture.separation, difference / contrast),
+        np.where(resolved, mixture.stderr, noise / contrast),
+    )
+
+
 def _centred_fits(frequency, separation, noise, kappa) -> list[lmfit.model.ModelResult]:
     weights = separation**2
     model = lmfit.Model(centred_model)
@@ -168,7 +192,7 @@ def _centred_fits(frequency, separation, noise, kappa) -> list[lmfit.model.Model
     for ratio, centre in starts:  # one or two maxima: start from both regimes
         params["ratio"].value = ratio
         params["centre"].value = centre
-        fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
+        fits.append(_fit(model, separation, params, frequency, noise))
     return fits
 
 
@@ -187,8 +211,25 @@ def _anchored_fits(frequency, separation, noise, kappa) -> list[lmfit.model.Mode
             kappa={"value": kappa, "min": kappa / 4, "max": 4 * kappa},
             reach={"value": reach, "min": -_MAX_REACH, "max": _MAX_REACH},
         )
-        fits.append(model.fit(separation, params, x=frequency, weights=1 / noise))
+        fits.append(_fit(model, separation, params, frequency, noise))
     return fits
+
+
+def _fit(model, separation, params, frequency, noise) -> lmfit.model.ModelResult:
+    """Weighted fit whose covariance is scaled by the reduced χ² only when that exceeds 1.
+
+    Why: lmfit's default also scales it down below 1, but a χ² below 1 here is no sign of
+    smaller errors: the wing points are magnitudes of mostly noise (|·| of noise is biased
+    and narrower than its stated error), pushing χ² to ~0.5 and the maximum's stderr to
+    ~0.6 of its actual scatter in synthetic sweeps."""
+    result = model.fit(separation, params, x=frequency, weights=1 / noise, scale_covar=False)
+    factor = max(1.0, float(result.redchi))
+    if result.covar is not None:
+        result.covar = result.covar * factor
+        for name in result.var_names:
+            if result.params[name].stderr is not None:
+                result.params[name].stderr *= np.sqrt(factor)
+    return result
 
 
 def _two_peak_start(
@@ -239,8 +280,8 @@ def _maximum(result, params, window: tuple[float, float], near: float) -> float:
     """The curve's highest maximum in `window` (of equal ones, the nearest `near`), refined."""
     grid = np.linspace(*window, 4001)
     values = result.eval(params=params, x=grid)
-    if not np.all(np.isfinite(values)):
-        return float("nan")
+    if not (np.all(np.isfinite(values)) and values.max() > 0):
+        return float("nan")  # e.g. the amplitude moved below zero: no maximum at all
     peaks = np.flatnonzero((values[1:-1] >= values[:-2]) & (values[1:-1] >= values[2:])) + 1
     if peaks.size == 0:  # rising to the window's edge: the maximum is there
         return float(grid[np.argmax(values)])
