@@ -155,17 +155,38 @@ def _stored(session: QubitSession, name: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class QubitFrequencyCheck:
-    """The qubit line is where it was stored, within `tolerance_hz` (Ramsey probe)."""
+    """The qubit line is where it was stored, within `tolerance_hz` (Ramsey probe).
+
+    `direction` −1 counts only a fall: for a node measured at a bias that the sweet-spot
+    checks guard (`SweetSpotCheck`). f01 is a minimum there, so a rise at the stored bias is
+    first the bias's: a 2σ hour of the device file's flux walk (0.2 mΦ0/√h) moves the sweet
+    spot by 0.4–0.5 mΦ0, and f01 at the old bias rises by 200–300 kHz (1.25 MHz/mΦ0² on the
+    built-in heavy qubit q1).
+    The bias checks see a rise and move the bias back; recalibrating the line at the old bias
+    instead would store f01 off the sweet spot (which then hides the bias error from the
+    sweet-spot check that compares with it), or fail on a line broadened by first-order flux
+    noise. A fall is the line itself: no bias brings f01 below its minimum.
+    """
 
     every_walk: ClassVar[bool] = True  # a flux jump moves it at any moment
 
     tolerance_hz: float
+    direction: int = 0
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, "qubit_frequency")
         offset, fresh = ctx.qubit_offset(self.tolerance_hz)
         estimate = Estimate(value + offset.value, offset.stderr, offset.problems)
-        return judge(node, "qubit_frequency", estimate, value, stderr, self.tolerance_hz, fresh)
+        return judge(
+            node,
+            "qubit_frequency",
+            estimate,
+            value,
+            stderr,
+            self.tolerance_hz,
+            fresh,
+            direction=self.direction,
+        )
 
 
 @dataclass(frozen=True)
@@ -268,10 +289,15 @@ class AssignmentFidelityCheck:
 #: days) and qubit_flux_spectroscopy (chip energies, which do not drift) have none. The bias
 #: has two: the resonator scan is redone only when the qubit has moved beyond what the
 #: qubit-based refinement (`sweet_spot`, ±1e-3 Φ0) can recover, ~300 kHz on the test chips.
+#: A rise of the qubit frequency is therefore the bias checks' alone (sweet_spot's +10 kHz
+#: or resonator_flux's +300 kHz): the spectroscopy line, checked between them and measured
+#: at the stored bias, counts only a fall (`QubitFrequencyCheck`); a rise of 200–300 kHz
+#: would otherwise recalibrate it off the sweet spot. Ramsey, after sweet_spot, sees rises
+#: only once sweet_spot has (the same probe, the same tolerance).
 CHECKS: dict[str, Check] = {
     "resonator_flux": SweetSpotCheck(max_rise_hz=300e3),
     "resonator_spectroscopy": ReadoutResonatorCheck(),
-    "qubit_spectroscopy": QubitFrequencyCheck(tolerance_hz=200e3),
+    "qubit_spectroscopy": QubitFrequencyCheck(tolerance_hz=200e3, direction=-1),
     "rabi": PiAmplitudeCheck(),
     "sweet_spot": SweetSpotCheck(max_rise_hz=10e3),
     "ramsey": QubitFrequencyCheck(tolerance_hz=10e3),

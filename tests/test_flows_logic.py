@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import typer
@@ -452,6 +452,44 @@ def test_judge_needs_the_drift_beyond_tolerance_plus_twice_the_uncertainty(
 ):
     result = judge("n", "x", Estimate(value, stderr), 10.0, 0.0, 1.0, direction=direction)
     assert result.verdict == verdict
+
+
+#: Bias checks and the spectroscopy line between them, as the walk visits them.
+QUBIT_PROBE_NODES = ("resonator_flux", "qubit_spectroscopy", "sweet_spot")
+
+
+def probe_verdicts(station, known) -> dict[str, str]:
+    ctx = CheckContext(QubitSession(station, "q0", known))
+    return {n: run_check(n, CHECKS[n], ctx).verdict for n in QUBIT_PROBE_NODES}
+
+
+def test_a_qubit_rise_at_the_stored_bias_is_the_sweet_spots_and_a_fall_the_lines():
+    """The bias 4.5e-4 Φ0 off the sweet spot (an hour of the device file's flux walk at
+    2σ): f01 at the stored bias rises by ~250 kHz, beyond the line's tolerance (200 kHz),
+    within the resonator scan's (300 kHz). Only the sweet spot is out of spec: the line,
+    recalibrated there, would be stored off the sweet spot (the simulated week's hour 14).
+    A fall of as much is the line's own: no bias brings f01 below its minimum."""
+    device = make_device("heavy", 1)
+    station = build_station(device)
+    truth = device.truth()["q0"]
+    known = truth_parameters(device, (*UPSTREAM, "pi_amplitude"))["q0"]
+    off = truth["flux_sweet_spot"] + 4.5e-4 * truth["flux_period"]
+    rise = dict(known, flux_sweet_spot=replace(known["flux_sweet_spot"], value=off))
+    ctx = CheckContext(QubitSession(station, "q0", rise))
+    offset, _ = ctx.qubit_offset(200e3)
+    assert 220e3 < offset.value < 280e3  # in the gap between the two tolerances
+    assert probe_verdicts(station, rise) == {
+        "resonator_flux": "in_spec",
+        "qubit_spectroscopy": "in_spec",
+        "sweet_spot": "out_of_spec",
+    }
+    line = known["qubit_frequency"]
+    fall = dict(known, qubit_frequency=replace(line, value=line.value + 250e3))
+    assert probe_verdicts(station, fall) == {
+        "resonator_flux": "in_spec",
+        "qubit_spectroscopy": "out_of_spec",
+        "sweet_spot": "in_spec",
+    }
 
 
 @pytest.mark.parametrize("node", ["rabi", "t1", "ramsey"])
