@@ -13,12 +13,15 @@ With a dummy Cluster (`dummy_cfg` in the YAML) the driver has no signal to acqui
 then names a fluxcal device file whose physics turns what was compiled (biases read back from
 the driver, NCO and LO frequencies, gains, timeline) into the bins the dummy returns.
 
-Not implemented, refused with a one-line error: heralding (needs a herald acquisition and
-post-selection with a calibrated threshold) and device-time accounting.
+Heralding: each shot integrates a herald (acquisition 0) before the drive and the measurement
+(acquisition 1) after it, both as single-shot bins; shots whose herald read ground are kept
+(`herald_ground`, a threshold between the two blobs the herald shots themselves show).
+`device_time` adds up the compiled timelines (shots × every point's period) of the programs run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +31,7 @@ from qcodes.instrument import Instrument, InstrumentChannel
 from qcodes.parameters import ParameterWithSetpoints
 from qcodes.validators import Arrays, Enum, Ints, Numbers
 
-from fluxcal.instruments.contract import SWEEPABLE, ContractError
+from fluxcal.instruments.contract import SWEEPABLE, ContractError, setting_range
 from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
 from fluxcal.instruments.pulses import ResolvedPulse, resolve, trailing_wait
 from fluxcal.instruments.qblox_program import (
@@ -37,6 +40,7 @@ from fluxcal.instruments.qblox_program import (
     drive_program,
     gaussian_samples,
     ns,
+    period_ns,
     readout_program,
 )
 
@@ -46,6 +50,13 @@ MAX_BINS = 131_072
 LO_SEGMENT = 800e6
 #: Minutes to wait for a sequencer to finish and its bins to arrive.
 TIMEOUT_MINUTES = 1.0
+#: Fraction of shots a herald is first assumed to keep (a fluxonium is ~30–40 % excited).
+HERALD_ACCEPTANCE = 0.5
+#: Runs of a chunk to collect the kept single shots every point needs.
+HERALD_RETRIES = 6
+#: Herald blobs closer than this (in their width) are not told apart: every shot is kept.
+HERALD_MIN_SEPARATION = 1.5
+MIXTURE_ITERATIONS = 40
 
 
 def _cluster(name: str) -> Any:
@@ -152,16 +163,25 @@ class QbloxReadout(_QbloxRole):
         flux: str = "flux",
         full_scale: float = 1.0,
         repetition_time: float = 500e-6,
+        herald_ring_down: float = 1e-6,
         simulate: bool | str = False,
         **kwargs,
     ):
         self.full_scale = float(full_scale)
-        self.repetition_time = float(repetition_time)
+        self.repetition_time = float(repetition_time)  # rest after each shot's readout
+        self.herald_ring_down = float(herald_ring_down)  # wait after the herald readout
+        self._device_seconds: dict[str, float] = {}
         self._roles = {"drive": drive, "flux": flux}
         self._simulation = None
         super().__init__(name, cluster, wiring, **kwargs)
         if simulate:
             self._simulation = _DummySignals(None if simulate is True else simulate)
+
+    @property
+    def simulated_device(self) -> Any:
+        """The SimulatedDevice feeding a dummy's bins (None on hardware). Its clock is the
+        wall clock, so the chip drifts as a real one does; set `.time` to freeze it."""
+        return None if self._simulation is None else self._simulation.device
 
     def _add_settings(self, channel, port):
         module = self.module(port)
@@ -185,6 +205,14 @@ class QbloxReadout(_QbloxRole):
             snapshot_value=False,  # 0 … shots−1: no information, 0.1 MB of station JSON
         )
         qubit = channel.short_name
+        channel.add_parameter(
+            "device_time",
+            unit="s",
+            label="device time used",
+            docstring="Seconds the compiled programs of this qubit ran, cumulative "
+            "(shots × the timeline of every point): what calibration costs the fridge.",
+            get_cmd=lambda: self._device_seconds.get(qubit, 0.0),
+        )
         for name, single, shape in (
             ("iq", False, (length_of,)),
             ("iq_shots", True, (length_of, channel.shots)),
@@ -204,19 +232,25 @@ class QbloxReadout(_QbloxRole):
         return Instrument.find_instrument(self._roles[role]).submodules[qubit]
 
     def acquire(self, qubit: str, single: bool) -> np.ndarray:
-        """Compile, upload, run and read back one sweep (in chunks of equal integration)."""
+        """Compile, upload, run and read back one sweep (in chunks of equal integration).
+
+        Heralded sequences acquire a herald and a measurement per shot (single-shot bins of
+        both) and keep the shots whose herald read ground (`herald_ground`): averaged IQ is
+        the mean of the kept shots, single shots are the first `shots` kept ones (the chunk
+        is run again until every point has them). Shots that need more bins than a
+        sequencer holds are taken in several runs of the same program."""
         channel = self.submodules[qubit]
         sweep = channel.sweep_parameter()
         values = np.asarray(channel.sweep_values(), float)
-        drive = self._channel("drive", qubit)
-        if drive.herald():
-            raise ContractError(
-                "the Qblox adapter does not implement heralding yet; set herald: false"
-            )
+        herald = bool(self._channel("drive", qubit).pulse_sequence().herald)
         settings = self._settings(qubit, sweep, values)
         shots = int(channel.shots())
-        if single and shots * min(CHUNK_POINTS, values.size) > MAX_BINS:
-            raise ContractError(f"{shots} single shots × points exceed {MAX_BINS} bins")
+        binned = herald or single  # a bin per shot (and a second for the herald)
+        acquisitions = 2 if herald else 1
+        run_shots = min(shots, MAX_BINS // acquisitions) if binned else shots
+        if herald and single:
+            run_shots = min(_raw_shots(shots, HERALD_ACCEPTANCE), MAX_BINS // acquisitions)
+        per_point = acquisitions * (run_shots if binned else 1)
         result = np.empty((values.size, shots) if single else values.size, complex)
         flux = self._channel("flux", qubit).voltage
         bias = flux()
@@ -225,12 +259,57 @@ class QbloxReadout(_QbloxRole):
                 settings["readout_duration"],
                 settings["flux_voltage"],
                 settings["readout_frequency"],
+                min(CHUNK_POINTS, MAX_BINS // per_point),
             ):
                 flux(float(settings["flux_voltage"][chunk][0]))  # a DC offset, set per program
-                result[chunk] = self._run(qubit, settings, chunk, shots, single)
+                if herald and single:
+                    result[chunk] = self._heralded_shots(qubit, settings, chunk, shots, run_shots)
+                elif herald:
+                    result[chunk] = self._heralded_mean(qubit, settings, chunk, shots, run_shots)
+                elif single:
+                    result[chunk] = np.concatenate(
+                        [
+                            self._run(qubit, settings, chunk, n, True)[1]
+                            for n in _batches(shots, run_shots)
+                        ],
+                        axis=1,
+                    )
+                else:
+                    result[chunk] = self._run(qubit, settings, chunk, shots, False)[1]
         finally:
             flux(bias)
         return result
+
+    def _heralded_mean(self, qubit, settings, chunk, shots: int, run_shots: int) -> np.ndarray:
+        """Mean IQ of the shots whose herald read ground, per point of a chunk."""
+        total = np.zeros(chunk.size, complex)
+        kept = np.zeros(chunk.size, int)
+        everything = np.zeros(chunk.size, complex)
+        for n in _batches(shots, run_shots):
+            heralds, iq = self._run(qubit, settings, chunk, n, True, herald=True)
+            keep = herald_ground(heralds, _readout_keys(settings, chunk))
+            total += (iq * keep).sum(axis=1)
+            kept += keep.sum(axis=1)
+            everything += iq.sum(axis=1)
+        return np.where(kept > 0, total / np.maximum(kept, 1), everything / shots)
+
+    def _heralded_shots(self, qubit, settings, chunk, shots: int, raw: int) -> np.ndarray:
+        """`shots` kept single shots per point of a chunk, running it until each has them."""
+        collected: list[list[np.ndarray]] = [[] for _ in chunk]
+        have = np.zeros(chunk.size, int)
+        limit = MAX_BINS // (2 * chunk.size)
+        runs = HERALD_RETRIES + int(np.ceil(_raw_shots(shots, HERALD_ACCEPTANCE) / limit))
+        for _ in range(runs):
+            heralds, iq = self._run(qubit, settings, chunk, raw, True, herald=True)
+            keep = herald_ground(heralds, _readout_keys(settings, chunk))
+            for i in range(chunk.size):
+                collected[i].append(iq[i, keep[i]])
+            have += keep.sum(axis=1)
+            if have.min() >= shots:
+                return np.stack([np.concatenate(c)[:shots] for c in collected])
+            acceptance = max(float(keep.mean(axis=1).min()), 0.05)
+            raw = min(_raw_shots(shots - int(have.min()), acceptance), limit)
+        raise ContractError(f"the herald kept {int(have.min())} of {shots} shots after {runs} runs")
 
     def _settings(self, qubit: str, sweep: str, values: np.ndarray) -> dict[str, np.ndarray]:
         """Every sweepable setting per point: the channels' values, the swept one replaced."""
@@ -247,6 +326,14 @@ class QbloxReadout(_QbloxRole):
             "readout_duration": readout.integration_time(),
         }
         if sweep != "none":
+            role, name = SWEEPABLE[sweep]
+            channel = readout if role == "readout" else self._channel(role, qubit)
+            span = setting_range(channel.parameters[name])
+            if values.size and (values.min() < span.low or values.max() > span.high):
+                raise ContractError(
+                    f"{sweep} swept over {values.min():.6g}…{values.max():.6g}, outside "
+                    f"{role}.{qubit}.{name}'s {span.low:.6g}…{span.high:.6g}"
+                )
             current[sweep] = values
         return {
             key: np.broadcast_to(np.asarray(v, float), values.shape) for key, v in current.items()
@@ -259,7 +346,10 @@ class QbloxReadout(_QbloxRole):
         chunk: np.ndarray,
         shots: int,
         single: bool,
-    ) -> np.ndarray:
+        herald: bool = False,
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """One program over the chunk's points: (herald shots or None, measurement), the
+        shots as (points, shots) when `single` or `herald`."""
         drive_channel = self._channel("drive", qubit)
         sequence = drive_channel.pulse_sequence()
         drive_port = Instrument.find_instrument(self._roles["drive"]).ports[qubit]
@@ -270,6 +360,10 @@ class QbloxReadout(_QbloxRole):
         pulses = resolve(sequence, part["drive_amplitude"], part["drive_duration"], part["delay"])
         count = part["delay"].size
         trailing = np.broadcast_to(trailing_wait(sequence, part["delay"]), (count,))
+        # a measurement without pulses, herald or single shots is continuous-wave: the qubit
+        # needs no time to return to equilibrium between shots
+        cw = not (sequence.pulses or herald or single)
+        rest = 0 if cw else ns(self.repetition_time)
         points = [
             PointTimeline(
                 drive_nco=float(part["drive_frequency"][i]),
@@ -278,10 +372,12 @@ class QbloxReadout(_QbloxRole):
                 readout_nco=float(part["readout_frequency"][i] - lo),
                 readout_gain=float(part["readout_amplitude"][i]) / self.full_scale,
                 integration_ns=ns(part["readout_duration"][i]),
+                herald=herald,
+                ring_down_ns=ns(self.herald_ring_down) if herald else 0,
+                rest_ns=rest,
             )
             for i in range(count)
         ]
-        rest = ns(self.repetition_time)
         durations = sorted(
             {max(ns(p.duration), 4) for q in points for p in q.pulses if p.shape == "gaussian"}
         )
@@ -292,7 +388,10 @@ class QbloxReadout(_QbloxRole):
         readout_sequencer.integration_length_acq(points[0].integration_ns)
         drive_module = getattr(self.cluster, f"module{drive_port.slot}")
         drive_sequencer = getattr(drive_module, f"sequencer{drive_port.sequencer}")
-        bins = len(points) * (shots if single else 1)
+        bins = len(points) * (shots if single or herald else 1)
+        acquisitions = {"iq": {"num_bins": bins, "index": 1 if herald else 0}}
+        if herald:
+            acquisitions["herald"] = {"num_bins": bins, "index": 0}
         drive_sequencer.sequence(
             {
                 "waveforms": {
@@ -301,30 +400,106 @@ class QbloxReadout(_QbloxRole):
                 },
                 "weights": {},
                 "acquisitions": {},
-                "program": drive_program(points, shots, rest, waveforms),
+                "program": drive_program(points, shots, waveforms),
             }
         )
         readout_sequencer.sequence(
             {
                 "waveforms": {},
                 "weights": {},
-                "acquisitions": {"iq": {"num_bins": bins, "index": 0}},
-                "program": readout_program(points, shots, rest, single),
+                "acquisitions": acquisitions,
+                "program": readout_program(points, shots, single),
             }
         )
         if self._simulation is not None:
-            self._simulation.inject(self, qubit, points, lo, part, sequence, shots, single)
+            self._simulation.inject(
+                self, qubit, points, lo, part, sequence, shots, single or herald
+            )
         for slot, seq in ((drive_port.slot, drive_port.sequencer), (port.slot, port.sequencer)):
             self.cluster.arm_sequencer(slot, seq)
         for slot, seq in ((drive_port.slot, drive_port.sequencer), (port.slot, port.sequencer)):
             self.cluster.start_sequencer(slot, seq)
         self.cluster.get_acquisition_status(port.slot, port.sequencer, timeout=TIMEOUT_MINUTES)
-        data = self.cluster.get_acquisitions(port.slot, port.sequencer)["iq"]["acquisition"]
-        integration = data["bins"]["integration"]
+        self._device_seconds[qubit] = self._device_seconds.get(qubit, 0.0) + shots * 1e-9 * sum(
+            period_ns(point) for point in points
+        )
+        data = self.cluster.get_acquisitions(port.slot, port.sequencer, as_numpy=True)
         length = points[0].integration_ns
-        iq = (np.asarray(integration["path0"]) + 1j * np.asarray(integration["path1"])) / length
-        volts = iq * self.full_scale
-        return volts.reshape(shots, len(points)).T if single else volts
+
+        def volts(name: str) -> np.ndarray:
+            integration = data[name]["acquisition"]["bins"]["integration"]
+            iq = (np.asarray(integration["path0"]) + 1j * np.asarray(integration["path1"])) / length
+            iq = iq * self.full_scale
+            return iq.reshape(shots, len(points)).T if single or herald else iq
+
+        return (volts("herald") if herald else None), volts("iq")
+
+
+def _batches(shots: int, per_run: int) -> list[int]:
+    """Shots per run when `shots` are taken `per_run` at a time."""
+    return [min(per_run, shots - start) for start in range(0, shots, per_run)]
+
+
+def _raw_shots(shots: int, acceptance: float) -> int:
+    """Shots to run so that about `shots` pass a herald of this acceptance, with margin."""
+    return int(np.ceil(shots / acceptance * 1.1)) + 8
+
+
+def _readout_keys(settings: dict[str, np.ndarray], chunk: np.ndarray) -> np.ndarray:
+    """Per point of a chunk, the readout settings its herald blobs depend on."""
+    return np.stack(
+        [
+            settings[k][chunk]
+            for k in ("readout_frequency", "readout_amplitude", "readout_duration")
+        ],
+        axis=1,
+    )
+
+
+def herald_ground(heralds: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """Which herald shots read ground: shape (points, shots) of bool.
+
+    The herald measures the qubit in thermal equilibrium, so its shots form two blobs, the
+    ground state's the heavier one. Points with equal readout settings (`keys`, one row per
+    point) are pooled; along the blobs' principal axis a two-Gaussian mixture (equal widths)
+    is fitted and shots on the ground side of the midpoint between the blobs are kept, as a
+    threshold halfway between the 0 and 1 responses does. When the blobs are not resolved
+    (readout not yet tuned), the herald cannot tell and every shot is kept.
+    """
+    heralds = np.asarray(heralds)
+    keep = np.ones(heralds.shape, bool)
+    if keys is None:
+        keys = np.zeros((heralds.shape[0], 1))
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    for g in np.unique(group):
+        rows = np.flatnonzero(group.reshape(-1) == g)
+        keep[rows] = _ground_side(heralds[rows].reshape(-1)).reshape(rows.size, -1)
+    return keep
+
+
+def _ground_side(z: np.ndarray) -> np.ndarray:
+    centred = z - z.mean()
+    xy = np.stack([centred.real, centred.imag])
+    _, vectors = np.linalg.eigh(xy @ xy.T)
+    axis = vectors[0, 1] + 1j * vectors[1, 1]
+    x = (centred * np.conj(axis)).real
+    lo, hi = np.percentile(x, [20, 80])
+    means = np.array([lo, hi])
+    weights = np.array([0.5, 0.5])
+    sigma = max(float(np.std(x)) / 2, 1e-30)
+    for _ in range(MIXTURE_ITERATIONS):
+        density = weights * np.exp(-0.5 * ((x[:, None] - means) / sigma) ** 2)
+        responsibility = density / np.maximum(density.sum(axis=1, keepdims=True), 1e-300)
+        weights = np.clip(responsibility.mean(axis=0), 1e-9, None)
+        means = (responsibility * x[:, None]).sum(axis=0) / (weights * x.size)
+        variance = (responsibility * (x[:, None] - means) ** 2).sum() / x.size
+        sigma = max(float(np.sqrt(variance)), 1e-30)
+    separation = abs(means[1] - means[0]) / sigma
+    if separation < HERALD_MIN_SEPARATION or weights.min() < 0.01:
+        return np.ones(z.shape, bool)
+    ground = int(np.argmax(weights))
+    midpoint = means.mean()
+    return x < midpoint if means[ground] < midpoint else x > midpoint
 
 
 def _at(pulse: ResolvedPulse, index: int, full_scale: float) -> ResolvedPulse:
@@ -343,16 +518,18 @@ def _at(pulse: ResolvedPulse, index: int, full_scale: float) -> ResolvedPulse:
     )
 
 
-def _chunks(integration: np.ndarray, bias: np.ndarray, frequency: np.ndarray) -> list[np.ndarray]:
+def _chunks(
+    integration: np.ndarray, bias: np.ndarray, frequency: np.ndarray, size: int = CHUNK_POINTS
+) -> list[np.ndarray]:
     """Points run by one program: equal integration time (a static acquisition length), equal
-    flux bias (a DC offset), readout tones within one LO setting's NCO reach, at most
-    CHUNK_POINTS of them."""
+    flux bias (a DC offset), readout tones within one LO setting's NCO reach, at most `size`
+    of them (what the instruction memory and the bins hold)."""
     segment = np.floor((frequency - frequency.min()) / LO_SEGMENT)
     keys = np.stack([integration, bias, segment], axis=1)
     chunks = []
     for key in np.unique(keys, axis=0):
         where = np.flatnonzero(np.all(keys == key, axis=1))
-        chunks += [where[i : i + CHUNK_POINTS] for i in range(0, where.size, CHUNK_POINTS)]
+        chunks += [where[i : i + size] for i in range(0, where.size, size)]
     return chunks
 
 
@@ -366,8 +543,6 @@ class _DummySignals:
         self._count = 0
 
     def inject(self, readout: QbloxReadout, qubit, points, lo, part, sequence, shots, single):
-        from qblox_instruments.ieee488_2 import DummyBinnedAcquisitionData
-
         from fluxcal.instruments.signals import (
             PulseSettings,
             ReadoutSettings,
@@ -395,14 +570,27 @@ class _DummySignals:
             np.array([p.integration_ns for p in points]) * 1e-9,
             shots,
         )
+        port = readout.ports[qubit]
+        # the dummy keeps bins per acquisition name: drop the previous program's
+        readout.cluster.delete_dummy_binned_acquisition_data(port.slot, port.sequencer)
+        if points[0].herald:
+            heralds, iq = _heralded(physics, bias, pulse, settings, rng)
+            self._set_bins(readout, port, "herald", heralds.T.reshape(-1), points, shots)
+            self._set_bins(readout, port, "iq", iq.T.reshape(-1), points, shots)
+            return
         measure = single_shot_iq if single else averaged_iq
         iq = measure(physics, bias, pulse, settings, rng)
-        bins = (iq.T.reshape(-1) if single else iq) / readout.full_scale * points[0].integration_ns
-        port = readout.ports[qubit]
+        self._set_bins(readout, port, "iq", iq.T.reshape(-1) if single else iq, points, shots)
+
+    @staticmethod
+    def _set_bins(readout: QbloxReadout, port: Port, name: str, iq, points, shots) -> None:
+        from qblox_instruments.ieee488_2 import DummyBinnedAcquisitionData
+
+        bins = np.asarray(iq) / readout.full_scale * points[0].integration_ns
         readout.cluster.set_dummy_binned_acquisition_data(
             port.slot,
             port.sequencer,
-            "iq",
+            name,
             [
                 DummyBinnedAcquisitionData(
                     data=(float(z.real), float(z.imag)), thres=0, avg_cnt=shots
@@ -410,3 +598,27 @@ class _DummySignals:
                 for z in bins
             ],
         )
+
+
+def _heralded(physics, bias, pulse, settings, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Herald and measurement single shots, (points, shots) each, for the dummy.
+
+    The herald shots are the thermal qubit read out (blobs, decay tails); a shot whose herald
+    lies on the ground side of the midpoint between the true 0 and 1 responses is measured
+    from the simulator's heralded populations (what its own herald keeps), any other from the
+    unheralded ones: the statistics the simulated lab gives a heralded sweep, shot by shot.
+    """
+    from fluxcal.instruments.pulses import PulseSequence
+    from fluxcal.instruments.signals import PulseSettings, prepare, single_shot_iq
+
+    idle = PulseSettings(PulseSequence(), pulse.frequency, 0.0, pulse.duration, 0.0)
+    heralds = single_shot_iq(physics, bias, idle, settings, rng)
+    _, response, _ = prepare(physics, bias, idle, settings)
+    ground, excited = response.iq[..., 0][:, None], response.iq[..., 1][:, None]
+    along = ((heralds - ground) * np.conj(excited - ground)).real / np.abs(excited - ground) ** 2
+    kept = single_shot_iq(physics, bias, pulse, settings, rng)
+    unheralded = dataclasses.replace(
+        pulse, sequence=pulse.sequence.with_herald(False), herald=False
+    )
+    others = single_shot_iq(physics, bias, unheralded, settings, rng)
+    return heralds, np.where(along < 0.5, kept, others)

@@ -145,7 +145,9 @@ class ResonatorFlux(Node):
             },
         )
         frequency = self.frequencies(centre, kappa)
-        bias = np.linspace(*self.bias_range, self.bias_points)
+        source = session.limits("flux", "voltage")  # the node's range within the source's
+        low, high = max(self.bias_range[0], source.low), min(self.bias_range[1], source.high)
+        bias = np.linspace(low, high, self.bias_points)
         attrs = {
             "kappa": kappa,
             "readout_frequency_reference": centre,
@@ -221,8 +223,9 @@ class ResonatorFlux(Node):
             return data
         target = self.max_sweet_spot_stderr * period  # axis stderr aimed at: half the limit's
         statistical = statistical_axis_stderr(_bias_map(data), symmetry)
-        low = max(min(candidates) - period / 4, self.bias_range[0])
-        high = min(max(candidates) + period / 4, self.bias_range[1])
+        scanned = data[BIAS].values  # the coarse scan's range: the node's, within the source's
+        low = max(min(candidates) - period / 4, float(scanned.min()))
+        high = min(max(candidates) + period / 4, float(scanned.max()))
         points = data.sizes[BIAS]
         shots = int(data.attrs["shots"]) * max(1.0, (statistical / target) ** 2)
         shots = int(min(shots, self.max_focused_shots))
