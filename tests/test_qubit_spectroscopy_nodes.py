@@ -249,6 +249,26 @@ def test_a_faint_broad_line_shows_averaged_over_its_width(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_a_line_filling_a_chosen_window_leaves_no_lines_at_its_edges(seed):
+    """A drift check recalibrated f01 off the sweet spot, where flux noise broadened the line
+    to fill the ±100 MHz warm window: the median baseline made both window edges look like
+    lines, and the lowest was taken for f01. Lines whose half maximum lies beyond an edge the
+    node chose are not lines; the line itself is kept or, if it cannot be told from the
+    edges, none is (the node then searches the whole range)."""
+    rng = np.random.default_rng(seed)
+    frequency = np.arange(500e6, 700e6 + 2e6, 4e6)
+    line = 30.0 / (1.0 + (2.0 * (frequency - 600e6) / 150e6) ** 2)
+    noise = rng.normal(size=frequency.size) + 1j * rng.normal(size=frequency.size)
+    iq = (0.3 - 0.2j) + np.exp(0.7j) * line + noise
+    lines = QubitSpectroscopy()._lines(frequency, iq)
+    assert all(abs(ln.centre - 600e6) < 20e6 for ln in lines)
+    full_range = np.arange(20e6, 2.0e9 + 2e6, 4e6)  # the search range's own edges keep lines
+    edge_line = 30.0 / (1.0 + (2.0 * (full_range - 24e6) / 40e6) ** 2)
+    kept = QubitSpectroscopy()._lines(full_range, edge_line + noise[:1].repeat(full_range.size))
+    assert any(abs(ln.centre - 24e6) < 10e6 for ln in kept)
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_noise_shows_no_line_at_any_averaging(seed):
     frequency, iq = strong_tone_sweep(0.0, seed)
     assert strong_tone_lines(frequency, iq, 8.0) == []

@@ -364,6 +364,7 @@ class QubitSpectroscopy(Node):
         first = None  # the same of the first look, kept as the record when no line is found
         tried: list[tuple[float, float]] = []
         points = self._symmetry_points(session)
+        top = session.upper_limit("drive", "frequency", self.coarse_stop)
         warm = self._warm_window(session)
         if warm is not None:
             # a daily run: the line is looked for where the last calibration left it, at
@@ -376,7 +377,7 @@ class QubitSpectroscopy(Node):
         for bias, stderr in points if found is None else []:
             # f01 is lowest at half flux: at the other symmetry point only a line below the
             # one already found could mean that this point is the half-flux one.
-            stop = self.coarse_stop if found is None else found[4].centre - 2 * found[4].fwhm
+            stop = top if found is None else found[4].centre - 2 * found[4].fwhm
             if stop < self.coarse_start + 10 * self.coarse_step:
                 break
             coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
@@ -445,11 +446,29 @@ class QubitSpectroscopy(Node):
             self.min_line_snr,
             self.budget,
         )["iq"].values
-        lines = strong_tone_lines(coarse, coarse_iq, self.min_line_snr)
+        lines = self._lines(coarse, coarse_iq)
         line = qubit_line(lines, self.min_relative_snr)
         if line is not None:
             line = refine_strong_tone_line(coarse, coarse_iq, line)
         return coarse, coarse_iq, line
+
+    def _lines(self, frequency: np.ndarray, iq: np.ndarray) -> list[Line]:
+        """The coarse sweep's lines, without those whose half maximum lies beyond an edge the
+        node chose (a warm window, a stop below a line already found, the drive's upper limit).
+
+        Why: the baseline is the sweep's median, so a line broad enough to fill such a window
+        makes both its edges look like lines; the lowest was taken for f01 (a drift check
+        that recalibrated a line broadened threefold by flux noise off the sweet spot: edge
+        "lines" 90 MHz from f01, a fine sweep with nothing in it, 4000 device-s). The edges
+        of the whole search range are the physics' own: lines there are kept.
+        """
+        lines = strong_tone_lines(frequency, iq, self.min_line_snr)
+        step = float(np.median(np.diff(frequency))) if frequency.size > 1 else 0.0
+        low = frequency[0] if frequency[0] > self.coarse_start + step / 2 else -np.inf
+        high = frequency[-1] if frequency[-1] < self.coarse_stop - step / 2 else np.inf
+        return [  # a line's half maximum must lie inside
+            ln for ln in lines if ln.centre - low >= ln.fwhm / 2 <= high - ln.centre
+        ]
 
     def _line_score(self, frequency: np.ndarray, reference: tuple[float, Line] | None = None):
         """Averaging target of the coarse sweep: the SNR of its qubit line (0 if none).
@@ -567,7 +586,7 @@ class QubitSpectroscopy(Node):
     def analyse(self, data: xr.Dataset) -> Analysis:
         frequency = data[SWEEP].values
         bias = (float(data.attrs["flux_voltage"]), float(data.attrs["flux_voltage_stderr"]))
-        lines = strong_tone_lines(data[COARSE].values, data["iq_coarse"].values, self.min_line_snr)
+        lines = self._lines(data[COARSE].values, data["iq_coarse"].values)
         coarse = qubit_line(lines, self.min_relative_snr)  # the line the fine sweep zoomed on
         report = self._report(data, lines)
         coarse_snr = at_least(
