@@ -45,6 +45,7 @@ import xarray as xr
 
 from fluxcal.calibrations.experiments.decay_fits import CurveFit
 from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.gate import Criterion, at_most
 
 #: Dimension of the repeats of a trace (as measured by `time_domain.measure_repeats`).
 REPEAT = "repeat"
@@ -340,3 +341,17 @@ class SequentialWindow:
         wanted = float(np.clip(self.window_factor * decay, window / 10, window * 10))
         wanted = min(wanted, self.max_window)
         return None if wanted == window else wanted
+
+
+def shot_budget(
+    attrs: Mapping, key: str = "long_shots", what: str = "long window"
+) -> list[Criterion]:
+    """Shots the `what` signal needs for the gate (√shots law from its last fit) within the
+    budget (attrs `{key}_needed`, `{key}_budget`), when a sequential window stopped short of
+    its goals: the rejection then names the cause, too little signal per shot, not only the
+    stderrs it left."""
+    needed = float(attrs.get(f"{key}_needed", 0.0))
+    if not needed:
+        return []
+    name = f"{what} shots its signal-to-noise needs (√shots law)"
+    return [at_most(name, needed, float(attrs[f"{key}_budget"]))]

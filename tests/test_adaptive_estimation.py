@@ -247,3 +247,21 @@ def test_restarting_window_widens_when_the_decay_outgrows_it_after_the_design_be
     value, stderr = fit_of(trace).value("decay")
     assert float(trace["delay"].max()) / value >= 2.0
     assert value == pytest.approx(1.0, abs=3 * stderr)
+
+
+def test_a_faint_decay_rejection_names_the_shots_its_signal_needs():
+    """Sampled chips 5006, 5051, 5054 stop at echo with a signal-to-noise of 5–6 at the
+    3.2M-shot budget: the rejection names that cause (shots the √shots law needs against the
+    budget), and only a trace the gate already rejects gets the extra criterion."""
+    from fluxcal.calibrations.experiments.echo import Echo
+
+    faint = synthetic(np.linspace(0.0, 5.0, 40), np.random.default_rng(1), 3.0)
+    data = xr.Dataset({"iq": faint}, attrs={"shots_needed": 5e7, "shots_budget": 3.2e6})
+    outcome = Echo().gate(Echo().analyse(data))
+    assert not outcome.accepted
+    assert "trace shots its signal-to-noise needs (√shots law) = 5e+07" in outcome.reason
+    clear = synthetic(np.linspace(0.0, 5.0, 40), np.random.default_rng(1), 0.002)
+    data = xr.Dataset({"iq": clear}, attrs={"shots_needed": 5e7, "shots_budget": 3.2e6})
+    analysis = Echo().analyse(data)
+    assert all(c.passed for c in analysis.criteria)
+    assert not any("√shots" in c.name for c in analysis.criteria)

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 import xarray as xr
 
-from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate, shot_budget
 from fluxcal.calibrations.experiments.calibration_points import references
 from fluxcal.calibrations.experiments.decay_fits import (
     FULL_SWING,
@@ -147,7 +147,14 @@ class DecayNode(Node):
         iq = design.run(self.window_factor * guess)
         batches = int(iq[batch_coordinate(SWEEP)].values.max()) + 1
         return xr.Dataset(
-            {"iq": iq}, attrs={**attrs, "shots": self.adaptive_shots, "batches": batches}
+            {"iq": iq},
+            attrs={
+                **attrs,
+                "shots": self.adaptive_shots,
+                "batches": batches,
+                "shots_needed": design.needed,
+                "shots_budget": self.adaptive_budget,
+            },
         )
 
     def _stderr_goals(self, fit: CurveFit) -> dict[str, float]:
@@ -193,6 +200,8 @@ class DecayNode(Node):
             at_least(f"delay window / {self.key}", window / decay[0], self.min_window_ratio),
             at_least(f"delays within one {self.key}", resolved, self.min_points_per_decay),
         ]
+        if not all(c.passed for c in criteria):  # the cause of a rejection, never a new one
+            criteria += shot_budget(data.attrs, "shots", "trace")
         fit_x, fit_y = fit.curve()
         return Analysis(
             values={self.key: decay},

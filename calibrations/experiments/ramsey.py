@@ -28,13 +28,12 @@ qubit_frequency whose sign is a guess would steer every later node to the wrong 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
-from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow, batch_coordinate, shot_budget
 from fluxcal.calibrations.experiments.calibration_points import references
 from fluxcal.calibrations.experiments.decay_fits import (
     CurveFit,
@@ -339,17 +338,6 @@ class Ramsey(Node):
                 fit, label, "frequency", self.max_chi2, self.max_fringe_error, self.min_snr
             )
         return (error, stderr), criteria
-
-
-def shot_budget(attrs: Mapping) -> list[Criterion]:
-    """Shots the long window's signal needs for the gate (√shots law from its last fit) within
-    the budget, when a sequential window stopped short of its goals: the rejection then names
-    the cause, too little signal per shot, not only the stderrs it left."""
-    needed = float(attrs.get("long_shots_needed", 0.0))
-    if not needed:
-        return []
-    name = "long window shots its signal-to-noise needs (√shots law)"
-    return [at_most(name, needed, float(attrs["long_shots_budget"]))]
 
 
 def long_window_fit(data: xr.Dataset, long_detuning: float | None = None) -> CurveFit:
