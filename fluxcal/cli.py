@@ -182,6 +182,7 @@ def analyse(
     ] = None,
     data: Annotated[str, typer.Option("--data", help="npz/CSV: the data array")] = "data",
     plot: Annotated[Path | None, typer.Option("--plot", help="write the fit figure")] = None,
+    config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Re-run one experiment's analysis and gate on a recorded file (no instrument)."""
@@ -189,7 +190,9 @@ def analyse(
 
     from fluxcal.analyse import analyse_file
 
-    result = analyse_file(file, experiment, qubit, run_id, _parse_axes(axes), data, plot)
+    result = analyse_file(
+        file, experiment, qubit, run_id, _parse_axes(axes), data, plot, settings=config
+    )
     typer.echo(json.dumps(result.as_json(), indent=2) if as_json else result.text())
 
 

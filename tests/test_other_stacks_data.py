@@ -358,3 +358,28 @@ def assert_one_line_error(result, fragment: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert fragment in lines[0], lines[0]
+
+
+@needs_quantify
+def test_a_lab_relaxes_the_gate_for_its_trace_with_a_settings_file(tmp_path) -> None:
+    """The quantify echo gives T2 to 6.2 %, beyond the node's 5 %: the lab's settings file
+    (the one `calibrate --config` reads) accepts it at 8 %, with the same value."""
+    echo = quantify_file("20210420-001339-580-97bdef")
+    strict = json.loads(cli(echo, "--experiment", "echo", "--json").stdout)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("defaults:\n  echo: {max_relative_error: 0.08}\n")
+    result = cli(echo, "--experiment", "echo", "--config", settings, "--json")
+    assert result.exit_code == 0, result.output
+    relaxed = json.loads(result.stdout)
+    assert not strict["accepted"] and relaxed["accepted"]
+    assert relaxed["values"]["T2_echo"] == strict["values"]["T2_echo"]
+
+
+@needs_quantify
+def test_a_bad_settings_file_for_an_analysis_ends_in_one_line(tmp_path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("defaults:\n  echo: {max_relative_eror: 0.08}\n")
+    result = cli(
+        quantify_file("20210420-001339-580-97bdef"), "--experiment", "echo", "--config", settings
+    )
+    assert_one_line_error(result, "defaults.echo.max_relative_eror")
