@@ -2,14 +2,16 @@
 
 What `fluxcal calibrate --station instruments/qblox_station.yaml --config
 instruments/qblox_settings.yaml` does, timed: every node compiles its sweeps to Q1ASM, the
-dummy assembles and "runs" them, the bins (fluxonium physics from the compiled settings) come
-back through the driver, heralded nodes post-select on their herald bins. Prints each node's
-outcome and wall time, the device time the compiled programs would hold the chip, and every
-parameter against the simulator's truth with the simulated lab's chain tolerances
-(`tests/robustness.py`, `tests/test_chain_accuracy.py`).
+dummy assembles and "runs" them (drive tones through the baseband QCM or, upconverted, the
+QCM-RF with one LO setting per segment), the bins (fluxonium physics from the compiled
+settings and the LOs read back) come back through the driver, heralded nodes post-select on
+their herald bins. Prints the drive's bands, each node's outcome and wall time, the device
+time the compiled programs would hold the chip, and every parameter against the simulator's
+truth with the simulated lab's chain tolerances (`tests/robustness.py`,
+`tests/test_chain_accuracy.py`).
 
-Run: .venv/bin/python benchmarks/bench_qblox_chain.py   (12 min on a loaded 2-core box, most of it
-qubit_flux_spectroscopy's heralded sweeps: the dummy deep-copies every shot's bin)
+Run: .venv/bin/python benchmarks/bench_qblox_chain.py   (tens of minutes on a loaded 2-core box,
+most of it qubit_flux_spectroscopy's heralded sweeps: the dummy deep-copies every shot's bin)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main(qubit: str = "q0") -> int:
         f"whole chain through the Qblox dummy, {qubit}: {wall:.1f} s wall, "
         f"device time {device_s:.1f} s ({device_s / 60:.1f} min)"
     )
+    print(f"drive reaches {station.components['drive'].submodules[qubit].frequency.vals!r}")
     print("\nnode                      outcome     acquire_s  analyse_s")
     for name, r in results.items():
         print(f"  {name:<24}{r.outcome:<10}{r.acquire_s:11.2f}{r.analyse_s:11.2f}")

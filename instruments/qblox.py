@@ -3,15 +3,17 @@
 Three thin instruments, `QbloxFlux`, `QbloxDrive` and `QbloxReadout`, give the contract's
 per-qubit channels on a Qblox Cluster the station YAML names (`instruments/qblox_station.yaml`):
 the flux bias is a QCM output offset, the drive a QCM sequencer (baseband NCO: a fluxonium's
-sub-GHz transition needs no mixer), the readout a QRM-RF sequencer (LO + NCO) with binned
-integration. Every acquisition compiles the sweep into Q1ASM (`qblox_program`), uploads it
-through the driver, arms and starts both sequencers and reads the bins back. Ranges come from
-the driver's own validators (output offset, NCO, LO, integration length) and the full-scale
-volts the lab states for each output.
+sub-GHz f01 needs no mixer) and, optionally, a QCM-RF sequencer (LO + NCO) for the GHz lines
+(plasmon transitions, f01 near integer flux), the readout a QRM-RF sequencer (LO + NCO) with
+binned integration. Every acquisition compiles the sweep into Q1ASM (`qblox_program`),
+uploads it through the driver, arms and starts the drive and readout sequencers and reads the
+bins back; a sweep whose tones need different drive paths or LO settings runs in parts, one
+program each. Ranges come from the driver's own validators (output offset, NCO, LO,
+integration length) and the full-scale volts the lab states for each output.
 
 With a dummy Cluster (`dummy_cfg` in the YAML) the driver has no signal to acquire; `simulate`
-then names a fluxcal device file whose physics turns what was compiled (biases read back from
-the driver, NCO and LO frequencies, gains, timeline) into the bins the dummy returns.
+then names a fluxcal device file whose physics turns what was compiled (biases and LOs read
+back from the driver, NCO frequencies, gains, timeline) into the bins the dummy returns.
 
 Heralding: each shot integrates a herald (acquisition 0) before the drive and the measurement
 (acquisition 1) after it, both as single-shot bins; shots whose herald read ground are kept
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 from qcodes.instrument import Instrument, InstrumentChannel
 from qcodes.parameters import ParameterWithSetpoints
-from qcodes.validators import Arrays, Enum, Ints, Numbers
+from qcodes.validators import Arrays, Enum, Ints, Numbers, Validator
 
 from fluxcal.instruments.contract import SWEEPABLE, ContractError, setting_range
 from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
@@ -46,7 +48,8 @@ from fluxcal.instruments.qblox_program import (
 
 #: Bins one QRM sequencer holds.
 MAX_BINS = 131_072
-#: Widest span of readout tones one LO setting serves (the NCO reaches ±500 MHz).
+#: Widest span of tones one LO setting serves (readout, upconverted drive): the LO sits in
+#: the middle, the NCO (±500 MHz) covers ±400 MHz of it with margin.
 LO_SEGMENT = 800e6
 #: Minutes to wait for a sequencer to finish and its bins to arrive.
 TIMEOUT_MINUTES = 1.0
@@ -133,21 +136,138 @@ class QbloxFlux(_QbloxRole):
         )
 
 
-class QbloxDrive(_QbloxRole):
-    """Qubit drive on a QCM sequencer: carrier = NCO (baseband), pulses as data."""
+class DriveBands(Validator[float]):
+    """Frequencies a drive reaches: the union of its paths' bands (Hz).
 
-    def __init__(self, name: str, cluster: str, wiring, full_scale: float = 1.0, **kwargs):
-        self.full_scale = float(full_scale)  # V at the output for gain 1
+    `min_value`/`max_value` span them all (what the contract's `setting_range` reads); a
+    frequency between two bands is refused in one line naming them, as one beyond them is.
+    """
+
+    def __init__(self, *bands: tuple[float, float]):
+        self.bands = tuple(sorted((float(low), float(high)) for low, high in bands))
+        self.min_value, self.max_value = self.bands[0][0], self.bands[-1][1]
+        self._valid_values = (self.min_value,)
+        self.is_numeric = True
+
+    def validate(self, value: float, context: str = "") -> None:
+        Numbers(self.min_value, self.max_value).validate(value, context)
+        if not any(low <= value <= high for low, high in self.bands):
+            raise ValueError(f"{value!r} lies between the bands {self}; {context}")
+
+    def __repr__(self) -> str:
+        return ", ".join(f"{low:.6g}…{high:.6g}" for low, high in self.bands) + " Hz"
+
+
+@dataclass(frozen=True)
+class DrivePath:
+    """Where one program's drive tones go: a sequencer, its full scale and LO (0: baseband)."""
+
+    port: Port
+    full_scale: float
+    lo: float = 0.0
+
+
+class QbloxDrive(_QbloxRole):
+    """Qubit drive: a QCM sequencer (baseband NCO) and, when `rf_wiring` names one, a
+    QCM-RF sequencer (LO + NCO) for what the baseband NCO cannot reach.
+
+    A fluxonium's f01 near half flux is sub-GHz (baseband); its plasmon lines and f01 near
+    integer flux are GHz (upconverted). Per program every tone goes through one path: those
+    up to the baseband NCO's reach through the QCM, the others through the QCM-RF with one LO
+    setting per `LO_SEGMENT` of them (`path`). The channel's `frequency` validator is the
+    union of both paths' bands, read from the driver's NCO and LO validators.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        cluster: str,
+        wiring,
+        full_scale: float = 1.0,
+        rf_wiring=None,
+        rf_full_scale: float | None = None,
+        **kwargs,
+    ):
+        self.full_scale = float(full_scale)  # V at the QCM output for gain 1
+        # V at the QCM-RF output for gain 1 (at its attenuation): the lab's calibration
+        self.rf_full_scale = float(full_scale if rf_full_scale is None else rf_full_scale)
+        self.rf_ports = _ports(rf_wiring or {})
         super().__init__(name, cluster, wiring, **kwargs)
 
     def _add_settings(self, channel, port):
-        sequencer = getattr(self.module(port), f"sequencer{port.sequencer}")
-        nco = sequencer.nco_freq.vals
-        _setting(channel, "frequency", "Hz", 100e6, Numbers(0.0, nco.max_value))
-        _setting(channel, "amplitude", "V", 0.0, Numbers(0.0, self.full_scale))
+        sequencer = self._sequencer(port)
+        sequencer.mod_en_awg(True)  # the NCO modulates the AWG paths
+        reach = sequencer.nco_freq.vals.max_value
+        rf = self.rf_ports.get(channel.short_name)
+        frequency: Validator = Numbers(0.0, reach)
+        scale = self.full_scale
+        if rf is not None:
+            low, high = self._rf_band(rf)
+            frequency = DriveBands((0.0, reach), (low, high))
+            scale = min(scale, self.rf_full_scale)
+        _setting(channel, "frequency", "Hz", 100e6, frequency)
+        _setting(channel, "amplitude", "V", 0.0, Numbers(0.0, scale))
         _setting(channel, "duration", "s", 100e-9, Numbers(4e-9, 16e-6))
         _setting(channel, "delay", "s", 0.0, Numbers(0.0, 10e-3))
         add_sequence_parameters(channel)
+
+    def _sequencer(self, port: Port) -> Any:
+        return getattr(self.module(port), f"sequencer{port.sequencer}")
+
+    def _rf_band(self, port: Port) -> tuple[float, float]:
+        """The QCM-RF output's band, its LO's range (the upconverter's, 2 … 18 GHz: the NCO
+        offsets tones within it, not beyond), its sequencer set up to play it: I/Q to the
+        upconverter, the NCO modulating, the output switch (a marker) open."""
+        module = self.module(port)
+        if not (module.is_rf_type and module.is_qcm_type):
+            raise ContractError(f"drive rf_wiring: slot {port.slot} is not a QCM-RF module")
+        sequencer = self._sequencer(port)
+        sequencer.parameters[f"connect_out{port.output}"]("IQ")
+        sequencer.mod_en_awg(True)
+        sequencer.marker_ovr_en(True)
+        sequencer.marker_ovr_value(1 << port.output)  # QCM-RF: marker n switches output n
+        module.parameters[f"out{port.output}_lo_en"](True)
+        lo = setting_range(module.parameters[f"out{port.output}_lo_freq"])
+        return lo.low, lo.high
+
+    def segments(self, qubit: str, frequency: np.ndarray) -> np.ndarray:
+        """Per tone, the program part it is played in: −1 through the baseband QCM, else
+        its `LO_SEGMENT` of the upconverted tones (one LO setting each)."""
+        reach = self._sequencer(self.ports[qubit]).nco_freq.vals.max_value
+        baseband = frequency <= reach
+        if baseband.all():
+            return np.full(frequency.shape, -1)
+        lowest = frequency[~baseband].min()
+        return np.where(baseband, -1, np.floor((frequency - lowest) / LO_SEGMENT)).astype(int)
+
+    def path(self, qubit: str, frequency: np.ndarray) -> DrivePath:
+        """The path one program's tones (one segment) take; the QCM-RF's LO set for them.
+        Only the path used syncs (`wait_sync`) with the readout."""
+        port, rf = self.ports[qubit], self.rf_ports.get(qubit)
+        reach = self._sequencer(port).nco_freq.vals.max_value
+        if rf is None or np.all(frequency <= reach):
+            used, other, path = port, rf, DrivePath(port, self.full_scale)
+        else:
+            module = self.module(rf)
+            lo = lo_plan(frequency, self._sequencer(rf).nco_freq.vals.max_value)
+            module.parameters[f"out{rf.output}_lo_freq"](lo)
+            used, other, path = rf, port, DrivePath(rf, self.rf_full_scale, lo)
+        self._sequencer(used).sync_en(True)
+        if other is not None:
+            self._sequencer(other).sync_en(False)
+        return path
+
+
+def lo_plan(frequency: np.ndarray, reach: float) -> float:
+    """The LO setting for tones of one segment: the middle of their span, so that every
+    tone is LO + an NCO offset the sequencer reaches (tones within the LO's range, as the
+    channels' validators keep them, put it within that range too)."""
+    low, high = float(np.min(frequency)), float(np.max(frequency))
+    if high - low > 2 * reach:
+        raise ContractError(
+            f"tones {low:.6g}…{high:.6g} Hz need more than one LO setting (NCO ±{reach:.6g} Hz)"
+        )
+    return 0.5 * (low + high)
 
 
 class QbloxReadout(_QbloxRole):
@@ -186,6 +306,10 @@ class QbloxReadout(_QbloxRole):
     def _add_settings(self, channel, port):
         module = self.module(port)
         sequencer = getattr(module, f"sequencer{port.sequencer}")
+        sequencer.mod_en_awg(True)  # the NCO modulates the tone ...
+        sequencer.demod_en_acq(True)  # ... and demodulates the integration
+        sequencer.marker_ovr_en(True)
+        sequencer.marker_ovr_value(0b11)  # QRM-RF: markers 0, 1 switch output and input
         lo = module.parameters[f"out{port.output}_in{port.output}_lo_freq"].vals
         length = sequencer.integration_length_acq.vals
         _setting(channel, "frequency", "Hz", 7e9, Numbers(lo.min_value, lo.max_value))
@@ -254,11 +378,15 @@ class QbloxReadout(_QbloxRole):
         result = np.empty((values.size, shots) if single else values.size, complex)
         flux = self._channel("flux", qubit).voltage
         bias = flux()
+        drive_segments = Instrument.find_instrument(self._roles["drive"]).segments(
+            qubit, settings["drive_frequency"]
+        )
         try:
             for chunk in _chunks(
                 settings["readout_duration"],
                 settings["flux_voltage"],
                 settings["readout_frequency"],
+                drive_segments,
                 min(CHUNK_POINTS, MAX_BINS // per_point),
             ):
                 flux(float(settings["flux_voltage"][chunk][0]))  # a DC offset, set per program
@@ -328,12 +456,7 @@ class QbloxReadout(_QbloxRole):
         if sweep != "none":
             role, name = SWEEPABLE[sweep]
             channel = readout if role == "readout" else self._channel(role, qubit)
-            span = setting_range(channel.parameters[name])
-            if values.size and (values.min() < span.low or values.max() > span.high):
-                raise ContractError(
-                    f"{sweep} swept over {values.min():.6g}…{values.max():.6g}, outside "
-                    f"{role}.{qubit}.{name}'s {span.low:.6g}…{span.high:.6g}"
-                )
+            _check_sweep(channel.parameters[name], f"{role}.{qubit}.{name}", sweep, values)
             current[sweep] = values
         return {
             key: np.broadcast_to(np.asarray(v, float), values.shape) for key, v in current.items()
@@ -352,11 +475,15 @@ class QbloxReadout(_QbloxRole):
         shots as (points, shots) when `single` or `herald`."""
         drive_channel = self._channel("drive", qubit)
         sequence = drive_channel.pulse_sequence()
-        drive_port = Instrument.find_instrument(self._roles["drive"]).ports[qubit]
         port = self.ports[qubit]
         part = {key: value[chunk] for key, value in settings.items()}
-        lo = float(np.mean(part["readout_frequency"]))
-        drive_scale = Instrument.find_instrument(self._roles["drive"]).full_scale
+        readout_module = self.module(port)
+        lo_parameter = readout_module.parameters[f"out{port.output}_in{port.output}_lo_freq"]
+        reach = getattr(readout_module, f"sequencer{port.sequencer}").nco_freq.vals.max_value
+        lo = lo_plan(part["readout_frequency"], reach)
+        drive = Instrument.find_instrument(self._roles["drive"])
+        path = drive.path(qubit, part["drive_frequency"])
+        drive_port = path.port
         pulses = resolve(sequence, part["drive_amplitude"], part["drive_duration"], part["delay"])
         count = part["delay"].size
         trailing = np.broadcast_to(trailing_wait(sequence, part["delay"]), (count,))
@@ -366,8 +493,8 @@ class QbloxReadout(_QbloxRole):
         rest = 0 if cw else ns(self.repetition_time)
         points = [
             PointTimeline(
-                drive_nco=float(part["drive_frequency"][i]),
-                pulses=tuple(_at(p, i, drive_scale) for p in pulses),
+                drive_nco=float(part["drive_frequency"][i] - path.lo),
+                pulses=tuple(_at(p, i, path.full_scale) for p in pulses),
                 trailing_ns=ns(trailing[i]),
                 readout_nco=float(part["readout_frequency"][i] - lo),
                 readout_gain=float(part["readout_amplitude"][i]) / self.full_scale,
@@ -382,9 +509,9 @@ class QbloxReadout(_QbloxRole):
             {max(ns(p.duration), 4) for q in points for p in q.pulses if p.shape == "gaussian"}
         )
         waveforms = {length: index for index, length in enumerate(durations)}
-        readout_module = self.module(port)
-        readout_module.parameters[f"out{port.output}_in{port.output}_lo_freq"](lo)
+        lo_parameter(lo)
         readout_sequencer = getattr(readout_module, f"sequencer{port.sequencer}")
+        readout_sequencer.sync_en(True)
         readout_sequencer.integration_length_acq(points[0].integration_ns)
         drive_module = getattr(self.cluster, f"module{drive_port.slot}")
         drive_sequencer = getattr(drive_module, f"sequencer{drive_port.sequencer}")
@@ -413,7 +540,7 @@ class QbloxReadout(_QbloxRole):
         )
         if self._simulation is not None:
             self._simulation.inject(
-                self, qubit, points, lo, part, sequence, shots, single or herald
+                self, qubit, points, path, sequence, part, shots, single or herald
             )
         for slot, seq in ((drive_port.slot, drive_port.sequencer), (port.slot, port.sequencer)):
             self.cluster.arm_sequencer(slot, seq)
@@ -433,6 +560,25 @@ class QbloxReadout(_QbloxRole):
             return iq.reshape(shots, len(points)).T if single or herald else iq
 
         return (volts("herald") if herald else None), volts("iq")
+
+
+def _check_sweep(parameter: Any, where: str, sweep: str, values: np.ndarray) -> None:
+    """Refuse, in one line and before anything is compiled, a sweep beyond the setting's
+    range or (a drive of several bands) with values between its bands."""
+    span = setting_range(parameter)
+    if values.size and (values.min() < span.low or values.max() > span.high):
+        raise ContractError(
+            f"{sweep} swept over {values.min():.6g}…{values.max():.6g}, outside "
+            f"{where}'s {span.low:.6g}…{span.high:.6g}"
+        )
+    bands = getattr(parameter.vals, "bands", ((span.low, span.high),))
+    between = [v for v in values if not any(low <= v <= high for low, high in bands)]
+    if between:
+        raise ContractError(
+            f"{sweep} swept over {values.min():.6g}…{values.max():.6g}: {len(between)} "
+            f"values ({between[0]:.6g}…{between[-1]:.6g}) lie between {where}'s bands "
+            f"{parameter.vals!r}"
+        )
 
 
 def _batches(shots: int, per_run: int) -> list[int]:
@@ -519,13 +665,18 @@ def _at(pulse: ResolvedPulse, index: int, full_scale: float) -> ResolvedPulse:
 
 
 def _chunks(
-    integration: np.ndarray, bias: np.ndarray, frequency: np.ndarray, size: int = CHUNK_POINTS
+    integration: np.ndarray,
+    bias: np.ndarray,
+    frequency: np.ndarray,
+    drive_segment: np.ndarray,
+    size: int = CHUNK_POINTS,
 ) -> list[np.ndarray]:
     """Points run by one program: equal integration time (a static acquisition length), equal
-    flux bias (a DC offset), readout tones within one LO setting's NCO reach, at most `size`
-    of them (what the instruction memory and the bins hold)."""
+    flux bias (a DC offset), readout tones within one LO setting's NCO reach, drive tones on
+    one path and LO setting (`QbloxDrive.segments`), at most `size` of them (what the
+    instruction memory and the bins hold)."""
     segment = np.floor((frequency - frequency.min()) / LO_SEGMENT)
-    keys = np.stack([integration, bias, segment], axis=1)
+    keys = np.stack([integration, bias, segment, drive_segment], axis=1)
     chunks = []
     for key in np.unique(keys, axis=0):
         where = np.flatnonzero(np.all(keys == key, axis=1))
@@ -542,7 +693,9 @@ class _DummySignals:
         self.device = SimulatedDevice.from_yaml(device)
         self._count = 0
 
-    def inject(self, readout: QbloxReadout, qubit, points, lo, part, sequence, shots, single):
+    def inject(self, readout: QbloxReadout, qubit, points, path, sequence, part, shots, single):
+        """Bins for the program just uploaded, from what it plays: the bias, the LOs read
+        back from the driver plus the compiled NCO frequencies, the compiled gains."""
         from fluxcal.instruments.signals import (
             PulseSettings,
             ReadoutSettings,
@@ -556,11 +709,17 @@ class _DummySignals:
         flux_port = Instrument.find_instrument(readout._roles["flux"]).ports[qubit]
         flux_module = getattr(readout.cluster, f"module{flux_port.slot}")
         bias = float(flux_module.parameters[f"out{flux_port.output}_offset"]())
-        readout_frequency = lo + np.array([p.readout_nco for p in points])
+        port = readout.ports[qubit]
+        lo = readout.module(port).parameters[f"out{port.output}_in{port.output}_lo_freq"]()
+        readout_frequency = float(lo) + np.array([p.readout_nco for p in points])
+        drive_lo = 0.0
+        if path.lo:
+            drive_module = readout.module(path.port)
+            drive_lo = float(drive_module.parameters[f"out{path.port.output}_lo_freq"]())
         pulse = PulseSettings(
             sequence,
-            np.array([p.drive_nco for p in points]),
-            part["drive_amplitude"],
+            drive_lo + np.array([p.drive_nco for p in points]),
+            _played_amplitude(points, sequence, path.full_scale, part["drive_amplitude"]),
             part["drive_duration"],
             part["delay"],
         )
@@ -570,7 +729,6 @@ class _DummySignals:
             np.array([p.integration_ns for p in points]) * 1e-9,
             shots,
         )
-        port = readout.ports[qubit]
         # the dummy keeps bins per acquisition name: drop the previous program's
         readout.cluster.delete_dummy_binned_acquisition_data(port.slot, port.sequencer)
         if points[0].herald:
@@ -598,6 +756,20 @@ class _DummySignals:
                 for z in bins
             ],
         )
+
+
+def _played_amplitude(points, sequence, full_scale: float, requested: np.ndarray) -> np.ndarray:
+    """The channel amplitude (V) each point's compiled first pulse plays: its gain (clipped
+    to full scale, not rounded to the 16-bit steps) × the path's full scale over the pulse's
+    relative amplitude (`requested` where the sequence plays no pulse: nothing to see)."""
+    from fluxcal.instruments.pulses import Pulse
+
+    relative = [e.amplitude for e in sequence.elements if isinstance(e, Pulse)]
+    index = next((i for i, a in enumerate(relative) if a), None)
+    if index is None:
+        return np.asarray(requested, float)
+    gain = np.clip([float(p.pulses[index].amplitude) for p in points], -1.0, 1.0)
+    return gain * full_scale / relative[index]
 
 
 def _heralded(physics, bias, pulse, settings, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -4,9 +4,11 @@ Sequences are compiled to Q1ASM, assembled by the vendor's own assembler inside 
 uploaded, armed and started through the driver, and the bins read back through it; the
 dummy's bins come from fluxcal's fluxonium physics, computed from what was compiled. Heralded
 sequences acquire a herald and a measurement bin per shot and keep the shots whose herald
-read ground. Skips where `qblox-instruments` (extra `qblox`) is not installed.
+read ground. The drive has a baseband QCM path and an upconverted QCM-RF path (LO + NCO,
+one LO setting per segment of a sweep); a station without the QCM-RF keeps the baseband
+range. Skips where `qblox-instruments` (extra `qblox`) is not installed.
 
-The whole chain (all twelve nodes, ~12 min on a loaded box) runs in
+The whole chain (all twelve nodes, ~30 min on a loaded box) runs in
 `benchmarks/bench_qblox_chain.py`; here
 a representative part: the resonator and readout nodes, then the heralded Rabi and T1.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("qblox_instruments")
 
@@ -25,11 +28,11 @@ from fluxcal.calibrations.experiments.readout_power import ReadoutPower
 from fluxcal.calibrations.experiments.resonator_spectroscopy import ResonatorSearch
 from fluxcal.calibrations.experiments.t1 import T1
 from fluxcal.calibrations.session import QubitSession
-from fluxcal.instruments import qblox
+from fluxcal.instruments import qblox, signals
 from fluxcal.instruments.conformance import CHECKS
 from fluxcal.instruments.contract import ContractError
 from fluxcal.instruments.device import SimulatedDevice
-from fluxcal.instruments.qblox import herald_ground
+from fluxcal.instruments.qblox import herald_ground, lo_plan
 from fluxcal.instruments.qblox_program import (
     PointTimeline,
     drive_program,
@@ -53,9 +56,68 @@ def station(tmp_path, monkeypatch):
     return station
 
 
+@pytest.fixture
+def baseband_station(tmp_path, monkeypatch):
+    """The shipped station without its QCM-RF: a drive of one baseband QCM."""
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load(STATION.read_text())
+    init = config["instruments"]
+    del init["cluster"]["init"]["dummy_cfg"]["3"]
+    del init["drive"]["init"]["rf_wiring"], init["drive"]["init"]["rf_full_scale"]
+    path = tmp_path / "baseband_station.yaml"
+    path.write_text(yaml.safe_dump(config))
+    station = load_station(path)
+    station.components["readout"].simulated_device.time = 0.0
+    return station
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 def test_qblox_adapter_conforms(check, station) -> None:
+    """On the shipped station: the drive's range is both paths' (0 … 18 GHz), so the
+    drive-frequency sweeps run through the QCM-RF in several LO segments."""
     check(station, "q0")
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_baseband_only_adapter_conforms(check, baseband_station) -> None:
+    check(baseband_station, "q0")
+
+
+def test_drive_tones_reach_the_physics_through_their_path_and_lo(station, monkeypatch) -> None:
+    """A sweep over baseband and 2.4 GHz of upconverted tones runs in parts: the baseband
+    tones in one program, the others in one program per LO segment, each within the NCO's
+    reach of its LO; the physics sees every tone at LO + NCO, read back from the driver."""
+    rf_module = station.components["cluster"].module3
+    seen: list[tuple[np.ndarray, float]] = []
+    measure = signals.averaged_iq
+
+    def spy(physics, bias, pulse, settings, rng):
+        lo = float(rf_module.out0_lo_freq()) if np.max(pulse.frequency) > 5e8 else 0.0
+        seen.append((np.array(pulse.frequency, float), lo))
+        return measure(physics, bias, pulse, settings, rng)
+
+    monkeypatch.setattr(signals, "averaged_iq", spy)
+    readout, drive = station.components["readout"].q0, station.components["drive"].q0
+    values = np.concatenate([[1e8, 3e8], np.linspace(2e9, 4.4e9, 13)])
+    readout.shots(16)
+    readout.sweep_parameter("drive_frequency")
+    readout.sweep_values(values)
+    drive.sequence("saturation")
+    drive.amplitude(0.01)
+    assert np.all(np.isfinite(readout.iq.get()))
+    played = np.sort(np.concatenate([frequency for frequency, _ in seen]))
+    assert played == pytest.approx(np.sort(values), rel=1e-12)
+    baseband = [f for f, lo in seen if lo == 0.0]
+    assert len(baseband) == 1 and np.all(baseband[0] <= 5e8)
+    upconverted = [(f, lo) for f, lo in seen if lo]
+    assert len(upconverted) == 4  # 2.0 … 4.4 GHz: four segments of 800 MHz
+    assert all(np.all(np.abs(f - lo) <= 4e8 + 1) for f, lo in upconverted)
+
+
+def test_lo_plan_centres_the_lo_and_refuses_what_one_lo_cannot_serve() -> None:
+    assert lo_plan(np.array([3.0e9, 3.1e9, 3.8e9]), 5e8) == 3.4e9
+    with pytest.raises(ContractError, match="more than one LO setting"):
+        lo_plan(np.array([3.0e9, 4.2e9]), 5e8)
 
 
 def _program_ns(program: str) -> int:
@@ -151,11 +213,33 @@ def test_chain_runs_through_the_vendor_driver_and_meets_the_truth(station) -> No
     assert idn["vendor"] == "qblox" and "QbloxReadout" in idn["model"]
 
 
-def test_a_sweep_beyond_the_drive_nco_is_refused_in_one_line(station) -> None:
-    """A QCM's NCO reaches 500 MHz: a spectroscopy sweep past it is refused, naming the
-    setting and its range, before anything is compiled."""
-    readout = station.components["readout"].q0
+def test_a_sweep_beyond_the_drive_nco_is_refused_in_one_line(baseband_station) -> None:
+    """Without a QCM-RF the drive reaches what a QCM's NCO does, 500 MHz: a spectroscopy
+    sweep past it is refused, naming the setting and its range, before anything is compiled."""
+    readout = baseband_station.components["readout"].q0
     readout.sweep_parameter("drive_frequency")
     readout.sweep_values(np.linspace(300e6, 700e6, 5))
     with pytest.raises(ContractError, match=r"outside drive\.q0\.frequency's 0…5e\+08"):
         readout.iq.get()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.linspace(300e6, 700e6, 5), r"2 values \(6e\+08…7e\+08\) lie between drive\.q0"),
+        (np.linspace(1.8e9, 2.2e9, 5), r"2 values \(1\.8e\+09…1\.9e\+09\) lie between"),
+        (np.linspace(17e9, 19e9, 5), r"outside drive\.q0\.frequency's 0…1\.8e\+10"),
+    ],
+)
+def test_tones_the_drive_paths_cannot_play_are_refused_in_one_line(
+    station, values, message
+) -> None:
+    """With the QCM-RF the drive reaches 0 … 500 MHz (QCM) and 2 … 18 GHz (QCM-RF, LO + NCO):
+    a sweep into the gap between them, or beyond, is refused naming the bands."""
+    readout = station.components["readout"].q0
+    readout.sweep_parameter("drive_frequency")
+    readout.sweep_values(values)
+    with pytest.raises(ContractError, match=message):
+        readout.iq.get()
+    with pytest.raises(ValueError, match="lies between the bands"):
+        station.components["drive"].q0.frequency(1e9)
