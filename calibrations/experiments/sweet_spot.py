@@ -8,6 +8,14 @@ precision) at biases spaced so the outer ones move f01 by about a megahertz. The
 below the lowest f01 (half flux is a minimum), so every fringe frequency f01(V) − f_drive is
 positive and no sign ambiguity arises.
 
+When the fluxonium energies are known (qubit_flux_spectroscopy runs before), they set the
+first pass instead of fixed constants: the spacing that moves f01 by the megahertz target
+from the model's curvature at half flux, the drive below the model's f01 minimum (the stored
+f01 was measured at the stored bias, which on a light fluxonium can sit megahertz above the
+minimum: sampled chip 3002, 0.7 mΦ0 off, 5.7 MHz above it, put the drive above the vertex and
+every fringe frequency's sign was wrong), and the delay window from the fastest fringe the
+model predicts at the outer biases.
+
 Device time goes only where the gate needs it: a first pass at a fixed flux spacing; only if
 it is not accepted, a second with the spacing rescaled to the megahertz target; only if the
 vertex then lies outside the biases, a third around it. Every pass takes a first look with
@@ -18,6 +26,8 @@ faint one still reaches the gate.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,9 +41,30 @@ from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.gate import at_least, at_most, relative_error
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.fluxonium import FluxoniumModel
 
 SWEEP = "delay"
 BIAS = "flux_voltage"
+ENERGIES = ("EJ", "EC", "EL")
+#: Flux offset (Φ0) over which the model's curvature at half flux is taken.
+CURVATURE_PROBE = 1e-4
+#: A locating pass spans this many times the stored bias's distance from the minimum, so
+#: the vertex lies inside it whichever side the bias is on.
+LOCATE_MARGIN = 1.5
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The first pass: flux step (Φ0), the stored bias's distance from the minimum (Φ0, up
+    to its sign), the lowest f01 to expect (Hz), and f01 (Hz) at the outer bias of a pass
+    spanning ± a flux offset around the stored bias (the fastest fringe)."""
+
+    step: float
+    offset: float
+    lowest: float
+    f01: Callable[[float], float]
+
+
 #: The gate's criteria that more shots improve: the vertex's and the curvature's precision.
 PRECISION_MARKERS = ("vertex stderr", "relative stderr")
 
@@ -71,7 +102,8 @@ class SweetSpot(Node):
     def acquire(self, session: QubitSession) -> xr.Dataset:
         centre = session.value("flux_sweet_spot")
         period = session.value("flux_period")
-        drive = session.value("qubit_frequency") - self.detuning
+        plan = self._plan(session)
+        drive = plan.lowest - self.detuning
         prepare_drive(
             session,
             "ramsey",
@@ -81,24 +113,34 @@ class SweetSpot(Node):
             frequency=drive,
             herald=True,
         )
-        step = self.flux_step
-        data = self._measure(session, centre, period * step, drive)
+        step = plan.step
+        if plan.offset > step:  # the stored bias lies beyond a pass's span: locate first
+            span = LOCATE_MARGIN * plan.offset
+            data = self._measure(
+                session, centre, period * span, drive, self._delays(plan.f01(span) - drive)
+            )
+            located = self._located(data)
+            if located is not None:
+                centre, drive = located[0], located[1] - self.detuning
+        delays = self._delays(plan.f01(step) - drive if plan.offset <= step else None)
+        data = self._measure(session, centre, period * step, drive, delays)
         try:  # each further pass only when the last one would not be accepted
             analysis = self.analyse(data)
             shift = _edge_shift(analysis)
             if shift > 0 and not self.gate(analysis).accepted:
                 step *= float(np.clip(np.sqrt(self.target_shift / shift), 0.3, 3.0))
-                data = self._measure(session, centre, period * step, drive)
+                data = self._measure(session, centre, period * step, drive, delays)
                 analysis = self.analyse(data)
             # a vertex outside the biases already fails the gate
             recentred = self._recentred(analysis, centre, period * step)
             if recentred is not None:
                 centre, f0 = recentred
                 drive = f0 - self.detuning
-                data = self._measure(session, centre, period * step, drive)
+                delays = self._delays()
+                data = self._measure(session, centre, period * step, drive, delays)
         except FitError:
             pass  # keep the last pass; its analysis will say why it cannot be used
-        last = (centre, period * step, drive)
+        last = (centre, period * step, drive, delays)
         if not self._fits(data):  # too faint for a first look to fit: one look with 4× shots
             session.configure(readout={"shots": min(4 * self.shots, self.budget)})
             data = self._measure(session, *last)
@@ -115,6 +157,56 @@ class SweetSpot(Node):
             flux={"voltage": session.value("flux_sweet_spot")}, readout={"shots": self.shots}
         )
         return data
+
+    def _plan(self, session: QubitSession) -> _Plan:
+        """The first pass from the fitted energies when known; without them the fixed step
+        around the stored bias, whose f01 is taken for the minimum."""
+        stored = session.value("qubit_frequency")
+        fixed = _Plan(self.flux_step, 0.0, stored, lambda span: stored + 1.5 * self.target_shift)
+        if not all(name in session.known for name in ENERGIES):
+            return fixed
+        model = FluxoniumModel(*(session.value(name) / 1e9 for name in ENERGIES))
+
+        def f01(offset: float) -> float:
+            return 1e9 * float(model.transition_frequency(0.5 + offset))
+
+        minimum = f01(0.0)
+        # f01² = f0² + 2·f0·c·Φ² near half flux (the parabola the analysis fits)
+        curvature = (f01(CURVATURE_PROBE) ** 2 - minimum**2) / (2 * minimum * CURVATURE_PROBE**2)
+        if not (np.isfinite(curvature) and curvature > 0):
+            return dataclasses.replace(fixed, lowest=min(stored, minimum))
+        # the stored bias may sit off the minimum: its f01 tells how far, up to the sign
+        excess = max(stored - minimum, 0.0)
+        offset = float(np.sqrt(excess * (stored + minimum) / (2 * minimum * curvature)))
+        return _Plan(
+            float(np.sqrt(self.target_shift / curvature)),
+            offset,
+            min(stored, minimum),
+            lambda span: max(f01(offset + span), stored + 1.5 * self.target_shift),
+        )
+
+    def _delays(self, fastest_fringe: float | None = None) -> np.ndarray:
+        """Delays holding `fringes` periods of the fastest fringe expected (default: a pass
+        centred on the vertex) and at least one of the slowest (the detuning), sampled at
+        ≥ 3 points per period of the fastest."""
+        fastest = fastest_fringe or self.detuning + 1.5 * self.target_shift
+        window = max(self.fringes / fastest, 1.0 / self.detuning)
+        points = max(self.delay_points, int(np.ceil(3 * fastest * window)) + 1)
+        return np.linspace(0.0, window, points)
+
+    def _located(self, data: xr.Dataset) -> tuple[float, float] | None:
+        """(vertex, f01 there) of a locating pass when its parabola has its minimum among
+        the biases; None when the pass cannot say (the normal passes then start from the
+        stored bias as before)."""
+        try:
+            analysis = self.analyse(data)
+        except FitError:
+            return None
+        vertex = analysis.values["flux_sweet_spot"][0]
+        biases = data[BIAS].values
+        if analysis.values["curvature"][0] > 0 and biases.min() <= vertex <= biases.max():
+            return vertex, analysis.values["qubit_frequency"][0]
+        return None
 
     def _fits(self, data: xr.Dataset) -> bool:
         try:
@@ -141,11 +233,11 @@ class SweetSpot(Node):
             return None
         return vertex, f0
 
-    def _measure(self, session, centre: float, span: float, drive: float) -> xr.Dataset:
+    def _measure(
+        self, session, centre: float, span: float, drive: float, delays: np.ndarray
+    ) -> xr.Dataset:
         session.configure(drive={"frequency": drive})
         biases = centre + span * np.linspace(-1, 1, self.biases)
-        window = self.fringes / (self.detuning + self.target_shift * 1.5)
-        delays = np.linspace(0.0, window, self.delay_points)
         runs = [
             session.measure(self.name, SWEEP, delays, outer=("flux.voltage", biases))
             for _ in range(2)
