@@ -14,12 +14,15 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxcal.calibrations.node import UNITS
 from fluxcal.calibrations.plotting import format_value
 from fluxcal.calibrations.runner import NodeResult
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore, StoreError
+
+if TYPE_CHECKING:  # Prefect is imported when an artifact is made, not with this module
+    from prefect.client.schemas.actions import ArtifactCreate
 
 Parameters = Mapping[str, Mapping[str, CalibratedParameter]]
 #: Measurements per parameter in the daily run's trend artifact.
@@ -209,14 +212,28 @@ def publish_trends(store: SnapshotStore, last: int = TREND_VERSIONS) -> None:
     )
 
 
-def publish_fit_report(result: NodeResult) -> None:
-    from prefect.artifacts import create_markdown_artifact
+def fit_report_request(result: NodeResult) -> ArtifactCreate:
+    """The node's fit report as an artifact of the task run (and flow run) this is called in,
+    ready to be posted by any client, from any thread."""
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.utilities.context import get_task_and_flow_run_ids
 
-    create_markdown_artifact(
-        fit_report_markdown(result),
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    return ArtifactCreate(
+        type="markdown",
         key=artifact_key(result.qubit, result.node, "fit"),
         description=f"{result.qubit} {result.node}: {result.outcome}",
+        data=fit_report_markdown(result),
+        task_run_id=task_run_id,
+        flow_run_id=flow_run_id,
     )
+
+
+def publish_fit_report(result: NodeResult) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        client.create_artifact(fit_report_request(result))
 
 
 def publish_table(rows: Iterable[dict[str, Any]], key: str, description: str) -> None:

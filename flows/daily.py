@@ -121,8 +121,8 @@ def choose_mode(
 def _maintain(lab: FlowLab, plots: Path, fit, now: str | None) -> tuple[GraphRun, dict]:
     """The maintenance walk of every qubit, checks and recalibrations as task runs; its
     decisions are published as the drift check publishes them."""
-    execute = TaskExecutor(plots, lab.settings, fit)
-    decisions, run = walk_lab(lab, moment(now), CHECKS, run_check_task, execute)
+    with TaskExecutor(plots, lab.settings, fit) as execute:
+        decisions, run = walk_lab(lab, moment(now), CHECKS, run_check_task, execute)
     publish_decisions(FLOW_NAME, decisions)
     return run, decisions
 

@@ -281,8 +281,8 @@ def drift_check(
         one_run_per_chip(lab.chip),
         plot_directory(lab) as plots,
         fit_engine(dask_address) as fit,
+        TaskExecutor(plots, lab.settings, fit) as execute,
     ):
-        execute = TaskExecutor(plots, lab.settings, fit)
         return drift_walk(lab, now, checks, run_check_task, execute, record, start)
 
 

@@ -66,18 +66,18 @@ def calibrate_graph(
     lab: FlowLab, nodes: Iterable[str] | None, known: Known, plot_dir: Path, fit: Fit = fit_here
 ) -> GraphRun:
     """Run `nodes` (default: all) of the lab's graph on every qubit, each node a task run."""
-    execute = TaskExecutor(plot_dir, lab.settings, fit)
-    return walk_graph(
-        lab.station,
-        lab.qubits,
-        lab.graph,
-        nodes,
-        known,
-        execute,
-        lab.settings,
-        lab.groups,
-        lab.workers,
-    )
+    with TaskExecutor(plot_dir, lab.settings, fit) as execute:
+        return walk_graph(
+            lab.station,
+            lab.qubits,
+            lab.graph,
+            nodes,
+            known,
+            execute,
+            lab.settings,
+            lab.groups,
+            lab.workers,
+        )
 
 
 def record_run(

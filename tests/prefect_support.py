@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from devices import QUBITS, device_dict
 
 from fluxcal.calibrations.node import UNITS, now_iso
-from fluxcal.flows.deploy import server_command, server_env
+from fluxcal.flows.local_server import (  # noqa: F401 (re-exported for the tests)
+    QUIET_PREFECT,
+    api,
+    free_port,
+    prefect_env,
+    start_server,
+    stop_process,
+    wait_healthy,
+)
 from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.device_config import parse_device_config
 from fluxcal.snapshots import CalibratedParameter, SnapshotStore
-
-QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 @pytest.fixture(scope="session")
@@ -79,58 +81,6 @@ def seeded_store(
 
 
 # ------------------------------------------------------------------ a real Prefect server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    """This process's environment with its own PREFECT_HOME and, if given, API URL."""
-    env = {**os.environ, **QUIET_PREFECT, "PREFECT_HOME": str(home)}
-    for name in ("PREFECT_API_URL", "PREFECT_UI_API_URL"):
-        env.pop(name, None)
-    if api_url is not None:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
-def start_server(home: Path, port: int, log: Path) -> subprocess.Popen:
-    """`fluxcal server`'s command and environment, as a background process."""
-    env = server_env("127.0.0.1", port, prefect_env(home))
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            server_command("127.0.0.1", port), env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"Prefect server at {url} not healthy after {timeout_s:g} s")
-
-
-def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within `grace_s`."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=grace_s)
-
-
 def read_back(flow_run_id: str, expect: tuple[str, ...] = (), timeout: float = 30.0) -> tuple:
     """(flow run, {task run name: task run}, {artifact key: artifact}) from the API in use.
 
@@ -158,13 +108,6 @@ def read_back(flow_run_id: str, expect: tuple[str, ...] = (), timeout: float = 3
         flow_run = client.read_flow_run(flow_run_id)
         artifacts = client.read_artifacts(flow_run_filter=only_this)
     return flow_run, task_runs, {a.key: a for a in artifacts if a.key is not None}
-
-
-def api(url: str):
-    """Context in which the Prefect client of this process talks to the server at `url`."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    return temporary_settings(updates={PREFECT_API_URL: url})
 
 
 def write_device(path: Path, kind: str, seed: int) -> Path:

@@ -3,7 +3,9 @@
 One `prefect server start` subprocess (temporary PREFECT_HOME, free port) serves the module;
 it is always stopped by PID, after any `serve` process (the other order hangs). The flows run
 in their own processes, as they do in a lab: `fluxcal calibrate --prefect` for a first run,
-`serve` for the deployments, and the test reads back what the server recorded.
+`serve` for the deployments, and the test reads back what the server recorded. The run
+graph's test runs its flow in this process, inside `api(url)`: Prefect's events worker is
+one per process, and `api` rebinds it to this server and flushes it before the read-back.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import matplotlib.image
 import numpy as np
 import pytest
+import xarray as xr
 from prefect_support import (
     api,
     free_port,
@@ -29,6 +35,14 @@ from prefect_support import (
     write_device,
 )
 
+from fluxcal.calibrations.graph import DAY, GraphEntry
+from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.session import QubitSession
+from fluxcal.flows.daily import daily_calibration
+from fluxcal.flows.lab import LiveStation
+from fluxcal.instruments.device import SimulatedDevice
+from fluxcal.instruments.fleet import fleet_device_path
+from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import SnapshotStore
 
 pytestmark = pytest.mark.integration
@@ -97,6 +111,68 @@ def test_daily_calibration_completes_with_a_task_run_and_a_fit_report_per_node(s
     table = artifacts["fluxcal-parameters"]
     assert table.type == "table"
     assert "qubit_frequency" in table.data
+
+
+@dataclass
+class Meet(Node):
+    """No measurement; the analysis waits until the other qubit's is running too, so the
+    two task runs overlap whatever the machine's load."""
+
+    name: ClassVar[str] = "meet"
+    meeting: ClassVar[threading.Barrier] = threading.Barrier(2, timeout=30)
+
+    def acquire(self, session: QubitSession) -> xr.Dataset:
+        return xr.Dataset({"signal": ("x", np.zeros(2))}, coords={"x": [0.0, 1.0]})
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        self.meeting.wait()  # raises BrokenBarrierError unless the other qubit is in here too
+        return Analysis({}, [])
+
+    def plot(self, data: xr.Dataset, analysis: Analysis, path: str | Path) -> Path:
+        return Path(path)
+
+
+@dataclass
+class Follow(Meet):
+    name: ClassVar[str] = "follow"
+
+    def analyse(self, data: xr.Dataset) -> Analysis:
+        return Analysis({}, [])
+
+
+MEETING_GRAPH = {"meet": GraphEntry(Meet, (), DAY), "follow": GraphEntry(Follow, ("meet",), DAY)}
+
+
+def test_the_run_graph_shows_the_qubits_side_by_side_with_their_dependencies(server, tmp_path):
+    url, _ = server
+    station = build_station(SimulatedDevice.from_yaml(fleet_device_path(), time=0.0))
+    with api(url):  # q0 and q4: feedline0 and feedline1, walked on two threads
+        outcome = daily_calibration(
+            station=LiveStation(station),
+            store=str(tmp_path / "store"),
+            qubits=["q0", "q4"],
+            graph=MEETING_GRAPH,
+            workers=2,
+            mode="bring-up",
+        )
+    assert outcome.run.outcomes() == {
+        q: {"meet": "accepted", "follow": "accepted"} for q in ("q0", "q4")
+    }
+    flow_run_id = SnapshotStore(tmp_path / "store").load().provenance["flow_run_id"]
+    expect = ("q0-meet", "q4-meet", "q0-follow", "q4-follow")
+
+    with api(url):
+        _, task_runs, _ = read_back(flow_run_id, expect, timeout=30)
+
+    assert set(task_runs) == set(expect)
+    assert {t.state_name for t in task_runs.values()} == {"Accepted"}
+    for qubit in ("q0", "q4"):  # the UI's arrow: follow waited for the qubit's own meet
+        upstream = task_runs[f"{qubit}-meet"]
+        assert not upstream.task_inputs.get("wait_for")
+        waited = task_runs[f"{qubit}-follow"].task_inputs["wait_for"]
+        assert [str(i.id) for i in waited] == [str(upstream.id)]
+    first, second = task_runs["q0-meet"], task_runs["q4-meet"]  # side by side in time
+    assert first.start_time < second.end_time and second.start_time < first.end_time
 
 
 @pytest.fixture
