@@ -234,13 +234,29 @@ def test_spectroscopy_on_pure_noise_is_rejected() -> None:
 
 
 def test_spectroscopy_with_the_resonance_outside_the_window_is_rejected() -> None:
+    """Nothing of the line in the window (20 κ beyond its edge): nothing to re-centre on."""
+    device = make_device("intermediate", 1)
+    truth = device.truth()["q0"]
+    known = upstream(ResonatorSpectroscopy, truth)
+    node = ResonatorSpectroscopy()
+    kappa = truth["resonator_kappa"]
+    known["readout_frequency"] += max(node.window_linewidths * kappa, node.min_window) + 20 * kappa
+    _, outcome = calibrate(node, session_for(device, **known))
+    assert not outcome.accepted
+    assert "notch fit" in outcome.reason
+
+
+def test_spectroscopy_recentres_on_a_line_at_the_window_edge() -> None:
+    """A line at the edge of the first window (the last readout frequency 8 κ off) is
+    re-centred on and measured whole, not rejected."""
     device = make_device("intermediate", 1)
     truth = device.truth()["q0"]
     known = upstream(ResonatorSpectroscopy, truth)
     known["readout_frequency"] += 8 * truth["resonator_kappa"]
-    _, outcome = calibrate(ResonatorSpectroscopy(), session_for(device, **known))
-    assert not outcome.accepted
-    assert "notch fit" in outcome.reason
+    analysis, outcome = calibrate(ResonatorSpectroscopy(), session_for(device, **known))
+    assert outcome.accepted, outcome.reason
+    found = analysis.values["readout_frequency"][0]
+    assert abs(found - truth["resonator_dip_frequency"]) < truth["resonator_kappa"]
 
 
 def test_glitched_spectroscopy_is_rejected() -> None:
@@ -324,17 +340,19 @@ def weakly_modulated_map(bias: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def test_finer_map_pins_the_symmetry_point_the_whole_map_leaves_loose() -> None:
-    """A resonator that hardly moves with flux leaves the whole map's mirror axis off by
-    several of its claimed stderrs; re-measured over one period around the two symmetry
-    points nearest 0 V with as many columns, the axis is within its (honest) stderr, which
-    meets the gate's limit."""
+    """A resonator that hardly moves with flux leaves the whole map's mirror axis loose (its
+    symmetry points, located one at a time, scatter by about a bias step, and its stderr
+    says so); re-measured over one period around the two symmetry points nearest 0 V with
+    as many columns, the axis is pinned tighter, within its stderr, which meets the gate's
+    limit."""
     rng = np.random.default_rng(1)
     bias = np.linspace(-2.6, 2.6, 401)
     whole = find_symmetry(BiasMap.from_scan(bias, weakly_modulated_map(bias, rng)), (0.25, 2.6))
     points = symmetry_candidates(whole)
-    assert abs(whole.axis - 2 * 0.0342) > 3 * whole.axis_stderr
+    assert abs(whole.axis - 2 * 0.0342) < 3 * whole.axis_stderr
     fine = np.linspace(min(points) - whole.period / 4, max(points) + whole.period / 4, 401)
     refined = refine_axis(BiasMap.from_scan(fine, weakly_modulated_map(fine, rng)), whole)
     assert abs(refined.axis - 2 * 0.0342) < 3 * refined.axis_stderr
+    assert refined.axis_stderr < whole.axis_stderr
     worst = max(point_stderr(refined, v) for v in symmetry_candidates(refined))
     assert worst / refined.period <= ResonatorFlux().max_sweet_spot_stderr

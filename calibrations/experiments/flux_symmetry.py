@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import MAD_TO_SIGMA
@@ -185,7 +185,11 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     Standard errors combine the statistical error (Jacobian of the inlier residuals, scaled by
     their reduced χ²) with the grid dependence of linear interpolation across sharp crossing
     features: half the difference between refinements on the even and on the odd bias points,
-    never less than `_INTERPOLATION_FLOOR` bias steps.
+    never less than `_INTERPOLATION_FLOOR` bias steps. Both also include the spread of the
+    symmetry points located one at a time (`_point_spread`): the whole-map cost is
+    lowest where every image falls on a bias point (P and S whole numbers of steps), a pull
+    of up to a few tenths of a step that the even and odd halves share (their images align
+    on the same lattice), so only estimates from separate columns reveal it.
     """
     period = period_guess(bmap, bounds)
     step = bmap.step
@@ -203,11 +207,12 @@ def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     typical = float(np.median(costs))
     contrast = (typical - cost) / (typical - noise_cost) if typical > noise_cost else 0.0
     floor = _INTERPOLATION_FLOOR * step
+    spread = _point_spread(bmap, best[0], best[1])
     return Symmetry(
         period=float(best[0]),
-        period_stderr=max(float(np.hypot(statistical[0], grid[0])), floor),
+        period_stderr=max(float(np.linalg.norm([statistical[0], grid[0], spread[0]])), floor),
         axis=float(best[1]),
-        axis_stderr=max(float(np.hypot(statistical[1], grid[1])), floor),
+        axis_stderr=max(float(np.linalg.norm([statistical[1], grid[1], spread[1]])), floor),
         contrast=float(contrast),
         mismatch=float(np.median(d2)) if d2.size else np.inf,
         pairs=int(d2.size),
@@ -267,6 +272,53 @@ def _cost_terms(bmap: BiasMap, period: float, axis: float, guarded: bool = False
     """log(1 + d²) of every mirror pair at (P, S): their mean is the mirror cost."""
     index, image = mirror_pairs(bmap.bias, period, axis)
     return np.log1p(_d2(pair_residuals(bmap, index, image, guarded)))
+
+
+def _point_spread(bmap: BiasMap, period: float, axis: float) -> tuple[float, float]:
+    """Standard errors of (P, S) from the symmetry points located one at a time.
+
+    Each symmetry point (S + k·P)/2 at least P/4 inside the scan gets its own mirror axis
+    from the columns within ±P/4 of it (no two points share a column, so their noise is
+    independent, and each sits at its own fraction of a bias step, so their interpolation
+    errors differ). The axes lie on the line S + k·P; the standard errors of its slope and
+    of its value at k = 0 from their scatter about it hold both noise and interpolation
+    error (0 with fewer than 3 points: no scatter to measure).
+    """
+    low, high = bmap.bias[0] + period / 4, bmap.bias[-1] - period / 4
+    orders = np.arange(np.ceil((2 * low - axis) / period), np.floor((2 * high - axis) / period) + 1)
+    if orders.size < 3:
+        return 0.0, 0.0
+    axes = np.array([_local_axis(bmap, axis + k * period, period / 4) for k in orders])
+    centred = orders - orders.mean()
+    slope = float(centred @ (axes - axes.mean()) / (centred @ centred))
+    residual = axes - axes.mean() - slope * centred
+    scatter = float(residual @ residual) / (orders.size - 2)
+    spread = centred @ centred
+    period_stderr = np.sqrt(scatter / spread)
+    axis_stderr = np.sqrt(scatter * (1 / orders.size + orders.mean() ** 2 / spread))
+    return float(period_stderr), float(axis_stderr)
+
+
+def _local_axis(bmap: BiasMap, start: float, reach: float) -> float:
+    """Mirror axis of the columns within `reach` of the symmetry point start/2, searched
+    within ±2 bias steps of `start` (the whole map's axis for that point)."""
+    index = np.nonzero(np.abs(bmap.bias - start / 2) < reach)[0]
+
+    def cost(axis: float) -> float:
+        image = axis - bmap.bias[index]
+        keep = (image >= bmap.bias[0]) & (image <= bmap.bias[-1])
+        keep &= np.abs(image - bmap.bias[index]) > 1e-12
+        d2 = _d2(pair_residuals(bmap, index[keep], image[keep]))
+        return float(np.log1p(d2).mean()) if d2.size else np.inf
+
+    step = bmap.step
+    result = minimize_scalar(
+        cost,
+        bounds=(start - 2 * step, start + 2 * step),
+        method="bounded",
+        options={"xatol": 1e-4 * step},
+    )
+    return float(result.x)
 
 
 def _subsample(bmap: BiasMap, start: int) -> BiasMap:
