@@ -137,6 +137,46 @@ def plan_delays(
     return np.sort(candidates[picked])
 
 
+def designed_shortfall(
+    fit: CurveFit,
+    candidates: np.ndarray,
+    goals: Mapping[str, float],
+    margin: float,
+    points: int,
+    lots: int = 64,
+) -> float:
+    """Largest predicted stderr × `margin` / goal after `points` more delays placed by the
+    design, from the current fit (inf without a covariance to predict from).
+
+    The design's picks are approximated by `lots` equal lots of points, each put at the
+    candidate that helps most (a delay may be picked again: a budget's worth of points
+    outnumbers the candidates). It is the √shots law evaluated where the design will measure:
+    the current stderrs, taken from a coarse grid, can be several times worse per shot than
+    the designed delays (an echo's uniform first batch needs ~3× the shots of a design for
+    the same stderr of its decay time), and at a signal-to-noise of ~6 a linearised stderr is
+    another ~2× worse than the Fisher information of the design predicts.
+    """
+    result = fit.result
+    if result.covar is None or not goals:
+        return np.inf
+    covariance = np.array(result.covar, float)
+    names = list(result.var_names)
+    wanted = np.zeros(len(names))
+    for name, goal in goals.items():
+        wanted[names.index(name)] = (margin / goal) ** 2
+    gradients = sensitivities(fit, candidates)
+    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    lot = max(points, 1) / lots
+    for _ in range(lots if points > 0 else 0):
+        projected = gradients @ covariance
+        spread = noise / lot + np.einsum("ij,ij->i", projected, gradients)
+        best = int(np.argmax((projected**2 @ wanted) / spread))
+        row = projected[best]
+        covariance = covariance - np.outer(row, row) / spread[best]
+    predicted = np.sqrt(np.clip(np.diag(covariance), 0, None) * wanted)
+    return float(predicted[wanted > 0].max())
+
+
 def candidate_delays(window: float, batch: int, count: int = _CANDIDATES) -> np.ndarray:
     """A fine grid of `count` delays over [0, window), shifted by a different fraction of
     its step for every batch so no delay is measured twice (the coordinate stays unique)."""
@@ -207,6 +247,9 @@ class SequentialWindow:
     resizes: int = 2
     restart: bool = False
     trust_snr: float = TRUST_SNR
+    #: Judge a trusted fit hopeless by what the design predicts the rest of the budget gives
+    #: (`designed_shortfall`) rather than by the √shots law on the stderrs so far.
+    predict: bool = False
     #: Set when the loop stops short of the goals: the shots (both repeats) the √shots law
     #: says they need, from the last fit's stderrs (0 when the goals were met).
     needed: float = 0.0
@@ -300,10 +343,9 @@ class SequentialWindow:
         goals = self.goals(fit)
         if stderr_goals_met(fit, goals, self.margin):
             return np.empty(0)
-        shortfall = max(fit.value(name)[1] * self.margin / goal for name, goal in goals.items())
-        if self._hopeless(spent * shortfall**2):
-            return np.empty(0)
         room = (self.budget.shots - spent) // (2 * self.shots_per_point)
+        if self._hopeless(self._extrapolated(fit, goals, window, batch, spent, room)):
+            return np.empty(0)
         most = min(trace.sizes[self.sweep], room)
         return plan_delays(
             fit,
@@ -313,6 +355,26 @@ class SequentialWindow:
             min(self.min_batch, room),
             most,
         )
+
+    def _extrapolated(
+        self,
+        fit: CurveFit,
+        goals: dict[str, float],
+        window: float,
+        batch: int,
+        spent: int,
+        room: int,
+    ) -> float:
+        """Shots (both repeats) the goals need: the √shots law on the stderrs so far, or with
+        `predict`, on those the design predicts for the `room` points left."""
+        if not self.predict:
+            shortfall = max(fit.value(name)[1] * self.margin / goal for name, goal in goals.items())
+            return spent * shortfall**2
+        candidates = candidate_delays(window, batch)
+        shortfall = designed_shortfall(fit, candidates, goals, self.margin, room)
+        if shortfall <= 1.0:
+            return float(spent)
+        return spent + 2 * self.shots_per_point * room * shortfall**2
 
     def _shots(self, batch: xr.DataArray) -> int:
         return int(batch.sizes[REPEAT] * batch.sizes[self.sweep] * self.shots_per_point)

@@ -274,3 +274,33 @@ def test_delay_window_follows_the_fitted_decay(guess, decay, windows):
     last = resolve_window(acquire, lambda _: decay, guess, 5.0, (3.0, 10.0), max_window=1e3)
     assert acquired == pytest.approx(windows)
     assert last == acquired[-1]
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("light", 1), ("heavy", 3)])
+def test_echo_window_comes_from_the_physical_bound_when_t1_is_known(kind, seed):
+    """T2_echo ≤ 2·T1: with T1 calibrated the first window holds the tail of any echo decay,
+    and the bound goes with the data so the analysis keeps it."""
+    session, truth = session_for(Echo, kind, seed)
+    session.known["T1"] = CalibratedParameter(truth["T1"], math.nan, UNITS["T1"], "truth", "")
+    node = Echo()
+    assert node.expected_decay(session) == pytest.approx(2 * truth["T1"])
+    data = node.acquire(session)
+    assert data.attrs["longest_decay"] == pytest.approx(2 * truth["T1"])
+    accepted, reason, analysis = judge(node, data)
+    assert accepted, reason
+    assert_within_tolerance(analysis, node, truth)
+
+
+def test_echo_beyond_its_physical_bound_is_rejected():
+    """A T1 far shorter than the echo says (a wrong T1, or a wrong trace): the fit is held
+    within twice the bound and the gate rejects a decay beyond 1.5× it, never reports it."""
+    node, data = load("echo")
+    truth = make_device("intermediate", 23).truth()["q0"]
+    data.attrs["longest_decay"] = truth["T2_echo"] / 3
+    accepted, reason, _ = judge(node, data)
+    assert not accepted
+    assert "T2_echo / physical bound" in reason
+    data.attrs["longest_decay"] = 2 * truth["T1"]
+    accepted, reason, analysis = judge(node, data)
+    assert accepted, reason
+    assert analysis.values["T2_echo"][0] == pytest.approx(RECORDED["echo"][3]["T2_echo"], rel=0.01)

@@ -313,10 +313,17 @@ def fit_ramsey(trace: Trace, decay_guess: float, max_frequency: float | None = N
     return _fit(lmfit.Model(damped_cosine), trace, params, HALF_SWING)
 
 
-def fit_decay(trace: Trace, decay_guess: float, swing: float = FULL_SWING) -> CurveFit:
+def fit_decay(
+    trace: Trace, decay_guess: float, swing: float = FULL_SWING, longest: float = np.inf
+) -> CurveFit:
     """Exponential towards a free offset; the amplitude sign follows the data.
 
     `swing`: the largest amplitude in population (a T1 decays by all of it, an echo by half).
+    `longest`: a physical upper bound on the decay time, when one is known (an echo's 2·T1,
+    with margin). Without it a faint trace can fit a decay far beyond its window, where
+    amplitude and offset trade off and the fitted amplitude drowns in its stderr. A fit held
+    at the bound may still report a small stderr: the caller's gate must reject a decay near
+    it (`DecayNode.max_bound_ratio`).
 
     The decay may be as short as half the finest delay step (of a uniform grid, its step; of
     sequentially chosen delays, the closest pair, not the span over the point count).
@@ -330,7 +337,8 @@ def fit_decay(trace: Trace, decay_guess: float, swing: float = FULL_SWING) -> Cu
     params = lmfit.Parameters()
     params.add("offset", value=offset)
     params.add("amplitude", value=start or spread, min=-2 * spread, max=2 * spread)
-    params.add("decay", value=decay_guess, min=step / 2, max=100 * span)
+    longest = min(100 * span, longest)
+    params.add("decay", value=min(decay_guess, longest / 2), min=step / 2, max=longest)
     return _fit(lmfit.Model(exponential), trace, params, swing)
 
 

@@ -6,7 +6,12 @@ The window is chosen from what is known (a subclass says what the expected decay
 and re-measured when the decay turns out not to be resolved in it. By default the delays are
 chosen sequentially (`calibrations.adaptive`): a coarse batch, then batches placed where the
 current fit says they pin the decay time most, until its relative stderr is within the gate's
-limit with margin; `adaptive=False` measures the fixed grid of `points` instead. The gate
+limit with margin; `adaptive=False` measures the fixed grid of `points` instead. A faint
+trace is given up only when the design's own prediction says the budget cannot reach the
+goal (`adaptive.designed_shortfall`), not by the √shots law on its coarse stderrs. When
+physics bounds the decay (an echo's 2·T1, `longest_decay`) the fit is held within twice the
+bound, so a faint trace cannot run off to a decay far beyond its window, and the gate
+rejects a decay beyond 1.5× it. The gate
 checks the fit (χ² against the repeat noise, relative stderr, contrast) and that the decay
 time sits inside the window with margin, so a decay far longer than the window is never
 reported.
@@ -36,11 +41,13 @@ from fluxcal.calibrations.experiments.time_domain import (
     with_enough_shots,
 )
 from fluxcal.calibrations.fitting import FitError
-from fluxcal.calibrations.gate import at_least
+from fluxcal.calibrations.gate import at_least, at_most
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 
 SWEEP = "delay"
+#: Attribute holding the longest decay time physics allows (s), when one is known.
+LONGEST = "longest_decay"
 
 
 @dataclass
@@ -70,6 +77,10 @@ class DecayNode(Node):
     stderr_margin: float = 1.25  # stop at max_relative_error / this
     adaptive_budget: int = 3_200_000  # shots (both repeats), as the fixed grid's 16k per point
     max_batches: int = 12
+    #: With a physical bound on the decay (`longest_decay`): the fit may reach this many times
+    #: it, the gate accepts at most `max_bound_ratio` times it (the bound's own error).
+    bound_margin: float = 2.0
+    max_bound_ratio: float = 1.5
 
     @property
     def key(self) -> str:
@@ -78,6 +89,10 @@ class DecayNode(Node):
     def expected_decay(self, session: QubitSession) -> float:
         """Decay time (s) to size the first window from."""
         raise NotImplementedError
+
+    def longest_decay(self, session: QubitSession) -> float:
+        """The longest decay time (s) physics allows from what is calibrated (inf: no bound)."""
+        return np.inf
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         frequency = session.value("qubit_frequency")
@@ -104,6 +119,9 @@ class DecayNode(Node):
             "herald": int(self.herald),
             "shots": self.shots,
         }
+        longest = self.longest_decay(session)
+        if np.isfinite(longest):
+            attrs[LONGEST] = longest
 
         if self.adaptive:
             return self._acquire_sequentially(session, guess, attrs)
@@ -130,7 +148,7 @@ class DecayNode(Node):
         session.configure(readout={"shots": self.adaptive_shots})
         design = SequentialWindow(
             measure=lambda _window, delays: measure_repeats(session, self.name, SWEEP, delays),
-            fit=lambda iq: self._fit(iq[SWEEP].values, iq.values),
+            fit=lambda iq: self._fit(iq[SWEEP].values, iq.values, longest=attrs.get(LONGEST)),
             goals=self._stderr_goals,
             sweep=SWEEP,
             shots_per_point=self.adaptive_shots,
@@ -140,6 +158,7 @@ class DecayNode(Node):
             budget=Budget(self.adaptive_budget, self.max_batches),
             lacking=self._lacking_delays,
             decay="decay",
+            predict=True,
             window_factor=self.window_factor,
             ratio_range=self.ratio_range,
             max_window=session.upper_limit("drive", "delay", self.max_delay),
@@ -175,11 +194,18 @@ class DecayNode(Node):
         return spread[~np.isin(spread, delays)]
 
     def _fit(
-        self, delays: np.ndarray, iq: np.ndarray, calibration: tuple[complex, complex] | None = None
+        self,
+        delays: np.ndarray,
+        iq: np.ndarray,
+        calibration: tuple[complex, complex] | None = None,
+        longest: float | None = None,
     ) -> CurveFit:
+        """The exponential fit; with a physical bound on the decay, the fit's own bound is
+        `bound_margin` × it (room for the error of what the bound comes from)."""
         trace = project_trace(delays, iq, calibration)
         guess = float(np.ptp(trace.x)) / self.window_factor
-        return fit_decay(trace, decay_guess=guess, swing=self.swing)
+        bound = np.inf if longest is None else self.bound_margin * longest
+        return fit_decay(trace, decay_guess=guess, swing=self.swing, longest=bound)
 
     def _decay_or_nan(self, data: xr.Dataset) -> float:
         try:
@@ -188,7 +214,8 @@ class DecayNode(Node):
             return float("nan")
 
     def analyse(self, data: xr.Dataset) -> Analysis:
-        fit = self._fit(data[SWEEP].values, data["iq"].values, references(data))
+        longest = data.attrs.get(LONGEST)
+        fit = self._fit(data[SWEEP].values, data["iq"].values, references(data), longest)
         trace = fit.trace
         window = float(np.ptp(trace.x))
         decay = fit.value("decay")
@@ -200,6 +227,11 @@ class DecayNode(Node):
             at_least(f"delay window / {self.key}", window / decay[0], self.min_window_ratio),
             at_least(f"delays within one {self.key}", resolved, self.min_points_per_decay),
         ]
+        if longest is not None:
+            bound_ratio = decay[0] / longest
+            criteria.append(
+                at_most(f"{self.key} / physical bound", bound_ratio, self.max_bound_ratio)
+            )
         if not all(c.passed for c in criteria):  # the cause of a rejection, never a new one
             criteria += shot_budget(data.attrs, "shots", "trace")
         fit_x, fit_y = fit.curve()
