@@ -261,7 +261,7 @@ class QubitFluxSpectroscopy(Node):
         if self._energies_precise(fit, _period_errors(refits)):
             return data
         starts = self._starts(peaks, fit, sweet_spot)
-        windows = self._plasmon_windows(peaks, fit, sweet_spot, refits)
+        windows, pieces = self._plasmon_windows(peaks, fit, sweet_spot, refits)
         if not windows:
             return data
         session.configure(flux={"voltage": sweet_spot}, drive={"herald": False})
@@ -271,6 +271,8 @@ class QubitFluxSpectroscopy(Node):
         rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
         for window in windows:
             rows += self._plasmon_search(session, window, tone)
+            if pieces and distinct_lines(rows, self.min_line_snr):
+                break  # one line pins the valley: the partner search below finds the other
         seen = distinct_lines(rows, self.min_line_snr)
         joint = self._joint_fits(peaks, linewidths, fit, starts)
         if seen and len(plasmon.assign(seen, sweet_spot, joint.consistent, joint.equivalent)) < 2:
@@ -316,24 +318,42 @@ class QubitFluxSpectroscopy(Node):
         fit: SpectrumFit,
         bias: float,
         refits: list[SpectrumFit] | None,
-    ) -> list[tuple[float, float]]:
-        """Where to search the plasmon lines: ± `plasmon_sigmas` of the f01-only fit's
+    ) -> tuple[list[tuple[float, float]], bool]:
+        """Where to search the plasmon lines, and whether the windows are pieces of one long
+        range (searched until a line shows). ± `plasmon_sigmas` of the f01-only fit's
         linearised prediction (with the held period's share), or, when that is no
         prediction (a long valley of EJ, EC, or a period refit that slid along it), the
-        lines' range along the valley. Windows wider than `max_plasmon_span` are dropped."""
+        lines' range along the valleys at the held period and at period ± its stderr; a
+        range wider than `max_plasmon_span` is cut into pieces (`plasmon.cut_windows`)."""
         try:
             prediction = _plasmon_prediction(fit, bias, refits)
             windows = prediction.windows(self.plasmon_sigmas, self.min_frequency)
         except FitError:
             windows = []
-        if not windows or any(hi - lo > self.max_plasmon_span for lo, hi in windows):
-            windows = plasmon.valley_windows(self._valley(peaks, fit), bias, self.min_frequency)
+        if windows and all(hi - lo <= self.max_plasmon_span for lo, hi in windows):
+            return self._below_top(windows), False
+        fits = self._valleys(peaks, fit, refits)
+        windows = self._below_top(plasmon.valley_windows(fits, bias, self.min_frequency))
+        if all(hi - lo <= self.max_plasmon_span for lo, hi in windows):
+            return windows, False
+        return plasmon.cut_windows(windows, self.max_plasmon_span), True
+
+    def _below_top(self, windows: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """`windows` cut at `max_drive_frequency` (those entirely above it dropped)."""
         windows = [(lo, min(hi, self.max_drive_frequency)) for lo, hi in windows]
-        return [(lo, hi) for lo, hi in windows if 0 < hi - lo <= self.max_plasmon_span]
+        return [(lo, hi) for lo, hi in windows if hi > lo]
 
     def _valley(self, peaks: PeakTrace, fit: SpectrumFit) -> list[SpectrumFit]:
         bounds = (self.EJ_bounds[0] / 1e9, self.EJ_bounds[1] / 1e9)
         return plasmon.valley(peaks, fit, self.plasmon_sigmas, bounds)
+
+    def _valleys(
+        self, peaks: PeakTrace, fit: SpectrumFit, refits: list[SpectrumFit] | None
+    ) -> list[SpectrumFit]:
+        """The valley of EJ, EC at the held flux period and at period ± its stderr (the
+        `refits`): the period scales the flux axis and so moves the whole valley; a period
+        one standard error off would otherwise put the plasmon lines outside every window."""
+        return [f for start in [fit, *(refits or [])] for f in self._valley(peaks, start)]
 
     def _starts(self, peaks: PeakTrace, fit: SpectrumFit, bias: float) -> list[SpectrumFit]:
         """Where joint fits start: the f01-only `fit`, or, when it predicts no plasmon line
@@ -844,13 +864,17 @@ def distinct_lines(rows, min_snr: float) -> list[Line]:
     A zoomed row gives the centre of the line it was centred on; lines seen only in coarse
     rows (no zoom of them) count with their coarse centre. Lines closer than a linewidth are
     one line.
+
+    Lines are handed on as `plasmon.as_reading` makes them: strength is the SNR per √shot
+    (a weak line averaged long enough to show must not outrank a strong one seen at once),
+    the stderr includes the bare model's error.
     """
     found: list[tuple[Line, bool]] = []
-    for frequency, iq, _, _, zoomed in rows:
+    for frequency, iq, _, shots, zoomed in rows:
         lines = plasmon.find_lines_any_sense(frequency, iq, min_snr)
         if zoomed:  # the line zoomed into sits in the middle
             lines = [line] if (line := nearest_line(lines, float(np.mean(frequency)))) else []
-        found += [(line, zoomed) for line in lines]
+        found += [(plasmon.as_reading(line, shots), zoomed) for line in lines]
     distinct: list[Line] = []
     # zoomed centres first: a coarse sighting of the same line adds nothing
     for line, _ in sorted(found, key=lambda x: (not x[1], -x[0].snr)):
@@ -877,9 +901,11 @@ def recorded_plasmon_lines(
     iq = data["plasmon_iq"].transpose(PLASMON_ROW, ...).values
     frequency = data["plasmon_frequency"].transpose(PLASMON_ROW, ...).values
     rows = []
-    for f, z, zoomed in zip(frequency, iq, data["plasmon_zoomed"].values, strict=True):
+    for f, z, shots, zoomed in zip(
+        frequency, iq, data["plasmon_shots"].values, data["plasmon_zoomed"].values, strict=True
+    ):
         measured = np.isfinite(z) & np.isfinite(f)
-        rows.append((f[measured], z[measured], np.nan, 0, bool(zoomed)))
+        rows.append((f[measured], z[measured], np.nan, int(shots), bool(zoomed)))
     distinct = distinct_lines(rows, min_snr)
     bias = float(data.attrs["plasmon_bias"])
     others = tuple(plasmon.assign(distinct, bias, consistent, equivalent))
