@@ -109,16 +109,9 @@ def plan_delays(
     New points are assumed to carry the fit's noise per point scaled by its reduced χ², the
     same scaling lmfit applied to the covariance the prediction starts from.
     """
-    result = fit.result
-    if result.covar is None or max_points <= 0:
+    if fit.result.covar is None or max_points <= 0:
         return np.empty(0)
-    covariance = np.array(result.covar, float)
-    names = list(result.var_names)
-    wanted = np.zeros(len(names))
-    for name, goal in goals.items():
-        wanted[names.index(name)] = (margin / goal) ** 2
-    gradients = sensitivities(fit, candidates)
-    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    covariance, wanted, gradients, noise = _design_start(fit, candidates, goals, margin)
     available = np.ones(candidates.size, bool)
     picked: list[int] = []
     while len(picked) < max_points and available.any():
@@ -156,16 +149,9 @@ def designed_shortfall(
     the same stderr of its decay time), and at a signal-to-noise of ~6 a linearised stderr is
     another ~2× worse than the Fisher information of the design predicts.
     """
-    result = fit.result
-    if result.covar is None or not goals:
+    if fit.result.covar is None or not goals:
         return np.inf
-    covariance = np.array(result.covar, float)
-    names = list(result.var_names)
-    wanted = np.zeros(len(names))
-    for name, goal in goals.items():
-        wanted[names.index(name)] = (margin / goal) ** 2
-    gradients = sensitivities(fit, candidates)
-    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    covariance, wanted, gradients, noise = _design_start(fit, candidates, goals, margin)
     lot = max(points, 1) / lots
     for _ in range(lots if points > 0 else 0):
         projected = gradients @ covariance
@@ -175,6 +161,22 @@ def designed_shortfall(
         covariance = covariance - np.outer(row, row) / spread[best]
     predicted = np.sqrt(np.clip(np.diag(covariance), 0, None) * wanted)
     return float(predicted[wanted > 0].max())
+
+
+def _design_start(
+    fit: CurveFit, candidates: np.ndarray, goals: Mapping[str, float], margin: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """What a design plans from: the fit's covariance, the weight (margin/goal)² of each
+    parameter with a goal (0 for the others), the model's gradients at the candidates, and
+    the noise variance a new point carries (the fit's per point, scaled by its reduced χ² as
+    lmfit scaled the covariance)."""
+    covariance = np.array(fit.result.covar, float)
+    names = list(fit.result.var_names)
+    wanted = np.zeros(len(names))
+    for name, goal in goals.items():
+        wanted[names.index(name)] = (margin / goal) ** 2
+    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    return covariance, wanted, sensitivities(fit, candidates), noise
 
 
 def candidate_delays(window: float, batch: int, count: int = _CANDIDATES) -> np.ndarray:
