@@ -270,9 +270,12 @@ class QubitFluxSpectroscopy(Node):
         tone *= plasmon.charge_ratio(middle) * self.points_per_linewidth / width
         rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
         for window in windows:
-            rows += self._plasmon_search(session, window, tone)
-            if pieces and distinct_lines(rows, self.min_line_snr):
-                break  # one line pins the valley: the partner search below finds the other
+            searched = self._plasmon_search(session, window, tone)
+            rows += searched
+            # one line pins the valley: the partner search below finds the other (only the
+            # new rows are read: the earlier pieces showed none)
+            if pieces and distinct_lines(searched, self.min_line_snr):
+                break
         seen = distinct_lines(rows, self.min_line_snr)
         joint = self._joint_fits(peaks, linewidths, fit, starts)
         if seen and len(plasmon.assign(seen, sweet_spot, joint.consistent, joint.equivalent)) < 2:
