@@ -14,7 +14,7 @@ than on two, so the diagonalisation limits BLAS threads itself (users need not r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -32,6 +32,22 @@ _MAX_CUTOFF = 400
 #: Extra oscillator states used to build cos φ / sin φ before truncation, so the matrix
 #: functions are exact within the kept block.
 _PADDING = 60
+
+
+@lru_cache(maxsize=16)
+def _quadrature_eigensystem(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of a + a† in `size` oscillator states.
+
+    φ = phi_zpf·(a + a†), so its eigenvectors do not depend on the energies and its
+    eigenvalues only scale: a spectrum fit builds a model per residual evaluation, and
+    diagonalising φ anew each time cost as much as the spectrum itself.
+    """
+    a = np.diag(np.sqrt(np.arange(1, size)), k=1)
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        values, vectors = np.linalg.eigh(a + a.T)
+    values.setflags(write=False)
+    vectors.setflags(write=False)
+    return values, vectors
 
 
 @dataclass(frozen=True)
@@ -105,9 +121,11 @@ class FluxoniumModel:
         big = self.cutoff + _PADDING
         a = np.diag(np.sqrt(np.arange(1, big)), k=1)
         phi_big = self.phi_zpf * (a + a.T)
-        w, v = np.linalg.eigh(phi_big)
-        cos_phi = (v * np.cos(w)) @ v.T
-        sin_phi = (v * np.sin(w)) @ v.T
+        x_values, x_vectors = _quadrature_eigensystem(big)
+        w = self.phi_zpf * x_values
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            cos_phi = (x_vectors * np.cos(w)) @ x_vectors.T
+            sin_phi = (x_vectors * np.sin(w)) @ x_vectors.T
         k = self.cutoff
         h0 = np.diag(self.plasma_frequency * (np.arange(k) + 0.5))
         n_op = 1j / (2.0 * self.phi_zpf) * (a.T - a)[:k, :k]
@@ -133,16 +151,16 @@ class FluxoniumModel:
         """
         self._check_levels(n_levels)
         flux_arr = np.asarray(flux, dtype=float)
+        _, _, _, n_op, phi_op = self._operators
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             values, vectors = np.linalg.eigh(self.hamiltonian(flux_arr))
-        values = values[..., :n_levels]
-        vectors = vectors[..., :n_levels]
-        pivot = np.take_along_axis(vectors, np.abs(vectors).argmax(axis=-2)[..., None, :], -2)
-        vectors = vectors * np.sign(pivot)
-        _, _, _, n_op, phi_op = self._operators
-        vt = np.swapaxes(vectors, -1, -2)
-        n_matrix = vt @ n_op @ vectors
-        phi_matrix = vt @ phi_op @ vectors
+            values = values[..., :n_levels]
+            vectors = vectors[..., :n_levels]
+            pivot = np.take_along_axis(vectors, np.abs(vectors).argmax(axis=-2)[..., None, :], -2)
+            vectors = vectors * np.sign(pivot)
+            vt = np.swapaxes(vectors, -1, -2)
+            n_matrix = vt @ n_op @ vectors
+            phi_matrix = vt @ phi_op @ vectors
         return Spectrum(flux_arr, values, vectors, n_matrix, phi_matrix)
 
     def energies(self, flux: float | np.ndarray, n_levels: int = 6) -> np.ndarray:
