@@ -86,8 +86,13 @@ class ReadoutOptimisation(Node):
     amplitude_range: tuple[float, float | None] = (0.01, None)  # V; None: the readout's full scale
     amplitude_points: int = 8
     duration_range: tuple[float, float] = (50e-9, 10e-6)  # s; see the note in the report
-    t1_fraction: float = 5.0  # integration times up to T1/5 when T1 is known ...
-    max_t1_fraction: float = 2.0  # ... and up to T1/2 if the best is still the longest
+    #: Integration times up to T1 × this when T1 is known. Decay caps what integrating
+    #: longer gains: the |1⟩ blob's mean moves by (1 − e^(−r))/r of the separation for
+    #: r = τ/T1, so the separation over the noise grows as (1 − e^(−r))/√r, which peaks at
+    #: r ≈ 1.26 even for the faintest readout, and the decay tail between the blobs costs
+    #: fidelity well before. A noisy amplifier on a weakly dispersive, long-lived qubit
+    #: discriminates best near T1/2 (sampled chips 5006, 5051).
+    t1_fraction: float = 1.0
     duration_points: int = 7
     frequency_span: float = 3.0  # full sweep width in units of κ
     frequency_points: int = 25
@@ -109,6 +114,9 @@ class ReadoutOptimisation(Node):
     max_chi2: float = 3.0
     max_outliers: float = 0.01
     max_edge_advantage: float = 2.0  # standard errors
+    #: A chosen integration of at least T1/this is up against decay: a fidelity or SNR
+    #: below the gate is then the chip's (see `_decay_limit`), and the rejection says so.
+    decay_limited: float = 4.0
     #: Confirmation and search fidelity may differ by this much, or 4 standard errors.
     agreement: float = 0.02
 
@@ -131,10 +139,6 @@ class ReadoutOptimisation(Node):
         amplitudes = np.geomspace(self.amplitude_range[0], top, self.amplitude_points)
         durations = self.durations(session.get("T1", 0.0))
         coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
-        longer = self._longer_durations(coarse, durations, session.get("T1", 0.0))
-        if longer is not None:  # still improving at the longest: search once more, longer
-            durations = longer
-            coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
         i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
@@ -181,6 +185,7 @@ class ReadoutOptimisation(Node):
                 "readout_frequency": frequency,
                 "readout_amplitude": amplitude,
                 "readout_duration": duration,
+                "T1": session.get("T1", float("nan")),
             },
         )
 
@@ -194,36 +199,13 @@ class ReadoutOptimisation(Node):
         return start + np.linspace(-half, half, points)
 
     def durations(self, t1: float) -> np.ndarray:
-        """Integration times searched: `duration_range`, reaching T1/`t1_fraction` when T1
+        """Integration times searched: `duration_range`, reaching T1 × `t1_fraction` when T1
         is known (a long-lived qubit with a noisy amplifier integrates longest), at the same
-        density per decade."""
-        return self._durations_up_to(max(self.duration_range[1], t1 / self.t1_fraction))
-
-    def _durations_up_to(self, high: float) -> np.ndarray:
-        """From the shortest integration time to `high`, at `duration_range`'s density."""
-        low = self.duration_range[0]
+        density per decade. Every setting costs the same repetition time whatever its
+        integration, so the reach costs a few grid points, not device time per shot."""
+        low, high = self.duration_range[0], max(self.duration_range[1], t1 * self.t1_fraction)
         decades = np.log10(high / low) / np.log10(self.duration_range[1] / low)
         return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
-
-    def _longer_durations(
-        self, coarse: xr.DataArray, durations: np.ndarray, t1: float
-    ) -> np.ndarray | None:
-        """Integration times reaching T1/`max_t1_fraction` when the coarse grid discriminates
-        best at its longest one by more than `max_edge_advantage` standard errors (a weakly
-        dispersive readout gains from integrating until decay bites); None otherwise, or
-        when T1 is unknown or allows no longer."""
-        high = t1 / self.max_t1_fraction
-        if not (np.isfinite(high) and high > 1.5 * durations[-1]):
-            return None
-        grid = _discriminate(coarse)
-        fidelity = np.where(np.isfinite(grid.fidelity), grid.fidelity, -np.inf)
-        longest = np.unravel_index(np.argmax(fidelity[-1:]), fidelity[-1:].shape)
-        inner = np.unravel_index(np.argmax(fidelity[:-1]), fidelity[:-1].shape)
-        edge, best = (durations.size - 1, longest[1]), inner
-        noise = np.hypot(grid.fidelity_stderr[edge], grid.fidelity_stderr[best])
-        if not (fidelity[edge] - fidelity[best]) / noise > self.max_edge_advantage:
-            return None
-        return self._durations_up_to(high)
 
     def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
         """The separation sweep, repeated with more shots until the optimum is known well
@@ -340,8 +322,9 @@ class ReadoutOptimisation(Node):
         }
         half_window = 0.5 * float(np.ptp(data["frequency"].values))
         criteria: list[Criterion] = [
-            at_least("assignment fidelity", fidelity[0], self.min_fidelity),
-            at_least("blob separation SNR", values["separation_snr"][0], self.min_snr),
+            *self._readout_quality(
+                fidelity[0], values["separation_snr"][0], values["readout_duration"][0], attrs
+            ),
             at_most(
                 "|confirmed - searched| assignment fidelity",
                 abs(fidelity[0] - searched[0]),
@@ -376,6 +359,38 @@ class ReadoutOptimisation(Node):
             report=_report(values, blobs, separation),
             fit=blobs.result if blobs else None,
             curves=_histogram_curves(blobs),
+        )
+
+    def _readout_quality(
+        self, fidelity: float, snr: float, duration: float, attrs: dict
+    ) -> list[Criterion]:
+        """The fidelity and blob-SNR gates; the first that fails names the physical cause
+        when the chosen integration is up against decay (`_decay_limit`)."""
+        cause = self._decay_limit(duration, float(attrs.get("T1", np.nan)), snr)
+        low_fidelity = not fidelity >= self.min_fidelity
+        return [
+            at_least(
+                "assignment fidelity" + (cause if low_fidelity else ""),
+                fidelity,
+                self.min_fidelity,
+            ),
+            at_least("blob separation SNR" + ("" if low_fidelity else cause), snr, self.min_snr),
+        ]
+
+    def _decay_limit(self, duration: float, t1: float, snr: float) -> str:
+        """The physical cause of a faint readout, for the fidelity and SNR criteria's names.
+
+        The search reaches integration times of T1 (`durations`). When the best of them is
+        at least T1/`decay_limited`, integrating longer only lets more |1⟩ shots decay: the
+        dispersive separation over the amplifier noise is too small for this T1. The blob
+        SNR, ∝ √τ, scaled to a whole T1 (as if nothing decayed) says by how much.
+        """
+        if not (np.isfinite(t1) and t1 > 0 and duration >= t1 / self.decay_limited):
+            return ""
+        at_t1 = snr * np.sqrt(t1 / duration)
+        return (
+            f" (readout too faint for T1 = {t1 * 1e6:.3g} µs: integrating T1/{t1 / duration:.2g},"
+            f" the blob SNR would reach only {at_t1:.2g} at T1 without decay)"
         )
 
 
