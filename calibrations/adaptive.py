@@ -25,14 +25,16 @@ amplitude is within a few stderrs of zero (`TRUST_SNR`; noise alone fits 1–3) 
 about the decay, so neither the window's size nor the design is taken from it. More of the
 coarse grid is measured instead, each batch sized by the √shots law from the measured
 signal-to-noise, until the signal stands out; a window is re-sized only when the decay
-lies outside its accepted range by more than its stderr. A window that restarts (Ramsey)
+lies outside its accepted range by more than its stderr (taken on the rate 1/decay, which
+a decay barely begun in its window bounds symmetrically). A window that restarts (Ramsey)
 is not shrunk once the design has placed shots in it (the gate accepts a long window), but
-it is still widened when the decay outgrows it: an early trusted fit at ~5σ can put a
-350 µs T2* at 180 ± 60 µs, and a window shorter than the decay fails the gate's
-window/decay floor however many shots it gets (chip 5054: 4.7M shots in a 300 µs window).
-When the √shots law says the goals need more than `HOPELESS` × the budget, the loop stops;
-`needed` records the shots the goals need, so the rejection names the cause (too little
-signal per shot).
+it is still widened when the decay outgrows the gate's window/decay floor (`min_ratio`):
+an early trusted fit at ~5σ can put a 350 µs T2* at 180 ± 60 µs, and a window shorter
+than the decay fails that floor however many shots it gets (chip 5054: 4.7M shots in a
+300 µs window). When the √shots law says the goals need more than `HOPELESS` × the budget,
+the loop stops; `needed` records the shots the goals need, so the rejection names the
+cause (too little signal per shot). Both count the shots of the trace being fitted only:
+the batches a restart dropped taught the fit nothing.
 """
 
 from __future__ import annotations
@@ -249,6 +251,10 @@ class SequentialWindow:
     resizes: int = 2
     restart: bool = False
     trust_snr: float = TRUST_SNR
+    #: Window / decay below which a restarting window is still re-sized once the design has
+    #: placed shots in it (the gate's floor; None: `ratio_range[0]`): a window the gate
+    #: accepts is worth more than the shots a restart drops.
+    min_ratio: float | None = None
     #: Judge a trusted fit hopeless by what the design predicts the rest of the budget gives
     #: (`designed_shortfall`) rather than by the √shots law on the stderrs so far.
     predict: bool = False
@@ -279,7 +285,7 @@ class SequentialWindow:
                     batches = []
                 delays = coarse_delays(window, self.coarse_points, len(batches))
             elif not trusted:
-                delays = self._to_show_signal(fit, trace, window, len(batches), spent)
+                delays = self._to_show_signal(fit, trace, window, len(batches))
             else:
                 designed = True
                 delays = self._next_delays(fit, trace, window, len(batches), spent)
@@ -293,12 +299,13 @@ class SequentialWindow:
             batches.append(batch)
         trace = combine(batches, self.sweep)
         if not self.needed:
-            self.needed = self._shots_needed(self._fit_or_none(trace), spent)
+            self.needed = self._shots_needed(self._fit_or_none(trace), self._shots(trace))
         return trace
 
     def _shots_needed(self, fit: CurveFit | None, spent: int) -> float:
         """Shots (both repeats) the √shots law says the goals (without the margin) and a
-        trusted signal need, from `fit` after `spent` shots: 0 when met, inf without a fit."""
+        trusted signal need, from `fit` of a trace of `spent` shots: 0 when met, inf without
+        a fit."""
         if fit is None or fit.result.covar is None:
             return np.inf
         goals = self.goals(fit)
@@ -315,7 +322,7 @@ class SequentialWindow:
         return True
 
     def _to_show_signal(
-        self, fit: CurveFit, trace: xr.DataArray, window: float, batch: int, spent: int
+        self, fit: CurveFit, trace: xr.DataArray, window: float, batch: int
     ) -> np.ndarray:
         """More of the coarse grid, interleaved, until the fitted amplitude is `trust_snr`
         stderrs (with the margin): the √shots law sizes the batch, at most doubling the
@@ -325,7 +332,7 @@ class SequentialWindow:
         is anything the noise makes it (a 160 µs T2 fitted as 2 ms, a window grown 30×).
         """
         shortfall = self.trust_snr * self.margin / max(fit.snr, 1e-12)
-        if self._hopeless(spent * shortfall**2):
+        if self._hopeless(self._shots(trace) * shortfall**2):
             return np.empty(0)
         have = trace.sizes[self.sweep]
         wanted = int(np.clip(have * (shortfall**2 - 1), self.min_batch, have))
@@ -346,7 +353,8 @@ class SequentialWindow:
         if stderr_goals_met(fit, goals, self.margin):
             return np.empty(0)
         room = (self.budget.shots - spent) // (2 * self.shots_per_point)
-        if self._hopeless(self._extrapolated(fit, goals, window, batch, spent, room)):
+        measured = self._shots(trace)
+        if self._hopeless(self._extrapolated(fit, goals, window, batch, measured, room)):
             return np.empty(0)
         most = min(trace.sizes[self.sweep], room)
         return plan_delays(
@@ -367,7 +375,9 @@ class SequentialWindow:
         spent: int,
         room: int,
     ) -> float:
-        """Shots (both repeats) the goals need: the √shots law on the stderrs so far, or with
+        """Shots (both repeats) the goals need: the √shots law on the stderrs of the trace's
+        `spent` shots (a restart's dropped batches taught the fit nothing: counting them
+        made chip 5016's Ramsey give up at 66M shots needed where 2M would do), or with
         `predict`, on those the design predicts for the `room` points left."""
         if not self.predict:
             shortfall = max(fit.value(name)[1] * self.margin / goal for name, goal in goals.items())
@@ -391,18 +401,34 @@ class SequentialWindow:
         """The window to re-measure over when the decay is not resolved in this one: when
         window / decay is outside `ratio_range` for every decay within one stderr (a window
         restarted on a noisy decay estimate throws the shots spent so far away); with
-        `grow_only`, only when the window is too short."""
+        `grow_only`, only when it is below `min_ratio` (the gate's floor) for all of them.
+        The new window is `window_factor` × the decay; a restarting window, which drops
+        what it measured, goes by the geometric mean of the decay and the decay within one
+        stderr nearest the old window: a change the data demand, not more (a window from
+        that nearest decay alone could end close to the gate's floor).
+
+        The stderr is taken on the rate 1/decay: a decay barely begun in its window is seen
+        as a slope, e^(−t/τ) ≈ 1 − t/τ, so it is the rate that the data bound symmetrically
+        (chip 5054: a 430 µs T2* fitted as 780 ± 760 µs in a 300 µs window; the decays within
+        one stderr of the rate run from 395 µs up, all too long for the window, while those
+        within one stderr of the decay reached down to 23 µs and kept the window; a window of
+        3 × 780 µs, 5.5 T2*, then took ~1.7× the shots of one of ~3 T2*).
+        """
         if self.decay is None:
             return None
         decay, stderr = fit.value(self.decay)
-        if not np.isfinite(decay):
+        if not (np.isfinite(decay) and decay > 0):
             return None
-        longest, shortest = decay + stderr, decay - stderr
+        relative = stderr / decay
+        longest = decay / (1 - relative) if relative < 1 else np.inf
+        shortest = decay / (1 + relative)
+        floor = self.ratio_range[0] if self.min_ratio is None else self.min_ratio
         too_long = window / longest > self.ratio_range[1]
-        too_short = shortest > 0 and window / shortest < self.ratio_range[0]
+        too_short = window / shortest < (floor if grow_only else self.ratio_range[0])
         if not (too_short or (too_long and not grow_only)):
             return None
-        wanted = float(np.clip(self.window_factor * decay, window / 10, window * 10))
+        nearest = np.sqrt(decay * (shortest if too_short else longest)) if self.restart else decay
+        wanted = float(np.clip(self.window_factor * nearest, window / 10, window * 10))
         wanted = min(wanted, self.max_window)
         return None if wanted == window else wanted
 

@@ -219,13 +219,13 @@ def test_faint_trace_shows_its_signal_before_its_window_or_design_follow_the_fit
     assert value == pytest.approx(1.0, rel=4 * stderr / value)
 
 
-def test_restarting_window_widens_when_the_decay_outgrows_it_after_the_design_began():
-    """Ramsey on chip 5054: a 300 µs first window, T2* ~350 µs. The first trusted fit could
-    not pin the decay (here τ = 0.82 ± 0.85 over a window of 0.6 τ), so the window stood and
-    the design placed shots in it; once the decay showed the window was far too short, a
-    restarting window was still kept (shots spent on it) and the gate's window/decay floor
-    rejected it after 4.7M shots. It is widened instead and the decay is found within its
-    stderr."""
+def test_restarting_window_widens_on_a_decay_barely_begun_in_it():
+    """Ramsey on chip 5054: a 300 µs first window, T2* ~430 µs. The first trusted fit cannot
+    pin the decay (τ = 0.82 ± 0.85 over a window of 0.6 τ here, 780 ± 760 µs on the chip):
+    judged on the decay, the decays within one stderr reached down to a few % of it and the
+    window stood while the design spent millions of shots in it. Judged on the rate, all of
+    them are too long for the window: it is widened after its coarse batch and the decay
+    is found within its stderr."""
     rng = np.random.default_rng(1)
     windows: list[float] = []
 
@@ -249,7 +249,7 @@ def test_restarting_window_widens_when_the_decay_outgrows_it_after_the_design_be
         restart=True,
     )
     trace = design.run(0.6)
-    assert windows.count(0.6) >= 3  # the first window was designed in before it grew
+    assert windows.count(0.6) == 1  # only the coarse batch in the window that is too short
     value, stderr = fit_of(trace).value("decay")
     assert float(trace["delay"].max()) / value >= 2.0
     assert value == pytest.approx(1.0, abs=3 * stderr)

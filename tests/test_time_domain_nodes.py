@@ -20,9 +20,12 @@ import pytest
 import xarray as xr
 from devices import make_device
 
+from fluxcal.calibrations.adaptive import Budget, SequentialWindow
+from fluxcal.calibrations.experiments.decay_fits import Trace, fit_ramsey, project
 from fluxcal.calibrations.experiments.echo import Echo
 from fluxcal.calibrations.experiments.rabi import Rabi
 from fluxcal.calibrations.experiments.ramsey import Ramsey, resolve_sign
+from fluxcal.calibrations.experiments.ramsey_sequential import fringe_snr
 from fluxcal.calibrations.experiments.t1 import T1
 from fluxcal.calibrations.experiments.time_domain import resolve_window
 from fluxcal.calibrations.fitting import FitError
@@ -304,3 +307,81 @@ def test_echo_beyond_its_physical_bound_is_rejected():
     accepted, reason, analysis = judge(node, data)
     assert accepted, reason
     assert analysis.values["T2_echo"][0] == pytest.approx(RECORDED["echo"][3]["T2_echo"], rel=0.01)
+
+
+def _short_fringe(rng: np.random.Generator, amplitude: float) -> Trace:
+    """Two repeats of a 10 µs Ramsey window at 2 MHz, T2* 150 µs, one point's noise ~1.3×
+    the fringe amplitude (chip 5016's ±δ windows)."""
+    delays = np.linspace(0.0, 10e-6, 401)
+    fringe = amplitude * np.exp(-delays / 150e-6) * np.cos(2 * np.pi * 2e6 * delays + 0.4)
+    iq = fringe + 1.3 * rng.standard_normal((2, delays.size)) + 0j
+    return project(delays, iq)
+
+
+def test_short_ramsey_window_shows_its_fringe_by_the_fitted_shape():
+    """A 10 µs ±δ window hardly sees a 150 µs T2* decay, so its amplitude at zero delay
+    trades off against a loose decay (or one at its bound): chip 5016 measured ~1000 points
+    per detuning only to show a signal-to-noise of 8 on it. The fringe's shape held at the
+    fit carries the evidence (the stderr of a cosine's amplitude, σ·√(2/N)); pure noise
+    still shows none."""
+    rng = np.random.default_rng(5)
+    fit = fit_ramsey(_short_fringe(rng, 1.0), 100e-6, 4e6)
+    sigma = fit.trace.sigma * math.sqrt(2 / fit.trace.x.size)
+    expected = math.exp(-5e-6 / 150e-6) / sigma
+    assert fringe_snr(fit) == pytest.approx(expected, rel=0.25)
+    assert fringe_snr(fit) > 1.5 * fit.snr
+    noise = fit_ramsey(_short_fringe(rng, 0.0), 100e-6, 4e6)
+    assert fringe_snr(noise) < 5.0
+
+
+class _FittedDecay:
+    """A fit as the window rule reads it: one decay and its stderr."""
+
+    def __init__(self, decay: float, stderr: float) -> None:
+        self.decay = (decay, stderr)
+
+    def value(self, _name: str) -> tuple[float, float]:
+        return self.decay
+
+
+def _ramsey_window(min_ratio: float | None) -> SequentialWindow:
+    node = Ramsey()
+    return SequentialWindow(
+        measure=lambda _window, _delays: None,
+        fit=lambda _trace: None,
+        goals=lambda _fit: {},
+        sweep="delay",
+        shots_per_point=node.adaptive_shots,
+        coarse_points=node.long_coarse_points,
+        min_batch=node.min_batch,
+        margin=node.stderr_margin,
+        budget=Budget(node.adaptive_budget, node.max_batches),
+        decay="decay",
+        window_factor=node.window_factor,
+        ratio_range=node.ratio_range,
+        restart=True,
+        min_ratio=min_ratio,
+    )
+
+
+def test_ramsey_window_grows_on_a_decay_known_only_as_a_slow_rate():
+    """Chip 5054: T2* 430 µs fitted as 780 ± 760 µs in the first 300 µs window. Every rate
+    within one stderr puts the decay beyond 395 µs, too long for the window: it grows, to
+    fewer than 3 × 780 µs (5.5 T2*, where the design took ~1.7× the shots)."""
+    window = _ramsey_window(Ramsey().min_window_ratio)._window_for(
+        _FittedDecay(780e-6, 760e-6), 300e-6
+    )
+    assert window is not None
+    assert 2 * 395e-6 < window < 3 * 780e-6
+
+
+def test_ramsey_window_kept_once_designed_while_the_gate_accepts_it():
+    """Chip 5016: the design had placed ~2M shots in a 300 µs window when T2* showed as
+    163 ± 13 µs (window/T2* 1.84, the gate's floor 1.5); the restart to 490 µs threw them
+    away and the budget ran out. Once designed, the window is re-sized only below the
+    gate's floor; before the design, below the accepted range."""
+    fit = _FittedDecay(163e-6, 13e-6)
+    ramsey = _ramsey_window(Ramsey().min_window_ratio)
+    assert ramsey._window_for(fit, 300e-6, grow_only=True) is None
+    assert ramsey._window_for(fit, 300e-6) is not None
+    assert ramsey._window_for(_FittedDecay(240e-6, 13e-6), 300e-6, grow_only=True) is not None
