@@ -5,16 +5,20 @@
 - The valleys at the held flux period ± its stderr hold the lines when the period is a
   standard error off; a range too wide for one sweep is cut into pieces, lowest first.
 - Seen lines rank by SNR per √shot, and carry the bare model's (dressing) error.
+- When the lines found leave EJ, EC uncertain, the unassigned line that moves most along
+  the valley is searched next.
 """
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from fluxcal.calibrations.experiments.plasmon_lines import (
+    ALLOWED,
     DRESSING,
     PLASMON,
     as_reading,
@@ -27,7 +31,12 @@ from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import (
     distinct_lines,
 )
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line
-from fluxcal.calibrations.fitting.spectrum import PeakTrace, bias_to_flux, fit_flux_spectrum
+from fluxcal.calibrations.fitting.spectrum import (
+    OtherLine,
+    PeakTrace,
+    bias_to_flux,
+    fit_flux_spectrum,
+)
 from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Like sampled chip 5013: f01 over half a period leaves EJ free along a long valley.
@@ -109,3 +118,33 @@ def test_a_reading_carries_the_dressing_error() -> None:
     reading = as_reading(line, 400)
     assert reading.snr == pytest.approx(1.5)
     assert reading.stderr == pytest.approx(np.hypot(0.26e6, DRESSING * 10e9))
+
+
+def test_the_plasma_line_that_moves_along_the_valley_is_searched_next() -> None:
+    """Levels 2, 3 of this chip are fluxon states of the next wells out (4π²·EL below the
+    plasma frequency): 1→2 and 0→3 go mostly as EL and, even read right, leave EJ ~1 %
+    uncertain. The plasma excitation of the inner wells (1→4 here) moves by GHz along
+    the valley: it is the line searched next, its window holds it, and with it EJ and EC
+    come out to 0.1 % (sampled chips 3000, 3008)."""
+    levels = 1e9 * TRUTH.energies(0.5, n_levels=6).ravel()
+    lines = {t: levels[t[1]] - levels[t[0]] for t in ALLOWED}
+
+    def reading(t: tuple[int, int]) -> OtherLine:
+        return OtherLine(SWEET_SPOT, lines[t], DRESSING * lines[t], *t)
+
+    peaks = trace(PERIOD)
+    # where the f01-only fit of these peaks lands along the valley (EJ ≈ 9.1 ± 0.5 GHz)
+    start = SimpleNamespace(EJ=9.1, EC=2.07, EL=0.19, period=PERIOD, sweet_spot=SWEET_SPOT)
+    plasmon = tuple(reading(t) for t in PLASMON)
+    joint = fit_flux_spectrum(peaks, period=PERIOD, others=plasmon, start=start)
+    assert joint.EJ_stderr / joint.EJ > 0.005
+    node = QubitFluxSpectroscopy()
+    remaining = tuple(t for t in ALLOWED if t not in PLASMON)
+    transition, (low, high) = node._informative_window(joint, SWEET_SPOT, None, remaining)
+    assert transition == (1, 4) and low < lines[transition] < high
+    final = fit_flux_spectrum(
+        peaks, period=PERIOD, others=(*plasmon, reading(transition)), start=joint
+    )
+    for name, true in (("EJ", TRUTH.EJ), ("EC", TRUTH.EC)):
+        value, stderr = getattr(final, name), getattr(final, f"{name}_stderr")
+        assert stderr / value < 0.002 and abs(value - true) < 4 * stderr

@@ -7,7 +7,11 @@ potential has two wells; levels 0 and 1 are the symmetric and antisymmetric well
 states and levels 2 and 3 the first plasma excitation in each well, so 1→2 and 0→3 are
 strong lines near the plasma frequency √(8·EJ·EC) (0→2 and 1→3 are parity-forbidden). One
 frequency sweep at the sweet spot without heralding (level 1 is thermally populated when
-f01 is a few hundred MHz) shows them, and either one separates EJ from EC.
+f01 is a few hundred MHz) shows them, and either one separates EJ from EC. Not always:
+with a small EL the fluxon states of the next wells out (~4π²·EL above the ground doublet)
+can lie below the plasma excitation; levels 2, 3 are then those, 1→2 and 0→3 go mostly as
+EL, and the lines that separate EJ from EC are the plasma excitations of the inner wells
+(1→4, 0→5). The node searches them next when the lines it has leave EJ or EC uncertain.
 
 Which line is which is decided by fitting, not by the f01-only prediction: along the valley
 of EJ, EC that f01 leaves open the prediction is far from linear, and a linearised
@@ -166,15 +170,23 @@ class Prediction:
         ]
 
 
-def _frequencies(values: dict[str, float], bias: float, cutoff: int) -> np.ndarray:
+def _frequencies(
+    values: dict[str, float],
+    bias: float,
+    cutoff: int,
+    transitions: tuple[tuple[int, int], ...] = PLASMON,
+) -> np.ndarray:
     model = FluxoniumModel(values["EJ"], values["EC"], values["EL"], cutoff=cutoff)
     flux = bias_to_flux(np.array([bias]), values["period"], values["sweet_spot"])
-    levels = model.energies(flux, n_levels=max(u for _, u in PLASMON) + 1)[0]
-    return 1e9 * np.array([levels[u] - levels[lo] for lo, u in PLASMON])
+    levels = model.energies(flux, n_levels=max(u for _, u in transitions) + 1)[0]
+    return 1e9 * np.array([levels[u] - levels[lo] for lo, u in transitions])
 
 
-def predict(fit: SpectrumFit, bias: float) -> Prediction:
-    """(f12, f03) at `bias` from a spectrum fit, with its covariance propagated linearly."""
+def predict(
+    fit: SpectrumFit, bias: float, transitions: tuple[tuple[int, int], ...] = PLASMON
+) -> Prediction:
+    """The `transitions` (f12, f03 unless given) at `bias` from a spectrum fit, with its
+    covariance propagated linearly."""
     result = fit.result
     if result.covar is None:
         raise FitError("the f01 fit has no covariance to predict the plasmon lines from")
@@ -182,17 +194,19 @@ def predict(fit: SpectrumFit, bias: float) -> Prediction:
     worst = max(abs(getattr(fit, f"{n}_stderr") / getattr(fit, n)) for n in ("EJ", "EC", "EL"))
     if not worst <= _MAX_RELATIVE_ERROR:
         raise FitError(f"the f01 fit's energies are {worst:.0%} uncertain: nothing to predict")
-    mean = _frequencies(values, bias, fit.cutoff)
+    mean = _frequencies(values, bias, fit.cutoff, transitions)
     jacobian = np.empty((mean.size, len(result.var_names)))
     for k, name in enumerate(result.var_names):
         step = 0.01 * (result.params[name].stderr or 1e-6 * max(abs(values[name]), 1e-9))
         shifted = [
-            _frequencies({**values, name: values[name] + sign * step}, bias, fit.cutoff)
+            _frequencies(
+                {**values, name: values[name] + sign * step}, bias, fit.cutoff, transitions
+            )
             for sign in (1, -1)
         ]
         jacobian[:, k] = (shifted[0] - shifted[1]) / (2 * step)
     covariance = jacobian @ np.asarray(result.covar) @ jacobian.T
-    return Prediction(bias, PLASMON, mean, covariance)
+    return Prediction(bias, transitions, mean, covariance)
 
 
 def valley(
@@ -293,15 +307,15 @@ def scaled_start(fit: SpectrumFit, reading: OtherLine) -> SpectrumFit:
     return replace(fit, EJ=fit.EJ * factor, EC=fit.EC * factor)
 
 
-def charge_ratio(fit: SpectrumFit) -> float:
-    """|⟨0|n|1⟩| / min over the plasmon lines of |⟨i|n|j⟩| at half flux, from the fit.
+def charge_ratio(fit: SpectrumFit, transitions: tuple[tuple[int, int], ...] = PLASMON) -> float:
+    """|⟨0|n|1⟩| / min over the `transitions` of |⟨i|n|j⟩| at half flux, from the fit.
 
-    A tone scaled by this drives the plasmon lines as hard as the one that gave a line of
+    A tone scaled by this drives those lines as hard as the one that gave a line of
     known width at f01: the Rabi rate is proportional to the charge matrix element.
     """
     model = FluxoniumModel(fit.EJ, fit.EC, fit.EL, cutoff=fit.cutoff)
-    n = np.abs(model.spectrum(0.5, n_levels=max(u for _, u in PLASMON) + 1).n_matrix)
-    plasmon = min(n[lo, u] for lo, u in PLASMON)
+    n = np.abs(model.spectrum(0.5, n_levels=max(u for _, u in transitions) + 1).n_matrix)
+    plasmon = min(n[lo, u] for lo, u in transitions)
     return float(n[0, 1] / max(plasmon, 1e-12))
 
 

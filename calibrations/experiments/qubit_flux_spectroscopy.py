@@ -248,7 +248,10 @@ class QubitFluxSpectroscopy(Node):
         once); lines are found whichever way they move the readout point;
         the tone is the sweet-spot row's, scaled by the ratio of charge matrix elements and
         by the wanted linewidth on the coarse grid. Each line found is measured again zoomed,
-        with the tone scaled to its width. No heralding: level 1 must stay populated.
+        with the tone scaled to its width. No heralding: level 1 must stay populated. The
+        lines are measured at half flux as the map placed it (`_plasmon_bias`); while those
+        assigned still leave EJ or EC uncertain, the most informative other allowed line is
+        searched (`_informative_search`).
         """
         tracked = _f01_fit(data, self.min_line_snr, self.max_residual_linewidths, self.min_points)
         if tracked is None or sweet_tone is None:
@@ -260,14 +263,15 @@ class QubitFluxSpectroscopy(Node):
             return data  # nor could the plasmon lines be predicted
         if self._energies_precise(fit, _period_errors(refits)):
             return data
-        starts = self._starts(peaks, fit, sweet_spot)
-        windows, pieces = self._plasmon_windows(peaks, fit, sweet_spot, refits)
+        bias = self._plasmon_bias(session, fit, sweet_spot)
+        starts = self._starts(peaks, fit, bias)
+        windows, pieces = self._plasmon_windows(peaks, fit, bias, refits)
         if not windows:
             return data
-        session.configure(flux={"voltage": sweet_spot}, drive={"herald": False})
-        tone, width = sweet_tone
-        middle = starts[len(starts) // 2]
-        tone *= plasmon.charge_ratio(middle) * self.points_per_linewidth / width
+        session.configure(flux={"voltage": bias}, drive={"herald": False})
+        amplitude, width = sweet_tone
+        per_step = amplitude * self.points_per_linewidth / width  # tone per Hz of step at f01
+        tone = per_step * plasmon.charge_ratio(starts[len(starts) // 2])
         rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
         for window in windows:
             searched = self._plasmon_search(session, window, tone)
@@ -278,13 +282,14 @@ class QubitFluxSpectroscopy(Node):
                 break
         seen = distinct_lines(rows, self.min_line_snr)
         joint = self._joint_fits(peaks, linewidths, fit, starts)
-        if seen and len(plasmon.assign(seen, sweet_spot, joint.consistent, joint.equivalent)) < 2:
+        if seen and len(plasmon.assign(seen, bias, joint.consistent, joint.equivalent)) < 2:
             # A line that more than one transition could be: look where its partner would
             # be under each reading; the pair then decides.
-            for reading in plasmon.readings(seen, sweet_spot, joint.consistent):
-                window = self._partner_window(joint, sweet_spot, reading)
+            for reading in plasmon.readings(seen, bias, joint.consistent):
+                window = self._partner_window(joint, bias, reading)
                 if window is not None:
                     rows += self._plasmon_search(session, window, tone)
+        rows += self._informative_search(session, data, joint, bias, rows, per_step)
         session.configure(drive={"herald": self.herald}, readout={"shots": self.shots})
         frequency, iq, amplitude, shots, zoomed = zip(*rows, strict=True)
         return (
@@ -295,19 +300,117 @@ class QubitFluxSpectroscopy(Node):
                 plasmon_zoomed=(PLASMON_ROW, np.array(zoomed)),
             )
             .assign_coords(plasmon_frequency=((PLASMON_ROW, PLASMON_POINT), _padded(frequency)))
-            .assign_attrs(plasmon_bias=sweet_spot)
+            .assign_attrs(plasmon_bias=bias)
         )
 
+    def _plasmon_bias(self, session: QubitSession, fit: SpectrumFit, calibrated: float) -> float:
+        """Where the plasmon lines are measured: at half flux as the f01 map placed it when
+        that is more precise than the calibrated sweet spot (the map's half period of sharp
+        peaks usually pins it ~20× better than the resonator).
+
+        Half flux matters to the lines: on a heavy fluxonium with small EL the levels 2, 3
+        can be the fluxon states of the next wells out (energy ~4π²·EL), a doublet split by
+        only a few MHz, and a flux offset of 3·10⁻⁴ Φ0 (one resonator stderr) mixes it
+        fully: the parity-forbidden 0→2 and 1→3 then show as strongly as 0→3 and 1→2, a few
+        MHz from them, and are read as the allowed ones (sampled chip 3000).
+        """
+        fitted = fit.sweet_spot - fit.period * np.round((fit.sweet_spot - calibrated) / fit.period)
+        stderr = float(session.known["flux_sweet_spot"].stderr)
+        shift = abs(fitted - calibrated) / fit.period
+        if fit.sweet_spot_stderr < stderr and shift <= self.max_sweet_spot_shift:
+            return float(fitted)
+        return calibrated
+
+    def _informative_search(
+        self,
+        session: QubitSession,
+        data: xr.Dataset,
+        joint: JointFits,
+        bias: float,
+        rows: list[tuple[np.ndarray, np.ndarray, float, int, bool]],
+        per_step: float,
+    ) -> list[tuple[np.ndarray, np.ndarray, float, int, bool]]:
+        """Searches for the allowed lines not yet assigned while the joint fit of those
+        that are still leaves EJ or EC less certain than wanted, the most informative first.
+
+        Which lines separate EJ from EC depends on the chip: when levels 2, 3 are fluxon
+        states of the outer wells (4π²·EL below the plasma frequency) 1→2 and 0→3 go as EL
+        and barely move along the EJ, EC valley, while the plasma excitations of the inner
+        wells (1→4, 0→5 there) move by GHz. The joint fit predicts every unassigned line
+        (with the held period's share and the model error); the one whose prediction is
+        widest in units of its own measurement error (`plasmon.DRESSING`) is searched
+        (± `plasmon_sigmas`, in pieces if wide), its tone scaled by its charge element.
+        """
+        added: list[tuple[np.ndarray, np.ndarray, float, int, bool]] = []
+        tried: set[tuple[int, int]] = set()
+        while True:
+            seen = distinct_lines(rows + added, self.min_line_snr)
+            others = tuple(plasmon.assign(seen, bias, joint.consistent, joint.equivalent))
+            refit = joint.of(others) if others else None
+            if refit is None:
+                return added
+            try:
+                refits = _period_refits(data, joint.peaks, refit, others)
+                mapping = _period_errors(refits)
+            except FitError:  # a capped joint refit that crawls: the model error stands in
+                refits, mapping = None, dict.fromkeys(ENERGIES, np.inf)
+            if self._energies_precise(refit, mapping):
+                return added
+            assigned = {(o.lower, o.upper) for o in others}
+            remaining = tuple(t for t in plasmon.ALLOWED if t not in assigned | tried)
+            if not remaining:
+                return added
+            try:
+                transition, window = self._informative_window(refit, bias, refits, remaining)
+            except FitError:
+                return added
+            tried.add(transition)
+            if window is None:
+                continue
+            tone = per_step * plasmon.charge_ratio(refit, (transition,))
+            for piece in plasmon.cut_windows([window], self.max_plasmon_span):
+                added += self._plasmon_search(session, piece, tone, seen)
+                if len(distinct_lines(rows + added, self.min_line_snr)) > len(seen):
+                    break  # a new line: the assignment and the joint fit decide again
+
+    def _informative_window(
+        self,
+        fit: SpectrumFit,
+        bias: float,
+        refits: list[SpectrumFit] | None,
+        transitions: tuple[tuple[int, int], ...],
+    ) -> tuple[tuple[int, int], tuple[float, float] | None]:
+        """Of `transitions`, the one whose prediction by `fit` (with the held period's share
+        from `refits` and the model error) is widest in units of its measurement error
+        (`plasmon.DRESSING`): measuring it narrows EJ, EC most. Its window is ± `plasmon_sigmas`
+        (None when nothing of it lies below `max_drive_frequency`). Raises FitError."""
+        prediction = _plasmon_prediction(fit, bias, refits, transitions).with_model_error()
+        spread = np.sqrt(np.diag(prediction.covariance))
+        best = int(np.argmax(spread / (plasmon.DRESSING * prediction.mean)))
+        centre, half = float(prediction.mean[best]), self.plasmon_sigmas * float(spread[best])
+        low = max(centre - half, self.min_frequency)
+        high = min(centre + half, self.max_drive_frequency)
+        return transitions[best], ((low, high) if high > low else None)
+
     def _plasmon_search(
-        self, session: QubitSession, window: tuple[float, float], tone: float
+        self,
+        session: QubitSession,
+        window: tuple[float, float],
+        tone: float,
+        known: list[Line] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray, float, int, bool]]:
         """A coarse sweep over `window` (tone per Hz of step given) and one zoomed sweep per
         line found in it, its tone scaled to the line's width: (sweep, IQ, tone, shots,
-        zoomed) per row."""
+        zoomed) per row. Lines within a linewidth of a `known` one are not zoomed again."""
         frequency = np.linspace(*window, self.plasmon_points)
         coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
         rows = [(*coarse, False)]
         lines = plasmon.find_lines_any_sense(frequency, coarse[1], self.min_line_snr)
+        lines = [
+            line
+            for line in lines
+            if all(abs(line.centre - k.centre) > max(line.fwhm, k.fwhm) for k in known or [])
+        ]
         for line in lines[: self.max_plasmon_lines]:
             half = 2 * line.fwhm
             zoom = np.linspace(line.centre - half, line.centre + half, self.points)
@@ -775,15 +878,19 @@ def _period_refits(
 
 
 def _plasmon_prediction(
-    fit: SpectrumFit, bias: float, refits: list[SpectrumFit] | None
+    fit: SpectrumFit,
+    bias: float,
+    refits: list[SpectrumFit] | None,
+    transitions: tuple[tuple[int, int], ...] = plasmon.PLASMON,
 ) -> plasmon.Prediction:
-    """The plasmon lines predicted by the f01-only fit, including what the held flux period's
-    uncertainty does to them: the `refits` at period ± stderr move them together, by far
-    more than the statistical errors when f01 alone leaves EJ and EC free to trade off."""
-    prediction = plasmon.predict(fit, bias)
+    """The plasmon lines (`transitions`) predicted by a fit, including what the held flux
+    period's uncertainty does to them: the `refits` at period ± stderr move them together,
+    by far more than the statistical errors when f01 alone leaves EJ and EC free to trade
+    off."""
+    prediction = plasmon.predict(fit, bias, transitions)
     if refits is None:
         return prediction
-    means = [plasmon.predict(f, bias).mean for f in refits]
+    means = [plasmon.predict(f, bias, transitions).mean for f in refits]
     return prediction.widened((means[0] - means[1]) / 2)
 
 
