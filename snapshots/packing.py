@@ -12,7 +12,8 @@ back what they would have seen live:
   `scale_factor` (the CF packing attribute, so generic netCDF readers unpack the scale
   themselves). The step is 1/64 of the narrowest shot noise σ estimated from the data:
   rounding adds rms step/√12 = σ/222 per component, a variance change of 2e-5 σ², and moves a
-  mean over N shots by ~σ/(222 √N), far below its own σ/√N error. Shots that give no noise
+  mean over N shots by ~σ/(222 √N), far below its own σ/√N error; where that would need
+  int32 counts the step coarsens to at most σ/8 to stay in int16. Shots that give no noise
   estimate (fewer than two, or a setting repeating one value, as coarse ADC counts may), that
   are not finite, or whose counts would pass 2**23 (beyond which float32 cannot hold
   count × step to within step/2) are stored unchanged.
@@ -43,6 +44,8 @@ STEP_ATTR = "scale_factor"
 STEP_ENCODING = "fluxcal_step"
 #: Quantisation step as a fraction of the narrowest shot noise.
 STEPS_PER_SIGMA = 64
+#: Coarsest step, as a fraction of the narrowest shot noise, taken to keep counts in int16.
+MIN_STEPS_PER_SIGMA = 8
 #: Largest count stored: float32 holds count × step to within step/2 up to here.
 MAX_COUNT = 2**23
 #: The 25th percentile of |x1 - x2| for x1, x2 ~ N(μ, σ²) is this times σ: √2 Φ⁻¹(0.625).
@@ -115,7 +118,7 @@ def _shot_counts(var: xr.Variable) -> xr.Variable | None:
     step = var.encoding.get(STEP_ENCODING)
     if step is None or not _reproduces(parts, step, np.finfo(var.dtype).dtype):
         axis = max(i for i, d in enumerate(var.dims) if is_shot_dim(d))
-        step = shot_step(values, axis)
+        step = _within_int16(shot_step(values, axis), parts)
     if not (math.isfinite(step) and step > 0):
         return None
     counts = np.rint(parts / step)
@@ -125,6 +128,23 @@ def _shot_counts(var: xr.Variable) -> xr.Variable | None:
     dtype = np.int16 if largest <= np.iinfo(np.int16).max else np.int32
     attrs = {**var.attrs, DTYPE_ATTR: str(var.dtype), STEP_ATTR: np.float64(step)}
     return xr.Variable((*var.dims, IQ_DIM), counts.astype(dtype), attrs)
+
+
+def _within_int16(step: float, parts: np.ndarray) -> float:
+    """`step`, or the coarser step that keeps the counts within int16 while it still
+    resolves the narrowest noise in `MIN_STEPS_PER_SIGMA` steps.
+
+    One step serves a whole variable, set by its narrowest noise; a grid of integration
+    times from 50 ns to T1 (readout optimisation on a long-lived qubit) spans √(T1/50 ns)
+    in noise, and its loudest settings then need int32 counts, twice the bytes, for a
+    precision nothing reads: at 8 steps per σ rounding adds σ/28 rms, a variance change of
+    1.3e-3 σ², and moves a mean over N shots by ~σ/(28 √N), still far below its own error.
+    """
+    if not (math.isfinite(step) and step > 0):
+        return step
+    needed = float(np.abs(parts).max(initial=0.0)) / np.iinfo(np.int16).max
+    limit = step * STEPS_PER_SIGMA / MIN_STEPS_PER_SIGMA
+    return needed if step < needed <= limit else step
 
 
 def _reproduces(parts: np.ndarray, step: float, component: np.dtype) -> bool:
