@@ -86,6 +86,9 @@ def main(n_chips: int = 60, first_seed: int = 1000, workers: int = 2) -> None:
             print(f"        {verdict.first_failure[0]}: {verdict.first_failure[1][:200]}")
         for text in verdict.wrong:
             print(f"        WRONG {text}")
+        outside = {k: e for k, e in verdict.normalised_errors.items() if abs(e) > 3}
+        if outside:  # which chip an overconfident stderr comes from, to look at it
+            print("        beyond 3σ: " + ", ".join(f"{k} {e:+.1f}σ" for k, e in outside.items()))
 
 
 if __name__ == "__main__":
