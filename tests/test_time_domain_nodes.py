@@ -20,7 +20,7 @@ import pytest
 import xarray as xr
 from devices import make_device
 
-from fluxcal.calibrations.adaptive import Budget, SequentialWindow
+from fluxcal.calibrations.adaptive import SequentialWindow
 from fluxcal.calibrations.experiments.decay_fits import Trace, fit_ramsey, project
 from fluxcal.calibrations.experiments.echo import Echo
 from fluxcal.calibrations.experiments.rabi import Rabi
@@ -344,33 +344,16 @@ class _FittedDecay:
         return self.decay
 
 
-def _ramsey_window(min_ratio: float | None) -> SequentialWindow:
-    node = Ramsey()
-    return SequentialWindow(
-        measure=lambda _window, _delays: None,
-        fit=lambda _trace: None,
-        goals=lambda _fit: {},
-        sweep="delay",
-        shots_per_point=node.adaptive_shots,
-        coarse_points=node.long_coarse_points,
-        min_batch=node.min_batch,
-        margin=node.stderr_margin,
-        budget=Budget(node.adaptive_budget, node.max_batches),
-        decay="decay",
-        window_factor=node.window_factor,
-        ratio_range=node.ratio_range,
-        restart=True,
-        min_ratio=min_ratio,
-    )
+def _ramsey_window() -> SequentialWindow:
+    """The node's own long-window design, with nothing to measure or fit."""
+    return Ramsey().long_window_design(lambda _w, _d: None, lambda _trace: None, np.inf)
 
 
 def test_ramsey_window_grows_on_a_decay_known_only_as_a_slow_rate():
     """Chip 5054: T2* 430 µs fitted as 780 ± 760 µs in the first 300 µs window. Every rate
     within one stderr puts the decay beyond 395 µs, too long for the window: it grows, to
     fewer than 3 × 780 µs (5.5 T2*, where the design took ~1.7× the shots)."""
-    window = _ramsey_window(Ramsey().min_window_ratio)._window_for(
-        _FittedDecay(780e-6, 760e-6), 300e-6
-    )
+    window = _ramsey_window()._window_for(_FittedDecay(780e-6, 760e-6), 300e-6)
     assert window is not None
     assert 2 * 395e-6 < window < 3 * 780e-6
 
@@ -381,7 +364,7 @@ def test_ramsey_window_kept_once_designed_while_the_gate_accepts_it():
     away and the budget ran out. Once designed, the window is re-sized only below the
     gate's floor; before the design, below the accepted range."""
     fit = _FittedDecay(163e-6, 13e-6)
-    ramsey = _ramsey_window(Ramsey().min_window_ratio)
+    ramsey = _ramsey_window()
     assert ramsey._window_for(fit, 300e-6, grow_only=True) is None
     assert ramsey._window_for(fit, 300e-6) is not None
     assert ramsey._window_for(_FittedDecay(240e-6, 13e-6), 300e-6, grow_only=True) is not None

@@ -28,6 +28,7 @@ qubit_frequency whose sign is a guess would steer every later node to the wrong 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,26 +213,10 @@ class Ramsey(Node):
             )
             return measure_repeats(session, self.name, SWEEP, delays)
 
-        design = SequentialWindow(
-            measure=measure_long,
-            fit=lambda iq: long_window_fit(xr.Dataset({"iq": iq}), long["detuning"]),
-            goals=lambda fit: {
-                "decay": self.max_relative_error * abs(fit.value("decay")[0]),
-                "frequency": self.max_frequency_stderr,
-                "amplitude": abs(fit.value("amplitude")[0]) / self.min_snr,
-            },
-            sweep=SWEEP,
-            shots_per_point=self.adaptive_shots,
-            coarse_points=self.long_coarse_points,
-            min_batch=self.min_batch,
-            margin=self.stderr_margin,
-            budget=Budget(self.adaptive_budget, self.max_batches),
-            decay="decay",
-            window_factor=self.window_factor,
-            ratio_range=self.ratio_range,
-            max_window=session.upper_limit("drive", "delay", self.max_delay),
-            restart=True,
-            min_ratio=self.min_window_ratio,
+        design = self.long_window_design(
+            measure_long,
+            lambda iq: long_window_fit(xr.Dataset({"iq": iq}), long["detuning"]),
+            session.upper_limit("drive", "delay", self.max_delay),
         )
         iq = design.run(self.window_factor * session.get("T2_ramsey", self.t2_guess))
         data = short.dataset().assign(iq=iq)
@@ -246,6 +231,37 @@ class Ramsey(Node):
             "batches": int(iq[batch_coordinate(SWEEP)].values.max()) + 1,
         }
         return data
+
+    def long_window_design(
+        self,
+        measure: Callable[[float, np.ndarray], xr.DataArray],
+        fit: Callable[[xr.DataArray], CurveFit],
+        max_window: float,
+    ) -> SequentialWindow:
+        """The sequential design of the long window: stderr goals from the gate, a window
+        that restarts when the decay does not fit it (re-sized once designed only below the
+        gate's floor, `min_window_ratio`)."""
+        return SequentialWindow(
+            measure=measure,
+            fit=fit,
+            goals=lambda fit: {
+                "decay": self.max_relative_error * abs(fit.value("decay")[0]),
+                "frequency": self.max_frequency_stderr,
+                "amplitude": abs(fit.value("amplitude")[0]) / self.min_snr,
+            },
+            sweep=SWEEP,
+            shots_per_point=self.adaptive_shots,
+            coarse_points=self.long_coarse_points,
+            min_batch=self.min_batch,
+            margin=self.stderr_margin,
+            budget=Budget(self.adaptive_budget, self.max_batches),
+            decay="decay",
+            window_factor=self.window_factor,
+            ratio_range=self.ratio_range,
+            max_window=max_window,
+            restart=True,
+            min_ratio=self.min_window_ratio,
+        )
 
     def _short_shortfall(self, fit: CurveFit, precision: float) -> float:
         """How far a short-window fringe is from what the long window and the gate need
