@@ -118,18 +118,16 @@ class FluxoniumModel:
     @cached_property
     def _operators(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """H0, cos φ, sin φ, n and φ in the truncated oscillator basis."""
-        big = self.cutoff + _PADDING
-        a = np.diag(np.sqrt(np.arange(1, big)), k=1)
-        phi_big = self.phi_zpf * (a + a.T)
-        x_values, x_vectors = _quadrature_eigensystem(big)
+        x_values, x_vectors = _quadrature_eigensystem(self.cutoff + _PADDING)
         w = self.phi_zpf * x_values
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
             cos_phi = (x_vectors * np.cos(w)) @ x_vectors.T
             sin_phi = (x_vectors * np.sin(w)) @ x_vectors.T
         k = self.cutoff
+        a = np.diag(np.sqrt(np.arange(1, k)), k=1)
         h0 = np.diag(self.plasma_frequency * (np.arange(k) + 0.5))
-        n_op = 1j / (2.0 * self.phi_zpf) * (a.T - a)[:k, :k]
-        return h0, cos_phi[:k, :k], sin_phi[:k, :k], n_op, phi_big[:k, :k]
+        n_op = 1j / (2.0 * self.phi_zpf) * (a.T - a)
+        return h0, cos_phi[:k, :k], sin_phi[:k, :k], n_op, self.phi_zpf * (a + a.T)
 
     def _check_levels(self, n_levels: int) -> None:
         """More levels than the basis holds would silently come back short; refuse instead."""
