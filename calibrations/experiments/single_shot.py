@@ -147,11 +147,13 @@ def _decay_tail(x: np.ndarray, centre0: float, centre1: float, sigma: float, dec
     form, λ·e^(−λz + λ²σ²/2)·[Φ((D − m)/σ) − Φ(−m/σ)] with z the distance from the |0⟩
     blob towards the |1⟩ blob, D = |Δ|, λ = r/D and m = z − λσ², evaluated in logs.
     """
+    if decay <= 0:
+        return np.zeros_like(x)
     distance = max(abs(centre1 - centre0), 1e-12 * sigma)
     rate = decay / distance
     z = np.sign(centre1 - centre0 or 1.0) * (x - centre0)
     mean = z - rate * sigma**2
-    log_scale = np.log(max(rate, 1e-300)) - rate * z + 0.5 * (rate * sigma) ** 2
+    log_scale = np.log(rate) - rate * z + 0.5 * (rate * sigma) ** 2
     low, high = -mean / sigma, (distance - mean) / sigma
     # Φ(high) − Φ(low) from the tail both ends lie in, as log(e^a − e^b) = a + log(1 − e^(b−a))
     upper = low > 0
@@ -159,7 +161,7 @@ def _decay_tail(x: np.ndarray, centre0: float, centre1: float, sigma: float, dec
     b = np.where(upper, log_ndtr(-high), log_ndtr(low))
     with np.errstate(divide="ignore"):  # a = b: no width, log 0 = −∞, density 0
         log_difference = a + np.log(-np.expm1(b - a))
-    return np.exp(log_scale + log_difference) if decay > 0 else np.zeros_like(x)
+    return np.exp(log_scale + log_difference)
 
 
 def _blob_histograms(params: lmfit.Parameters, x: np.ndarray, totals: np.ndarray) -> np.ndarray:
