@@ -122,19 +122,23 @@ def dask_runner() -> Iterator[Runner]:
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
 
+            # The fits reach the flow by closure, not as its parameters: Prefect ships the
+            # flow run's context, parameters included, with every task it submits to Dask,
+            # so a batch passed as a parameter would travel with each of its fits (the
+            # engine's flows strip theirs likewise, `flows.engine._without_run_parameters`).
             @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
-            def fit_batch(batch: list[Fit], warm_up: bool) -> float:
+            def fit_batch(count: int) -> float:
                 start = time.perf_counter()
                 futures = [
                     fit_task.submit(node, node.name, f"batch{i}", data)
-                    for i, (node, data) in enumerate(batch)
+                    for i, (node, data) in enumerate(fits[:count])
                 ]
                 for future in futures:
                     future.result()
                 return time.perf_counter() - start
 
-            fit_batch(fits[: 2 * workers], True)  # imports and first task runs on each worker
-            return fit_batch(fits, False)
+            fit_batch(2 * workers)  # imports and first task runs on each worker
+            return fit_batch(len(fits))
 
     with temporary_server() as (url, _), api(url):
         yield run

@@ -17,9 +17,11 @@ and per flow run the time outside the walk (opening the lab, snapshot, artifacts
 
 `--pace P` makes the simulated lab wait P wall seconds per device second, as hardware would:
 the run is then device-bound, and wall/parallel near 1 means the run takes the fridge's busy
-time, not the sum. `--separate-lines` wires every qubit to a feedline of its own.
+time, not the sum. `--separate-lines` wires every qubit to a feedline of its own; `--alike`
+makes every qubit a copy of q0 (own noise seed), so that N qubits against 1 compares like
+with like.
 
-    python benchmarks/bench_fleet.py [--prefect] [--pace P] [--separate-lines]
+    python benchmarks/bench_fleet.py [--prefect] [--pace P] [--separate-lines] [--alike]
         [--qubits 1 4 16 64] [--workers 1 2 4] [NODE ...]
 """
 
@@ -66,6 +68,17 @@ def spread(count: int, per_feedline: int) -> list[str]:
     lines = max(count, QUBITS) // per_feedline
     order = [f"q{line * per_feedline + k}" for k in range(per_feedline) for line in range(lines)]
     return order[:count]
+
+
+def alike(qubits: dict[str, dict]) -> dict[str, dict]:
+    """Every qubit q0's physics on its own lines and noise seed: N qubits then cost N times
+    one in device time, so the wall time of N against 1 shows what running at once gains
+    (the sampled qubits' own costs differ by up to ~10×, and the slowest sets the wall)."""
+    first = next(iter(qubits.values()))
+    return {
+        name: {**first, "seed": entry["seed"], "lines": entry["lines"]}
+        for name, entry in qubits.items()
+    }
 
 
 def fleet_station(device_file: Path, pace: float):
@@ -249,12 +262,17 @@ def main() -> None:
     parser.add_argument("--prefect", action="store_true", help="flow runs on a Prefect server")
     parser.add_argument("--pace", type=float, default=0.0, help="wall s per device s")
     parser.add_argument("--separate-lines", action="store_true")
+    parser.add_argument(
+        "--alike", action="store_true", help="every qubit a copy of q0 (own noise seed)"
+    )
     parser.add_argument("--qubits", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
     per_feedline = 1 if args.separate_lines else QUBITS_PER_FEEDLINE
     size = max(QUBITS, *args.qubits)
     chip = fleet_device_dict(qubits=size, per_feedline=per_feedline)
+    if args.alike:
+        chip["qubits"] = alike(chip["qubits"])
     with (
         tempfile.TemporaryDirectory() as tmp,
         prefect_server(chip["name"]) if args.prefect else nullcontext() as server,
@@ -264,6 +282,7 @@ def main() -> None:
         initialise_or_create_database_at(str(Path(tmp) / "bench.db"))
         engine = prefect_engine(Path(tmp)) if args.prefect else plain_engine
         lines = "one feedline per qubit" if args.separate_lines else "four qubits per feedline"
+        lines += ", every qubit a copy of q0" if args.alike else ""
         where = "Prefect flow runs" if args.prefect else "plain runner"
         print(
             f"{where}; nodes: {', '.join(args.nodes)}; {size}-qubit chip, {lines}; "

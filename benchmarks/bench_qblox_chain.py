@@ -1,13 +1,12 @@
 """The whole calibration chain through Qblox's own driver (dummy Cluster), judged against truth.
 
-What `fluxcal calibrate --station instruments/qblox_station.yaml --config
-instruments/qblox_settings.yaml` does, timed: every node compiles its sweeps to Q1ASM, the
-dummy assembles and "runs" them (drive tones through the baseband QCM or, upconverted, the
-QCM-RF with one LO setting per segment), the bins (fluxonium physics from the compiled
-settings and the LOs read back) come back through the driver, heralded nodes post-select on
-their herald bins. Prints the drive's bands, each node's outcome and wall time, the device
-time the compiled programs would hold the chip, and every parameter against the simulator's
-truth with the simulated lab's chain tolerances (`tests/robustness.py`,
+What `fluxcal calibrate --station instruments/qblox_station.yaml` does, timed: every node
+compiles its sweeps to Q1ASM, the dummy assembles and "runs" them (drive tones through the
+baseband QCM or, upconverted, the QCM-RF with one LO setting per segment), the bins (fluxonium
+physics from the compiled settings and the LOs read back) come back through the driver,
+heralded nodes post-select on their herald bins. Prints the drive's bands, each node's outcome
+and wall time, the device time the compiled programs would hold the chip, and every parameter
+against the simulator's truth with the simulated lab's chain tolerances (`tests/robustness.py`,
 `tests/test_chain_accuracy.py`).
 
 Run: .venv/bin/python benchmarks/bench_qblox_chain.py   (tens of minutes on a loaded 2-core box,
@@ -30,12 +29,10 @@ from readout_brute_force import brute_force_fidelity  # noqa: E402
 from robustness import wrong_values  # noqa: E402
 
 from fluxcal.calibrations.runner import run_graph  # noqa: E402
-from fluxcal.calibrations.settings import settings_from  # noqa: E402
 from fluxcal.instruments.device import SimulatedDevice  # noqa: E402
 from fluxcal.instruments.station import load_station  # noqa: E402
 
 STATION = ROOT / "instruments" / "qblox_station.yaml"
-SETTINGS = ROOT / "instruments" / "qblox_settings.yaml"
 
 
 def main(qubit: str = "q0") -> int:
@@ -46,7 +43,7 @@ def main(qubit: str = "q0") -> int:
     device = SimulatedDevice.from_yaml(time=0.0)
     station.components["readout"].simulated_device.time = 0.0  # no drift: truth stays put
     start = time.perf_counter()
-    run = run_graph(station, [qubit], settings=settings_from(SETTINGS))
+    run = run_graph(station, [qubit])
     wall = time.perf_counter() - start
     results = run.results[qubit]
     device_s = station.components["readout"].submodules[qubit].device_time()

@@ -20,7 +20,7 @@ import xarray as xr
 from qcodes import Station
 from qcodes.dataset import Measurement, load_or_create_experiment
 
-from fluxcal.instruments.contract import Range, channel_of, setting_range
+from fluxcal.instruments.contract import Range, channel_of, setting_bands, setting_range
 from fluxcal.snapshots import CalibratedParameter
 
 #: QCoDeS's SQLite transactions (a deferred BEGIN that reads, then writes) fail at once with
@@ -61,6 +61,11 @@ class QubitSession:
         """The range the instrument accepts for a setting, read from its validator (the
         hardware contract), so nodes never copy one instrument's limits."""
         return setting_range(self.channel(role).parameters[name])
+
+    def bands(self, role: str, name: str) -> tuple[Range, ...]:
+        """The bands a setting reaches, lowest first (one, its range, unless the instrument
+        plays it through paths with a gap between them): sweeps skip what none reaches."""
+        return setting_bands(self.channel(role).parameters[name])
 
     def upper_limit(self, role: str, name: str, own: float | None = None) -> float:
         """The instrument's upper limit of a setting, or a node's own `own` limit if lower."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+from qcodes.validators import Numbers, Validator
 
 ROLES: tuple[str, ...] = ("flux", "drive", "readout")
 
@@ -154,6 +155,55 @@ def setting_range(parameter: Any) -> Range:
             f"({validator!r}) states no numeric range; give it Numbers(min, max)"
         )
     return Range(float(low), float(high))
+
+
+class Bands(Validator[float]):
+    """Values a setting reaches through separate paths: the union of their bands.
+
+    A drive whose baseband NCO and upconverter cover disjoint frequencies (e.g. 0–0.5 and
+    2–18 GHz) states both, so that nodes skip what no path plays instead of being refused
+    mid-sweep. `min_value`/`max_value` span them all (what `setting_range` reads); a value
+    between two bands is refused in one line naming them, as one beyond them is.
+    """
+
+    def __init__(self, *bands: tuple[float, float]):
+        self.bands = tuple(sorted((float(low), float(high)) for low, high in bands))
+        self.min_value, self.max_value = self.bands[0][0], self.bands[-1][1]
+        self._valid_values = (self.min_value,)
+        self.is_numeric = True
+
+    def validate(self, value: float, context: str = "") -> None:
+        Numbers(self.min_value, self.max_value).validate(value, context)
+        if not any(low <= value <= high for low, high in self.bands):
+            raise ValueError(f"{value!r} lies between the bands {self}; {context}")
+
+    def __repr__(self) -> str:
+        return ", ".join(f"{low:.6g}…{high:.6g}" for low, high in self.bands)
+
+
+def setting_bands(parameter: Any) -> tuple[Range, ...]:
+    """The bands a setting accepts, lowest first: a `Bands` validator's (anything with a
+    `bands` attribute of (low, high) pairs), else its one `setting_range`."""
+    bands = getattr(getattr(parameter, "vals", None), "bands", None)
+    if bands:
+        return tuple(Range(float(low), float(high)) for low, high in bands)
+    return (setting_range(parameter),)
+
+
+def band_of(bands: tuple[Range, ...], value: float) -> Range | None:
+    """The band holding `value`, or None when it lies between or beyond them."""
+    return next((band for band in bands if band.low <= value <= band.high), None)
+
+
+def bands_text(bands: tuple[Range, ...], scale: float = 1e9, unit: str = "GHz") -> str:
+    """The bands in one phrase for an error message, e.g. '0–0.5, 2–18 GHz'."""
+    return ", ".join(f"{b.low / scale:.4g}–{b.high / scale:.4g}" for b in bands) + f" {unit}"
+
+
+def band_pieces(bands: tuple[Range, ...], low: float, high: float) -> list[Range]:
+    """The parts of [low, high] the bands reach, lowest first (empty parts dropped)."""
+    pieces = [Range(max(low, band.low), min(high, band.high)) for band in bands]
+    return [piece for piece in pieces if piece.high > piece.low]
 
 
 def channel_of(station: Any, role: str, qubit: str) -> Any:

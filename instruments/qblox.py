@@ -33,7 +33,7 @@ from qcodes.instrument import Instrument, InstrumentChannel
 from qcodes.parameters import ParameterWithSetpoints
 from qcodes.validators import Arrays, Enum, Ints, Numbers, Validator
 
-from fluxcal.instruments.contract import SWEEPABLE, ContractError, setting_range
+from fluxcal.instruments.contract import SWEEPABLE, Bands, ContractError, setting_range
 from fluxcal.instruments.contract_parameters import add_sequence_parameters, sweep_values_validator
 from fluxcal.instruments.pulses import ResolvedPulse, resolve, trailing_wait
 from fluxcal.instruments.qblox_program import (
@@ -136,28 +136,6 @@ class QbloxFlux(_QbloxRole):
         )
 
 
-class DriveBands(Validator[float]):
-    """Frequencies a drive reaches: the union of its paths' bands (Hz).
-
-    `min_value`/`max_value` span them all (what the contract's `setting_range` reads); a
-    frequency between two bands is refused in one line naming them, as one beyond them is.
-    """
-
-    def __init__(self, *bands: tuple[float, float]):
-        self.bands = tuple(sorted((float(low), float(high)) for low, high in bands))
-        self.min_value, self.max_value = self.bands[0][0], self.bands[-1][1]
-        self._valid_values = (self.min_value,)
-        self.is_numeric = True
-
-    def validate(self, value: float, context: str = "") -> None:
-        Numbers(self.min_value, self.max_value).validate(value, context)
-        if not any(low <= value <= high for low, high in self.bands):
-            raise ValueError(f"{value!r} lies between the bands {self}; {context}")
-
-    def __repr__(self) -> str:
-        return ", ".join(f"{low:.6g}…{high:.6g}" for low, high in self.bands) + " Hz"
-
-
 @dataclass(frozen=True)
 class DrivePath:
     """Where one program's drive tones go: a sequencer, its full scale and LO (0: baseband)."""
@@ -203,7 +181,7 @@ class QbloxDrive(_QbloxRole):
         scale = self.full_scale
         if rf is not None:
             low, high = self._rf_band(rf)
-            frequency = DriveBands((0.0, reach), (low, high))
+            frequency = Bands((0.0, reach), (low, high))
             scale = min(scale, self.rf_full_scale)
         _setting(channel, "frequency", "Hz", 100e6, frequency)
         _setting(channel, "amplitude", "V", 0.0, Numbers(0.0, scale))

@@ -51,6 +51,13 @@ from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux, respo
 from fluxcal.calibrations.gate import at_least, at_most, relative_error, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.contract import (
+    ContractError,
+    Range,
+    band_of,
+    band_pieces,
+    bands_text,
+)
 
 ROW = "flux_voltage"
 POINT = "point"
@@ -179,17 +186,27 @@ class QubitFluxSpectroscopy(Node):
         rows = []
         missed = 0
         offset, step = 0.0, self.first_step
+        bands = self._bands(session)
         while len(rows) < self.rows and offset <= self.flux_span + 1e-12:
             if missed >= self.max_missed_rows:
                 break  # the line has faded out (the dispersive shift can vanish far from Φ0/2)
             window = self._window(offset, found_flux, found_f01, f_half, step)
-            bias = sweet_spot + direction * offset * period
-            session.configure(flux={"voltage": bias})
             # Without a prediction yet (first row off the sweet spot) the window is wide:
             # f01 is then the lowest line in it.
             lowest = len(found_flux) == 1
+            band = band_of(bands, window.centre - window.half_width if lowest else window.centre)
+            if band is None and offset == 0.0:
+                raise ContractError(
+                    f"{self.name}: f01 = {f_half / 1e9:.4g} GHz at the sweet spot lies where "
+                    f"the drive plays nothing (it reaches {bands_text(bands)})"
+                )
+            if band is None:  # predicted where the drive plays nothing: on to the next row
+                offset = self._next_offset(offset, step)
+                continue
+            bias = sweet_spot + direction * offset * period
+            session.configure(flux={"voltage": bias})
             frequency, iq, amplitude, shots, line = self._measure_row(
-                session, window, last_tone, lowest
+                session, window, band, last_tone, lowest
             )
             rows.append((bias, frequency, iq, amplitude, shots))
             missed = 0 if line is not None else missed + 1
@@ -204,8 +221,7 @@ class QubitFluxSpectroscopy(Node):
             if offset > 0:
                 missed_by = abs(line.centre - window.centre) if line else np.inf
                 step = self._next_step(step, found_f01, missed_by)
-            offset = offset + step if offset < self.flux_span else np.inf
-            offset = min(offset, self.flux_span) if np.isfinite(offset) else offset
+            offset = self._next_offset(offset, step)
         data = self._dataset(session, rows, period, sweet_spot, f_half)
         sweet_tone = next(((a, w) for a, w, b in tones if b == sweet_spot), None)
         return self._with_plasmon_lines(session, data, sweet_spot, sweet_tone)
@@ -401,21 +417,28 @@ class QubitFluxSpectroscopy(Node):
     ) -> list[tuple[np.ndarray, np.ndarray, float, int, bool]]:
         """A coarse sweep over `window` (tone per Hz of step given) and one zoomed sweep per
         line found in it, its tone scaled to the line's width: (sweep, IQ, tone, shots,
-        zoomed) per row. Lines within a linewidth of a `known` one are not zoomed again."""
-        frequency = np.linspace(*window, self.plasmon_points)
-        coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
-        rows = [(*coarse, False)]
-        lines = plasmon.find_lines_any_sense(frequency, coarse[1], self.min_line_snr)
-        lines = [
-            line
-            for line in lines
-            if all(abs(line.centre - k.centre) > max(line.fwhm, k.fwhm) for k in known or [])
-        ]
-        for line in lines[: self.max_plasmon_lines]:
-            half = 2 * line.fwhm
-            zoom = np.linspace(line.centre - half, line.centre + half, self.points)
-            wanted = self.points_per_linewidth * (zoom[1] - zoom[0])
-            rows.append((*self._plasmon_row(session, zoom, coarse[2] * wanted / line.fwhm), True))
+        zoomed) per row. Lines within a linewidth of a `known` one are not zoomed again.
+        A window across a gap of the drive's bands is swept piece by piece, at its step."""
+        step = (window[1] - window[0]) / (self.plasmon_points - 1)
+        rows = []
+        for piece in band_pieces(self._bands(session), *window):
+            points = max(self.points, round((piece.high - piece.low) / step) + 1)
+            frequency = np.linspace(piece.low, piece.high, points)
+            coarse = self._plasmon_row(session, frequency, tone * (frequency[1] - frequency[0]))
+            rows.append((*coarse, False))
+            lines = plasmon.find_lines_any_sense(frequency, coarse[1], self.min_line_snr)
+            lines = [
+                line
+                for line in lines
+                if all(abs(line.centre - k.centre) > max(line.fwhm, k.fwhm) for k in known or [])
+            ]
+            for line in lines[: self.max_plasmon_lines]:
+                half = 2 * line.fwhm
+                low, high = max(line.centre - half, piece.low), min(line.centre + half, piece.high)
+                zoom = np.linspace(low, high, self.points)
+                wanted = self.points_per_linewidth * (zoom[1] - zoom[0])
+                tone_zoom = coarse[2] * wanted / line.fwhm
+                rows.append((*self._plasmon_row(session, zoom, tone_zoom), True))
         return rows
 
     def _plasmon_windows(
@@ -538,6 +561,19 @@ class QubitFluxSpectroscopy(Node):
             for n in ("EJ", "EC")
         )
 
+    def _next_offset(self, offset: float, step: float) -> float:
+        """The next row's flux offset: `step` on, the last row at `flux_span`, then none (inf)."""
+        if offset >= self.flux_span:
+            return np.inf
+        return min(offset + step, self.flux_span)
+
+    def _bands(self, session: QubitSession) -> tuple[Range, ...]:
+        """The drive's bands within `min_frequency` … `max_drive_frequency`: a drive with a
+        gap between its paths (e.g. 0.5–2 GHz) has f01 cross it between two rows; rows
+        predicted in the gap are skipped, plasmon windows searched piece by piece."""
+        bands = session.bands("drive", "frequency")
+        return tuple(band_pieces(bands, self.min_frequency, self.max_drive_frequency))
+
     def _next_step(self, step: float, f01: list[float], missed_by: float) -> float:
         """Flux step to the next row: f01 should move by about `target_jump` per row, so
         predictions stay close where f01 bends, and by `far_jump` where the last prediction
@@ -567,10 +603,11 @@ class QubitFluxSpectroscopy(Node):
             return Window(0.5 * (low + high), 0.5 * (high - low))
         return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
 
-    def _sweep(self, window: Window) -> np.ndarray:
-        top = self.max_drive_frequency
-        low = min(max(window.centre - window.half_width, self.min_frequency), top / 2)
-        high = min(max(window.centre + window.half_width, low + 2 * self.min_half_width), top)
+    def _sweep(self, window: Window, band: Range) -> np.ndarray:
+        """The row's tones: the window within `band`, at least 2 `min_half_width` wide."""
+        narrowest = min(2 * self.min_half_width, band.high - band.low)
+        low = min(max(window.centre - window.half_width, band.low), band.high - narrowest)
+        high = min(max(window.centre + window.half_width, low + narrowest), band.high)
         # a wide window gets more points, so a line of a few steps is never very broad
         points = int(np.clip(np.ceil((high - low) / self.max_step) + 1, self.points, 401))
         return np.linspace(low, high, points)
@@ -579,6 +616,7 @@ class QubitFluxSpectroscopy(Node):
         self,
         session: QubitSession,
         window: Window,
+        band: Range,
         last_tone: tuple[float, float] | None,
         lowest: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
@@ -598,7 +636,7 @@ class QubitFluxSpectroscopy(Node):
         amplitude = None
         predicted = window
         for attempt in range(self.retries + 1):
-            frequency = self._sweep(window)
+            frequency = self._sweep(window, band)
             step = frequency[1] - frequency[0]
             wanted = self.points_per_linewidth * step
             if amplitude is None:

@@ -38,6 +38,7 @@ from fluxcal.calibrations.fitting.spectrum import refine_peak, response_to_peak
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
+from fluxcal.instruments.contract import ContractError, band_pieces, bands_text
 
 SWEEP = "drive_frequency"
 COARSE = "coarse_frequency"
@@ -364,7 +365,7 @@ class QubitSpectroscopy(Node):
         first = None  # the same of the first look, kept as the record when no line is found
         tried: list[tuple[float, float]] = []
         points = self._symmetry_points(session)
-        top = session.upper_limit("drive", "frequency", self.coarse_stop)
+        start, top = self._coarse_span(session)
         warm = self._warm_window(session)
         if warm is not None:
             # a daily run: the line is looked for where the last calibration left it, at
@@ -378,9 +379,10 @@ class QubitSpectroscopy(Node):
             # f01 is lowest at half flux: at the other symmetry point only a line below the
             # one already found could mean that this point is the half-flux one.
             stop = top if found is None else found[4].centre - 2 * found[4].fwhm
-            if stop < self.coarse_start + 10 * self.coarse_step:
+            if stop < start + 10 * self.coarse_step:
                 break
-            coarse = np.arange(self.coarse_start, stop + self.coarse_step / 2, self.coarse_step)
+            coarse = np.arange(start, stop + self.coarse_step / 2, self.coarse_step)
+            coarse = coarse[coarse <= stop]
             tried.append((bias, stderr))
             reference = None if found is None else (line_amplitude(found[3], found[4]), found[4])
             coarse, coarse_iq, line = self._coarse_look(session, bias, coarse, reference)
@@ -409,14 +411,28 @@ class QubitSpectroscopy(Node):
             fine, amplitude = retry
         return dataset
 
+    def _coarse_span(self, session: QubitSession) -> tuple[float, float]:
+        """Where the coarse search runs: `coarse_start` … `coarse_stop` within the lowest band
+        the drive reaches there. f01 at half flux is the lowest line, so a drive with a gap
+        (e.g. 0–0.5 and 2–18 GHz) is searched below it, never refused mid-sweep in it."""
+        bands = session.bands("drive", "frequency")
+        pieces = band_pieces(bands, self.coarse_start, self.coarse_stop)
+        if not pieces:
+            raise ContractError(
+                f"{self.name}: the drive reaches {bands_text(bands)}, nothing of the coarse "
+                f"search's {self.coarse_start / 1e9:.4g}–{self.coarse_stop / 1e9:.4g} GHz"
+            )
+        return pieces[0].low, pieces[0].high
+
     def _warm_window(self, session: QubitSession) -> np.ndarray | None:
         """The coarse sweep ± `warm_half_span` around the qubit frequency a previous run
         calibrated (none in a bring-up: this node is the first to measure it)."""
         known = session.known.get("qubit_frequency")
         if known is None or not np.isfinite(known.value) or self.warm_half_span <= 0:
             return None
-        low = max(self.coarse_start, float(known.value) - self.warm_half_span)
-        high = min(self.coarse_stop, float(known.value) + self.warm_half_span)
+        start, top = self._coarse_span(session)
+        low = max(start, float(known.value) - self.warm_half_span)
+        high = min(top, float(known.value) + self.warm_half_span)
         if high - low < 10 * self.coarse_step:
             return None
         return np.arange(low, high + self.coarse_step / 2, self.coarse_step)
