@@ -19,6 +19,7 @@ import xarray as xr
 
 from fluxcal.calibrations.graph import DAY, GraphEntry
 from fluxcal.calibrations.node import Analysis, Node
+from fluxcal.calibrations.persist import save_run
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.device import SimulatedDevice
@@ -26,6 +27,7 @@ from fluxcal.instruments.device_config import load_device_config
 from fluxcal.instruments.fleet import fleet_device_path, fleet_yaml
 from fluxcal.instruments.station import build_station
 from fluxcal.instruments.wiring import station_groups
+from fluxcal.snapshots.store import SnapshotStore
 
 #: q0, q1 on feedline0; q4, q5 on feedline1 (instruments/device16.yaml)
 QUBITS = ["q0", "q1", "q4", "q5"]
@@ -91,21 +93,51 @@ def test_parallel_device_time_is_the_longest_group_and_the_sum_stays_reported():
     assert "in parallel (2 group(s), 2 worker(s))" in run.device_time_line()
 
 
-def test_a_parallel_run_measures_exactly_what_a_sequential_one_does():
-    runs = []
+#: Attributes that name the QCoDeS run a dataset came from: each run its own.
+RUN_IDENTITY = {"run_id", "guid", "coarse_run_id", "averaging_runs"}
+
+
+def test_a_parallel_run_stores_exactly_the_snapshot_a_sequential_one_does(tmp_path):
+    """Same seeds, 1 worker and 2: the saved snapshots hold the same parameters, experiment
+    records (fit values, outcomes, device time) and raw data; only timestamps differ."""
+    runs, snapshots = [], []
     for workers in (1, 2):
         station, groups = fleet(["q0", "q4"])
-        runs.append(run_graph(station, ["q0", "q4"], nodes=CHEAP, groups=groups, workers=workers))
-    sequential, parallel = runs
-    assert sequential.outcomes() == parallel.outcomes()
-    assert all(o == "accepted" for q in sequential.outcomes().values() for o in q.values())
-    values = [
-        {q: {n: vars(p) for n, p in r.parameters[q].items()} for q in r.parameters} for r in runs
-    ]
-    for qubit in ("q0", "q4"):
-        for name, stored in values[0][qubit].items():
-            assert values[1][qubit][name]["value"] == stored["value"]
-            assert values[1][qubit][name]["stderr"] == stored["stderr"]
+        run = run_graph(station, ["q0", "q4"], nodes=CHEAP, groups=groups, workers=workers)
+        store = SnapshotStore(tmp_path / f"store{workers}")
+        snapshots.append(store.load(save_run(store, run, station, "bench")))
+        runs.append(run)
+    sequential, parallel = snapshots
+    assert runs[0].outcomes() == runs[1].outcomes()
+    assert all(o == "accepted" for q in runs[0].outcomes().values() for o in q.values())
+    assert sequential.qubits == parallel.qubits == ["q0", "q4"]
+    assert sequential.experiment_names == parallel.experiment_names
+    assert sequential.settings == parallel.settings
+    for qubit in sequential.qubits:
+        assert set(sequential.parameters[qubit]) == set(parallel.parameters[qubit])
+        for name, stored in sequential.parameters[qubit].items():
+            other = parallel.parameters[qubit][name]
+            assert (other.value, other.stderr, other.unit, other.experiment) == (
+                stored.value,
+                stored.stderr,
+                stored.unit,
+                stored.experiment,
+            ), name
+        records = sequential.experiments(qubit), parallel.experiments(qubit)
+        for node, record in records[0].items():
+            other = records[1][node]
+            assert (other.fit, other.outcome, other.reason, other.report) == (
+                record.fit,
+                record.outcome,
+                record.reason,
+                record.report,
+            ), node
+            assert other.device_seconds == record.device_seconds
+            xr.testing.assert_equal(other.data, record.data)
+            differ = {
+                k for k in record.data.attrs if other.data.attrs.get(k) != record.data.attrs[k]
+            }
+            assert differ <= RUN_IDENTITY, differ
 
 
 def test_a_qubit_whose_instruments_fail_does_not_stop_the_others():
