@@ -18,7 +18,9 @@ Half versus integer flux is decided here, physically: resonator_flux hands on th
 flux-symmetry points nearest 0 V (the likelier half-flux one first), and f01 is lowest at
 half flux, so the node looks at both (re-centring the readout on the resonator at each) and
 keeps the point with the lowest qubit line; at the second point it only sweeps below the
-line already found. `flux_sweet_spot` is produced as that bias. Thermal evidence alone can
+line already found. Both points get a first look before either is averaged further, so the
+budget is not spent at integer flux, where f01 is out of range, when the line shows at once
+at half flux. `flux_sweet_spot` is produced as that bias. Thermal evidence alone can
 mislead: a light, hot fluxonium is thermally excited at integer flux too.
 """
 
@@ -66,6 +68,19 @@ class Line:
     snr: float
     index: int
     scale: int = 1
+
+
+@dataclass(frozen=True)
+class _Look:
+    """One coarse sweep at a symmetry point (bias and its stderr): its frequencies, averaged
+    IQ, the refined qubit line in it (None if none) and the shots per point it took."""
+
+    bias: float
+    stderr: float
+    frequency: np.ndarray
+    iq: np.ndarray
+    line: Line | None
+    shots: int
 
 
 def point_noise(y: np.ndarray) -> float:
@@ -337,10 +352,15 @@ class QubitSpectroscopy(Node):
     warm_half_span: float = 100e6
     fine_linewidth: float = 0.5e6  # Hz, wanted FWHM of the weak-tone line
     fine_half_span: float = 6.0  # fine window half-width in wanted linewidths
-    fine_points: int = 121
+    #: fine sweep points per wanted linewidth, whatever the window: the gate asks for 3, the
+    #: χ² test for the line's shape; more points at the same shots only add precision, and
+    #: the averaging adds the shots the precision needs
+    fine_points_per_linewidth: float = 5.0
     shots: int = 200  # first look of each coarse sweep; averaging adds what the line needs
     #: first look of the fine sweep: its χ² test needs the line's shape resolved, not only
-    #: its centre, and a heavily thermal qubit keeps few of its heralded shots
+    #: its centre, and a heavily thermal qubit keeps few of its heralded shots (the built-in
+    #: chip's fit reached χ² 1.6–3.4 at 200–500 shots, at the limit of 3 that a stronger
+    #: signal raises)
     fine_shots: int = 1000
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
@@ -361,41 +381,20 @@ class QubitSpectroscopy(Node):
         session.configure(
             readout={"shots": self.shots}, drive={"sequence": "saturation", "herald": self.herald}
         )
-        found = None  # (bias, stderr, coarse sweep, its IQ, qubit line) of the lowest line
-        first = None  # the same of the first look, kept as the record when no line is found
-        tried: list[tuple[float, float]] = []
         points = self._symmetry_points(session)
-        start, top = self._coarse_span(session)
-        warm = self._warm_window(session)
-        if warm is not None:
-            # a daily run: the line is looked for where the last calibration left it, at
-            # the point it was found at; only if it is not there does the search start over
-            tried.append(points[0])
-            coarse, coarse_iq, line = self._coarse_look(session, points[0][0], warm)
-            first = (*points[0], coarse, coarse_iq, line)
-            if line is not None:
-                found = first
-        for bias, stderr in points if found is None else []:
-            # f01 is lowest at half flux: at the other symmetry point only a line below the
-            # one already found could mean that this point is the half-flux one.
-            stop = top if found is None else found[4].centre - 2 * found[4].fwhm
-            if stop < start + 10 * self.coarse_step:
-                break
-            coarse = np.arange(start, stop + self.coarse_step / 2, self.coarse_step)
-            coarse = coarse[coarse <= stop]
-            tried.append((bias, stderr))
-            reference = None if found is None else (line_amplitude(found[3], found[4]), found[4])
-            coarse, coarse_iq, line = self._coarse_look(session, bias, coarse, reference)
-            first = first or (bias, stderr, coarse, coarse_iq, line)
-            if line is not None:
-                found = (bias, stderr, coarse, coarse_iq, line)
-        bias, stderr, coarse, coarse_iq, line = found or first
-        if tried[-1][0] != bias:  # back to the point with the qubit line
-            session.configure(flux={"voltage": bias})
+        looks: list[_Look] = []  # every coarse look, in the order taken
+        found = self._warm_look(session, points[0], looks)
+        if found is None:
+            found = self._search(session, points, looks)
+        look = found or next(x for x in looks if x.shots == max(y.shots for y in looks))
+        tried = list(dict.fromkeys((x.bias, x.stderr) for x in looks))
+        if looks[-1].bias != look.bias:  # back to the point with the qubit line
+            session.configure(flux={"voltage": look.bias})
             self._centre_readout(session)
-        tried = [*(t for t in tried if t[0] != bias), (bias, stderr)]
+        tried = [*(t for t in tried if t[0] != look.bias), (look.bias, look.stderr)]
+        line = look.line
         if line is None:  # nothing to zoom on: the record says why, without more device time
-            return self._dataset(session, None, coarse, coarse_iq, tried, line, 0.0)
+            return self._dataset(session, None, look, tried, 0.0)
         fine, amplitude = self._fine_settings(line)
         session.configure(readout={"shots": self.fine_shots})
         dataset = None
@@ -404,12 +403,73 @@ class QubitSpectroscopy(Node):
             fine_iq = measure_averaged(
                 session, self.name, SWEEP, fine, self._fine_score(fine), 1.0, self.budget
             )["iq"]
-            dataset = self._dataset(session, fine_iq, coarse, coarse_iq, tried, line, amplitude)
+            dataset = self._dataset(session, fine_iq, look, tried, amplitude)
             retry = self._recentred(dataset, amplitude) if attempt < self.fine_retries else None
             if retry is None:
                 break
             fine, amplitude = retry
         return dataset
+
+    def _warm_look(
+        self, session: QubitSession, point: tuple[float, float], looks: list[_Look]
+    ) -> _Look | None:
+        """A daily run: the line looked for where the last calibration left it, at the point it
+        was found at; None (the search starts over) if it is not there or nothing is known."""
+        warm = self._warm_window(session)
+        if warm is None:
+            return None
+        looks.append(self._coarse_look(session, point, warm, self.budget))
+        return looks[-1] if looks[-1].line is not None else None
+
+    def _search(
+        self, session: QubitSession, points: list[tuple[float, float]], looks: list[_Look]
+    ) -> _Look | None:
+        """The look with the qubit line over the symmetry points, or None.
+
+        With two points, each first gets one look at the first-look shots, and only if
+        neither shows a line is each averaged up to the budget in turn: averaging at the
+        wrong (integer-flux) point, where f01 lies far above the range, is the costliest way
+        to learn nothing (sampled chip 5001: 7900 device-s there before its half-flux point,
+        whose line showed in the first 200 shots). Where a line is found, the points not yet
+        searched to the budget are searched below it (`_below`).
+        """
+        start, top = self._coarse_span(session)
+        coarse = np.arange(start, top + self.coarse_step / 2, self.coarse_step)
+        coarse = coarse[coarse <= top]
+        found, searched = None, set()
+        for budget in (self.shots, self.budget) if len(points) > 1 else (self.budget,):
+            for point in points:
+                looks.append(self._coarse_look(session, point, coarse, budget))
+                if budget >= self.budget:
+                    searched.add(point)
+                if looks[-1].line is not None:
+                    found = looks[-1]
+                    break
+            if found is not None:
+                break
+        for point in points if found is not None else []:
+            if point != (found.bias, found.stderr) and point not in searched:
+                found = self._below(session, point, found, looks) or found
+        return found
+
+    def _below(
+        self, session: QubitSession, point: tuple[float, float], found: _Look, looks: list[_Look]
+    ) -> _Look | None:
+        """The look at the other symmetry `point` if it shows a line below `found`'s, else None.
+
+        f01 is lowest at half flux: at the other point only a line below the one already
+        found could mean that this point is the half-flux one; the sweep stops once a line
+        `min_relative_snr` as strong as the found one would stand out (`_line_score`).
+        """
+        start, _ = self._coarse_span(session)
+        stop = found.line.centre - 2 * found.line.fwhm
+        if stop < start + 10 * self.coarse_step:
+            return None
+        coarse = np.arange(start, stop + self.coarse_step / 2, self.coarse_step)
+        coarse = coarse[coarse <= stop]
+        reference = (line_amplitude(found.iq, found.line), found.line)
+        looks.append(self._coarse_look(session, point, coarse, self.budget, reference))
+        return looks[-1] if looks[-1].line is not None else None
 
     def _coarse_span(self, session: QubitSession) -> tuple[float, float]:
         """Where the coarse search runs: `coarse_start` … `coarse_stop` within the lowest band
@@ -440,33 +500,36 @@ class QubitSpectroscopy(Node):
     def _coarse_look(
         self,
         session: QubitSession,
-        bias: float,
+        point: tuple[float, float],
         coarse: np.ndarray,
+        budget: int,
         reference: tuple[float, Line] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, Line | None]:
-        """Strong-tone sweep at `bias`: its IQ and the refined qubit line in it, if any.
+    ) -> _Look:
+        """Strong-tone sweep at the symmetry `point`, averaged up to `budget` shots per point
+        until its qubit line shows: its IQ and the refined qubit line in it, if any.
 
         `reference` is the response amplitude of a line found elsewhere, and that line: the
         sweep then also stops once a line `min_relative_snr` as strong would stand out
         (looking longer for a line that is not there is the costliest way to learn nothing).
         """
-        session.configure(flux={"voltage": bias})
+        session.configure(flux={"voltage": point[0]})
         self._centre_readout(session)
         session.configure(drive={"amplitude": self.coarse_amplitude})
-        coarse_iq = measure_averaged(
+        data = measure_averaged(
             session,
             self.name,
             SWEEP,
             coarse,
             self._line_score(coarse, reference),
             self.min_line_snr,
-            self.budget,
-        )["iq"].values
+            budget,
+        )
+        coarse_iq = data["iq"].values
         lines = self._lines(coarse, coarse_iq)
         line = qubit_line(lines, self.min_relative_snr)
         if line is not None:
             line = refine_strong_tone_line(coarse, coarse_iq, line)
-        return coarse, coarse_iq, line
+        return _Look(*point, coarse, coarse_iq, line, int(data.attrs["shots"]))
 
     def _lines(self, frequency: np.ndarray, iq: np.ndarray) -> list[Line]:
         """The coarse sweep's lines, without those whose half maximum lies beyond an edge the
@@ -555,15 +618,15 @@ class QubitSpectroscopy(Node):
             return None
         scale = float(np.clip(self.fine_linewidth / fwhm, 0.1, 10.0))
         amplitude = min(amplitude * scale, self.coarse_amplitude)
-        half = self.fine_half_span * self.fine_linewidth
-        return np.linspace(centre - half, centre + half, self.fine_points), amplitude
+        return self._fine_window(centre, self.fine_half_span * self.fine_linewidth), amplitude
 
-    def _dataset(self, session, fine_iq, coarse, coarse_iq, tried, line, amplitude) -> xr.Dataset:
+    def _dataset(self, session, fine_iq, look, tried, amplitude) -> xr.Dataset:
         """The record; without a coarse line (`fine_iq` None) the fine sweep is not measured
         and its place holds no data."""
+        coarse, coarse_iq, line = look.frequency, look.iq, look.line
         if fine_iq is None:
-            centre, half = 0.5 * (self.coarse_start + self.coarse_stop), self.fine_linewidth
-            fine = np.linspace(centre - half, centre + half, self.fine_points)
+            centre = 0.5 * (self.coarse_start + self.coarse_stop)
+            fine = self._fine_window(centre, self.fine_linewidth)
             fine_iq = xr.DataArray(np.full(fine.size, np.nan + 0j), {SWEEP: fine}, (SWEEP,))
         return xr.Dataset(
             {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq)},
@@ -581,6 +644,7 @@ class QubitSpectroscopy(Node):
                 "coarse_linewidth": line.fwhm if line else np.nan,
                 "herald": int(self.herald),
                 "shots": self.fine_shots,
+                "coarse_shots": look.shots,
             },
         )
 
@@ -597,7 +661,13 @@ class QubitSpectroscopy(Node):
         half = max(self.fine_half_span * self.fine_linewidth, 3 * line.stderr, self.coarse_step)
         amplitude = self.coarse_amplitude * self.fine_linewidth / max(line.fwhm, self.coarse_step)
         amplitude = float(np.clip(amplitude, 1e-5, self.coarse_amplitude))
-        return np.linspace(line.centre - half, line.centre + half, self.fine_points), amplitude
+        return self._fine_window(line.centre, half), amplitude
+
+    def _fine_window(self, centre: float, half: float) -> np.ndarray:
+        """The fine sweep over `centre` ± `half`, `fine_points_per_linewidth` points per
+        wanted linewidth (at least the fit's minimum)."""
+        points = int(np.ceil(2 * half * self.fine_points_per_linewidth / self.fine_linewidth))
+        return np.linspace(centre - half, centre + half, max(points + 1, _MIN_FIT_POINTS))
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         frequency = data[SWEEP].values
