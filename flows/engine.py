@@ -27,6 +27,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.runner import Fit, fit_here
+from fluxcal.flows.worker_memory import keep_freed_memory
 
 DASK_ADDRESS_ENV = "FLUXCAL_DASK_ADDRESS"
 CHIP_LIMIT_PREFIX = "fluxcal-chip-"
@@ -34,7 +35,9 @@ CHIP_LIMIT_PREFIX = "fluxcal-chip-"
 
 @task(name="fit", task_run_name="{qubit}-{experiment}-fit", cache_policy=NO_CACHE)
 def fit_task(node: Node, experiment: str, qubit: str, data: xr.Dataset) -> Analysis:
-    """A node's analysis, on whichever Dask worker takes it."""
+    """A node's analysis, on whichever Dask worker takes it (its allocator tuned first:
+    `worker_memory`)."""
+    keep_freed_memory()
     return node.analyse(data)
 
 
