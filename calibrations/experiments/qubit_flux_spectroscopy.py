@@ -268,6 +268,12 @@ class QubitFluxSpectroscopy(Node):
         lines are measured at half flux as the map placed it (`_plasmon_bias`); while those
         assigned still leave EJ or EC uncertain, the most informative other allowed line is
         searched (`_informative_search`).
+
+        The readout goes back to the dip calibrated at half flux: the map re-centres it
+        wherever a row misses, and left there (1 MHz off on sampled chip 5018) it loses the
+        lines whose upper level barely moves the resonator. The dip is where the response
+        is steepest for such a shift: 0→3 of a heavy fluxonium shifts it by 0.1 MHz against
+        κ = 0.75 MHz (5018), visible there, lost under the noise 1.4 κ away.
         """
         tracked = _f01_fit(data, self.min_line_snr, self.max_residual_linewidths, self.min_points)
         if tracked is None or sweet_tone is None:
@@ -284,7 +290,10 @@ class QubitFluxSpectroscopy(Node):
         windows, pieces = self._plasmon_windows(peaks, fit, bias, refits)
         if not windows:
             return data
-        session.configure(flux={"voltage": bias}, drive={"herald": False})
+        readout = session.value("readout_frequency")
+        session.configure(
+            flux={"voltage": bias}, drive={"herald": False}, readout={"frequency": readout}
+        )
         amplitude, width = sweet_tone
         per_step = amplitude * self.points_per_linewidth / width  # tone per Hz of step at f01
         tone = per_step * plasmon.charge_ratio(starts[len(starts) // 2])
@@ -316,7 +325,7 @@ class QubitFluxSpectroscopy(Node):
                 plasmon_zoomed=(PLASMON_ROW, np.array(zoomed)),
             )
             .assign_coords(plasmon_frequency=((PLASMON_ROW, PLASMON_POINT), _padded(frequency)))
-            .assign_attrs(plasmon_bias=bias)
+            .assign_attrs(plasmon_bias=bias, plasmon_readout_frequency=readout)
         )
 
     def _plasmon_bias(self, session: QubitSession, fit: SpectrumFit, calibrated: float) -> float:
