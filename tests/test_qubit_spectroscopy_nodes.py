@@ -185,11 +185,9 @@ def test_a_daily_run_looks_where_f01_was_and_searches_anew_only_if_it_is_gone(
         assert lab_time[True] > lab_time[False]  # the narrow look, then the full search
 
 
-@pytest.mark.parametrize("integer_first", [True, False])
-def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
-    """Whichever symmetry point resonator_flux thought likelier half flux, the node keeps the
-    one with the lowest qubit line (f01 is lowest at half flux) and hands it on, with its
-    own stderr, as the sweet spot."""
+def symmetry_points_session(integer_first: bool):
+    """A light test chip's session whose flux_symmetry_point is the integer-flux one
+    (`integer_first`) or the half-flux one; returns it, the truth and both points."""
     session, truth = session_for(QubitSpectroscopy, "light", 3)
     period = truth["flux_period"]
     half = CalibratedParameter(
@@ -201,6 +199,15 @@ def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
     point, alternate = (integer, half) if integer_first else (half, integer)
     session.known["flux_symmetry_point"] = point
     session.known["flux_symmetry_alternate"] = alternate
+    return session, truth, half, integer
+
+
+@pytest.mark.parametrize("integer_first", [True, False])
+def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
+    """Whichever symmetry point resonator_flux thought likelier half flux, the node keeps the
+    one with the lowest qubit line (f01 is lowest at half flux) and hands it on, with its
+    own stderr, as the sweet spot."""
+    session, truth, half, integer = symmetry_points_session(integer_first)
     node = QubitSpectroscopy()
     data = node.acquire(session)
     accepted, reason, analysis = verdict(node, data)

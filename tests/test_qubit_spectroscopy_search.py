@@ -11,23 +11,13 @@ below its line as before.
 from __future__ import annotations
 
 import numpy as np
-from test_qubit_spectroscopy_nodes import nearest_zero, session_for, verdict
+from test_qubit_spectroscopy_nodes import symmetry_points_session, verdict
 
 from fluxcal.calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
-from fluxcal.snapshots import CalibratedParameter
 
 
 def test_integer_flux_first_costs_a_first_look_not_the_budget():
-    session, truth = session_for(QubitSpectroscopy, "light", 3)
-    period = truth["flux_period"]
-    half = CalibratedParameter(
-        nearest_zero(truth["flux_sweet_spot"], period), 2e-4, "V", "resonator_flux", ""
-    )
-    integer = CalibratedParameter(
-        nearest_zero(truth["flux_sweet_spot"] + period / 2, period), 1e-4, "V", "resonator_flux", ""
-    )
-    session.known["flux_symmetry_point"] = integer
-    session.known["flux_symmetry_alternate"] = half
+    session, truth, half, _ = symmetry_points_session(integer_first=True)
     node = QubitSpectroscopy()
     data = node.acquire(session)
     accepted, reason, analysis = verdict(node, data)
