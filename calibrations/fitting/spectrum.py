@@ -12,6 +12,12 @@ data. When the flux mapping is unknown, symmetry points of the peak trace give c
 sweet spots and a log-spaced scan gives candidate periods. The best grid point starts a robust
 (soft-L1) lmfit least-squares fit, outliers are rejected, and a final plain least-squares fit
 gives standard errors.
+
+A flux period measured elsewhere (resonator versus flux) with a standard error enters as a
+prior, one more residual, not as a held value: a heavy fluxonium's f01 trades the period
+against EJ and EC along a long valley, so a period held one standard error off moved a
+sampled chip's EJ by 25 % with a tight stderr (chip 3000: EJ 5.47 ± 0.01 GHz against 7.43),
+while the map itself pins the period five times better than the prior did.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ class SpectrumFit:
     used: np.ndarray
     cutoff: int
     other_residuals_hz: np.ndarray  # data minus model of the other transitions, in order
+    #: (value, stderr) of the flux period's prior, when it was fitted under one
+    period_prior: tuple[float, float] | None = None
 
     def f01(self, bias: np.ndarray) -> np.ndarray:
         """Fitted qubit frequency (Hz) at bias values (V)."""
@@ -351,6 +359,7 @@ def fit_flux_spectrum(
     sweet_spot_guess: float | None = None,
     others: tuple[OtherLine, ...] = (),
     start: SpectrumFit | None = None,
+    period_stderr: float | None = None,
 ) -> SpectrumFit:
     """Fit EJ, EC, EL (and the flux mapping unless given) to a peak trace, from the data alone.
 
@@ -362,10 +371,13 @@ def fit_flux_spectrum(
     valley of EJ, EC along which the other lines hold the fit).
 
     `period` (V per Φ0) and `sweet_spot` (V at Φ0/2), when known from a resonator-vs-flux
-    experiment, are held fixed. `sweet_spot_guess` starts the search at a known half-flux
-    bias but lets the fit move it: a trace measured on one side of half flux has no mirror
-    symmetry of its own to find it by. Raises FitError on too few peaks or a failed fit.
+    experiment, are held fixed; a `period` given with a finite `period_stderr` is fitted
+    under that prior instead (see the module). `sweet_spot_guess` starts the search at a
+    known half-flux bias but lets the fit move it: a trace measured on one side of half flux
+    has no mirror symmetry of its own to find it by. Raises FitError on too few peaks or a
+    failed fit.
     """
+    prior = _prior(period, period_stderr)
     bias = np.asarray(peaks.bias, dtype=float)
     freq = np.asarray(peaks.peak_frequency, dtype=float)
     n_free = 3 + (period is None) + (sweet_spot is None)
@@ -382,19 +394,21 @@ def fit_flux_spectrum(
             start.EJ,
             start.EC,
             start.EL,
-            period if period is not None else start.period,
+            period if period is not None and prior is None else start.period,
             sweet_spot if sweet_spot is not None else start.sweet_spot,
             0.0,
         )
     cutoff = FluxoniumModel(begin.EJ, begin.EC, begin.EL).cutoff + _CUTOFF_MARGIN
-    params = _parameters(begin, vary_period=period is None, vary_sweet_spot=sweet_spot is None)
+    params = _parameters(
+        begin, vary_period=period is None or prior is not None, vary_sweet_spot=sweet_spot is None
+    )
     sigma = _frequency_sigma(peaks)
 
     # soft-L1 needs its scale in residual units: far outside it, it converges very slowly.
     start_residual = (freq - _model_hz(params, bias, cutoff)) / sigma
     scale = robust_sigma(start_residual)
     robust = _minimize(
-        params, bias, freq, sigma, cutoff, loss="soft_l1", f_scale=scale, others=others
+        params, bias, freq, sigma, cutoff, "soft_l1", scale, others=others, prior=prior
     )
     scaled = robust.residual[: bias.size]
     spread = robust_sigma(scaled, about=0.0)
@@ -402,9 +416,16 @@ def fit_flux_spectrum(
     if used.sum() < max(_MIN_PEAKS, n_free + 2):
         raise FitError(f"only {used.sum()} of {bias.size} peaks agree with a fluxonium spectrum")
     final = _minimize(
-        robust.params, bias[used], freq[used], sigma[used], cutoff, loss="linear", others=others
+        robust.params, bias[used], freq[used], sigma[used], cutoff, others=others, prior=prior
     )
-    return _summarise(final, bias, freq, used, cutoff, others)
+    return _summarise(final, bias, freq, used, cutoff, others, prior)
+
+
+def _prior(period: float | None, stderr: float | None) -> tuple[float, float] | None:
+    """The period's prior (value, stderr), None when it is held or free."""
+    if period is None or stderr is None or not np.isfinite(stderr) or stderr <= 0:
+        return None
+    return float(period), float(stderr)
 
 
 def fit_with_EJ_held(peaks: PeakTrace, start: SpectrumFit, EJ: float) -> SpectrumFit:
@@ -420,8 +441,9 @@ def fit_with_EJ_held(peaks: PeakTrace, start: SpectrumFit, EJ: float) -> Spectru
     bias = np.asarray(peaks.bias, dtype=float)
     freq = np.asarray(peaks.peak_frequency, dtype=float)
     sigma = _frequency_sigma(peaks)
-    result = _minimize(params, bias[used], freq[used], sigma[used], start.cutoff, loss="linear")
-    return _summarise(result, bias, freq, used, start.cutoff)
+    prior = start.period_prior
+    result = _minimize(params, bias[used], freq[used], sigma[used], start.cutoff, prior=prior)
+    return _summarise(result, bias, freq, used, start.cutoff, prior=prior)
 
 
 def _frequency_sigma(peaks: PeakTrace) -> np.ndarray:
@@ -474,19 +496,23 @@ def _minimize(
     freq: np.ndarray,
     sigma: np.ndarray,
     cutoff: int,
-    loss: str,
+    loss: str = "linear",
     f_scale: float = 1.0,
     others: tuple[OtherLine, ...] = (),
+    prior: tuple[float, float] | None = None,
 ) -> lmfit.minimizer.MinimizerResult:
-    """Weighted least squares of f01 (and any other transitions) with scipy's least_squares."""
+    """Weighted least squares of f01 (and any other transitions, and the period's prior)
+    with scipy's least_squares."""
     other_freq = np.array([o.frequency for o in others])
     other_sigma = np.array([o.stderr for o in others])
 
     def residual(p: lmfit.Parameters) -> np.ndarray:
         f01 = (freq - _model_hz(p, bias, cutoff)) / sigma
-        if not others:
+        if others:
+            f01 = np.r_[f01, (other_freq - _others_hz(p, others, cutoff)) / other_sigma]
+        if prior is None:
             return f01
-        return np.r_[f01, (other_freq - _others_hz(p, others, cutoff)) / other_sigma]
+        return np.r_[f01, (p["period"].value - prior[0]) / prior[1]]
 
     # Relative tolerances of 1e-7 are far below the parameters' standard errors; the default
     # 1e-8 costs many more (~15 ms) model evaluations for no change in the answer.
@@ -516,6 +542,7 @@ def _summarise(
     used: np.ndarray,
     cutoff: int,
     others: tuple[OtherLine, ...] = (),
+    prior: tuple[float, float] | None = None,
 ) -> SpectrumFit:
     """Values, standard errors and residuals (Hz) of the final fit."""
     values = {}
@@ -534,5 +561,6 @@ def _summarise(
         cutoff=cutoff,
         other_residuals_hz=np.array([o.frequency for o in others])
         - _others_hz(result.params, others, cutoff),
+        period_prior=prior,
         **values,
     )
