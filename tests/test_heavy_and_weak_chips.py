@@ -113,6 +113,21 @@ def test_two_consistent_pairs_are_ambiguous() -> None:
     assert assign([line(8.2e9), line(9.9e9)], 0.0, consistent) == []
 
 
+def test_a_weaker_line_decides_between_two_pairs() -> None:
+    """Sampled chip 3000: the two strongest lines read as 1→4, 0→3 or as 0→5, 0→3 (2 σ apart
+    in EJ); the third strongest, 0→5 under the first reading, has no place in the second,
+    so the first is used with all three lines. A fourth line that fits neither is not
+    needed; with only the first two lines seen nothing is used."""
+    right = frozenset({(7.55e9, (1, 4)), (5.92e9, (0, 3)), (9.25e9, (0, 5))})
+    wrong = frozenset({(7.55e9, (0, 5)), (5.92e9, (0, 3))})
+    consistent = fits_when(right, wrong)
+    strongest = [Line(7.55e9, 1e6, 10e6, 30.0, 0), Line(5.92e9, 1e6, 10e6, 20.0, 0)]
+    weaker = [Line(9.25e9, 1e6, 10e6, 10.0, 0), Line(3.3e9, 1e6, 10e6, 5.0, 0)]
+    found = assign(strongest + weaker, 0.0, consistent)
+    assert {(o.frequency, (o.lower, o.upper)) for o in found} == right
+    assert assign(strongest, 0.0, consistent) == []
+
+
 def test_lines_no_fit_can_place_are_not_used() -> None:
     assert assign([line(5.0e9), line(14.0e9)], 0.0, fits_when()) == []
 

@@ -58,8 +58,12 @@ from fluxcal.instruments.fluxonium import FluxoniumModel
 PLASMON: tuple[tuple[int, int], ...] = ((1, 2), (0, 3))
 #: ... and every transition a seen line may be: parity allows odd ↔ even at half flux.
 ALLOWED: tuple[tuple[int, int], ...] = ((1, 2), (0, 3), (1, 4), (0, 5))
-#: Strongest lines considered when assigning.
+#: Strongest lines read at first when assigning ...
 _MAX_LINES = 2
+#: ... and at most when the strongest leave the reading ambiguous: each further line must
+#: be explained too (sampled chip 3000: 1→4 and 0→3 read the two strongest as well as 0→5
+#: and 0→3 did, 2 σ apart in EJ; the third line, 0→5 at 9.25 GHz, fits only the first).
+_MAX_DECIDING_LINES = 4
 #: Independent relative error added to each predicted line where a partner is searched:
 #: the linear propagation makes f03 − f12 look known to < 1 MHz, but away from the fitted
 #: energies the curvature alone moves it by far more (and a real device has model errors).
@@ -332,9 +336,25 @@ def assign(
 
     Each transition takes at most one line and each line one transition. A set of lines is
     only tried when every line of it fitted alone under the same reading (a line that no
-    fit can place under a reading cannot be placed there in company).
+    fit can place under a reading cannot be placed there in company). The strongest
+    `_MAX_LINES` are read first; while their reading is ambiguous the next strongest line
+    joins, up to `_MAX_DECIDING_LINES`.
     """
-    lines = sorted(lines, key=lambda x: -x.snr)[:_MAX_LINES]
+    ranked = sorted(lines, key=lambda x: -x.snr)
+    for count in range(_MAX_LINES, max(_MAX_LINES, min(len(ranked), _MAX_DECIDING_LINES)) + 1):
+        best = _largest_readings(ranked[:count], bias, consistent)
+        if len(best) > 1 and equivalent is not None:
+            chosen = equivalent(best)
+            best = [best[chosen]] if chosen is not None else best
+        if len(best) <= 1:
+            return list(best[0]) if best else []
+    return []
+
+
+def _largest_readings(
+    lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
+) -> list[tuple[OtherLine, ...]]:
+    """Every consistent reading of `lines` that explains the most of them (see `assign`)."""
     readings = {
         (i, t): OtherLine(bias, line.centre, line.stderr, *t)
         for i, line in enumerate(lines)
@@ -355,10 +375,7 @@ def assign(
         if not found:
             break
         best = found
-    if len(best) > 1 and equivalent is not None:
-        chosen = equivalent(best)
-        best = [best[chosen]] if chosen is not None else best
-    return list(best[0]) if len(best) == 1 else []
+    return best
 
 
 def readings(

@@ -15,11 +15,12 @@ can vanish, and with it the readout contrast); each miss doubles the flux step, 
 where the shift changes sign is stepped over rather than filled with missed rows.
 
 The analysis is the shared spectrum fit: `extract_peaks` per row (each row has its own
-frequency axis), then `fit_flux_spectrum` with the calibrated flux period held fixed and the
-half-flux bias fitted. The map has half a period of precise peaks that pin the symmetry point
-far better than the resonator does, and for a light fluxonium (f01 rising steeply) a
-sweet-spot error of 3·10⁻⁴ Φ0, well inside its tolerance, would bias EJ and EC by 2 %; the
-fitted sweet spot must agree with the calibrated one. Energies come out in GHz and are
+frequency axis), then `fit_flux_spectrum` with the calibrated flux period as a prior (its
+standard error bounds how far the map may move it) and the half-flux bias fitted. The map
+has half a period of precise peaks that pin the symmetry point far better than the resonator
+does, and for a light fluxonium (f01 rising steeply) a sweet-spot error of 3·10⁻⁴ Φ0, well
+inside its tolerance, would bias EJ and EC by 2 %; the fitted sweet spot must agree with the
+calibrated one. Energies come out in GHz and are
 handed on in Hz.
 """
 
@@ -676,6 +677,8 @@ class QubitFluxSpectroscopy(Node):
             resolved = line is not None and line.fwhm > 1.5 * step and step <= self.max_step
             if attempt == self.retries or (resolved and line.fwhm <= 3 * wanted):
                 break
+            if line is None and not lowest and self._faint_where_predicted(frequency, iq, window):
+                break  # the line is there, in a readout-contrast null: wider looks can't help
             shots = self.shots
             if line is None:
                 # off the line, out of the window, or read out off the moving resonator
@@ -687,6 +690,20 @@ class QubitFluxSpectroscopy(Node):
             else:
                 amplitude *= wanted / line.fwhm
         return frequency, iq, amplitude, shots, line
+
+    def _faint_where_predicted(self, frequency: np.ndarray, iq: np.ndarray, window: Window) -> bool:
+        """Whether a row averaged to its budget shows the line faintly (3 noise deviations)
+        within its window, off the sweep's edges: the line is where predicted and the readout
+        barely sees it (the dispersive shift of 0 and 1 changes sign along flux there), so a
+        wider window, a stronger tone and more shots, a retry's remedies for a line outside
+        the window, would only cost device time (on the built-in chip one such row's four
+        widening retries took 580 device-s with 500 shots a point at most)."""
+        line = nearest_line(find_lines(frequency, iq, 3.0), window.centre)
+        if line is None:
+            return False
+        step = frequency[1] - frequency[0]
+        on_edge = min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
+        return not on_edge and abs(line.centre - window.centre) <= window.half_width
 
     def _predicted_line(
         self, lines: list[Line], window: Window, predicted: Window, frequency: np.ndarray
@@ -733,6 +750,7 @@ class QubitFluxSpectroscopy(Node):
         then the period and the half-flux bias are fitted too.
         """
         period = _optional(data.attrs.get("flux_period"))
+        period_stderr = _optional(data.attrs.get("flux_period_stderr"))
         calibrated = _optional(data.attrs.get("flux_sweet_spot"))
         peaks, linewidths, n_glitched = row_peaks(data, self.min_line_snr)
         clean = at_most(
@@ -740,7 +758,13 @@ class QubitFluxSpectroscopy(Node):
         )
         try:
             fit, peaks, linewidths = tracked_fit(
-                peaks, linewidths, period, calibrated, self.max_residual_linewidths, self.min_points
+                peaks,
+                linewidths,
+                period,
+                calibrated,
+                self.max_residual_linewidths,
+                self.min_points,
+                period_stderr,
             )
         except FitError as error:
             return Analysis(
@@ -768,6 +792,7 @@ class QubitFluxSpectroscopy(Node):
                     sweet_spot_guess=calibrated,
                     others=others,
                     start=joint.start(others),
+                    period_stderr=period_stderr,
                 )
             except FitError as error:
                 others, plasmon_report = (), f"plasmon lines not fitted: {error}\n"
@@ -854,12 +879,14 @@ class JointFits:
         """The joint fit of a reading, None when it fails."""
         if others not in self._fits:
             try:
+                held, stderr = self.fit.period_prior or (self.fit.period, None)
                 self._fits[others] = fit_flux_spectrum(
                     self.peaks,
-                    period=self.fit.period,
+                    period=held,
                     sweet_spot_guess=self.fit.sweet_spot,
                     others=others,
                     start=self.start(others),
+                    period_stderr=stderr,
                 )
             except (FitError, ValueError):
                 self._fits[others] = None
@@ -906,11 +933,12 @@ def _period_refits(
     data: xr.Dataset, peaks: PeakTrace, fit: SpectrumFit, others: tuple[OtherLine, ...] = ()
 ) -> list[SpectrumFit] | None:
     """The fit repeated with the held flux period at ± its stderr (None when the map records
-    no period or no finite stderr). The period maps bias to flux and so scales EL (and
+    no period or no finite stderr, or the fit took the period as a prior: its covariance
+    then carries the period's share). The period maps bias to flux and so scales EL (and
     through it EJ, EC); these refits carry that share of the error. Raises FitError."""
     period = _optional(data.attrs.get("flux_period"))
     stderr = _optional(data.attrs.get("flux_period_stderr"))
-    if period is None or not stderr or not np.isfinite(stderr):
+    if period is None or not stderr or not np.isfinite(stderr) or fit.period_prior is not None:
         return None
     return [
         fit_flux_spectrum(
@@ -971,6 +999,7 @@ def tracked_fit(
     sweet_spot: float | None,
     max_residual: float,
     min_points: int,
+    period_stderr: float | None = None,
 ) -> tuple[SpectrumFit, PeakTrace, np.ndarray]:
     """The spectrum fit of the rows, cut where the tracking lost the qubit line.
 
@@ -981,9 +1010,11 @@ def tracked_fit(
     residual criterion fails, the longest run of rows from the sweet spot outward (at least
     `min_points`) that fits within it is used instead: those rows are f01. Returns the fit
     and the peaks and linewidths it was made from. Needs the calibrated sweet spot; without
-    it (a recorded map) the full fit is returned.
+    it (a recorded map) the full fit is returned. A `period` with a `period_stderr` is a
+    prior (`fit_flux_spectrum`).
     """
-    fit = fit_flux_spectrum(peaks, period=period, sweet_spot_guess=sweet_spot)
+    mapping = {"period": period, "period_stderr": period_stderr}
+    fit = fit_flux_spectrum(peaks, sweet_spot_guess=sweet_spot, **mapping)
     if sweet_spot is None or residual_linewidths(fit, linewidths) <= max_residual:
         return fit, peaks, linewidths
     order = np.argsort(np.abs(peaks.bias - sweet_spot), kind="stable")
@@ -991,7 +1022,7 @@ def tracked_fit(
         keep = np.sort(order[:count])
         subset = PeakTrace(*(np.asarray(column)[keep] for column in astuple(peaks)))
         try:
-            trial = fit_flux_spectrum(subset, period=period, sweet_spot_guess=sweet_spot)
+            trial = fit_flux_spectrum(subset, sweet_spot_guess=sweet_spot, **mapping)
         except FitError:
             continue
         if residual_linewidths(trial, linewidths[keep]) <= max_residual:
@@ -1010,6 +1041,7 @@ def _f01_fit(data: xr.Dataset, min_snr: float, max_residual: float, min_points: 
             _optional(data.attrs.get("flux_sweet_spot")),
             max_residual,
             min_points,
+            _optional(data.attrs.get("flux_period_stderr")),
         )
     except FitError:
         return None
@@ -1146,14 +1178,15 @@ def rows(data: xr.Dataset):
 
 
 def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: float | None) -> str:
-    mapping = (
-        f"(calibrated {calibrated:.6f} V), period held at {fit.period:.6f} V"
-        if calibrated is not None
-        else f"period fitted: {fit.period:.6f} ± {fit.period_stderr:.1g} V"
-    )
+    period = f"period fitted: {fit.period:.6f} ± {fit.period_stderr:.1g} V"
+    if fit.period_prior is not None:
+        period += f" (prior {fit.period_prior[0]:.6f} ± {fit.period_prior[1]:.1g} V)"
+    elif calibrated is not None:
+        period = f"period held at {fit.period:.6f} V"
+    mapping = f"(calibrated {calibrated:.6f} V), " if calibrated is not None else ""
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
-        f"half flux at {sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V {mapping}\n"
+        f"half flux at {sweet_spot:.6f} ± {fit.sweet_spot_stderr:.1g} V {mapping}{period}\n"
         f"EJ = {fit.EJ:.4f} ± {fit.EJ_stderr:.2g} GHz, EC = {fit.EC:.4f} ± {fit.EC_stderr:.2g}"
         f" GHz, EL = {fit.EL:.4f} ± {fit.EL_stderr:.2g} GHz\n"
         f"residual rms {fit.residual_rms_hz / 1e6:.3g} MHz, reduced chi-square {fit.redchi:.3g}\n"
