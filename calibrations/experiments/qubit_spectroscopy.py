@@ -357,11 +357,13 @@ class QubitSpectroscopy(Node):
     #: the averaging adds the shots the precision needs
     fine_points_per_linewidth: float = 5.0
     shots: int = 200  # first look of each coarse sweep; averaging adds what the line needs
-    #: first look of the fine sweep: its χ² test needs the line's shape resolved, not only
-    #: its centre, and a heavily thermal qubit keeps few of its heralded shots (the built-in
-    #: chip's fit reached χ² 1.6–3.4 at 200–500 shots, at the limit of 3 that a stronger
-    #: signal raises)
-    fine_shots: int = 1000
+    #: first look of the fine sweep, for its χ² test rather than its precision (the averaging
+    #: adds what that needs): on the line, the saturated qubit's projection noise adds to
+    #: the amplifier's (built-in chip: 2.4× the noise off the line), which lifts χ² by a
+    #: similar amount at any shots, while its limit of 3 only rises once the line is ~14
+    #: noise deviations high. The built-in chip's fit, 40 sweeps each: χ² over the limit in
+    #: 5 at 200 shots, 1 at 400 (where the re-centred second sweep takes over), none at 600
+    fine_shots: int = 400
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
     readout_span: float = 6e6  # Hz, at least: resonator re-centring window at each point
