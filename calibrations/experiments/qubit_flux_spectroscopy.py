@@ -116,6 +116,13 @@ def glitched(iq: np.ndarray) -> bool:
     return places > 1
 
 
+def on_edge(frequency: np.ndarray, line: Line) -> bool:
+    """Whether `line` lies within two steps of the sweep's ends: a peak cut by the edge is
+    no place to judge a row's line by."""
+    step = frequency[1] - frequency[0]
+    return min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
+
+
 def nearest_line(lines: list[Line], frequency: float) -> Line | None:
     return min(lines, key=lambda line: abs(line.centre - frequency)) if lines else None
 
@@ -701,9 +708,8 @@ class QubitFluxSpectroscopy(Node):
         line = nearest_line(find_lines(frequency, iq, 3.0), window.centre)
         if line is None:
             return False
-        step = frequency[1] - frequency[0]
-        on_edge = min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
-        return not on_edge and abs(line.centre - window.centre) <= window.half_width
+        near = abs(line.centre - window.centre) <= window.half_width
+        return near and not on_edge(frequency, line)
 
     def _predicted_line(
         self, lines: list[Line], window: Window, predicted: Window, frequency: np.ndarray
@@ -716,10 +722,8 @@ class QubitFluxSpectroscopy(Node):
         line = nearest_line(lines, window.centre)
         if line is None:
             return None
-        step = frequency[1] - frequency[0]
-        on_edge = min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
         far = abs(line.centre - predicted.centre) > self.max_prediction_miss * predicted.half_width
-        return None if on_edge or far else line
+        return None if on_edge(frequency, line) or far else line
 
     def _score(self, frequency: np.ndarray, window: Window):
         """Averaging target of a row: the SNR of the line nearest the prediction (0 if none)."""
