@@ -102,6 +102,20 @@ def test_synthetic_unknown_mapping(index: int) -> None:
     assert abs(fit.sweet_spot - case[4]) < 0.01 * case[3]
 
 
+def test_overstated_peak_errors_do_not_shrink_the_energy_errors() -> None:
+    """Peaks whose stated stderr is 5× their scatter give a reduced χ² near 1/25: the energy
+    errors must then stay those the stated stderrs imply (lmfit's default would shrink them
+    5×, and a map of few rows was once accepted 4σ off the truth that way)."""
+    case = SYNTHETIC[0]
+    honest = synthetic_trace(case, 3)
+    overstated = PeakTrace(honest.bias, honest.peak_frequency, 5 * honest.peak_stderr, honest.snr)
+    fits = [fit_flux_spectrum(t, period=case[3], sweet_spot=case[4]) for t in (honest, overstated)]
+    assert fits[1].redchi < 0.1
+    for name in ("EJ", "EC", "EL"):
+        ratio = getattr(fits[1], f"{name}_stderr") / getattr(fits[0], f"{name}_stderr")
+        assert ratio == pytest.approx(5 / np.sqrt(max(fits[0].redchi, 1.0)), rel=0.05), name
+
+
 def test_synthetic_two_tone_map_peaks() -> None:
     """Peaks of a Lorentzian map with complex background and noise land on f01."""
     rng = np.random.default_rng(3)
