@@ -35,12 +35,13 @@ def main(qubit: str = "q0") -> None:
     print(f"  simulation (signals)        {lab.simulation_seconds:7.2f} s")
     print(f"  QCoDeS acquisition/storage  {acquire - lab.simulation_seconds:7.2f} s")
     print(f"  fitting and gating          {analyse:7.2f} s")
-    print(f"  device time on hardware     {lab.device_seconds:7.1f} s "
-          f"({lab.device_seconds / 60:.1f} min)")
+    print(
+        f"  device time on hardware     {lab.device_seconds:7.1f} s "
+        f"({lab.device_seconds / 60:.1f} min)"
+    )
     print("\nnode                      outcome    acquire_s  analyse_s   device_s")
     for name, r in results.items():
-        print(f"  {name:<24}{r.outcome:<10}{r.acquire_s:9.2f}{r.analyse_s:11.2f}"
-              f"{r.device_s:11.1f}")
+        print(f"  {name:<24}{r.outcome:<10}{r.acquire_s:9.2f}{r.analyse_s:11.2f}{r.device_s:11.1f}")
     truth = device.truth()[qubit]
     print("\nparameter               value            stderr       truth            error")
     for name, p in sorted(run.parameters[qubit].items()):

@@ -121,7 +121,6 @@ def dask_runner() -> Iterator[Runner]:
         with LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
-
             # The fits reach the flow by closure, not as its parameters: Prefect ships the
             # flow run's context, parameters included, with every task it submits to Dask,
             # so a batch passed as a parameter would travel with each of its fits (the

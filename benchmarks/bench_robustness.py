@@ -55,19 +55,25 @@ def main(n_chips: int = 60, first_seed: int = 1000, workers: int = 2) -> None:
     print(f"  fully calibrated       {len(full):3d}  ({len(full) / n_chips:.0%})")
     rejected = n_chips - len(full)
     print(f"  gracefully rejected    {rejected:3d}  ({rejected / n_chips:.0%})")
-    print(f"  accepted values outside tolerance: {sum(map(len, wrong.values()))} "
-          f"on {len(wrong)} chips")
+    print(
+        f"  accepted values outside tolerance: {sum(map(len, wrong.values()))} "
+        f"on {len(wrong)} chips"
+    )
     device_hours = sorted(v.device_seconds / 3600 for v, _ in verdicts.values())
-    print(f"  device time per chip: median {device_hours[len(device_hours) // 2]:.1f} h, "
-          f"max {device_hours[-1]:.1f} h (shots × repetition time)")
+    print(
+        f"  device time per chip: median {device_hours[len(device_hours) // 2]:.1f} h, "
+        f"max {device_hours[-1]:.1f} h (shots × repetition time)"
+    )
     coverage: dict[str, list[float]] = collections.defaultdict(list)
     for verdict, _ in verdicts.values():
         for name, error in verdict.normalised_errors.items():
             coverage[name].append(error)
     everything = [e for errors in coverage.values() for e in errors]
     inside = sum(abs(e) <= 3 for e in everything)
-    print(f"  stderr coverage: {inside} of {len(everything)} values within ±3 stderr of truth "
-          f"({inside / max(len(everything), 1):.1%})")
+    print(
+        f"  stderr coverage: {inside} of {len(everything)} values within ±3 stderr of truth "
+        f"({inside / max(len(everything), 1):.1%})"
+    )
     for name, errors in sorted(coverage.items()):
         worst = max(errors, key=abs)
         within = sum(abs(e) <= 3 for e in errors)
@@ -79,8 +85,10 @@ def main(n_chips: int = 60, first_seed: int = 1000, workers: int = 2) -> None:
     for seed, (verdict, truth) in verdicts.items():
         status = "ok" if verdict.fully_calibrated else "rejected"
         chi = truth["dispersive_shift"] / truth["resonator_kappa"]
-        line = (f"  {seed}  {status:<9} f01={truth['qubit_frequency'] / 1e6:6.0f}MHz "
-                f"χ/κ={chi:+6.2f}  {_describe_chip(seed)}")
+        line = (
+            f"  {seed}  {status:<9} f01={truth['qubit_frequency'] / 1e6:6.0f}MHz "
+            f"χ/κ={chi:+6.2f}  {_describe_chip(seed)}"
+        )
         print(line)
         if verdict.first_failure:
             print(f"        {verdict.first_failure[0]}: {verdict.first_failure[1][:200]}")
