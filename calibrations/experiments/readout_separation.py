@@ -39,6 +39,7 @@ from scipy.signal import find_peaks
 
 from fluxcal.calibrations.experiments.single_shot import fit_blob_mixture
 from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 
 #: Starting values of (χ/κ)² for the centred fit, one or two maxima (best χ² is kept).
 _RATIO_STARTS = (0.1, 1.5, 6.0)
@@ -230,12 +231,7 @@ def _fit(model, separation, params, frequency, noise) -> lmfit.model.ModelResult
     and narrower than its stated error), pushing χ² to ~0.5 and the maximum's stderr to
     ~0.6 of its actual scatter in synthetic sweeps."""
     result = model.fit(separation, params, x=frequency, weights=1 / noise, scale_covar=False)
-    factor = max(1.0, float(result.redchi))
-    if result.covar is not None:
-        result.covar = result.covar * factor
-        for name in result.var_names:
-            if result.params[name].stderr is not None:
-                result.params[name].stderr *= np.sqrt(factor)
+    scale_errors_by_misfit(result)
     return result
 
 

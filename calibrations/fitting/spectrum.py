@@ -29,6 +29,7 @@ import lmfit
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.noise import difference_noise, robust_sigma
 from fluxcal.instruments.fluxonium import FluxoniumModel
@@ -533,24 +534,8 @@ def _minimize(
     )
     if not result.success:
         raise FitError(f"spectrum least squares did not converge: {result.message}")
-    _scale_errors_by_misfit(result)
+    scale_errors_by_misfit(result)
     return result
-
-
-def _scale_errors_by_misfit(result: lmfit.minimizer.MinimizerResult) -> None:
-    """Standard errors scaled by the reduced chi-square when it exceeds 1, never shrunk.
-
-    lmfit's default scales the covariance by any reduced chi-square. Below 1 that shrinks the
-    errors: a map of few rows after its outliers are cut can sit at 0.1, and its EJ error was
-    then stated 3× too small (a chip accepted 4σ off the truth). The peak stderrs are the
-    measured noise, so a misfit can only add to them.
-    """
-    factor = max(1.0, float(result.redchi))
-    if result.covar is not None:
-        result.covar = result.covar * factor
-    for param in result.params.values():
-        if param.stderr is not None:
-            param.stderr = float(param.stderr) * np.sqrt(factor)
 
 
 def _summarise(
