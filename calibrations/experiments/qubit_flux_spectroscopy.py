@@ -158,14 +158,12 @@ class QubitFluxSpectroscopy(Node):
     readout_span: float = 3e6  # Hz, at least: readout re-centring window when a row misses
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     max_prediction_miss: float = 4.0  # window half-widths a found line may be off its prediction
-    #: First look of each row; the averaging adds what the row's line needs to reach
-    #: `min_line_snr`, up to `budget`. A row's only use is its line's centre, which the fit
-    #: weighs by its stderr, so a longer look buys precision the energies do not need: the
-    #: built-in chip's node took 618 device-s at 250 shots, 386 at 100 (EJ, EC, EL within
-    #: 0.2 %). At 50 (313 s; 12 chips' nodes 38 122 → 21 781 s) the heavy chip's map across
-    #: a drive-band gap tracked a wrong line (test_drive_bands): averages of so few
-    #: heralded shots are far from Gaussian, and a 6σ "line" is then no rarity
-    shots: int = 100
+    #: First look of each row; a faint row is averaged up to `budget`. Fewer shots failed:
+    #: at 50 and at 100 the heavy chip's map across a drive-band gap tracked a wrong line
+    #: (test_drive_bands; at 100 also the 5018-like plasmon readout), although the built-in
+    #: chip's node fell from 618 to 313 / 386 device-s with EJ, EC, EL within 0.2 %:
+    #: averages of few heralded shots are far from Gaussian, so a 6σ "line" is no rarity
+    shots: int = 250
     herald: bool = True
     min_line_snr: float = 6.0
     min_relative_snr: float = 0.25  # of the strongest line, for the lowest line to be f01
