@@ -81,8 +81,8 @@ class SnapshotStore:
         if not self.path.is_dir():
             if self.path.exists() or not create:
                 raise StoreError(f"no snapshot store at {self.path}")
-            try:
-                self.path.mkdir(parents=True)
+            try:  # another process may create it between the look and the mkdir: fine
+                self.path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store {self.path}: {_reason(exc)}") from exc
         self._lock = FileLock(self.path / LOCK_NAME, timeout=lock_timeout)

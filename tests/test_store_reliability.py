@@ -436,3 +436,23 @@ def test_raw_data_is_compressed_at_complex64_precision(store):
         assert (iq.compression, iq.shuffle, iq.chunks) == ("gzip", True, (41, 201))
         original = samples.experiments(n=20, seed=0)["q0"]["qubit_flux_spectroscopy"].data
         np.testing.assert_array_equal(iq[()], original["iq"].values.astype(np.complex64))
+
+
+def test_a_store_another_process_creates_meanwhile_opens(tmp_path, monkeypatch) -> None:
+    """Two calibrations starting on a new store at once: both look and see no directory,
+    one creates it first; the other's mkdir must not fail (it did: 'File exists')."""
+    path = tmp_path / "store"
+    path.mkdir()  # the other process won the race after this one looked
+    for name in ("is_dir", "exists"):
+        real, first = getattr(Path, name), [True]
+
+        def looked_before(self, real=real, first=first) -> bool:
+            if self == path and first[0]:
+                first[0] = False
+                return False
+            return real(self)
+
+        monkeypatch.setattr(Path, name, looked_before)
+    store = SnapshotStore(path)
+    monkeypatch.undo()
+    assert store.path == path and path.is_dir()
