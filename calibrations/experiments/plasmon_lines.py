@@ -341,13 +341,15 @@ def assign(
     joins, up to `_MAX_DECIDING_LINES`.
     """
     ranked = sorted(lines, key=lambda x: -x.snr)
-    for count in range(_MAX_LINES, max(_MAX_LINES, min(len(ranked), _MAX_DECIDING_LINES)) + 1):
+    for count in range(_MAX_LINES, _MAX_DECIDING_LINES + 1):
         best = _largest_readings(ranked[:count], bias, consistent)
         if len(best) > 1 and equivalent is not None:
             chosen = equivalent(best)
             best = [best[chosen]] if chosen is not None else best
         if len(best) <= 1:
             return list(best[0]) if best else []
+        if count >= len(ranked):  # no weaker line left to decide by
+            break
     return []
 
 

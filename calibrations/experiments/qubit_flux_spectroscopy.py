@@ -20,8 +20,7 @@ standard error bounds how far the map may move it) and the half-flux bias fitted
 has half a period of precise peaks that pin the symmetry point far better than the resonator
 does, and for a light fluxonium (f01 rising steeply) a sweet-spot error of 3·10⁻⁴ Φ0, well
 inside its tolerance, would bias EJ and EC by 2 %; the fitted sweet spot must agree with the
-calibrated one. Energies come out in GHz and are
-handed on in Hz.
+calibrated one. Energies come out in GHz and are handed on in Hz.
 """
 
 from __future__ import annotations
@@ -1187,11 +1186,12 @@ def rows(data: xr.Dataset):
 
 
 def _report(fit: SpectrumFit, peaks: PeakTrace, sweet_spot: float, calibrated: float | None) -> str:
-    period = f"period fitted: {fit.period:.6f} ± {fit.period_stderr:.1g} V"
-    if fit.period_prior is not None:
-        period += f" (prior {fit.period_prior[0]:.6f} ± {fit.period_prior[1]:.1g} V)"
-    elif calibrated is not None:
+    if calibrated is not None and fit.period_prior is None:
         period = f"period held at {fit.period:.6f} V"
+    else:
+        period = f"period fitted: {fit.period:.6f} ± {fit.period_stderr:.1g} V"
+        if fit.period_prior is not None:
+            period += f" (prior {fit.period_prior[0]:.6f} ± {fit.period_prior[1]:.1g} V)"
     mapping = f"(calibrated {calibrated:.6f} V), " if calibrated is not None else ""
     return (
         f"{fit.n_points} of {peaks.bias.size} row peaks fitted ({fit.n_rejected} outliers)\n"
