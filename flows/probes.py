@@ -38,6 +38,7 @@ from fluxcal.calibrations.experiments.ramsey import resolve_sign
 from fluxcal.calibrations.experiments.single_shot import Discrimination, discriminate, rotate
 from fluxcal.calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from fluxcal.calibrations.fitting import FitError, fit_notch
+from fluxcal.calibrations.fitting.noise import effective_dof, profiled_noise, projection_shape
 from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
 
 #: Shots per point of a probe's first look, and the most it may take (the fixed count the
@@ -58,14 +59,16 @@ _MARGIN = 1.3
 CHI2_CONFIDENCE = 0.9999
 
 
-def chi2_limit(points: int, parameters: int) -> float:
+def chi2_limit(points: int, parameters: int, noise_dof: float | None = None) -> float:
     """Largest reduced chi-square a good fit of `points` reaches at CHI2_CONFIDENCE.
 
-    The noise is itself estimated from the `points` repeat differences, so the statistic
-    follows an F distribution (points − parameters, points) rather than a chi-square: with
-    eight points and three parameters the limit is ~26, with thirty-two and five ~4.
+    The noise is itself estimated from the repeat differences, so the statistic follows an
+    F distribution (points − parameters, noise_dof) rather than a chi-square: with eight
+    points, three parameters and alike noise (`noise_dof` = points) the limit is ~26, with
+    thirty-two and five ~4; eight points whose noise rests on five (`_fit_probe`), ~77.
     """
-    return float(f_distribution.ppf(CHI2_CONFIDENCE, points - parameters, points))
+    dof = points if noise_dof is None else noise_dof
+    return float(f_distribution.ppf(CHI2_CONFIDENCE, points - parameters, dof))
 
 
 @dataclass(frozen=True)
@@ -191,31 +194,100 @@ def qubit_frequency_offset(
     return Estimate(offset, stderr, problems, faint)
 
 
-def _projected(iq: np.ndarray) -> tuple[np.ndarray, float]:
-    """Two repeats (2, n) of a short trace projected to a real signal, and its noise per
-    point; with few points the repeat difference is the only honest noise figure."""
+def _projected(iq: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two repeats (2, n) of a short trace projected to a real signal, in units of its
+    pooled noise, each point's variance from the repeat difference (one degree of freedom
+    each) and the readout's variance alone: with few points the repeats are the only honest
+    noise figure.
+
+    The readout's (amplifier) noise is the same in every direction of the IQ plane, while
+    the qubit's projection noise lies along the line between the states' levels, so the
+    repeat difference across the projection axis measures the readout's share by itself.
+    """
     iq = np.asarray(iq, complex)
     if not np.all(np.isfinite(iq)):
         raise FitError("trace has non-finite points (NaN or inf)")
     mean = iq.mean(axis=0)
     axis = principal_axis(mean).conjugate()
     y = ((mean - mean.mean()) * axis).real
-    noise = float(np.sqrt(np.mean((((iq[0] - iq[1]) * axis).real / 2) ** 2)))
+    difference = (iq[0] - iq[1]) * axis / 2
+    variance = difference.real**2
+    noise = float(np.sqrt(np.mean(variance)))
     if not noise > 0:
         raise FitError("the two repeats are identical: no noise estimate")
-    return y, noise
+    readout = float(np.mean(difference.imag**2))
+    return y / noise, variance / noise**2, readout / noise**2
 
 
-def _fit_few(model, x: np.ndarray, y: np.ndarray, start: list[float]):
-    """Least squares of a three-parameter model through a few points of unit noise (the
-    signal is in units of its noise, which keeps the problem well scaled)."""
+def _relaxation_levels(offset: float, amplitude: float) -> tuple[float, float]:
+    """A relaxation's two state levels: it ends in the ground state at its offset."""
+    return offset, offset + amplitude
+
+
+def _swing_levels(offset: float, amplitude: float) -> tuple[float, float]:
+    """A Rabi cosine's or an echo's two state levels: they swing about an equal mixture."""
+    return offset - amplitude, offset + amplitude
+
+
+@dataclass(frozen=True)
+class _ProbeFit:
+    """A probe trace's three-parameter fit (offset, amplitude, value), its reduced χ² and
+    the degrees of freedom its noise figure rests on."""
+
+    values: np.ndarray
+    errors: np.ndarray
+    chi2: float
+    points: int
+    noise_dof: float
+
+    @property
+    def max_chi2(self) -> float:
+        return chi2_limit(self.points, self.values.size, self.noise_dof)
+
+    def estimate(self, min_snr: float) -> Estimate:
+        """The fitted value with its problems (the amplitude is in units of the noise)."""
+        return _estimate(
+            self.values[2], self.errors[2], self.chi2, self.max_chi2, abs(self.values[1]), min_snr
+        )
+
+
+def _fit_probe(model, x, y, variance: np.ndarray, floor: float, start, levels) -> _ProbeFit:
+    """Least squares of a three-parameter model through a few points in units of their
+    pooled noise, with errors and a χ² limit that allow for each point's own noise.
+
+    On the trace the qubit's projection noise adds to the readout's, up to ~30× in variance
+    at an equal mixture (a T1 probe of the built-in chip), so the pooled noise rests on the
+    few points near the middle (~5 degrees of freedom of 8: a good fit failed the limit of
+    eight ten times as often as it should), and those points are where a Rabi cosine's
+    slope is steepest (its errors were 1.5× too small). The points' expected variances are
+    the readout's floor plus the projection noise the fitted curve implies
+    (`profiled_noise`); they set the errors (the sandwich covariance of the unweighted
+    fit, whose weights one-degree estimates would make noisy) and the noise's degrees of
+    freedom (`effective_dof`).
+    """
     try:
         values, covariance = curve_fit(model, x, y, p0=start, absolute_sigma=True, method="trf")
     except (RuntimeError, ValueError) as error:
         raise FitError(f"{model.__name__} fit failed: {error}") from None
-    errors = np.sqrt(np.clip(np.diag(covariance), 0, np.inf))
+    shape = projection_shape(model(x, *values), *levels(values[0], values[1]))
+    expected = profiled_noise(variance, shape, floor) ** 2
+    jacobian = _jacobian(model, x, values)
+    sandwich = covariance @ jacobian.T @ (expected[:, None] * jacobian) @ covariance
+    errors = np.sqrt(np.clip(np.diag(sandwich), 0, np.inf))
     chi2 = float(np.sum((model(x, *values) - y) ** 2) / max(x.size - len(start), 1))
-    return values, errors, chi2
+    return _ProbeFit(values, errors, chi2, x.size, effective_dof(expected))
+
+
+def _jacobian(model, x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """∂model/∂parameter at `values` by central differences, (points, parameters)."""
+    columns = []
+    for k, value in enumerate(values):
+        step = 1e-6 * max(abs(float(value)), 1e-30)
+        up, down = values.copy(), values.copy()
+        up[k] += step
+        down[k] -= step
+        columns.append((model(x, *up) - model(x, *down)) / (2 * step))
+    return np.column_stack(columns)
 
 
 def pi_amplitude(
@@ -229,14 +301,12 @@ def pi_amplitude(
     _drive(session, "rabi", shots, delay=0.0)
     amplitudes = stored * np.asarray(fractions)
     iq = measure_repeats(session, "check_pi_amplitude", "drive_amplitude", amplitudes)
-    y, noise = _projected(iq.values)
-    y = y / noise
+    y, variance, floor = _projected(iq.values)
     candidates = stored * np.linspace(0.5, 2.0, 151)
     guess = 0.5 / scan_frequency(amplitudes, y, 0.5 / candidates, free_phase=False)
     start = [float(y.mean()), float(y[0] - y.mean()), guess]
-    (_, amplitude, value), errors, chi2 = _fit_few(rabi_cosine, amplitudes, y, start)
-    snr = abs(amplitude)
-    return _estimate(value, errors[2], chi2, chi2_limit(y.size, 3), snr, min_snr)
+    fit = _fit_probe(rabi_cosine, amplitudes, y, variance, floor, start, _swing_levels)
+    return fit.estimate(min_snr)
 
 
 def decay_time(
@@ -252,12 +322,11 @@ def decay_time(
     _drive(session, sequence, shots, amplitude=session.value("pi_amplitude"))
     delays = stored * np.asarray(multiples)
     iq = measure_repeats(session, f"check_{parameter}", "delay", delays)
-    y, noise = _projected(iq.values)
-    y = y / noise
+    y, variance, floor = _projected(iq.values)
     start = [float(y[-1]), float(y[0] - y[-1]), stored]
-    (_, amplitude, value), errors, chi2 = _fit_few(exponential, delays, y, start)
-    snr = abs(amplitude)
-    return _estimate(value, errors[2], chi2, chi2_limit(y.size, 3), snr, min_snr)
+    levels = _relaxation_levels if sequence == "t1" else _swing_levels
+    fit = _fit_probe(exponential, delays, y, variance, floor, start, levels)
+    return fit.estimate(min_snr)
 
 
 def _estimate(
