@@ -26,8 +26,10 @@ from fluxcal.calibrations.session import DATASET_LOCK, QubitSession
 #: Aim a little above the target: the score of the next round scatters around its prediction.
 _MARGIN = 1.3
 _MAX_ROUND_FACTOR = 16.0
-#: QCoDeS run metadata of an averaged measurement: {"guids", "shots", "attrs"}.
+#: QCoDeS run metadata of an averaged measurement: {"guids", "shots", "attrs", "keep_runs"}.
 AVERAGING_TAG = "fluxcal_averaging"
+#: Dimension of the kept runs (`iq_runs`), with their shots as the coordinate `RUNS_shots`.
+RUNS = "averaging_run"
 
 
 def shot_weighted_mean(traces: Sequence[np.ndarray], shots: Sequence[int]) -> np.ndarray:
@@ -42,11 +44,16 @@ def shot_weighted_mean(traces: Sequence[np.ndarray], shots: Sequence[int]) -> np
 
 def combine_runs(runs: Sequence[xr.Dataset], record: dict[str, Any]) -> xr.Dataset:
     """The averaged Dataset from its runs (in order) and their `AVERAGING_TAG` record: the
-    last run with the shot-weighted mean as `iq` and the measurement's attrs."""
+    last run with the shot-weighted mean as `iq` and the measurement's attrs; with the
+    record's `keep_runs`, every run's trace too (`iq_runs`), whose scatter measures each
+    point's noise without a model."""
     data = runs[-1].copy()
     mean = shot_weighted_mean([run["iq"].values for run in runs], record["shots"])
     data["iq"] = (data["iq"].dims, mean, data["iq"].attrs)
     data.attrs.update(record["attrs"])
+    if record.get("keep_runs") and len(runs) > 1:
+        traces = xr.concat([run["iq"] for run in runs], dim=RUNS)
+        data["iq_runs"] = traces.assign_coords({f"{RUNS}_shots": (RUNS, list(record["shots"]))})
     return data
 
 
@@ -85,8 +92,13 @@ def measure_averaged(
     target: float,
     budget: int,
     attrs: dict[str, Any] | None = None,
+    min_runs: int = 1,
 ) -> xr.Dataset:
-    """An averaged sweep whose `score(iq)` reaches `target` if `budget` shots allow."""
+    """An averaged sweep whose `score(iq)` reaches `target` if `budget` shots allow.
+
+    With `min_runs` > 1 the first look is repeated that often whatever its score, and the
+    runs are kept (`combine_runs`): their scatter is each point's noise, measured.
+    """
     readout = session.channel("readout")
     first = int(readout.shots())
     total, batch = 0, first
@@ -98,6 +110,8 @@ def measure_averaged(
             runs.append(session.measure(name, sweep, values, attrs=attrs))
             shots.append(batch)
             total += batch
+            if len(runs) < min_runs:
+                continue  # the first look again (`batch` is still its size)
             reached = score(shot_weighted_mean([run["iq"].values for run in runs], shots))
             planned = next_total(total, reached, target, budget)
             if reached >= target or planned <= total:
@@ -110,6 +124,7 @@ def measure_averaged(
         "guids": [run.attrs.get("guid") for run in runs],
         "shots": shots,
         "attrs": {"shots": total, "averaging_runs": run_ids, "score": float(reached)},
+        "keep_runs": min_runs > 1,
     }
     _record_averaging(record)
     return combine_runs(runs, record)

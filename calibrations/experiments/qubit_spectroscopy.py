@@ -31,12 +31,19 @@ from dataclasses import dataclass, replace
 import lmfit
 import numpy as np
 import xarray as xr
+from scipy.optimize import nnls
 from scipy.signal import find_peaks, peak_widths
 
-from fluxcal.calibrations.averaging import measure_averaged, noise_limited_score
+from fluxcal.calibrations.averaging import RUNS, measure_averaged, noise_limited_score
 from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 from fluxcal.calibrations.fitting.noise import difference_noise
-from fluxcal.calibrations.fitting.spectrum import refine_peak, response_to_peak
+from fluxcal.calibrations.fitting.spectrum import (
+    peak_projection,
+    projected_on,
+    refine_peak,
+    response_to_peak,
+)
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
@@ -279,6 +286,8 @@ class LineFit:
     x: np.ndarray
     y: np.ndarray
     noise: float
+    #: each point's noise (V) when the sweep's runs measured it, else None (uniform weights)
+    point_noise: np.ndarray | None = None
 
     def value(self, name: str) -> tuple[float, float]:
         parameter = self.result.params[name]
@@ -305,16 +314,24 @@ class LineFit:
         return x, self.result.eval(x=x)
 
 
-def fit_line(frequency: np.ndarray, iq: np.ndarray) -> LineFit:
-    """Lorentzian plus constant on the IQ projected to a positive peak, weighted by the noise.
+def fit_line(
+    frequency: np.ndarray, iq: np.ndarray, runs: tuple[np.ndarray, np.ndarray] | None = None
+) -> LineFit:
+    """Lorentzian plus constant on the IQ projected to a positive peak.
 
-    Raises FitError on non-finite data, too few points or a failed fit.
+    Weighted by the point-to-point noise, uniformly; with the sweep's `runs` (their traces
+    and shots, two or more), refitted with each point's own noise as their scatter measures
+    it (`measured_noise`): on the line the qubit's projection noise adds to the readout's,
+    which uniform weights miss, failing the χ² test of a right line and understating the
+    centre's error (chip 5048: 3.4×). Raises FitError on non-finite data, too few points or
+    a failed fit.
     """
     x = np.asarray(frequency, float)
     iq = np.asarray(iq)
     if x.size < _MIN_FIT_POINTS or not np.all(np.isfinite(iq)):
         raise FitError(f"fine sweep has {x.size} points or non-finite values")
-    y = response_to_peak(iq)
+    centre_iq, direction = peak_projection(iq)
+    y = projected_on(iq, centre_iq, direction)
     noise = point_noise(y)
     step = float(np.median(np.diff(x)))
     smooth = np.convolve(y, np.ones(3) / 3, mode="same")
@@ -327,13 +344,51 @@ def fit_line(frequency: np.ndarray, iq: np.ndarray) -> LineFit:
     params.add("height", value=float(smooth[k]))
     params.add("offset", value=float(np.median(y)))
     model = lmfit.Model(lorentzian_peak)
+    sigma = None
     try:
         result = model.fit(y, params, x=x, weights=np.full(x.size, 1.0 / noise))
+        if runs is not None and np.all(np.isfinite(result.best_fit)):
+            traces = projected_on(runs[0], centre_iq, direction)
+            sigma = measured_noise(traces, runs[1], result)
+            result = model.fit(y, result.params, x=x, weights=1.0 / sigma, scale_covar=False)
+            scale_errors_by_misfit(result)
     except (ValueError, TypeError) as error:
         raise FitError(f"Lorentzian fit failed: {error}") from None
     if not np.all(np.isfinite(result.best_fit)):
         raise FitError("Lorentzian fit diverged")
-    return LineFit(result, x, y, noise)
+    return LineFit(result, x, y, noise, sigma)
+
+
+def measured_noise(
+    traces: np.ndarray, shots: np.ndarray, result: lmfit.model.ModelResult
+) -> np.ndarray:
+    """Each point's noise (V) in the shot-weighted mean of the runs `traces` (runs × points,
+    projected), from their scatter, smoothed as the readout's noise plus an excess that
+    follows the fitted line's shape.
+
+    A driven qubit is found in 0 or 1 shot by shot, so on the line a point scatters by the
+    projection noise p(1 − p)·(blob separation)²/shots on top of the amplifier's (built-in
+    chip: 2.4× in amplitude). One point's scatter over a few runs is too noisy a weight, so
+    the variances are fitted (least squares, both terms ≥ 0) as a + b·shape. The runs repeat
+    the same sweep, so a misfit of the line does not enter: χ² still tests the line's shape.
+    """
+    n = np.asarray(shots, float)[:, None]
+    mean = (n * traces).sum(axis=0) / n.sum()
+    variance = (n * (traces - mean) ** 2).sum(axis=0) / ((n.size - 1) * n.sum())
+    v = result.params.valuesdict()
+    height = v["height"] if v["height"] > 0 else np.inf
+    shape = np.clip((result.best_fit - v["offset"]) / height, 0.0, 1.0)
+    (floor, excess), _ = nnls(np.column_stack([np.ones_like(shape), shape]), variance)
+    if not floor > 0:  # nothing off the line to measure it by: the median point's
+        floor = max(float(np.median(variance)), float(np.finfo(float).tiny))
+    return np.sqrt(floor + excess * shape)
+
+
+def _runs(data: xr.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fine sweep's runs (traces, shots) when the record keeps them (older ones do not)."""
+    if "iq_runs" not in data:
+        return None
+    return data["iq_runs"].values, data[f"{RUNS}_shots"].values
 
 
 @dataclass
@@ -357,13 +412,10 @@ class QubitSpectroscopy(Node):
     #: the averaging adds the shots the precision needs
     fine_points_per_linewidth: float = 5.0
     shots: int = 200  # first look of each coarse sweep; averaging adds what the line needs
-    #: first look of the fine sweep, for its χ² test rather than its precision (the averaging
-    #: adds what that needs): on the line, the saturated qubit's projection noise adds to
-    #: the amplifier's (built-in chip: 2.4× the noise off the line), which lifts χ² by a
-    #: similar amount at any shots, while its limit of 3 only rises once the line is ~14
-    #: noise deviations high. The built-in chip's fit, 40 sweeps each: χ² over the limit in
-    #: 5 at 200 shots, 1 at 400 (where the re-centred second sweep takes over), none at 600
-    fine_shots: int = 400
+    #: first look of the fine sweep: `fine_runs` runs of `fine_shots` each, whose scatter
+    #: is each point's noise (`measured_noise`); the averaging adds what the precision needs
+    fine_shots: int = 200
+    fine_runs: int = 2
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
     readout_span: float = 6e6  # Hz, at least: resonator re-centring window at each point
@@ -402,10 +454,17 @@ class QubitSpectroscopy(Node):
         dataset = None
         for attempt in range(self.fine_retries + 1):
             session.configure(drive={"amplitude": amplitude})
-            fine_iq = measure_averaged(
-                session, self.name, SWEEP, fine, self._fine_score(fine), 1.0, self.budget
-            )["iq"]
-            dataset = self._dataset(session, fine_iq, look, tried, amplitude)
+            measured = measure_averaged(
+                session,
+                self.name,
+                SWEEP,
+                fine,
+                self._fine_score(fine),
+                1.0,
+                self.budget,
+                min_runs=self.fine_runs,
+            )
+            dataset = self._dataset(session, measured, look, tried, amplitude)
             retry = self._recentred(dataset, amplitude) if attempt < self.fine_retries else None
             if retry is None:
                 break
@@ -622,16 +681,20 @@ class QubitSpectroscopy(Node):
         amplitude = min(amplitude * scale, self.coarse_amplitude)
         return self._fine_window(centre, self.fine_half_span * self.fine_linewidth), amplitude
 
-    def _dataset(self, session, fine_iq, look, tried, amplitude) -> xr.Dataset:
-        """The record; without a coarse line (`fine_iq` None) the fine sweep is not measured
-        and its place holds no data."""
+    def _dataset(self, session, measured, look, tried, amplitude) -> xr.Dataset:
+        """The record, with the fine sweep's runs; without a coarse line (`measured` None)
+        the fine sweep is not measured and its place holds no data."""
         coarse, coarse_iq, line = look.frequency, look.iq, look.line
-        if fine_iq is None:
+        if measured is None:
             centre = 0.5 * (self.coarse_start + self.coarse_stop)
             fine = self._fine_window(centre, self.fine_linewidth)
             fine_iq = xr.DataArray(np.full(fine.size, np.nan + 0j), {SWEEP: fine}, (SWEEP,))
+            fine_runs = {}
+        else:
+            fine_iq = measured["iq"]
+            fine_runs = {"iq_runs": measured["iq_runs"]} if "iq_runs" in measured else {}
         return xr.Dataset(
-            {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq)},
+            {"iq": fine_iq, "iq_coarse": (COARSE, coarse_iq), **fine_runs},
             coords={COARSE: coarse},
             attrs={
                 "experiment": self.name,
@@ -687,7 +750,7 @@ class QubitSpectroscopy(Node):
                 report=report + self._detection_limit(data),
             )
         try:
-            fit = fit_line(frequency, data["iq"].values)
+            fit = fit_line(frequency, data["iq"].values, _runs(data))
         except FitError as error:
             return Analysis(
                 values={"qubit_frequency": (np.nan, np.nan), "flux_sweet_spot": bias},

@@ -159,14 +159,27 @@ def response_to_peak(values: np.ndarray) -> np.ndarray:
     variation (where the qubit moves the readout point); the sign is chosen so that the
     largest excursion is positive, since drive can raise or lower the signal.
     """
+    return projected_on(values, *peak_projection(values))
+
+
+def peak_projection(values: np.ndarray) -> tuple[complex, complex]:
+    """(centre, unit direction) `response_to_peak` projects `values` with, so that other
+    traces of the same sweep (its repeats) can be projected alike."""
+    values = np.asarray(values)
     if np.iscomplexobj(values):
-        centred = values - (np.median(values.real) + 1j * np.median(values.imag))
-        points = np.stack([centred.real, centred.imag])
-        axis = np.linalg.svd(points, full_matrices=False)[0][:, 0]
-        projected = axis @ points
+        centre = complex(np.median(values.real), np.median(values.imag))
+        centred = values - centre
+        axis = np.linalg.svd(np.stack([centred.real, centred.imag]), full_matrices=False)[0][:, 0]
+        direction = complex(axis[0], axis[1])
     else:
-        projected = values - np.median(values)
-    return projected if projected.max() >= -projected.min() else -projected
+        centre, direction = complex(np.median(values)), 1.0 + 0j
+    projected = projected_on(values, centre, direction)
+    return centre, direction if projected.max() >= -projected.min() else -direction
+
+
+def projected_on(values: np.ndarray, centre: complex, direction: complex) -> np.ndarray:
+    """`values` − `centre` projected on the unit `direction` in the IQ plane (real)."""
+    return np.real((np.asarray(values) - centre) * np.conj(direction))
 
 
 def _row_peak(
