@@ -478,3 +478,61 @@ def test_a_third_level_does_not_pose_as_resolved_blobs_in_the_wings():
     fit = fit_separation(frequency, *shots, kappa, centre + 1e5)
     assert fit.reduced_chi2 < 2
     assert abs(fit.optimum[0] - centre) < 3 * fit.optimum[1]
+
+
+def test_confirmation_shots_follow_the_fine_grid_error_rates():
+    """The confirmation takes the shots that bring the fidelity's stderr, at the error
+    rates the fine grid measured, to `fidelity_stderr`; a faint readout takes the budget."""
+    node = ReadoutOptimisation()
+
+    def discrimination(error: float, shots: int) -> Discrimination:
+        rate = np.full((1, 1), error)
+        return Discrimination(np.zeros((1, 1)), np.zeros((1, 1)), rate, rate, shots, shots)
+
+    for error in (0.002, 0.004):
+        shots = node._confirm_shots(discrimination(error, 3000), (0, 0))
+        assert node.first_look < shots < node.confirm_shots
+        rate = (error * 3000 + 1) / 3002  # Laplace's rule, as the fine grid's stderr
+        stderr = 0.5 * np.sqrt(2 * rate * (1 - rate) / shots)
+        assert stderr == pytest.approx(node.fidelity_stderr, rel=0.01)
+    assert node._confirm_shots(discrimination(0.0, 3000), (0, 0)) == node.first_look
+    assert node._confirm_shots(discrimination(0.15, 500), (0, 0)) == node.confirm_shots
+
+
+def test_thermal_shots_reach_the_wanted_precision():
+    """Warm (30 %) and cold (2 %) qubits: the sized shot count brings the population's
+    stderr to `population_stderr`, or the temperature's to `temperature_precision`."""
+    node = ReadoutOptimisation()
+    rng = np.random.default_rng(11)
+    assignment = Discrimination(
+        np.array(0.0), np.array(0.5), np.array(0.003), np.array(0.01), 2000, 2000
+    )
+    frequency = 363e6
+    for population in (0.3, 0.02):
+        read_one = rng.random(1000) < 0.003 * (1 - population) + 0.99 * population
+        first = xr.DataArray(
+            np.where(read_one, 1.0, 0.0)[None].astype(complex), dims=("prepared", "shot")
+        )
+        needed = node._thermal_shots(first, assignment, frequency)
+        excited = float(np.mean(read_one))
+        p, stderr = thermal_population(excited, int(np.ceil(needed)), assignment)
+        temperature, temperature_err = effective_temperature((p, stderr), frequency)
+        ratios = (
+            stderr / node.population_stderr,
+            temperature_err / temperature / node.temperature_precision,
+        )
+        assert max(ratios) == pytest.approx(1.0, abs=0.01)  # the binding one, just met
+
+
+def test_the_sweep_first_look_falls_with_the_blob_snr():
+    node = ReadoutOptimisation()
+    rng = np.random.default_rng(12)
+
+    def first_look(snr: float) -> int:
+        noise = rng.standard_normal((2, 4000)) + 1j * rng.standard_normal((2, 4000))
+        shots = xr.DataArray(noise + np.array([[0.0], [snr]]), dims=("prepared", "shot"))
+        return node._first_look(shots.assign_coords(prepared=[0, 1]), 1.0)
+
+    assert first_look(2.0) == node.frequency_shots  # faint: the full first look
+    assert first_look(4.5) == pytest.approx(node.frequency_shots * (3 / 4.5) ** 2, rel=0.15)
+    assert first_look(30.0) == node.min_frequency_shots

@@ -24,6 +24,14 @@ descent in four measurements:
    population and, with f01, an effective temperature.
 
 Every stage's shots are kept in the Dataset, so the analysis re-derives each choice.
+
+Shots are device time (a repetition time each, twice with a herald), so every stage takes as
+many as its answer needs, judged from what was measured before: the grids a first look,
+topped up only where the best setting's fidelity is not yet known to the stage's precision
+(a faint readout); the sweep's first look from the blob SNR the coarse grid saw; the
+confirmation from the error rates the fine grid measured at the chosen setting; the thermal
+shots from the excited fraction of a first look. A bright chip needs under half the fixed
+counts these replaced, at the same fidelity.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from fluxcal.calibrations.experiments.single_shot import (
     thermal_population,
 )
 from fluxcal.calibrations.fitting import FitError
+from fluxcal.calibrations.fitting.noise import robust_sigma
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
@@ -97,8 +106,21 @@ class ReadoutOptimisation(Node):
     frequency_span: float = 3.0  # full sweep width in units of κ
     frequency_points: int = 25
     fine_points: int = 5  # per axis, spanning ± one coarse step
-    search_shots: int = 150  # coarse grid: it only picks the neighbourhood the fine grid refines
-    frequency_shots: int = 500  # first look; the √shots law sizes the rest (loss target)
+    #: Shots per setting and state of the coarse and fine grids: a first look, topped up to
+    #: the budget (`search_budget`, `fine_budget`) only as far as the best setting's measured
+    #: fidelity needs for its binomial stderr to reach `search_stderr`, `fine_stderr`. A
+    #: bright readout errs so rarely that the first look places it; a faint one (fidelity
+    #: 0.85, sampled chip 5051) needs the budget to tell its settings apart. The coarse grid
+    #: only picks the neighbourhood the fine grid refines: a coarser stderr will do.
+    search_shots: int = 50
+    search_budget: int = 150
+    search_stderr: float = 0.015
+    #: First look of the separation sweep for blobs at most `frequency_snr` noise widths
+    #: apart, fewer for brighter ones (`_first_look`); the √shots law sizes the rest (loss
+    #: target). 500 measured the maxima of bright chips 20× better than the gate needs.
+    frequency_shots: int = 500
+    frequency_snr: float = 3.0
+    min_frequency_shots: int = 150
     frequency_integration: float = 2e-6  # s, at least, for the frequency sweep
     frequency_budget: int = 32_000  # shots per point and state, spent only when needed
     #: separation lost 3σ off the chosen readout frequency. 2 % is what the maxima of
@@ -106,9 +128,22 @@ class ReadoutOptimisation(Node):
     #: tolerance a readout point is held to: a 3 % gate let chip 5048's point land 1.1 κ/10
     #: off its maximum while its stated 3σ claimed less.
     max_separation_loss: float = 0.02
-    fine_shots: int = 500
+    fine_shots: int = 300  # see `search_shots`
+    fine_budget: int = 500
+    fine_stderr: float = 0.003
+    #: The confirmation and the thermal shots are as many as the wanted standard error needs
+    #: given the error rates the fine grid measured at the chosen setting, or the excited
+    #: fraction of a first look of `first_look` unheralded shots (binomial), between
+    #: `first_look` and these budgets.
+    first_look: int = 1000
     confirm_shots: int = 4000
     thermal_shots: int = 10000
+    #: Wanted standard errors: the assignment fidelity to a tenth of a percent; the thermal
+    #: population to half a percent, or to 5 % of the effective temperature for a cold qubit
+    #: (whose population is small and temperature steep in it).
+    fidelity_stderr: float = 0.001
+    population_stderr: float = 0.005
+    temperature_precision: float = 0.05
     min_fidelity: float = 0.7
     min_snr: float = 2.0
     max_chi2: float = 3.0
@@ -138,7 +173,13 @@ class ReadoutOptimisation(Node):
         top = session.upper_limit("readout", "amplitude", self.amplitude_range[1])
         amplitudes = np.geomspace(self.amplitude_range[0], top, self.amplitude_points)
         durations = self.durations(session.get("T1", 0.0))
-        coarse = self._grid(session, states, amplitudes, durations, self.search_shots, "coarse")
+        coarse = self._grid(
+            session,
+            states,
+            (amplitudes, durations),
+            (self.search_shots, self.search_budget, self.search_stderr),
+            "coarse",
+        )
         i, j = best_index(_discriminate(coarse).fidelity, margin=1)
         amplitude, duration = float(amplitudes[j]), float(durations[i])
 
@@ -152,19 +193,31 @@ class ReadoutOptimisation(Node):
             readout={"amplitude": amplitude, "integration_time": integration},
             drive={"herald": False},
         )
-        sweep, frequency = self._frequency_sweep(session, states, frequencies, kappa, start)
+        first = self._first_look(
+            coarse.isel(coarse_duration=i, coarse_amplitude=j), integration / duration
+        )
+        sweep, frequency = self._frequency_sweep(session, states, frequencies, kappa, start, first)
 
         session.configure(readout={"frequency": frequency}, drive={"herald": True})
         fine_amplitudes = _around(amplitudes, j, self.fine_points)
         fine_durations = _around(durations, i, self.fine_points)
-        fine = self._grid(session, states, fine_amplitudes, fine_durations, self.fine_shots, "fine")
-        i, j = best_index(_discriminate(fine).fidelity)
+        fine = self._grid(
+            session,
+            states,
+            (fine_amplitudes, fine_durations),
+            (self.fine_shots, self.fine_budget, self.fine_stderr),
+            "fine",
+        )
+        searched = _discriminate(fine)
+        i, j = best_index(searched.fidelity)
         amplitude, duration = float(fine_amplitudes[j]), float(fine_durations[i])
 
         session.configure(readout={"amplitude": amplitude, "integration_time": duration})
-        confirm = self._states(session, states, self.confirm_shots).rename({"shot": "confirm_shot"})
+        shots = self._confirm_shots(searched, (i, j))
+        confirm = self._states(session, states, shots).rename({"shot": "confirm_shot"})
+        assignment = _discriminate(confirm)
         session.configure(drive={"herald": False, "sequence": "none", "amplitude": 0.0})
-        thermal = self._states(session, states[:1], self.thermal_shots)
+        thermal = self._thermal(session, states[:1], assignment)
         thermal = thermal.isel({PREPARED: 0}, drop=True).rename({"shot": "thermal_shot"})
         return xr.Dataset(
             {
@@ -207,12 +260,28 @@ class ReadoutOptimisation(Node):
         decades = np.log10(high / low) / np.log10(self.duration_range[1] / low)
         return np.geomspace(low, high, int(np.ceil(self.duration_points * decades)))
 
-    def _frequency_sweep(self, session, states, frequencies, kappa: float, start: float):
+    def _first_look(self, shots: xr.DataArray, gain: float) -> int:
+        """Shots per point of the separation sweep's first look: `frequency_shots` for blobs
+        at most `frequency_snr` noise widths apart, fewer (as 1/SNR²) for a brighter readout,
+        whose separation the same number of shots measures that much better. The SNR is the
+        coarse grid's at the chosen setting (heralded), times √`gain` for the sweep's longer
+        integration; `min_frequency_shots` keep the blob-mixture fit of each point sound."""
+        iq0, iq1 = shots.sel({PREPARED: 0}).values, shots.sel({PREPARED: 1}).values
+        centre0, centre1 = _median(iq0), _median(iq1)
+        x0 = rotate(iq0, np.angle(centre1 - centre0)).real
+        snr = abs(centre1 - centre0) / max(robust_sigma(x0), 1e-300) * np.sqrt(gain)
+        scaled = self.frequency_shots * (self.frequency_snr / max(snr, self.frequency_snr)) ** 2
+        return int(max(np.ceil(scaled), min(self.min_frequency_shots, self.frequency_shots)))
+
+    def _frequency_sweep(
+        self, session, states, frequencies, kappa: float, start: float, first: int
+    ):
         """The separation sweep, repeated with more shots until the optimum is known well
         enough to lose at most `max_separation_loss` at 3σ, or `frequency_budget` shots per
         point are spent (the √shots law sets each round's size, as in
-        `calibrations.averaging`: the loss near a maximum grows as the stderr squared)."""
-        parts, total, batch = [], 0, self.frequency_shots
+        `calibrations.averaging`: the loss near a maximum grows as the stderr squared), from a
+        first look of `first` shots per point."""
+        parts, total, batch = [], 0, first
         while True:
             part = self._states(session, states, batch, ("readout.frequency", frequencies))
             parts.append(part.rename({"readout_frequency": "frequency", "shot": "frequency_shot"}))
@@ -229,6 +298,54 @@ class ReadoutOptimisation(Node):
             if score >= 1.0 or planned <= total:
                 return sweep, optimum[0]
             batch = planned - total
+
+    def _thermal(
+        self, session: QubitSession, states: np.ndarray, assignment: Discrimination
+    ) -> xr.DataArray:
+        """Unheralded shots with no pulse: a first look, then as many more as its excited
+        fraction says the wanted precision needs (`_thermal_shots`), within the budget."""
+        first = self._states(session, states, min(self.first_look, self.thermal_shots))
+        needed = self._thermal_shots(first, assignment, session.value("qubit_frequency"))
+        wanted = int(np.ceil(min(needed, self.thermal_shots)))
+        if wanted <= first.sizes["shot"]:
+            return first
+        more = self._states(session, states, wanted - first.sizes["shot"])
+        return xr.concat([first, more], dim="shot")
+
+    def _confirm_shots(self, fine: Discrimination, chosen: tuple[int, int]) -> int:
+        """Shots per state for the fidelity's binomial stderr to reach `fidelity_stderr`:
+        SE² = (e0(1 − e0) + e1(1 − e1)) / 4n, with the error rates the fine grid measured at
+        the chosen setting (Laplace's rule, as `Discrimination.fidelity_stderr`, so that no
+        error seen asks for some shots). Sized from the fine grid's shots, not the
+        confirmation's own, so that when to stop does not depend on what it measures."""
+        stderr = float(fine.fidelity_stderr[chosen])
+        shots = min(fine.shots0, fine.shots1) * (stderr / self.fidelity_stderr) ** 2
+        return int(
+            np.clip(np.ceil(shots), min(self.first_look, self.confirm_shots), self.confirm_shots)
+        )
+
+    def _thermal_shots(
+        self, shots: xr.DataArray, assignment: Discrimination, qubit_frequency: float
+    ) -> float:
+        """Unheralded shots for the thermal population's stderr (`thermal_population`'s
+        propagation) to reach the wanted one: `population_stderr`, or `temperature_precision`
+        of the effective temperature where that is tighter (a cold qubit)."""
+        iq = shots.isel({PREPARED: 0}).values
+        excited = float(np.mean(rotate(iq, float(assignment.angle)).real > assignment.threshold))
+        population, stderr = thermal_population(excited, iq.size, assignment)
+        if not (np.isfinite(stderr) and stderr > 0):
+            return np.inf  # no estimate to size by: the whole budget
+        wanted = self.population_stderr
+        temperature, temperature_err = effective_temperature((population, stderr), qubit_frequency)
+        if np.isfinite(temperature_err) and temperature_err > 0:
+            # the temperature's stderr is proportional to the population's
+            relative = temperature_err / temperature
+            wanted = min(wanted, stderr * self.temperature_precision / relative)
+        # the confusion matrix's share of the variance stays whatever the thermal shots
+        _, floor = thermal_population(excited, np.iinfo(np.int64).max, assignment)
+        if not wanted > floor:
+            return np.inf
+        return iq.size * (stderr**2 - floor**2) / (wanted**2 - floor**2)
 
     def _states(
         self,
@@ -247,12 +364,39 @@ class ReadoutOptimisation(Node):
         self,
         session: QubitSession,
         states: np.ndarray,
+        settings: tuple[np.ndarray, np.ndarray],
+        shots: tuple[int, int, float],
+        stage: str,
+    ) -> xr.DataArray:
+        """Shots over duration × amplitude for each prepared state, dims (prepared, ...):
+        `shots` = (first look, budget, wanted stderr of the best setting's fidelity). The
+        top-up follows the binomial 1/√shots law from the first look's error rates (Laplace's
+        rule: no error seen is no certainty), within the budget."""
+        first, budget, wanted = shots
+        grid = self._grid_shots(session, states, *settings, first)
+        measured = _discriminate(grid)
+        stderr = float(measured.fidelity_stderr[best_index(measured.fidelity)])
+        needed = int(min(np.ceil(first * (stderr / wanted) ** 2), budget))
+        if needed > first:
+            more = self._grid_shots(session, states, *settings, needed - first)
+            grid = xr.concat([grid, more], dim="shot")
+        return grid.rename(
+            {
+                "readout_integration_time": f"{stage}_duration",
+                "readout_amplitude": f"{stage}_amplitude",
+                "shot": f"{stage}_shot",
+            }
+        )
+
+    def _grid_shots(
+        self,
+        session: QubitSession,
+        states: np.ndarray,
         amplitudes: np.ndarray,
         durations: np.ndarray,
         shots: int,
-        stage: str,
     ) -> xr.DataArray:
-        """Shots over duration × amplitude for each prepared state, dims (prepared, ...)."""
+        """One round of `shots` per setting and state (hardware sweep of the amplitude)."""
         session.configure(readout={"shots": shots})
         runs = []
         for state in states:
@@ -265,17 +409,7 @@ class ReadoutOptimisation(Node):
                 single_shot=True,
             )
             runs.append(data["iq"].drop_vars("shot"))
-        return (
-            xr.concat(runs, dim=PREPARED)
-            .assign_coords({PREPARED: np.arange(states.size)})
-            .rename(
-                {
-                    "readout_integration_time": f"{stage}_duration",
-                    "readout_amplitude": f"{stage}_amplitude",
-                    "shot": f"{stage}_shot",
-                }
-            )
-        )
+        return xr.concat(runs, dim=PREPARED).assign_coords({PREPARED: np.arange(states.size)})
 
     def analyse(self, data: xr.Dataset) -> Analysis:
         attrs = data.attrs
@@ -396,6 +530,11 @@ class ReadoutOptimisation(Node):
 
 def _discriminate(iq: xr.DataArray) -> Discrimination:
     return discriminate(iq.sel({PREPARED: 0}).values, iq.sel({PREPARED: 1}).values)
+
+
+def _median(iq: np.ndarray) -> complex:
+    """Centre of a blob, robust to the shots that decayed or flipped away from it."""
+    return complex(np.median(iq.real), np.median(iq.imag))
 
 
 def _separation(sweep: xr.DataArray, kappa: float, start: float) -> SeparationFit:
