@@ -18,8 +18,9 @@ from test_qubit_spectroscopy_nodes import session_for, verdict
 from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import (
     ENERGIES,
     QubitFluxSpectroscopy,
+    Window,
 )
-from fluxcal.calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
+from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, QubitSpectroscopy
 from fluxcal.instruments.contract import (
     Bands,
     ContractError,
@@ -53,12 +54,20 @@ def test_qubit_spectroscopy_searches_the_lowest_band_and_refuses_a_drive_reachin
         node._coarse_span(session)
 
 
-@pytest.mark.parametrize(("kind", "seed"), [("light", 1), ("heavy", 2)])
-def test_flux_map_crosses_a_gap_in_the_drive_bands(kind, seed) -> None:
+@pytest.mark.parametrize(
+    ("kind", "seed", "draws"), [("light", 1, 0), ("heavy", 2, 0), ("heavy", 2, 1000)]
+)
+def test_flux_map_crosses_a_gap_in_the_drive_bands(kind, seed, draws) -> None:
     """f01(Φ0/2) is 0.36 GHz (light) or 0.20 GHz (heavy); 0.5–2 GHz is skipped and the rows
-    go on above it. Energies within 1 % of truth (stderr below 1 %, within 4σ)."""
+    go on above it. Energies within 1 % of truth (stderr below 1 %, within 4σ). `draws`
+    acquisitions are skipped first, so the noise differs: under those draws the heavy
+    chip's first row past the gap (f01 2.005 GHz) was missed and the next took the 0–2 line
+    at 5.24 GHz for f01 (`_across_gap`)."""
     session, truth = session_for(QubitFluxSpectroscopy, kind, seed)
     session.channel("drive").frequency.vals = Bands(*QBLOX_BANDS)
+    lab = session.station.components["readout"].lab
+    for _ in range(draws):
+        lab.rng("q0")
     node = QubitFluxSpectroscopy()
     data = node.acquire(session)
     accepted, reason, analysis = verdict(node, data)
@@ -72,3 +81,22 @@ def test_flux_map_crosses_a_gap_in_the_drive_bands(kind, seed) -> None:
         value, stderr = analysis.values[name]
         assert value == pytest.approx(truth[name], rel=0.01), name
         assert 0 < stderr < 0.01 * value and abs(value - truth[name]) < 4 * stderr, name
+
+
+def test_across_a_gap_only_a_line_within_the_narrowed_prediction_is_f01() -> None:
+    """The heavy chip's prediction past the gap, 2.02 ± 1.98 GHz after f01 = 0.45 GHz, is
+    narrowed to half its rise; f01 at 2.03 GHz is taken, the 0–2 line at 5.10 GHz is not
+    (4 half-widths, the allowance away from a gap, reached it)."""
+    node = QubitFluxSpectroscopy()
+    window = node._across_gap(Window(2.0245e9, 1.9751e9), 0.4536e9)
+    assert window.centre == 2.0245e9
+    assert window.half_width == pytest.approx(0.5 * (2.0245e9 - 0.4536e9))
+    frequency = np.linspace(2.0e9, 6.0e9, 401)
+
+    def taken(centre: float, across_gap: bool) -> bool:
+        line = Line(centre=centre, stderr=1e5, fwhm=5e6, snr=20.0, index=0)
+        return node._predicted_line([line], window, window, frequency, across_gap) is not None
+
+    assert taken(2.03e9, across_gap=True)
+    assert not taken(5.10e9, across_gap=True)
+    assert taken(5.10e9, across_gap=False)

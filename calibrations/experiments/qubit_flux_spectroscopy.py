@@ -215,10 +215,13 @@ class QubitFluxSpectroscopy(Node):
             if band is None:  # predicted where the drive plays nothing: on to the next row
                 offset = self._next_offset(offset, step)
                 continue
+            across_gap = not lowest and window.centre - window.half_width < band.low
+            if across_gap:
+                window = self._across_gap(window, found_f01[-1])
             bias = sweet_spot + direction * offset * period
             session.configure(flux={"voltage": bias})
             frequency, iq, amplitude, shots, line = self._measure_row(
-                session, window, band, last_tone, lowest
+                session, window, band, last_tone, lowest, across_gap
             )
             rows.append((bias, frequency, iq, amplitude, shots))
             missed = 0 if line is not None else missed + 1
@@ -640,6 +643,7 @@ class QubitFluxSpectroscopy(Node):
         band: Range,
         last_tone: tuple[float, float] | None,
         lowest: bool = False,
+        across_gap: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
         """One row, re-measured while the line is missing or too wide.
 
@@ -682,7 +686,7 @@ class QubitFluxSpectroscopy(Node):
                 line = qubit_line(lines, self.min_relative_snr)
                 lowest = line is None  # once found, zooming keeps the nearest line
             else:
-                line = self._predicted_line(lines, window, predicted, frequency)
+                line = self._predicted_line(lines, window, predicted, frequency, across_gap)
             if line is not None:
                 line = refine_line(frequency, iq, line)
             resolved = line is not None and line.fwhm > 1.5 * step and step <= self.max_step
@@ -715,18 +719,41 @@ class QubitFluxSpectroscopy(Node):
         near = abs(line.centre - window.centre) <= window.half_width
         return near and not on_edge(frequency, line)
 
+    def _across_gap(self, window: Window, last_f01: float) -> Window:
+        """A prediction extrapolated across a gap in the drive's bands, narrowed to half the
+        rise it predicts.
+
+        Rows skipped in the gap leave the next prediction far from the last line, and the
+        disagreement of its extrapolations then spans gigahertz (the heavy chip: 2.02 ±
+        1.98 GHz, reaching down into the gap), which other transitions share: its 0–2 line
+        at 5.1–5.2 GHz was taken for f01 (2.00 and 2.63 GHz) and every later row followed
+        it. f01² rises as a hyperbola away from the sweet spot, which the centre
+        extrapolates (there within 1 %), so f01 lies within half the predicted rise.
+        """
+        rise = abs(window.centre - last_f01)
+        return Window(window.centre, max(min(window.half_width, 0.5 * rise), self.min_half_width))
+
     def _predicted_line(
-        self, lines: list[Line], window: Window, predicted: Window, frequency: np.ndarray
+        self,
+        lines: list[Line],
+        window: Window,
+        predicted: Window,
+        frequency: np.ndarray,
+        across_gap: bool = False,
     ) -> Line | None:
-        """The line nearest the window centre, if it can be the tracked one: within
-        `max_prediction_miss` half-widths of the row's prediction and not on the sweep's
-        edge. A widened retry where the readout contrast has vanished (the dispersive shift
-        changes sign along flux) otherwise locks onto another transition, and every later
-        row would follow it; a missed row is only a missed row."""
+        """The line nearest the window centre, if it can be the tracked one: not on the
+        sweep's edge and within `max_prediction_miss` half-widths of the row's prediction. A
+        widened retry where the readout contrast has vanished (the dispersive shift changes
+        sign along flux) otherwise locks onto another transition, and every later row would
+        follow it; a missed row is only a missed row. Across a gap in the drive's bands
+        (`_across_gap`) the line must lie within the prediction itself: f01 may sit in the
+        gap, and the band shows other transitions.
+        """
         line = nearest_line(lines, window.centre)
         if line is None:
             return None
-        far = abs(line.centre - predicted.centre) > self.max_prediction_miss * predicted.half_width
+        miss = 1.0 if across_gap else self.max_prediction_miss
+        far = abs(line.centre - predicted.centre) > miss * predicted.half_width
         return None if on_edge(frequency, line) or far else line
 
     def _score(self, frequency: np.ndarray, window: Window):
