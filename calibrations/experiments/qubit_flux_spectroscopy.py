@@ -158,10 +158,10 @@ class QubitFluxSpectroscopy(Node):
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     max_prediction_miss: float = 4.0  # window half-widths a found line may be off its prediction
     #: First look of each row; a faint row is averaged up to `budget`. Fewer shots failed:
-    #: at 50 and at 100 the heavy chip's map across a drive-band gap tracked a wrong line
-    #: (test_drive_bands; at 100 also the 5018-like plasmon readout), although the built-in
-    #: chip's node fell from 618 to 313 / 386 device-s with EJ, EC, EL within 0.2 %:
-    #: averages of few heralded shots are far from Gaussian, so a 6σ "line" is no rarity
+    #: at 50, design chip 3000's map was accepted with EJ −27 % (z −66), a wrong line tracked
+    #: through gates it passed; the heavy chip's drive-band gap (mended since) had failed at
+    #: 50 and 100, and the 5018-like plasmon readout at 100. The built-in chip's node would
+    #: fall from 618 to 313 device-s at 50 with EJ, EC, EL within 0.2 %.
     shots: int = 250
     herald: bool = True
     min_line_snr: float = 6.0
