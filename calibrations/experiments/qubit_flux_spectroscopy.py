@@ -157,12 +157,15 @@ class QubitFluxSpectroscopy(Node):
     readout_span: float = 3e6  # Hz, at least: readout re-centring window when a row misses
     max_missed_rows: int = 3  # consecutive rows without the line end the tracking
     max_prediction_miss: float = 4.0  # window half-widths a found line may be off its prediction
-    #: First look of each row; a faint row is averaged up to `budget`. Fewer shots failed:
-    #: at 50, design chip 3000's map was accepted with EJ −27 % (z −66), a wrong line tracked
-    #: through gates it passed; the heavy chip's drive-band gap (mended since) had failed at
-    #: 50 and 100, and the 5018-like plasmon readout at 100. The built-in chip's node would
-    #: fall from 618 to 313 device-s at 50 with EJ, EC, EL within 0.2 %.
-    shots: int = 250
+    #: First look of each row; a row whose line is fainter than `min_line_snr` is averaged
+    #: up to `budget`, so a clear row costs only this. Built-in chip's node: 618 device-s at
+    #: 250 shots, ~313 at 50, EJ, EC, EL within 0.3 % either way.
+    shots: int = 50
+    #: First look of each plasmon-search sweep: its lines decide between readings of the
+    #: map that fit f01 alike, so a false one costs a wrong value, not a missed row. At 50
+    #: (with the rows') design chip 3000 was accepted with EJ −27 % (z −66); at 250 with
+    #: 50-shot rows, −0.001 %
+    plasmon_shots: int = 250
     herald: bool = True
     min_line_snr: float = 6.0
     min_relative_snr: float = 0.25  # of the strongest line, for the lowest line to be f01
@@ -558,7 +561,7 @@ class QubitFluxSpectroscopy(Node):
         self, session: QubitSession, frequency: np.ndarray, amplitude: float
     ) -> tuple[np.ndarray, np.ndarray, float, int]:
         amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
-        session.configure(drive={"amplitude": amplitude}, readout={"shots": self.shots})
+        session.configure(drive={"amplitude": amplitude}, readout={"shots": self.plasmon_shots})
 
         def strongest(iq: np.ndarray) -> float:
             lines = plasmon.find_lines_any_sense(frequency, iq, 3.0)
