@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 import xarray as xr
+from scipy.stats import norm
 
 from fluxcal.calibrations.averaging import next_total
 from fluxcal.calibrations.experiments.readout_separation import (
@@ -420,6 +421,7 @@ class ReadoutOptimisation(Node):
         fine = _discriminate(data["fine_iq"])
         fine_best = best_index(fine.fidelity)
         searched = (float(fine.fidelity[fine_best]), float(fine.fidelity_stderr[fine_best]))
+        bias = selection_bias(fine.fidelity, fine.fidelity_stderr, fine_best)
         confirm = _discriminate(data["confirm_iq"])
         fidelity = (float(confirm.fidelity), float(confirm.fidelity_stderr))
         iq0, iq1 = data["confirm_iq"].values
@@ -460,8 +462,8 @@ class ReadoutOptimisation(Node):
                 fidelity[0], values["separation_snr"][0], values["readout_duration"][0], attrs
             ),
             at_most(
-                "|confirmed - searched| assignment fidelity",
-                abs(fidelity[0] - searched[0]),
+                "|confirmed - searched| assignment fidelity (searched less its selection bias)",
+                abs(fidelity[0] - (searched[0] - bias)),
                 max(self.agreement, 4 * float(np.hypot(searched[1], fidelity[1]))),
             ),
             at_most("separation fit reduced chi-square", separation.reduced_chi2, self.max_chi2),
@@ -624,3 +626,22 @@ def _histogram_curves(blobs: BlobFit | None) -> dict:
         "xlabel": "rotated I (V)",
         "ylabel": "shots per bin",
     }
+
+
+def selection_bias(fidelity: np.ndarray, stderr: np.ndarray, chosen: tuple[int, ...]) -> float:
+    """How far the best of a grid's measured fidelities is expected to sit above its true
+    value: the winner's curse of picking the maximum of noisy estimates.
+
+    The settings whose fidelity lies within two combined standard errors of the chosen one
+    compete for the maximum; of k equally good ones, the largest exceeds the truth by the
+    expected maximum of k standard normals (Blom's approximation) times the chosen setting's
+    stderr. Unheeded, a faint readout's confirmation fell short of the search by 3 % against
+    a limit of 2.9 % (sampled chip 5027; in 4 of 4 noise draws of its node the search was
+    above).
+    """
+    fidelity = np.asarray(fidelity, float)
+    stderr = np.asarray(stderr, float)
+    best, best_err = fidelity[chosen], stderr[chosen]
+    competing = int(np.count_nonzero(fidelity >= best - 2 * np.hypot(best_err, stderr)))
+    k = max(competing, 1)
+    return float(best_err * norm.ppf((k - 0.375) / (k + 0.25)))
