@@ -37,6 +37,7 @@ from fluxcal.calibrations.graph import GraphEntry, ancestors, order
 from fluxcal.calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
 from fluxcal.calibrations.session import MissingParameter, QubitSession
 from fluxcal.flows.checks import Check, CheckContext, CheckResult, every_walk
+from fluxcal.snapshots import CalibratedParameter
 
 StateKind = Literal["fresh", "stale", "never calibrated", "dependency recalibrated", "blocked"]
 Action = Literal[
@@ -63,6 +64,9 @@ class Decision:
     diagnosis: str = ""
     #: device time the check and any recalibration of this node took (s)
     device_s: float = 0.0
+    #: whether a recalibration moved the node's values beyond its check's tolerance
+    #: (`_moved`); dependents are recalibrated only for a node that moved
+    moved: bool = True
 
     @property
     def resolved(self) -> bool:
@@ -109,7 +113,9 @@ def check_state(
     if not stored:
         return NodeState("never calibrated", f"no stored {', '.join(entry.node.produces)}")
     recalibrated = [
-        d for d in entry.depends_on if d in decisions and decisions[d].action == "recalibrated"
+        d
+        for d in entry.depends_on
+        if d in decisions and decisions[d].action == "recalibrated" and decisions[d].moved
     ]
     if recalibrated:
         return NodeState("dependency recalibrated", ", ".join(recalibrated))
@@ -199,6 +205,9 @@ def maintain_qubit(
                 session.qubit, name, state, result, "kept", reason, device_s=device_seconds()
             )
             continue
+        before = {
+            p: session.known[p].value for p in graph[name].node.produces if p in session.known
+        }
         calibration = calibrate(name, session)
         session.known.update(calibration.parameters)
         out.calibrations[name] = calibration
@@ -206,18 +215,46 @@ def maintain_qubit(
             "accepted": "recalibrated",
             "rejected": "recalibration rejected",
         }.get(calibration.outcome, "recalibration failed")
+        moved = _moved(result, before, calibration.parameters)
+        still = "" if moved else "; back within the check's tolerance, so dependents keep theirs"
         out.decisions[name] = Decision(
             session.qubit,
             name,
             state,
             result,
             action,
-            f"{why} → {calibration.reason}",
+            f"{why} → {calibration.reason}{still}",
             diagnosis,
             device_seconds(),
+            moved,
         )
     out.check_measurements = ctx.measurements
     return out
+
+
+def _moved(
+    result: CheckResult | None,
+    before: Mapping[str, float],
+    after: Mapping[str, CalibratedParameter],
+) -> bool:
+    """Whether a recalibration moved the values its dependents build on.
+
+    The node's check says how far a value may move and stay in spec (its tolerance per
+    parameter); a recalibration that lands within that of the stored value leaves the node
+    where an in-spec check would have, so its dependents are not recalibrated for it. A
+    probe's false "bad data" on the readout resonator otherwise rebuilt the qubit flux map
+    behind it: 3 086 device-s of a daily run that changed nothing (sampled chip 5003).
+    Without a check's tolerance, any recalibration counts as a move.
+    """
+    if result is None or not result.tolerance:
+        return True
+    for name, tolerance in result.tolerance.items():
+        new = after.get(name)
+        if name not in before or new is None:
+            return True
+        if abs(new.value - before[name]) > tolerance:
+            return True
+    return False
 
 
 def _why_keep(state: NodeState, result: CheckResult | None, has_check: bool) -> str:

@@ -399,6 +399,29 @@ def test_a_dependent_without_a_check_is_recalibrated_after_its_dependency():
     assert out.decisions["d"].action == "kept"
 
 
+def bad_data_within(tolerance: float):
+    """A check of node a that gives bad data and names pa's tolerance, as a probe does."""
+
+    def check(node, ctx):
+        return CheckResult(node, "bad_data", "no dip", tolerance={"pa": tolerance})
+
+    return check
+
+
+def test_a_recalibration_that_lands_back_in_tolerance_leaves_dependents_alone():
+    """A probe's false bad data recalibrates its node; the value it finds again (2.0 for the
+    stored 1.0, within a tolerance of 1.5) changes nothing its dependents build on, so the
+    check-less dependents b and c are not rebuilt. Beyond the tolerance they are."""
+    within, calls, _ = walk(stored("pa", "pb", "pc", "pd"), {"a": bad_data_within(1.5)})
+    assert calls == ["a"]
+    assert within.decisions["a"].action == "recalibrated" and not within.decisions["a"].moved
+    assert "dependents keep theirs" in within.decisions["a"].reason
+    assert within.decisions["b"].action == within.decisions["c"].action == "kept"
+    beyond, calls, _ = walk(stored("pa", "pb", "pc", "pd"), {"a": bad_data_within(0.5)})
+    assert calls == ["a", "b", "c"]
+    assert beyond.decisions["b"].state.kind == "dependency recalibrated"
+
+
 def test_bad_data_is_diagnosed_upstream_and_the_node_recalibrated():
     out, calls, _ = walk(stored("pa", "pb", "pc", "pd"), verdicts(a="in_spec", b="bad_data"))
     assert "b" in calls
