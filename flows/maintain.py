@@ -14,7 +14,8 @@ For each node, dependencies first (Kelly et al. 2018):
 - calibrate: only a node that is out of spec, never calibrated, or without a usable check
   and stale or downstream of a recalibrated node. Dependents of a recalibrated node are
   re-checked at the new operating point, and recalibrated if their check fails or they have
-  none.
+  none; a recalibration back within its check's tolerance of the stored value moved nothing
+  and triggers no dependent.
 - diagnose: on bad data, the node's ancestors (nearest first) are looked up: each has been
   visited already, and their verdicts say whether the cause is upstream (an ancestor out of
   spec is recalibrated before its dependents are visited) or in the node itself, which is
