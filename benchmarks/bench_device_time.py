@@ -7,8 +7,8 @@ is out of spec, stale without a check, or downstream of a recalibration) on the 
 chip an hour later (a drift check) and a day later (the daily run: nodes past their timeout
 without a check are recalibrated). It prints each node's device time (the digitiser's count:
 shots × repetition time for pulsed shots, integration time for continuous-wave sweeps) next
-to the fixed grids' when the issue was filed, the totals and their ratio, and whether the results stayed right (accepted values outside tolerance, as in
-bench_robustness).
+to the fixed grids' when the issue was filed, the totals and their ratio, and whether the
+results stayed right (accepted values outside tolerance, as in bench_robustness).
 Run: .venv/bin/python benchmarks/bench_device_time.py [n_sampled_chips] [first_seed] [workers]
 """
 
