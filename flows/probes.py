@@ -38,6 +38,7 @@ from fluxcal.calibrations.experiments.ramsey import resolve_sign
 from fluxcal.calibrations.experiments.single_shot import Discrimination, discriminate, rotate
 from fluxcal.calibrations.experiments.time_domain import measure_repeats, prepare_drive
 from fluxcal.calibrations.fitting import FitError, fit_notch
+from fluxcal.calibrations.fitting.errors import FaintSignal
 from fluxcal.calibrations.fitting.noise import effective_dof, profiled_noise, projection_shape
 from fluxcal.calibrations.session import DEFAULT_READOUT, QubitSession
 
@@ -364,6 +365,8 @@ def resonator_frequency(
     data = session.measure("check_readout_frequency", "readout_frequency", frequencies)
     try:
         fit = fit_notch(frequencies, data["iq"].values)
+    except FaintSignal as error:  # more shots may show the dip
+        return Estimate(math.nan, math.nan, [str(error)], faint=True)
     except FitError as error:
         return Estimate(math.nan, math.nan, [str(error)])
     margin = min(fit.fr - frequencies[0], frequencies[-1] - fit.fr) / kappa

@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import brentq, least_squares, minimize_scalar
 from scipy.stats import chi2
 
-from fluxcal.calibrations.fitting.errors import FitError
+from fluxcal.calibrations.fitting.errors import FaintSignal, FitError
 from fluxcal.calibrations.fitting.noise import complex_difference_noise
 from fluxcal.calibrations.gate import pinned_parameters
 
@@ -502,6 +502,8 @@ def _check(fit: ResonatorFit, frequency: np.ndarray, min_snr: float) -> None:
         )
     if not fit.snr >= min_snr:
         problems.append(f"signal-to-noise {fit.snr:.2f} below {min_snr}")
+        # a fit to a dip lost in the noise also misplaces its edge and linewidth
+        raise FaintSignal("no resonance found: " + "; ".join(problems))
     if problems:
         raise FitError("no resonance found: " + "; ".join(problems))
 
