@@ -98,31 +98,31 @@ def bring_up_and_daily(seed: int) -> dict:
     return runs
 
 
+def _row(label: str, fixed: str, cells: list[str]) -> str:
+    """One line of the table: the label, the fixed grids' column and one cell per chip."""
+    return f"  {label:<24}{fixed:>8}" + "".join(f"{cell:>10}" for cell in cells)
+
+
 def _table(results: dict[int, dict]) -> None:
     nodes = list(DEFAULT_GRAPH)
     for mode in MODES:
         print(f"\n{mode}: device seconds per node (fixed: the grids at the issue's filing)")
-        header = "".join(f"{'built-in' if s == BUILT_IN else s:>10}" for s in results)
-        print(f"  {'node':<24}{'fixed':>8}{header}")
+        print(_row("node", "fixed", ["built-in" if s == BUILT_IN else str(s) for s in results]))
         for node in nodes:
-            fixed = f"{FIXED_GRIDS_S[node]:8.0f}" if node in FIXED_GRIDS_S else f"{'':8}"
-            row = "".join(f"{r[mode]['device_s'].get(node, 0.0):10.0f}" for r in results.values())
-            print(f"  {node:<24}{fixed}{row}")
+            fixed = f"{FIXED_GRIDS_S[node]:.0f}" if node in FIXED_GRIDS_S else ""
+            cells = [f"{r[mode]['device_s'].get(node, 0.0):.0f}" for r in results.values()]
+            print(_row(node, fixed, cells))
         totals = [sum(r[mode]["device_s"].values()) for r in results.values()]
+        print(_row("total (s)", f"{FIXED_GRIDS_TOTAL_S:.0f}", [f"{t:.0f}" for t in totals]))
         print(
-            f"  {'total (s)':<24}{FIXED_GRIDS_TOTAL_S:8.0f}" + "".join(f"{t:10.0f}" for t in totals)
+            _row(
+                "total (min)", f"{FIXED_GRIDS_TOTAL_S / 60:.1f}", [f"{t / 60:.1f}" for t in totals]
+            )
         )
+        ratios = [f"{FIXED_GRIDS_TOTAL_S / max(t, 1e-9):.1f}" for t in totals]
+        print(_row("fixed / this", "", ratios))
         print(
-            f"  {'total (min)':<24}{FIXED_GRIDS_TOTAL_S / 60:8.1f}"
-            + "".join(f"{t / 60:10.1f}" for t in totals)
-        )
-        print(
-            f"  {'fixed / this':<24}{'':8}"
-            + "".join(f"{FIXED_GRIDS_TOTAL_S / max(t, 1e-9):10.1f}" for t in totals)
-        )
-        print(
-            f"  {'all resolved':<24}{'':8}"
-            + "".join(f"{'yes' if r[mode]['full'] else 'no':>10}" for r in results.values())
+            _row("all resolved", "", ["yes" if r[mode]["full"] else "no" for r in results.values()])
         )
         if mode in MAINTENANCE:
             recalibrated = [
