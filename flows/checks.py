@@ -69,10 +69,39 @@ class CheckContext:
         shared = self._probes.get(key)
         if shared is not None and (not shared.usable or shared.stderr <= target(tolerance)):
             return shared, False
-        self._probes[key] = self.measure(
-            tolerance, probes.qubit_frequency_offset, first=probes.RAMSEY_FIRST_SHOTS
-        )
+        self._probes[key] = self._measure_qubit_offset(tolerance, shared)
         return self._probes[key], True
+
+    def _measure_qubit_offset(self, tolerance: float, earlier: Estimate | None) -> Estimate:
+        """A coarse look until usable (or the `earlier`, too coarse, estimate of this walk),
+        then a refined long look when that is not precise enough; where no T2* is stored, or
+        the refined look fails, the coarse look with the shots its stderr needs, as before
+        the refined look existed."""
+        self.measurements += 1
+        goal = target(tolerance)
+        coarse = earlier or probes.to_precision(
+            lambda shots: probes.qubit_frequency_offset(self.session, shots=shots),
+            math.inf,  # usable is enough: the refined look gives the precision
+            probes.RAMSEY_FIRST_SHOTS,
+        )
+        if not coarse.usable or coarse.stderr <= goal:
+            return coarse
+        dephasing = self.session.known.get("T2_ramsey")
+        if dephasing is not None and float(dephasing.value) > 0:  # False for nan
+            refined = probes.to_precision(
+                lambda shots: probes.refine_qubit_frequency_offset(
+                    self.session, coarse, shots=shots
+                ),
+                goal,
+                probes.RAMSEY_FIRST_SHOTS,
+            )
+            if refined.usable and refined.stderr <= goal:
+                return refined
+        return probes.to_precision(
+            lambda shots: probes.qubit_frequency_offset(self.session, shots=shots),
+            goal,
+            2 * probes.RAMSEY_FIRST_SHOTS,
+        )
 
     def measure(
         self,
