@@ -8,8 +8,9 @@ repeats per trace for the noise) and fit models; they herald only where it pays.
 
 - qubit frequency: two short Ramsey traces driven at stored ± δ; the pair of fringe
   frequencies fixes the offset with its sign (as in the Ramsey node's first step), and two
-  fringes that disagree mean the qubit is not within ±δ of where it is expected;
-- π amplitude: a Rabi cosine sampled at a few fractions of the stored π amplitude;
+  fringes that disagree mean the qubit is not within ±δ of where it is expected; when a
+  tolerance needs more precision, one long trace just off that estimate refines it;
+- π amplitude: a Rabi cosine sampled at a few multiples of the stored π amplitude, up to 2.5;
 - decay times (T1, echo): a few delays in units of the stored decay time;
 - readout resonator: a narrow sweep of a few linewidths around the stored frequency;
 - assignment fidelity: single shots of |0⟩ and |1⟩ read with the stored threshold.
