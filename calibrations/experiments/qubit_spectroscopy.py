@@ -411,15 +411,10 @@ class QubitSpectroscopy(Node):
     #: χ² test for the line's shape; more points at the same shots only add precision, and
     #: the averaging adds the shots the precision needs
     fine_points_per_linewidth: float = 5.0
-    #: First look of each coarse sweep; averaging adds what the line needs. A first look
-    #: is spent whether the line needs it or not: at 200 the built-in chip's line showed at
-    #: once and the look alone held 99 of the node's 144 device-s (six sampled chips alike).
-    shots: int = 50
+    shots: int = 200  # first look of each coarse sweep; averaging adds what the line needs
     #: first look of the fine sweep: `fine_runs` runs of `fine_shots` each, whose scatter
-    #: is each point's noise (`measured_noise`); the averaging adds what the precision needs.
-    #: With both first looks at a quarter and a half of 200, the node took 49 device-s on the
-    #: built-in chip and 47–128 on five sampled chips (was 144 and 138–233), all accepted.
-    fine_shots: int = 100
+    #: is each point's noise (`measured_noise`); the averaging adds what the precision needs
+    fine_shots: int = 200
     fine_runs: int = 2
     budget: int = 16_000  # shots per point a weak line may take
     herald: bool = True
@@ -501,7 +496,7 @@ class QubitSpectroscopy(Node):
         neither shows a line is each averaged up to the budget in turn: averaging at the
         wrong (integer-flux) point, where f01 lies far above the range, is the costliest way
         to learn nothing (sampled chip 5001: 7900 device-s there before its half-flux point,
-        whose line showed in its first look). Where a line is found, the points not yet
+        whose line showed in the first 200 shots). Where a line is found, the points not yet
         searched to the budget are searched below it (`_below`).
         """
         start, top = self._coarse_span(session)
