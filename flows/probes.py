@@ -351,8 +351,8 @@ def _jacobian(model, x: np.ndarray, values: np.ndarray) -> np.ndarray:
 #: toward the Rabi node's own fine span (2.5 π amplitudes, within which the cosine was
 #: calibrated), with 0, 1 and 2 to fix the two levels, and an uneven step so that no
 #: cosine within the candidate range aliases onto the true one. Against the even
-#: 0–1.75 grid it replaced, the same shots give 2.3–3.2× the information on the built-in
-#: and four sampled chips, and honester errors ((value − truth)/stderr spread 1.05 against
+#: 0–1.75 grid it replaced, the same shots give 2.3–3.0× the information on the built-in
+#: and four sampled chips, and honester errors ((value − truth)/stderr spread 1.04–1.05 against
 #: 1.22–1.38 at 200 shots).
 PI_AMPLITUDE_FRACTIONS = (0.0, 0.5, 1.0, 1.5, 1.75, 2.0, 2.25, 2.5)
 

@@ -73,7 +73,7 @@ def test_stated_errors_match_the_scatter_of_repeated_probes(kind):
 def test_the_rabi_probe_design_states_the_pi_amplitude_better_than_an_even_grid():
     """Points far along the cosine turn an amplitude error into a larger angle (information
     ∝ fraction²), so the same shots give 2.4–3.2× less variance than the even 0–1.75 grid here
-    (seeds 13–16; 2.3–3.2× on simulated chips), and both designs' errors stay honest."""
+    (seeds 13–16; 2.3–3.0× on simulated chips), and both designs' errors stay honest."""
     design = _probes("rabi", 400, seed=13)
     even = _probes("rabi", 400, seed=13, fractions=EVEN_RABI_FRACTIONS)
     variance = {
