@@ -292,7 +292,9 @@ def thermal_population(
     """Excited population of unprepared shots, corrected with the 2×2 confusion matrix.
 
     P(read 1) = P(1|0)·(1 − p) + P(1|1)·p, solved for p; the standard error propagates
-    the binomial errors of the three measured fractions.
+    the binomial errors of the three measured fractions. Shots in |2⟩ and above count with
+    the blob they read nearest (on the simulated chips |0⟩'s), so p is the population of
+    |1⟩, short of 1 − p0 where higher levels hold a share (see `effective_temperature`).
     """
     e0 = float(assignment.error0)
     e1 = float(assignment.error1)
@@ -312,8 +314,12 @@ def effective_temperature(
 ) -> tuple[float, float]:
     """Boltzmann temperature (K) of a two-level system with that excited population.
 
-    p1/p0 = exp(−h·f01 / kT) with p0 = 1 − p. Levels above |1⟩ are ignored: for the few-hundred
-    MHz fluxonium they sit GHz higher and hold < 0.1 % at tens of mK, far below the error of p.
+    p1/p0 = exp(−h·f01 / kT) with p0 = 1 − p. Levels above |1⟩ are ignored: for most
+    fluxonium designs they sit GHz higher and hold < 0.1 % at tens of mK, far below the error
+    of p. Not for all: a hot, low-EC design holds a few per cent in |2⟩ (sampled chip 5015:
+    2.7 % at 55 mK), which the simulated readout counts with |0⟩, so p and this temperature come out
+    low by about that share, beyond their stated errors. Correcting it needs the level
+    energies (the flux map's EJ, EC, EL), which this node does not take yet.
     """
     p, p_err = population
     if not 0 < p < 0.5:
