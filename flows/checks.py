@@ -79,11 +79,12 @@ class CheckContext:
         the refined look existed."""
         self.measurements += 1
         goal = target(tolerance)
-        coarse = earlier or probes.to_precision(
-            lambda shots: probes.qubit_frequency_offset(self.session, shots=shots),
-            math.inf,  # usable is enough: the refined look gives the precision
-            probes.RAMSEY_FIRST_SHOTS,
-        )
+
+        def coarse_look(shots: int) -> Estimate:
+            return probes.qubit_frequency_offset(self.session, shots=shots)
+
+        # usable is enough: the refined look gives the precision
+        coarse = earlier or probes.to_precision(coarse_look, math.inf, probes.RAMSEY_FIRST_SHOTS)
         if not coarse.usable or coarse.stderr <= goal:
             return coarse
         dephasing = self.session.known.get("T2_ramsey")
@@ -97,11 +98,7 @@ class CheckContext:
             )
             if refined.usable and refined.stderr <= goal:
                 return refined
-        return probes.to_precision(
-            lambda shots: probes.qubit_frequency_offset(self.session, shots=shots),
-            goal,
-            2 * probes.RAMSEY_FIRST_SHOTS,
-        )
+        return probes.to_precision(coarse_look, goal, 2 * probes.RAMSEY_FIRST_SHOTS)
 
     def measure(
         self,

@@ -180,14 +180,7 @@ def qubit_frequency_offset(
     offset, stderr, mismatch = resolve_sign(
         detuning, plus.value("frequency"), minus.value("frequency")
     )
-    failed = [
-        c
-        for label, fit in (("fringe +δ", plus), ("fringe −δ", minus))
-        for c in quality(fit, label, "frequency", 2 * chi2_limit(points, 5), 0.05, min_snr)
-        if not c.passed
-    ]
-    problems = [c.describe() for c in failed]
-    faint = bool(failed) and all("chi-square" not in c.name for c in failed)
+    problems, faint = _fringe_problems({"fringe +δ": plus, "fringe −δ": minus}, points, min_snr)
     if not mismatch <= max_mismatch:
         faint = False
         problems.append(
@@ -195,6 +188,20 @@ def qubit_frequency_offset(
             f"±{detuning / 1e6:g} MHz of the stored frequency"
         )
     return Estimate(offset, stderr, problems, faint)
+
+
+def _fringe_problems(fits: dict, points: int, min_snr: float) -> tuple[list[str], bool]:
+    """The failed quality criteria of labelled Ramsey fringe fits, and whether they are all
+    "too little signal" (faint: more shots help). The χ² limit is twice the F quantile:
+    `project` clips outliers from its noise figure, which fattens the statistic's tail."""
+    failed = [
+        c
+        for label, fit in fits.items()
+        for c in quality(fit, label, "frequency", 2 * chi2_limit(points, 5), 0.05, min_snr)
+        if not c.passed
+    ]
+    faint = bool(failed) and all("chi-square" not in c.name for c in failed)
+    return [c.describe() for c in failed], faint
 
 
 def refine_qubit_frequency_offset(
@@ -229,17 +236,9 @@ def refine_qubit_frequency_offset(
     fit = fit_ramsey(project(delays, iq.values), decay_guess=dephasing)
     fringe, stderr = fit.value("frequency")
     offset = coarse.value + spacing - fringe  # the drive sits `fringe` above the qubit
-    failed = [
-        c
-        for c in quality(
-            fit, "refined fringe", "frequency", 2 * chi2_limit(points, 5), 0.05, min_snr
-        )
-        if not c.passed
-    ]
-    problems = [c.describe() for c in failed]
-    faint = bool(failed) and all("chi-square" not in c.name for c in failed)
+    problems, faint = _fringe_problems({"refined fringe": fit}, points, min_snr)
     disagreement = abs(offset - coarse.value) / math.hypot(coarse.stderr, stderr)
-    if not failed and not disagreement <= max_disagreement:
+    if not problems and not disagreement <= max_disagreement:
         faint = False
         problems.append(
             f"the refined look lies {disagreement:.1f} stderr from the coarse one: the qubit "
