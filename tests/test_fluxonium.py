@@ -65,6 +65,31 @@ def test_qubit_frequency_is_lowest_at_half_flux(energies: tuple[float, float, fl
     assert flux[np.argmin(f01)] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("energies", [PUBLISHED, (6.9, 1.8, 0.15), (4.0, 1.0, 0.8)])
+def test_energy_gradients_match_finite_differences(energies: tuple[float, float, float]) -> None:
+    """The spectrum fit's analytic Jacobian (Hellmann–Feynman) against central differences
+    of the transition energies in EJ, EC, EL and flux, on a light, a heavy and a typical
+    design, at flux points from integer to half flux."""
+    model = FluxoniumModel(*energies)
+    flux = np.array([0.0, 0.1, 0.3, 0.45, 0.5])
+    values, gradients = model.energy_gradients(flux, n_levels=4)
+    assert values == pytest.approx(model.energies(flux, n_levels=4), abs=1e-12)
+    step = 1e-6
+    numeric = []
+    for k in range(3):
+        shift = np.eye(3)[k] * step
+        up = FluxoniumModel(*(np.add(energies, shift)), cutoff=model.cutoff).energies(flux, 4)
+        down = FluxoniumModel(*(np.subtract(energies, shift)), cutoff=model.cutoff).energies(
+            flux, 4
+        )
+        numeric.append((up - down) / (2 * step))
+    numeric.append((model.energies(flux + step, 4) - model.energies(flux - step, 4)) / (2 * step))
+    numeric = np.stack(numeric, axis=-1)
+    transitions = gradients[:, 1:] - gradients[:, :1]  # what a fit of transitions uses
+    expected = numeric[:, 1:] - numeric[:, :1]
+    assert np.abs(transitions - expected).max() < 1e-6 * max(1.0, np.abs(expected).max())
+
+
 def test_vanishing_josephson_energy_gives_a_harmonic_ladder() -> None:
     model = FluxoniumModel(1e-4, 2.5, 0.5)
     spacings = np.diff(model.energies(np.array([0.0, 0.3, 0.5])), axis=-1)
