@@ -8,6 +8,22 @@ from qcodes.dataset import initialise_or_create_database_at
 from fluxcal.instruments.station import build_station
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked `slow(seconds)` run first, longest first.
+
+    Why: xdist hands out whole files (`--dist loadfile --no-loadscope-reorder` keeps this
+    order; its default sorts by test count instead). The design-space file, a few tests
+    behind one fixture of minutes, was handed out late and kept one worker busy alone at
+    the end of the suite while the other had finished.
+    """
+
+    def order(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return -float(marker.args[0]) if marker else 0.0
+
+    items.sort(key=order)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def qcodes_database(tmp_path_factory):
     """Every QCoDeS measurement of the test session goes to one temporary database."""

@@ -15,6 +15,8 @@ from readout_brute_force import brute_force_fidelity
 from fluxcal.calibrations.runner import run_graph
 from fluxcal.instruments.station import build_station
 
+pytestmark = pytest.mark.slow(185)
+
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2, 3)]
 
 

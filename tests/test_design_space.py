@@ -24,7 +24,7 @@ SEEDS = tuple(range(3000, 3010))
 MIN_FULLY_CALIBRATED = 7
 #: The module fixture calibrates all ten chips (~3 min on two idle cores); pytest-timeout
 #: counts it against the first test, so the module gets room for a busy machine.
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.slow(400)]
 
 
 @pytest.fixture(scope="module")

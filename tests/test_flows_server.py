@@ -45,7 +45,7 @@ from fluxcal.instruments.fleet import fleet_device_path
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import SnapshotStore
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow(80)]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The first four nodes of the chain: enough for task runs, fit reports and a snapshot.

@@ -43,6 +43,8 @@ from fluxcal.instruments.fluxonium import FluxoniumModel
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import CalibratedParameter
 
+pytestmark = pytest.mark.slow(100)
+
 #: Sampled chips: a heavy fluxonium whose f01 map alone leaves EJ/EC several % uncertain ...
 HEAVY_SEEDS = (5057,)
 #: ... one whose readout contrast vanishes part-way along flux (χ changes sign near Φ0·0.59),

@@ -36,6 +36,8 @@ from fluxcal.instruments.device import SimulatedDevice
 from fluxcal.instruments.station import build_station
 from fluxcal.snapshots import CalibratedParameter
 
+pytestmark = pytest.mark.slow(100)
+
 CASES = [(kind, seed) for kind in ("light", "intermediate", "heavy") for seed in (1, 2)]
 #: What the analysis of tests/fixtures/readout_optimisation.nc gave when it was recorded
 #: (tests/fixtures/record_readout.py prints these).

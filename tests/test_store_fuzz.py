@@ -25,6 +25,8 @@ from test_store_reliability import FORGERIES, assert_same_parameters, forge
 
 from fluxcal.snapshots import CalibratedParameter, ExperimentRecord, SnapshotStore, StoreError
 
+pytestmark = pytest.mark.slow(160)
+
 VERSIONS = (1, 2, 3)
 EXAMPLES = 300
 
