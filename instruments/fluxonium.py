@@ -182,12 +182,10 @@ class FluxoniumModel:
         ∂H/∂Φ = −2π·EJ·sin(φ − 2πΦ). The oscillator basis moves with EC and EL, which adds
         nothing once the basis has converged for these levels (as the cutoff ensures).
         """
-        self._check_levels(n_levels)
-        flux_arr = np.asarray(flux, dtype=float)
+        spectrum = self.spectrum(flux, n_levels)
+        vectors, flux_arr = spectrum.vectors, spectrum.flux
         _, cos_phi, sin_phi, n_op, phi_op = self._operators
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            values, vectors = np.linalg.eigh(self.hamiltonian(flux_arr))
-            vectors = vectors[..., :n_levels]
 
             def expectation(operator: np.ndarray) -> np.ndarray:
                 return np.einsum("...ik,...ik->...k", vectors, operator @ vectors)
@@ -207,7 +205,7 @@ class FluxoniumModel:
                 ],
                 axis=-1,
             )
-        return values[..., :n_levels], gradients
+        return spectrum.energies, gradients
 
     def transition_frequency(self, flux: float | np.ndarray, i: int = 0, j: int = 1) -> np.ndarray:
         """f_ij = E_j − E_i in GHz at flux (units of Φ0)."""
