@@ -613,7 +613,7 @@ class QubitSpectroscopy(Node):
         sweep is measured: the whole sweep at the first-look shots, for the cost of one look.
 
         The coarse step puts a few points on the narrowest power-broadened lines, but most
-        are far broader (15–290 MHz on 40 sampled chips against a 4 MHz step), and the
+        are far broader (14–290 MHz on 40 of 41 chips against a 4 MHz step), and the
         first look over the whole range was most of the node's device time (the built-in
         chip: 99 of 144 device-s).
         """
