@@ -100,7 +100,11 @@ def handed_on(node: type[Node], device: SimulatedDevice) -> dict[str, float]:
 
 def session_for(node: type[Node], kind: str, seed: int) -> tuple[QubitSession, dict[str, float]]:
     """A session on a test chip whose known upstream parameters are the truth, as handed on."""
-    device = make_device(kind, seed)
+    return session_on(node, make_device(kind, seed))
+
+
+def session_on(node: type[Node], device: SimulatedDevice) -> tuple[QubitSession, dict[str, float]]:
+    """A session on `device` whose known upstream parameters are the truth, as handed on."""
     values = handed_on(node, device)
     known = {
         name: CalibratedParameter(values[name], math.nan, UNITS[name], "truth", "")

@@ -13,13 +13,12 @@ every point around a line seen there, and over the whole range only when none is
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
-from test_qubit_spectroscopy_nodes import symmetry_points_session, verdict
+from test_qubit_spectroscopy_nodes import session_on, symmetry_points_session, verdict
 
 from fluxcal.calibrations.experiments.qubit_spectroscopy import QubitSpectroscopy
+from fluxcal.instruments.design_space import sample_device
 
 
 def test_integer_flux_first_costs_a_first_look_not_the_budget():
@@ -32,7 +31,7 @@ def test_integer_flux_first_costs_a_first_look_not_the_budget():
     assert abs(analysis.values["qubit_frequency"][0] - truth["qubit_frequency"]) < 40e3
     lab = session.station.components["readout"].lab
     shot = 2 * lab.device.physics("q0").config.readout.repetition_time  # heralded
-    sweep = np.arange(node.coarse_start, node.coarse_stop + node.coarse_step / 2, node.coarse_step)
+    sweep = full_sweep(node)
     # the budget at integer flux alone would be ~16× this; a first look at each point, the
     # integer one again below the line, and the fine sweep are well within it
     assert session.device_time() < sweep.size * shot * node.budget / 4
@@ -41,21 +40,7 @@ def test_integer_flux_first_costs_a_first_look_not_the_budget():
 
 def sampled_session(seed: int):
     """A sampled design chip's session with the node's inputs known as the chain hands them."""
-    from test_qubit_spectroscopy_nodes import CONTEXT, handed_on
-
-    from fluxcal.calibrations.node import UNITS
-    from fluxcal.calibrations.session import QubitSession
-    from fluxcal.instruments.design_space import sample_device
-    from fluxcal.instruments.station import build_station
-    from fluxcal.snapshots import CalibratedParameter
-
-    device = sample_device(seed)
-    values = handed_on(QubitSpectroscopy, device)
-    names = (*QubitSpectroscopy.requires, *CONTEXT[QubitSpectroscopy])
-    known = {
-        name: CalibratedParameter(values[name], math.nan, UNITS[name], "", "") for name in names
-    }
-    return QubitSession(build_station(device), "q0", known), device.truth()["q0"]
+    return session_on(QubitSpectroscopy, sample_device(seed))
 
 
 def full_sweep(node: QubitSpectroscopy) -> np.ndarray:

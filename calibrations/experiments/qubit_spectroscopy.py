@@ -618,25 +618,29 @@ class QubitSpectroscopy(Node):
         chip: 99 of 144 device-s).
         """
         measured = np.zeros(coarse.size, bool)
-        measured[:: self.sparse_every] = True
-        measured[-1] = True
-        session.configure(readout={"shots": self.shots})
         iq = np.empty(coarse.size, complex)
-        iq[measured] = session.measure(self.name, SWEEP, coarse[measured])["iq"].values
-        look = self._look(point, coarse[measured], iq[measured], self.shots)
+
+        def measure(points: np.ndarray) -> None:
+            """The `points` (a mask of the sweep) not yet measured, at the first-look shots."""
+            new = points & ~measured
+            if new.any():
+                iq[new] = session.measure(self.name, SWEEP, coarse[new])["iq"].values
+                measured[new] = True
+
+        sparse = np.zeros(coarse.size, bool)
+        sparse[:: self.sparse_every] = sparse[-1] = True
+        session.configure(readout={"shots": self.shots})
+        measure(sparse)
+        look = self._look(point, coarse[sparse], iq[sparse], self.shots)
         if look.line is not None and not measured.all():
             near = np.abs(coarse - look.line.centre) <= self.confirm_widths * max(
                 look.line.fwhm, self.sparse_every * self.coarse_step
             )
-            fill = near & ~measured
-            iq[fill] = session.measure(self.name, SWEEP, coarse[fill])["iq"].values
-            measured |= fill
+            measure(near)
             look = self._look(point, coarse[near], iq[near], self.shots)
             if look.line is not None:
                 return look
-        if not measured.all():
-            rest = ~measured
-            iq[rest] = session.measure(self.name, SWEEP, coarse[rest])["iq"].values
+        measure(np.ones(coarse.size, bool))
         return self._look(point, coarse, iq, self.shots)
 
     def _look(
