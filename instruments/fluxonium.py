@@ -6,8 +6,8 @@ H = 4·EC·n² + ½·EL·φ² − EJ·cos(φ − 2π·Φext/Φ0), energies in GH
 It is diagonalised in the harmonic-oscillator basis of the inductive part (plasma frequency
 sqrt(8·EC·EL)). cos φ and sin φ are flux independent, so they are built once per model from
 the exact eigen-decomposition of φ in an enlarged basis, and the flux dependence is then
-H(Φ) = H0 − EJ·(cos 2πΦ · cos φ + sin 2πΦ · sin φ): a whole flux sweep is one stacked
-`numpy.linalg.eigh` call. Small dense matrices run several times faster on one BLAS thread
+H(Φ) = H0 − EJ·(cos 2πΦ · cos φ + sin 2πΦ · sin φ); only the lowest levels are computed
+(`_lowest_eigenpairs`). Small dense matrices run several times faster on one BLAS thread
 than on two, so the diagonalisation limits BLAS threads itself (users need not remember to).
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+import scipy.linalg
 from threadpoolctl import ThreadpoolController
 
 #: Inspecting the loaded BLAS libraries costs ~5 ms, so it is done once per process.
@@ -48,6 +49,28 @@ def _quadrature_eigensystem(size: int) -> tuple[np.ndarray, np.ndarray]:
     values.setflags(write=False)
     vectors.setflags(write=False)
     return values, vectors
+
+
+def _lowest_eigenpairs(matrices: np.ndarray, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n_levels` lowest eigenvalues and eigenvectors of each real symmetric matrix in a
+    stack (..., k, k): shapes (..., n_levels) and (..., k, n_levels).
+
+    Why: the physics needs a handful of levels of a basis of 50–400 states, and a full
+    decomposition computes every eigenvector; LAPACK's selected-eigenvalue driver (`evx`)
+    computes only the wanted ones, 1.6× faster at 50 states and 2.8× at 260–400 (40 flux
+    points, one BLAS thread). The spectrum fits of the flux map spent most of a chain's
+    processor time here.
+    """
+    size = matrices.shape[-1]
+    flat = matrices.reshape(-1, size, size)
+    values = np.empty((flat.shape[0], n_levels))
+    vectors = np.empty((flat.shape[0], size, n_levels))
+    for index, matrix in enumerate(flat):
+        values[index], vectors[index] = scipy.linalg.eigh(
+            matrix, subset_by_index=(0, n_levels - 1), driver="evx", check_finite=False
+        )
+    shape = matrices.shape[:-2]
+    return values.reshape(*shape, n_levels), vectors.reshape(*shape, size, n_levels)
 
 
 @dataclass(frozen=True)
@@ -151,9 +174,7 @@ class FluxoniumModel:
         flux_arr = np.asarray(flux, dtype=float)
         _, _, _, n_op, phi_op = self._operators
         with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            values, vectors = np.linalg.eigh(self.hamiltonian(flux_arr))
-            values = values[..., :n_levels]
-            vectors = vectors[..., :n_levels]
+            values, vectors = _lowest_eigenpairs(self.hamiltonian(flux_arr), n_levels)
             pivot = np.take_along_axis(vectors, np.abs(vectors).argmax(axis=-2)[..., None, :], -2)
             vectors = vectors * np.sign(pivot)
             vt = np.swapaxes(vectors, -1, -2)
