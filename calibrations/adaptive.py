@@ -177,7 +177,7 @@ def _design_start(
     wanted = np.zeros(len(names))
     for name, goal in goals.items():
         wanted[names.index(name)] = (margin / goal) ** 2
-    noise = float(np.mean(np.atleast_1d(fit.trace.sigma) ** 2)) * max(fit.reduced_chi2, 1e-12)
+    noise = fit.trace.noise**2 * max(fit.reduced_chi2, 1e-12)
     return covariance, wanted, sensitivities(fit, candidates), noise
 
 

@@ -3,7 +3,9 @@
 The averaged IQ of a two-level population moves along one line in the IQ plane, so a trace is
 projected on its principal axis to a real signal (V). Every trace the fits judge is acquired as
 two repeats: their difference measures the noise of the mean per point, projection noise
-included, without any model. The reduced chi-square against that noise is then a real test of
+included, without any model. That noise is largest where the population is half-way between
+the states, so each point's noise is a floor plus an excess that follows the fitted curve's
+population (`repeat_noise`). The reduced chi-square against that noise is then a real test of
 the fit (a glitch or a wrong model gives χ² ≫ 1) and the signal-to-noise ratio is the fitted
 amplitude over its standard error with that noise (pure noise gives ~1–3). Pure functions of
 numpy arrays.
@@ -26,7 +28,12 @@ import numpy as np
 
 from fluxcal.calibrations.experiments.calibration_points import population
 from fluxcal.calibrations.fitting import FitError
-from fluxcal.calibrations.fitting.noise import difference_noise, robust_sigma
+from fluxcal.calibrations.fitting.noise import (
+    difference_noise,
+    projection_shape,
+    repeat_noise,
+    robust_sigma,
+)
 from fluxcal.calibrations.gate import Criterion, at_least, at_most, chi2_limit, relative_error
 
 #: Scale of the median absolute deviation to a Gaussian standard deviation.
@@ -42,14 +49,22 @@ class Trace:
 
     `single`: measured once, so `sigma` is estimated from the trace itself (refined from the
     fit residuals by the fit). `population`: scaled by |0⟩/|1⟩ calibration points, so `y` and
-    `sigma` are excited population, not volts.
+    `sigma` are excited population, not volts. `half_difference`: of two repeats, per point;
+    `sigma` is then first one noise for all points, and per point once a fit gives the
+    population along the trace (`_fit`).
     """
 
     x: np.ndarray
     y: np.ndarray
-    sigma: float
+    sigma: float | np.ndarray
     single: bool = False
     population: bool = False
+    half_difference: np.ndarray | None = None
+
+    @property
+    def noise(self) -> float:
+        """One point's noise: the rms of the points' (V, or population)."""
+        return float(np.sqrt(np.mean(np.square(self.sigma))))
 
     @property
     def ylabel(self) -> str:
@@ -81,7 +96,8 @@ def project(x: np.ndarray, iq: np.ndarray) -> Trace:
     """Project two repeats of a complex trace, shape (2, n), on their principal axis.
 
     The noise of the mean is the spread of half the repeat difference with outliers clipped,
-    so a burst of glitches in one repeat inflates the residuals, not the noise.
+    so a burst of glitches in one repeat inflates the residuals, not the noise; the fit makes
+    it per point (`repeat_noise`).
     """
     x = np.asarray(x, float)
     iq = np.asarray(iq, complex)
@@ -95,7 +111,7 @@ def project(x: np.ndarray, iq: np.ndarray) -> Trace:
     axis = principal_axis(mean).conjugate()
     y = ((mean - mean.mean()) * axis).real
     half_difference = ((iq[0] - iq[1]) * axis).real / 2
-    return Trace(x, y, _clipped_rms(half_difference))
+    return Trace(x, y, _clipped_rms(half_difference), half_difference=half_difference)
 
 
 def project_trace(
@@ -212,7 +228,7 @@ class CurveFit:
     @property
     def amplitude_per_noise(self) -> float:
         """Fitted amplitude over one point's noise."""
-        return abs(self.result.params["amplitude"].value) / self.trace.sigma
+        return abs(self.result.params["amplitude"].value) / self.trace.noise
 
     def curve(self, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
         x = np.linspace(self.trace.x.min(), self.trace.x.max(), points)
@@ -228,9 +244,13 @@ class CurveFit:
 def _fit(
     model: lmfit.Model, trace: Trace, params: lmfit.Parameters, swing: float | None = None
 ) -> CurveFit:
-    """Weighted lmfit fit; for a single trace, refitted with the noise of its residuals;
+    """Weighted lmfit fit; for two repeats, refitted with each point's noise from the fitted
+    population (`_point_noise`); for a single trace, refitted with the noise of its residuals;
     for a population trace, with the amplitude held at `swing` when it would exceed it."""
     result = _least_squares(model, trace, params)
+    if trace.half_difference is not None:
+        trace = replace(trace, sigma=_point_noise(trace, result, swing or FULL_SWING))
+        result = _least_squares(model, trace, result.params)
     free = None
     notes: tuple[str, ...] = ()
     if trace.population and swing is not None and abs(result.params["amplitude"].value) > swing:
@@ -251,8 +271,25 @@ def _fit(
     return CurveFit(result, trace, notes, free)
 
 
+def _point_noise(trace: Trace, result: lmfit.model.ModelResult, swing: float) -> np.ndarray:
+    """Each point's noise of two repeats from the population the fit puts there.
+
+    Every model here is an offset plus an amplitude times a shape that starts at ±1: the
+    states' levels follow from the amplitude and the population it may `swing` over (a
+    cosine about ½: offset ± amplitude; a decay by the whole population: offset and offset +
+    amplitude). A trace of less than full contrast has its states further out; its ends then
+    count as states, a noise model a little less varied than the truth, never more.
+    """
+    offset = result.params["offset"].value
+    amplitude = result.params["amplitude"].value
+    centre = offset + amplitude * (1.0 - 1.0 / (2.0 * swing))
+    half = abs(amplitude) / (2.0 * swing)
+    shape = projection_shape(result.best_fit, centre - half, centre + half)
+    return repeat_noise(trace.half_difference, shape, float(trace.sigma))
+
+
 def _least_squares(model: lmfit.Model, trace: Trace, params: lmfit.Parameters):
-    weights = np.full(trace.x.size, 1.0 / trace.sigma)
+    weights = 1.0 / np.broadcast_to(np.asarray(trace.sigma, float), trace.x.shape)
     try:
         result = model.fit(trace.y, params, x=trace.x, weights=weights)
     except (ValueError, TypeError) as error:

@@ -110,6 +110,6 @@ def fringe_snr(fit: CurveFit) -> float:
     normal = design.T @ design
     if abs(np.linalg.det(normal)) <= 0:
         return 0.0
-    noise = fit.trace.sigma * math.sqrt(max(fit.reduced_chi2, 1.0))
+    noise = fit.trace.noise * math.sqrt(max(fit.reduced_chi2, 1.0))
     stderr = noise * math.sqrt(float(np.linalg.inv(normal)[1, 1]))
     return abs(float(scale)) / stderr if stderr > 0 else 0.0
