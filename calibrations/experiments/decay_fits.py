@@ -290,7 +290,7 @@ def _point_noise(trace: Trace, result: lmfit.model.ModelResult, swing: float) ->
     centre = offset + amplitude * (1.0 - 1.0 / (2.0 * swing))
     half = abs(amplitude) / (2.0 * swing)
     shape = projection_shape(result.best_fit, centre - half, centre + half)
-    return repeat_noise(trace.half_difference, shape, float(trace.sigma))
+    return repeat_noise(trace.half_difference, shape, float(trace.sigma), _OUTLIER_SIGMAS)
 
 
 def _least_squares(model: lmfit.Model, trace: Trace, params: lmfit.Parameters):

@@ -91,8 +91,7 @@ class _Tracking:
     found_flux: list[float] = field(default_factory=list)
     found_f01: list[float] = field(default_factory=list)
     found_shots: list[int] = field(default_factory=list)  # shots per point each line took
-    last_tone: tuple[float, float] | None = None  # (amplitude, linewidth) of the last line
-    tones: list[tuple[float, float, float]] = field(default_factory=list)  # + bias
+    tones: list[tuple[float, float, float]] = field(default_factory=list)  # (amp., fwhm, bias)
     rows: list[tuple] = field(default_factory=list)  # (bias, frequency, iq, tone, shots)
     budgets: list[int] = field(default_factory=list)  # per row: the shots it might take
     misses: list[float] = field(default_factory=list)  # |line − prediction| / half-width
@@ -100,6 +99,11 @@ class _Tracking:
     defer: bool = True  # rows may be deferred (`QubitFluxSpectroscopy._row_budget`)
     deferred: int = 0  # rows deferred
     before_deferral: _Tracking | None = None  # the state before the first deferred row
+
+    @property
+    def last_tone(self) -> tuple[float, float] | None:
+        """(amplitude, linewidth) of the last line seen."""
+        return self.tones[-1][:2] if self.tones else None
 
     def copy(self) -> _Tracking:
         """A copy whose lists the tracking can extend without changing this one's."""
@@ -316,7 +320,6 @@ class QubitFluxSpectroscopy(Node):
                 track.found_flux.append(offset)
                 track.found_f01.append(line.centre)
                 track.found_shots.append(shots)
-                track.last_tone = (amplitude, line.fwhm)
                 track.tones.append((amplitude, line.fwhm, bias))
             if offset > 0:
                 missed_by = abs(line.centre - window.centre) if line else np.inf
