@@ -436,7 +436,7 @@ class QubitFluxSpectroscopy(Node):
         if self._energies_precise(fit, _period_errors(refits)):
             return data
         bias = self._plasmon_bias(session, fit, sweet_spot)
-        starts = self._starts(peaks, fit, bias)
+        starts = self._starts(peaks, fit)
         windows, pieces = self._plasmon_windows(peaks, fit, bias, refits)
         if not windows:
             return data
@@ -643,14 +643,11 @@ class QubitFluxSpectroscopy(Node):
         one standard error off would otherwise put the plasmon lines outside every window."""
         return [f for start in [fit, *(refits or [])] for f in self._valley(peaks, start)]
 
-    def _starts(self, peaks: PeakTrace, fit: SpectrumFit, bias: float) -> list[SpectrumFit]:
-        """Where joint fits start: the f01-only `fit`, or, when it predicts no plasmon line
-        (f01 leaves EJ, EC free along a long valley), points along that valley."""
-        try:
-            plasmon.predict(fit, bias)
-            return [fit]
-        except FitError:
-            return self._valley(peaks, fit)
+    def _starts(self, peaks: PeakTrace, fit: SpectrumFit) -> list[SpectrumFit]:
+        """Where joint fits start: points along the valley of EJ, EC that f01 leaves open
+        (the f01-only `fit` among them), so that each reading starts on the valley where
+        its line falls (`plasmon.valley_start`)."""
+        return self._valley(peaks, fit)
 
     def _joint_fits(
         self,
@@ -963,7 +960,7 @@ class QubitFluxSpectroscopy(Node):
             )
         others, plasmon_report = (), ""
         if "plasmon_iq" in data:
-            starts = self._starts(peaks, fit, float(data.attrs["plasmon_bias"]))
+            starts = self._starts(peaks, fit)
             joint = self._joint_fits(peaks, linewidths, fit, starts)
             others, plasmon_report = recorded_plasmon_lines(
                 data, peaks, fit, self.min_line_snr, joint.consistent, joint.equivalent
@@ -1060,8 +1057,12 @@ class JointFits:
     _fits: dict[tuple[OtherLine, ...], SpectrumFit | None] = field(default_factory=dict)
 
     def of(self, others: tuple[OtherLine, ...]) -> SpectrumFit | None:
-        """The joint fit of a reading, None when it fails."""
+        """The joint fit of a reading, None when it fails or a line of it lies off the
+        valley (`plasmon.on_valley`)."""
         if others not in self._fits:
+            if not all(plasmon.on_valley(self.starts, line) for line in others):
+                self._fits[others] = None
+                return None
             try:
                 held, stderr = self.fit.period_prior or (self.fit.period, None)
                 self._fits[others] = fit_flux_spectrum(
@@ -1078,19 +1079,29 @@ class JointFits:
 
     def start(self, others: tuple[OtherLine, ...]) -> SpectrumFit:
         """Where the joint fit of a reading starts (see the class)."""
-        return plasmon.nearest_start(self.starts, others[0])
+        return plasmon.valley_start(self.peaks, self.starts, others[0])
 
     def consistent(self, others: tuple[OtherLine, ...]) -> bool:
         """Whether f01 and the reading fit jointly: f01 residuals within
-        `max_residual_linewidths`, each line within `max_line_residual` of its errors."""
+        `max_residual_linewidths`, each line within `max_line_residual` of its errors, and
+        the chi-square no more than `max_line_residual`² (in units of the f01-only fit's
+        reduced chi-square) above the f01-only fit's.
+
+        The last is the valley's own limit (`plasmon.valley`). Without it a wrong pair can
+        pass: on sampled chip 5000, 1→4 at 6.20 GHz with 1→2 at 5.94 GHz fitted with each
+        line 3–4 standard errors off and f01 eight times further from its peaks than under
+        the right pair, both within the first two limits; the chi-square rose by hundreds.
+        """
         joint = self.of(others)
         if joint is None:
             return False
         stderr = np.array([o.stderr for o in others])
         lines_fit = np.abs(joint.other_residuals_hz) <= self.max_line_residual * stderr
+        added = joint.result.chisqr - self.fit.result.chisqr
         return bool(
             residual_linewidths(joint, self.linewidths) <= self.max_residual_linewidths
             and lines_fit.all()
+            and added <= self.max_line_residual**2 * max(self.fit.redchi, 1.0)
         )
 
     def equivalent(self, candidates: list[tuple[OtherLine, ...]]) -> int | None:
