@@ -23,12 +23,19 @@ import xarray as xr
 from fluxcal.calibrations.experiments.plasmon_lines import (
     PLASMON,
     assign,
+    competing,
     find_lines_any_sense,
     readings,
     valley,
     valley_windows,
 )
-from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import ENERGIES, QubitFluxSpectroscopy
+from fluxcal.calibrations.experiments.qubit_flux_spectroscopy import (
+    ENERGIES,
+    QubitFluxSpectroscopy,
+    recorded_lines,
+    row_peaks,
+    tracked_fit,
+)
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, find_lines
 from fluxcal.calibrations.experiments.resonator_flux import ResonatorFlux
 from fluxcal.calibrations.fitting.spectrum import (
@@ -211,6 +218,49 @@ def test_a_recorded_heavy_map_uses_both_plasmon_lines() -> None:
     for name, value in truth.items():
         fitted, stderr = analysis.values[name]
         assert abs(fitted - value) < 3 * stderr and stderr < 0.005 * value, name
+
+
+def test_a_search_decides_between_readings_that_fit_alike() -> None:
+    """Sampled chip 5013 (EJ, EC, EL = 9.2326, 2.0955, 0.1892 GHz) as its bring-up recorded
+    the flux map at 50955dc (tests/fixtures/flux_map_5013.nc): 7.1417 and 7.2863 GHz seen,
+    read as 1→2 with 0→3 (EJ 9.1 GHz) or as 1→2 with 1→4 (EJ 8.1 GHz), both consistent,
+    so nothing was used and the chip was rejected with EJ 7 % uncertain. The deciding
+    search looks where one reading puts a line it has not used and no other puts any; one
+    of its windows holds a true line, and with that line the right reading is the only one."""
+    data = xr.load_dataset(FIXTURES / "flux_map_5013.nc")
+    node = QubitFluxSpectroscopy()
+    peaks, linewidths, _ = row_peaks(data, node.min_line_snr)
+    fit, peaks, linewidths = tracked_fit(
+        peaks,
+        linewidths,
+        data.attrs["flux_period"],
+        data.attrs["flux_sweet_spot"],
+        node.max_residual_linewidths,
+        node.min_points,
+        data.attrs["flux_period_stderr"],
+    )
+    joint = node._joint_fits(peaks, linewidths, fit, node._starts(peaks, fit))
+    bias = float(data.attrs["plasmon_bias"])
+    lines = recorded_lines(data, node.min_line_snr)
+    assert [round(line.centre / 1e6) for line in lines] == [7142, 7286]
+    assert not assign(lines, bias, joint.consistent, joint.equivalent)
+    candidates = competing(lines, bias, joint.consistent)
+    assert len(candidates) >= 2
+    truth = FluxoniumModel(9.2326, 2.0955, 0.1892)
+    levels = 1e9 * truth.energies(0.5, n_levels=6).ravel()
+    true_lines = {t: levels[t[1]] - levels[t[0]] for t in ((1, 4), (0, 5))}
+    searched: list[tuple[float, float]] = []
+    for _ in range(node.max_deciding_searches):
+        choice = node._deciding_window(joint, bias, candidates, searched)
+        if choice is None:
+            break
+        searched.append(choice[0])
+    holding = [t for t, f in true_lines.items() for lo, hi in searched if lo < f < hi]
+    assert holding, searched
+    found = Line(true_lines[holding[0]], 2.5e6, 1e6, 0.2, 0)
+    assigned = assign([*lines, found], bias, joint.consistent, joint.equivalent)
+    used = joint.of(tuple(assigned))
+    assert assigned and abs(used.EJ - truth.EJ) < 0.01 * truth.EJ
 
 
 def test_the_valley_f01_leaves_open_predicts_the_plasmon_lines() -> None:

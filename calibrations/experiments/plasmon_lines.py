@@ -428,6 +428,15 @@ def assign(
     return []
 
 
+def competing(
+    lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
+) -> list[tuple[OtherLine, ...]]:
+    """The largest consistent readings of the strongest `_MAX_DECIDING_LINES` of `lines`:
+    when `assign` finds them ambiguous, the readings a further line must decide between."""
+    ranked = sorted(lines, key=lambda x: -x.snr)[:_MAX_DECIDING_LINES]
+    return _largest_readings(ranked, bias, consistent)
+
+
 def _largest_readings(
     lines: list[Line], bias: float, consistent: Callable[[tuple[OtherLine, ...]], bool]
 ) -> list[tuple[OtherLine, ...]]:
