@@ -211,15 +211,28 @@ def test_shots_with_gaps_are_rejected():
     assert "assignment fidelity" in outcome.reason
 
 
-def test_pi_pulse_without_effect_is_rejected():
-    """A qubit frequency 30 MHz off: the 'π pulse' misses and both states read the same."""
+def test_pi_pulse_without_effect_stops_the_node_early_and_names_the_cause():
+    """A qubit frequency 30 MHz off: the 'π pulse' misses and both states read the same.
+    The node used to average its frequency sweep to the 32 000-shot budget (855 device-s,
+    tens of processor-s) before rejecting on the assignment fidelity; the sweep's thermal blobs
+    show after its first look that the pulse moves no population, so no readout setting can
+    reach the fidelity gate, and the node stops there and says why."""
     device = make_device("light", 1)
     truth = dict(device.truth()["q0"])
     truth["qubit_frequency"] += 30e6
-    analysis, outcome = run(device, known_from_truth(truth))
+    known = known_from_truth(truth)
+    known["T1"] = CalibratedParameter(truth["T1"], 0.0, "s", "truth", "")  # as in the chain
+    station = build_station(device)
+    node = ReadoutOptimisation()
+    data = node.acquire(QubitSession(station, "q0", known))
+    analysis = node.analyse(data)
+    outcome = node.gate(analysis)
     assert not outcome.accepted
-    assert "assignment fidelity" in outcome.reason
-    assert analysis.values["assignment_fidelity"][0] < 0.7
+    assert "π pulse" in outcome.reason and "qubit frequency" in outcome.reason
+    assert analysis.values["reachable_fidelity"][0] < node.min_fidelity
+    assert "confirm_iq" not in data  # the later stages were not measured
+    assert data.sizes["frequency_shot"] <= node.frequency_shots  # the first look decided
+    assert station.components["readout"].lab.device_seconds < 855 / 8
 
 
 def test_discrimination_of_gaussian_blobs_matches_their_overlap():
@@ -538,3 +551,69 @@ def test_the_sweep_first_look_falls_with_the_blob_snr():
     assert first_look(2.0) == node.frequency_shots  # faint: the full first look
     assert first_look(4.5) == pytest.approx(node.frequency_shots * (3 / 4.5) ** 2, rel=0.15)
     assert first_look(30.0) == node.min_frequency_shots
+
+
+def _pulsed_sweep(rng, thermal: float, transfer: float, decay: float, shots: int = 500):
+    """Unheralded shots of a 25-point frequency sweep without and with a pulse that moves
+    `transfer` of the population difference, the |1⟩ shots decaying during an integration
+    of `decay` T1 (a shot that decays at t reads t/τ of the way from |0⟩'s blob to |1⟩'s)."""
+    kappa, centre, chi = 1e6, 7e9, 0.6e6
+    frequency = centre + np.linspace(-2.5e6, 2.5e6, 25)
+    line = [
+        1 - 0.8 / (1 + 2j * (frequency - f) / kappa) for f in (centre - chi / 2, centre + chi / 2)
+    ]
+    ground, excited = line[0][:, None], line[1][:, None]
+    sigma = np.abs(excited - ground).max() / 8
+    sweeps = []
+    for excited_fraction in (thermal, thermal + transfer * (1 - 2 * thermal)):
+        up = rng.random((25, shots)) < excited_fraction
+        stay = np.minimum(rng.exponential(1.0, (25, shots)) / max(decay, 1e-12), 1.0)
+        signal = np.where(up, ground + stay * (excited - ground), ground)
+        noise = rng.standard_normal((25, shots)) + 1j * rng.standard_normal((25, shots))
+        sweeps.append(signal + sigma * noise)
+    return sweeps
+
+
+def test_the_sweep_is_futile_exactly_when_the_pulse_moves_too_little_population():
+    """The bound on the reachable fidelity, (1 + q)/2 with the π pulse's transfer q from the
+    thermal blob weights, stops a sweep whose pulse does nothing on the first look, and
+    never one whose pulse could pass the gate: q = 0.45 (fidelity ≤ 0.725) or a full π
+    pulse, on qubits up to 48 % excited, integrating a hundredth or a tenth of T1 (decay
+    tails). A 45 % excited qubit names its thermal blob on 500 shots per point too faintly
+    to decide: the sweep then averages on, as before, until it can."""
+    from fluxcal.calibrations.experiments.readout_separation import sweep_mixture
+
+    node = ReadoutOptimisation()
+    for seed, (thermal, shots) in enumerate(((0.1, 500), (0.3, 500), (0.45, 500), (0.45, 3000))):
+        rng = np.random.default_rng(600 + seed)
+        reachable, (transfer, stderr) = node._reachable_fidelity(
+            sweep_mixture(*_pulsed_sweep(rng, thermal, 0.0, 0.01, shots)), 0.01
+        )
+        if shots == 500 and thermal > 0.4:
+            assert reachable == np.inf
+            continue
+        assert reachable < node.min_fidelity, thermal
+        assert abs(transfer) < 4 * stderr
+    for seed in range(8):
+        rng = np.random.default_rng(700 + seed)
+        thermal = (0.1, 0.3, 0.45, 0.48)[seed % 4]
+        for transfer, decay in ((0.45, 0.01), (0.45, 0.1), (1.0, 0.1)):
+            mixture = sweep_mixture(*_pulsed_sweep(rng, thermal, transfer, decay))
+            reachable, _ = node._reachable_fidelity(mixture, decay)
+            assert reachable >= (1 + transfer) / 2, (seed, thermal, transfer, decay)
+            assert node._reachable_fidelity(mixture, np.nan)[0] == np.inf  # T1 unknown
+
+
+def test_a_grid_without_contrast_is_told_from_a_faint_one():
+    """Identical preparations leave every setting's fidelity at 1/2 plus chance; a readout
+    at fidelity 0.7 (blobs 1 noise width apart) is contrast, on 150 shots per state."""
+    from fluxcal.calibrations.experiments.readout_optimisation import _indistinguishable
+
+    rng = np.random.default_rng(13)
+    same = 0
+    for _ in range(20):
+        noise = rng.standard_normal((2, 96, 150)) + 1j * rng.standard_normal((2, 96, 150))
+        same += _indistinguishable(discriminate(noise[0], noise[1]))
+    assert same == 20
+    noise = rng.standard_normal((2, 96, 150)) + 1j * rng.standard_normal((2, 96, 150))
+    assert not _indistinguishable(discriminate(noise[0], noise[1] + 1.05))

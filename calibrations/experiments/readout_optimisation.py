@@ -25,6 +25,12 @@ descent in four measurements:
 
 Every stage's shots are kept in the Dataset, so the analysis re-derives each choice.
 
+A π pulse that moves too little population (a wrong qubit frequency or π amplitude) caps the
+fidelity of every readout setting at (1 + transfer)/2. The separation sweep's thermal blobs
+measure that transfer (`PulseTransfer`); once its upper bound cannot reach `min_fidelity`,
+the sweep stops and the node rejects with that cause, instead of averaging the sweep to its
+budget for a maximum that does not matter (a qubit 30 MHz off: 855 device-s before, 41 now).
+
 Shots are device time (a repetition time each, twice with a herald), so every stage takes as
 many as its answer needs, judged from what was measured before: the grids a first look,
 topped up only where the best setting's fidelity is not yet known to the stage's precision
@@ -49,15 +55,18 @@ from fluxcal.calibrations.experiments.readout_separation import (
     UNKNOWN,
     SeparationFit,
     fit_separation,
+    sweep_mixture,
 )
 from fluxcal.calibrations.experiments.single_shot import (
     BlobFit,
+    BlobMixture,
     Discrimination,
     best_index,
     discriminate,
     effective_temperature,
     fit_blobs,
     outlier_fraction,
+    pulse_transfer,
     rotate,
     thermal_population,
 )
@@ -68,6 +77,9 @@ from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 
 PREPARED = "prepared"  # 0: no pulse, 1: π pulse; heralded except in the frequency sweep
+#: Chance that identical preparations show a fidelity above `_indistinguishable`'s level at
+#: some setting of a grid.
+_CHANCE = 1e-3
 
 
 @dataclass
@@ -155,6 +167,10 @@ class ReadoutOptimisation(Node):
     decay_limited: float = 4.0
     #: Confirmation and search fidelity may differ by this much, or 4 standard errors.
     agreement: float = 0.02
+    #: The sweep stops, and the node rejects, once the π pulse's transfer is this many
+    #: standard errors short of what `min_fidelity` needs (`_reachable_fidelity`): a false
+    #: stop once in ~3 million looks.
+    futility_sigmas: float = 5.0
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         start = session.value("readout_frequency")
@@ -181,15 +197,25 @@ class ReadoutOptimisation(Node):
             (self.search_shots, self.search_budget, self.search_stderr),
             "coarse",
         )
-        i, j = best_index(_discriminate(coarse).fidelity, margin=1)
-        amplitude, duration = float(amplitudes[j]), float(durations[i])
-
-        frequencies = self.frequencies(start, kappa, session.get("resonator_splitting", 0.0))
         # Where the states separate best does not depend on the integration time, but the
         # separation's signal-to-noise per shot does: integrate at least
         # `frequency_integration` (within T1/10) so a short best setting costs no precision.
         t1 = session.get("T1", np.inf)
-        integration = max(duration, min(self.frequency_integration, t1 / 10))
+        least = min(self.frequency_integration, t1 / 10)
+        searched = _discriminate(coarse)
+        if _indistinguishable(searched):
+            # Nothing to choose by (a π pulse without effect, or no response at the start
+            # frequency): the sweep reads at the largest inner amplitude, where the blobs
+            # are furthest apart unless the resonator saturates, so that its thermal blobs
+            # can show whether the pulse does anything (`_reachable_fidelity`).
+            i = max(1, int(np.searchsorted(durations[:-1], least, side="right")) - 1)
+            j = amplitudes.size - 2
+        else:
+            i, j = best_index(searched.fidelity, margin=1)
+        amplitude, duration = float(amplitudes[j]), float(durations[i])
+
+        frequencies = self.frequencies(start, kappa, session.get("resonator_splitting", 0.0))
+        integration = max(duration, least)
         session.configure(
             readout={"amplitude": amplitude, "integration_time": integration},
             drive={"herald": False},
@@ -197,7 +223,24 @@ class ReadoutOptimisation(Node):
         first = self._first_look(
             coarse.isel(coarse_duration=i, coarse_amplitude=j), integration / duration
         )
-        sweep, frequency = self._frequency_sweep(session, states, frequencies, kappa, start, first)
+        # the fraction of T1 the sweep integrates (nan: T1 unknown), for `_reachable_fidelity`
+        decay = integration / session.get("T1", np.nan)
+        sweep, frequency, futile = self._frequency_sweep(
+            session, states, frequencies, kappa, start, first, decay
+        )
+        attrs = {
+            "experiment": self.name,
+            "qubit": session.qubit,
+            "start_frequency": start,
+            "resonator_kappa": kappa,
+            "qubit_frequency": session.value("qubit_frequency"),
+            "pi_amplitude": float(states[1]),
+            "pi_duration": pi_duration,
+            "sweep_integration": integration,
+            "T1": session.get("T1", float("nan")),
+        }
+        if futile:  # no readout setting can pass: the remaining stages would be wasted
+            return xr.Dataset({"coarse_iq": coarse, "frequency_iq": sweep}, attrs=attrs)
 
         session.configure(readout={"frequency": frequency}, drive={"herald": True})
         fine_amplitudes = _around(amplitudes, j, self.fine_points)
@@ -229,17 +272,10 @@ class ReadoutOptimisation(Node):
                 "thermal_iq": thermal,
             },
             attrs={
-                "experiment": self.name,
-                "qubit": session.qubit,
-                "start_frequency": start,
-                "resonator_kappa": kappa,
-                "qubit_frequency": session.value("qubit_frequency"),
-                "pi_amplitude": float(states[1]),
-                "pi_duration": pi_duration,
+                **attrs,
                 "readout_frequency": frequency,
                 "readout_amplitude": amplitude,
                 "readout_duration": duration,
-                "T1": session.get("T1", float("nan")),
             },
         )
 
@@ -275,30 +311,65 @@ class ReadoutOptimisation(Node):
         return int(max(np.ceil(scaled), min(self.min_frequency_shots, self.frequency_shots)))
 
     def _frequency_sweep(
-        self, session, states, frequencies, kappa: float, start: float, first: int
-    ):
+        self,
+        session: QubitSession,
+        states: np.ndarray,
+        frequencies: np.ndarray,
+        kappa: float,
+        start: float,
+        first: int,
+        decay: float,
+    ) -> tuple[xr.DataArray, float, bool]:
         """The separation sweep, repeated with more shots until the optimum is known well
         enough to lose at most `max_separation_loss` at 3σ, or `frequency_budget` shots per
         point are spent (the √shots law sets each round's size, as in
         `calibrations.averaging`: the loss near a maximum grows as the stderr squared), from a
-        first look of `first` shots per point."""
+        first look of `first` shots per point.
+
+        Returns the shots, the readout frequency and whether the sweep stopped as futile:
+        once the π pulse is known to move too little population for any readout setting to
+        reach `min_fidelity` (`_reachable_fidelity`), no average tells more that matters."""
         parts, total, batch = [], 0, first
         while True:
             part = self._states(session, states, batch, ("readout.frequency", frequencies))
             parts.append(part.rename({"readout_frequency": "frequency", "shot": "frequency_shot"}))
             total += batch
             sweep = xr.concat(parts, dim="frequency_shot") if len(parts) > 1 else parts[0]
+            mixture = _mixture(sweep)
+            if self._reachable_fidelity(mixture, decay)[0] < self.min_fidelity:
+                return sweep, start, True
             try:
-                separation = _separation(sweep, kappa, start)
+                separation = _separation(sweep, kappa, start, mixture)
             except FitError:
-                return sweep, start  # the analysis rejects this data; measure the rest anyway
+                return sweep, start, False  # the analysis rejects this data; measure the rest
             optimum = separation.optimum
             # aim 10 % inside the gate's limit: a refit must not land just outside it
             score = 0.9 * np.sqrt(self.max_separation_loss / max(separation.loss(), 1e-300))
             planned = next_total(total, score, 1.0, self.frequency_budget)
             if score >= 1.0 or planned <= total:
-                return sweep, optimum[0]
+                return sweep, optimum[0], False
             batch = planned - total
+
+    def _reachable_fidelity(
+        self, mixture: BlobMixture, decay: float
+    ) -> tuple[float, tuple[float, float]]:
+        """Upper bound (`futility_sigmas`) on the assignment fidelity any readout setting can
+        reach, and the π pulse's transfer q ± stderr that sets it.
+
+        Heralded, |0⟩ is prepared and the π pulse excites a fraction q of the shots; a
+        perfect readout then errs on the 1 − q it left in |0⟩, so F ≤ (1 + q)/2 whatever the
+        frequency, amplitude or integration. The unheralded sweep measures q from both
+        preparations' thermal blob weights (`PulseTransfer`), with the shots that decay
+        during its integration (`decay` = integration/T1) counted as misread. A cold qubit
+        shows no thermal blob, and without T1 (`decay` nan) the misreading has no bound:
+        then nothing is concluded (∞).
+        """
+        readout_error = -np.expm1(-decay) if decay >= 0 else 1.0  # nan: unknown T1
+        transfer = pulse_transfer(mixture, self.futility_sigmas)
+        if transfer is None:
+            return float("inf"), (float("nan"), float("nan"))
+        bound = transfer.upper_bound(self.futility_sigmas, readout_error)
+        return (1.0 + bound) / 2.0, transfer.estimate(readout_error)
 
     def _thermal(
         self, session: QubitSession, states: np.ndarray, assignment: Discrimination
@@ -413,6 +484,8 @@ class ReadoutOptimisation(Node):
         return xr.concat(runs, dim=PREPARED).assign_coords({PREPARED: np.arange(states.size)})
 
     def analyse(self, data: xr.Dataset) -> Analysis:
+        if "confirm_iq" not in data:
+            return self._futile(data)
         attrs = data.attrs
         kappa = float(attrs["resonator_kappa"])
         start = float(attrs["start_frequency"])
@@ -497,6 +570,47 @@ class ReadoutOptimisation(Node):
             curves=_histogram_curves(blobs),
         )
 
+    def _futile(self, data: xr.Dataset) -> Analysis:
+        """A run whose sweep stopped as futile (`_frequency_sweep`): the bound on the fidelity
+        any readout setting can reach, re-derived from the sweep's shots, and its cause."""
+        attrs = data.attrs
+        decay = float(attrs["sweep_integration"]) / float(attrs["T1"])
+        mixture = _mixture(data["frequency_iq"])
+        reachable, transfer = self._reachable_fidelity(mixture, decay)
+        coarse = _discriminate(data["coarse_iq"])
+        best = best_index(coarse.fidelity, margin=1)
+        values = {
+            "pi_pulse_transfer": transfer,
+            "reachable_fidelity": (reachable, 0.0),
+            "search_fidelity": (float(coarse.fidelity[best]), float(coarse.fidelity_stderr[best])),
+        }
+        cause = (
+            f" (the π pulse moves {transfer[0]:.2f} ± {transfer[1]:.2f} of the population, at"
+            f" most {2 * reachable - 1:.2f}: the qubit is not excited; check the qubit"
+            " frequency and the π amplitude)"
+        )
+        criteria = [
+            at_least(
+                "assignment fidelity reachable at any readout setting, (1 + π-pulse transfer)/2"
+                f" at {self.futility_sigmas:g}σ" + cause,
+                reachable,
+                self.min_fidelity,
+            ),
+            at_least("confirmation shots per state", 0, 1),
+        ]
+        lines = [f"{name} = {value:.6g} ± {stderr:.2g}" for name, (value, stderr) in values.items()]
+        lines.append(
+            "the frequency sweep stopped as futile: the π pulse changes the thermal blob weights"
+            " too little for any readout setting to reach the assignment-fidelity gate; the"
+            " fine grid, confirmation and thermal shots were not measured"
+        )
+        return Analysis(
+            values=values,
+            criteria=criteria,
+            report="\n".join(lines),
+            curves=_transfer_curves(data["frequency"].values, mixture, self.futility_sigmas),
+        )
+
     def _readout_quality(
         self, fidelity: float, snr: float, duration: float, attrs: dict
     ) -> list[Criterion]:
@@ -534,18 +648,39 @@ def _discriminate(iq: xr.DataArray) -> Discrimination:
     return discriminate(iq.sel({PREPARED: 0}).values, iq.sel({PREPARED: 1}).values)
 
 
+def _indistinguishable(grid: Discrimination) -> bool:
+    """Whether no setting of a grid tells the prepared states apart better than chance.
+
+    For identical preparations the best threshold's fidelity is 1/2 plus half the two-sample
+    Kolmogorov–Smirnov distance of the projected shots, which exceeds x with probability at
+    most 2·exp(−2·n·x²) (n = n0·n1/(n0 + n1)); the level is that bound at `_CHANCE` over
+    all settings. A π pulse without effect leaves the coarse grid there, its best setting
+    a toss-up.
+    """
+    shots = grid.shots0 * grid.shots1 / (grid.shots0 + grid.shots1)
+    distance = np.sqrt(np.log(2 * grid.fidelity.size / _CHANCE) / (2 * shots))
+    return bool(np.nanmax(grid.fidelity) <= 0.5 + distance / 2)
+
+
 def _median(iq: np.ndarray) -> complex:
     """Centre of a blob, robust to the shots that decayed or flipped away from it."""
     return complex(np.median(iq.real), np.median(iq.imag))
 
 
-def _separation(sweep: xr.DataArray, kappa: float, start: float) -> SeparationFit:
+def _mixture(sweep: xr.DataArray) -> BlobMixture:
+    return sweep_mixture(sweep.sel({PREPARED: 0}).values, sweep.sel({PREPARED: 1}).values)
+
+
+def _separation(
+    sweep: xr.DataArray, kappa: float, start: float, mixture: BlobMixture | None = None
+) -> SeparationFit:
     return fit_separation(
         sweep["frequency"].values,
         sweep.sel({PREPARED: 0}).values,
         sweep.sel({PREPARED: 1}).values,
         kappa,
         float(start),
+        mixture,
     )
 
 
@@ -625,6 +760,23 @@ def _histogram_curves(blobs: BlobFit | None) -> dict:
         "fit_y": blobs.model.sum(axis=0),
         "xlabel": "rotated I (V)",
         "ylabel": "shots per bin",
+    }
+
+
+def _transfer_curves(frequency: np.ndarray, mixture: BlobMixture, sigmas: float) -> dict:
+    """The π pulse's change of the excited blob's weight at each sweep point that measures
+    it, and the pooled change: both at zero when the pulse does nothing."""
+    transfer = pulse_transfer(mixture, sigmas)
+    if transfer is None:
+        return {}
+    used = frequency[transfer.used]
+    return {
+        "x": used,
+        "y": transfer.each[:, 1] - transfer.each[:, 0],
+        "fit_x": used,
+        "fit_y": np.full(used.size, transfer.weights[1] - transfer.weights[0]),
+        "xlabel": "readout frequency (Hz)",
+        "ylabel": "excited-blob weight, π pulse − none",
     }
 
 

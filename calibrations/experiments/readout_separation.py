@@ -37,7 +37,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.signal import find_peaks
 
-from fluxcal.calibrations.experiments.single_shot import fit_blob_mixture
+from fluxcal.calibrations.experiments.single_shot import BlobMixture, fit_blob_mixture
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 
@@ -114,19 +114,25 @@ FAILED = SeparationFit(None, UNKNOWN, UNKNOWN, UNKNOWN, float("nan"))
 
 
 def fit_separation(
-    frequency: np.ndarray, iq0: np.ndarray, iq1: np.ndarray, kappa: float, start: float
+    frequency: np.ndarray,
+    iq0: np.ndarray,
+    iq1: np.ndarray,
+    kappa: float,
+    start: float,
+    mixture: BlobMixture | None = None,
 ) -> SeparationFit:
     """Fit the blob-mean separation over a frequency sweep; shots of shape (freq, shots).
 
     κ starts at the resonator-spectroscopy value but is fitted: that value is the width of
     the thermal mixture's line, which the dispersive splitting broadens (by 40 % on the
-    intermediate test chip). Of two maxima, the one nearer `start` is taken.
+    intermediate test chip). Of two maxima, the one nearer `start` is taken. `mixture`: the
+    shots' `sweep_mixture`, when the caller has it already (it is the costly part).
     """
     iq0 = np.asarray(iq0, complex)
     iq1 = np.asarray(iq1, complex)
     if not (np.all(np.isfinite(iq0)) and np.all(np.isfinite(iq1))):
         raise FitError("frequency sweep has non-finite shots")
-    separation, noise = separation_points(iq0, iq1)
+    separation, noise = separation_points(iq0, iq1, mixture)
     reference, scale = float(start), float(kappa)
     offsets = (np.asarray(frequency, float) - reference) / scale
     try:
@@ -156,7 +162,15 @@ def fit_separation(
     )
 
 
-def separation_points(iq0: np.ndarray, iq1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sweep_mixture(iq0: np.ndarray, iq1: np.ndarray) -> BlobMixture:
+    """The shared-blob mixture of each sweep point, its populations common to all of them
+    (the readout frequency does not change what was prepared)."""
+    return fit_blob_mixture(iq0, iq1, common_populations=True)
+
+
+def separation_points(
+    iq0: np.ndarray, iq1: np.ndarray, mixture: BlobMixture | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Blob separation per frequency ± stderr, from shots of shape (freq, shots).
 
     Where the two blobs are resolved (`_MIXTURE_SNR`), the shared-blob mixture's |Δμ|,
@@ -167,7 +181,7 @@ def separation_points(iq0: np.ndarray, iq1: np.ndarray) -> tuple[np.ndarray, np.
     """
     difference = np.abs(iq1.mean(-1) - iq0.mean(-1))
     noise = np.sqrt(iq0.var(-1) / iq0.shape[-1] + iq1.var(-1) / iq1.shape[-1])
-    mixture = fit_blob_mixture(iq0, iq1, common_populations=True)
+    mixture = sweep_mixture(iq0, iq1) if mixture is None else mixture
     resolved = (mixture.snr >= _MIXTURE_SNR) & np.isfinite(mixture.stderr) & (noise > 0)
     if not resolved.any():
         return difference, noise

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import lmfit
 import numpy as np
 from scipy import constants, ndimage
-from scipy.special import log_ndtr, ndtr
+from scipy.special import expit, log_ndtr, ndtr
 
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import robust_sigma
@@ -354,6 +354,7 @@ class BlobMixture:
     separation: np.ndarray  # V
     stderr: np.ndarray  # V; nan where the fit did not converge (or contradicts the populations)
     converged: np.ndarray  # bool
+    weights_covariance: np.ndarray  # (..., 2, 2) of `weights`; nan where `stderr` is
 
     @property
     def snr(self) -> np.ndarray:
@@ -389,16 +390,15 @@ def fit_blob_mixture(
     second = np.mean(x**2, axis=-1, keepdims=True)
     axis = np.exp(0.5j * np.angle(second))
     resp = ((x * np.conj(axis)).real > 0).astype(float)
-    converged = np.zeros(x.shape[:-1], bool)
-    for _ in range(iterations):
-        mu0, mu1, var, w = _mixture_step(x, resp, is_first)
-        updated = _responsibility(x, mu0, mu1, var, w, is_first)
-        converged = np.max(np.abs(updated - resp), axis=-1) < 1e-7
-        resp = updated
-        if converged.all():
-            break
-    mu0, mu1, var, w = _mixture_step(x, resp, is_first)
-    stderr = _mixture_stderr(x, resp, mu0, mu1, var, w, is_first)
+    shots = _Shots.of(x, n0)
+    resp, converged = _expectation_maximisation(shots, resp.reshape(shots.real.shape), iterations)
+    settings = x.shape[:-1]
+    mu0, mu1, var, w = (
+        value.reshape(settings + value.shape[1:]) for value in _mixture_step(shots, resp)
+    )
+    resp, converged = resp.reshape(x.shape), converged.reshape(settings)
+    covariance = _mixture_covariance(x, resp, mu0, mu1, var, w, is_first)
+    stderr = _separation_stderr(covariance, mu1 - mu0)
     if common_populations:
         shots = np.array([n0, x.shape[-1] - n0])
         snr = np.abs(mu1 - mu0) / np.sqrt(var)
@@ -412,7 +412,86 @@ def fit_blob_mixture(
         s * np.abs(mu1 - mu0),
         np.where(converged, s * stderr, np.nan),
         converged,
+        np.where(converged[..., None, None], covariance[..., 5:, 5:], np.nan),
     )
+
+
+@dataclass(frozen=True)
+class PulseTransfer:
+    """What the π pulse did to the unheralded populations: the second-blob weights of the
+    unpulsed and pulsed preparations, pooled over the settings that measure them, with their
+    covariance. The second blob is the one the unpulsed (thermal) preparation fills less.
+
+    With a thermal population p of |1⟩ and a pulse moving a fraction q of the population
+    difference (p → p + q(1 − 2p), as `instruments.signals` drives it), a readout that puts
+    a |0⟩ shot in the second blob with probability a and a |1⟩ shot with b measures
+    w0 = a + c·p and w1 − w0 = c·q·(1 − 2p), c = b − a. When at most ε of the |1⟩ shots
+    land in the wrong blob (b ≥ 1 − ε), c·(1 − 2p) ≥ 1 − ε − 2·w0, hence
+    q ≤ (w1 − w0) / (1 − ε − 2·w0): a misreading readout makes the bound larger, never
+    smaller than the q that acts.
+    """
+
+    weights: np.ndarray  # (2,): w0 unpulsed, w1 pulsed
+    covariance: np.ndarray  # (2, 2)
+    used: np.ndarray  # bool over the (flattened) settings: the ones pooled ...
+    each: np.ndarray  # (used, 2): ... and their own weights, named alike
+
+    def _ratio(self, readout_error: float) -> tuple[float, float, float, float, float]:
+        """(numerator, denominator, their variances and covariance) of the bound on q."""
+        (w0, w1), c = self.weights, self.covariance
+        numerator, denominator = w1 - w0, 1.0 - readout_error - 2.0 * w0
+        var_n = c[0, 0] + c[1, 1] - 2.0 * c[0, 1]
+        var_d = 4.0 * c[0, 0]
+        cov = 2.0 * (c[0, 0] - c[0, 1])
+        return numerator, denominator, var_n, var_d, cov
+
+    def estimate(self, readout_error: float) -> tuple[float, float]:
+        """The bound on q as a value ± stderr (delta method); nan without a thermal asymmetry."""
+        n, d, var_n, var_d, cov = self._ratio(readout_error)
+        if not d > 0:
+            return float("nan"), float("nan")
+        q = n / d
+        variance = (var_n - 2.0 * q * cov + q**2 * var_d) / d**2
+        return float(q), float(np.sqrt(max(variance, 0.0)))
+
+    def upper_bound(self, sigmas: float, readout_error: float) -> float:
+        """Largest q the data allow at `sigmas` (Fieller's interval for the ratio, exact for
+        Gaussian weights however close the denominator is to zero); ∞ when the thermal
+        asymmetry 1 − ε − 2·w0 is not itself that significant (then any q fits)."""
+        n, d, var_n, var_d, cov = self._ratio(readout_error)
+        z2 = sigmas**2
+        a = d**2 - z2 * var_d
+        if not (d > 0 and a > 0):
+            return float("inf")
+        b = n * d - z2 * cov
+        c = n**2 - z2 * var_n
+        return float((b + np.sqrt(max(b * b - a * c, 0.0))) / a)
+
+
+def pulse_transfer(mixture: BlobMixture, sigmas: float) -> PulseTransfer | None:
+    """The π pulse's effect pooled over the settings where the blobs are resolved and the
+    thermal asymmetry names the blobs beyond doubt (|1 − 2·w0| at least `sigmas` standard
+    errors: the labels are the fit's arbitrary choice, and where they are a toss-up, naming
+    them by the sample would bias the pooled asymmetry). Weighted by each setting's inverse
+    covariance; None when no setting qualifies (a cold qubit shows no thermal blob)."""
+    weights = mixture.weights.reshape(-1, 2)
+    covariance = mixture.weights_covariance.reshape(-1, 2, 2)
+    resolved = (mixture.snr.reshape(-1) >= RESOLVED_SNR) & np.all(
+        np.isfinite(covariance), axis=(1, 2)
+    )
+    asymmetry = np.abs(1.0 - 2.0 * weights[:, 0])
+    named = asymmetry >= sigmas * 2.0 * np.sqrt(np.abs(covariance[:, 0, 0]))
+    use = resolved & named
+    if not use.any():
+        return None
+    weights = np.where(weights[use, :1] > 0.5, 1.0 - weights[use], weights[use])
+    try:
+        information = np.linalg.inv(covariance[use])
+        total = np.linalg.inv(information.sum(axis=0))
+    except np.linalg.LinAlgError:
+        return None
+    pooled = total @ np.einsum("kij,kj->i", information, weights)
+    return PulseTransfer(pooled, total, use, weights)
 
 
 def _contradicts_populations(snr: np.ndarray, w: np.ndarray, shots: np.ndarray) -> np.ndarray:
@@ -447,28 +526,88 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
-def _mixture_step(x: np.ndarray, resp: np.ndarray, is_first: np.ndarray):
-    """M step: centres, shared variance per quadrature and each state's second-blob weight."""
+@dataclass(frozen=True)
+class _Shots:
+    """Shots of settings (rows) as the EM iterations use them: the quadratures as separate
+    real arrays and the sums that do not change, so that each iteration is a few passes of
+    multiply-and-add over the shots (the mixture of a 32 000-shot sweep is otherwise most of
+    the node's processor time)."""
+
+    real: np.ndarray  # (settings, shots)
+    imag: np.ndarray
+    first: int  # the first this many shots are the first prepared state's
+    total: np.ndarray  # (settings,) complex: Σx
+    power: np.ndarray  # (settings,): Σ|x|²
+
+    @classmethod
+    def of(cls, x: np.ndarray, first: int) -> _Shots:
+        x = x.reshape(-1, x.shape[-1])
+        real, imag = np.ascontiguousarray(x.real), np.ascontiguousarray(x.imag)
+        power = np.einsum("ij,ij->i", real, real) + np.einsum("ij,ij->i", imag, imag)
+        return cls(real, imag, first, x.sum(-1), power)
+
+    def rows(self, rows: np.ndarray) -> _Shots:
+        return _Shots(
+            self.real[rows], self.imag[rows], self.first, self.total[rows], self.power[rows]
+        )
+
+
+def _expectation_maximisation(
+    shots: _Shots, resp: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities (settings, shots) iterated until they change by < 1e-7 or
+    `iterations` are done, and which settings converged. A converged setting is left alone:
+    the unresolved ones of a sweep (its wings) run all the iterations, and they alone need
+    not carry the rest."""
+    resp = resp.copy()
+    converged = np.zeros(len(resp), bool)
+    active, subset, current = np.arange(len(resp)), shots, resp
+    for _ in range(iterations):
+        updated = _responsibility(subset, *_mixture_step(subset, current))
+        done = np.max(np.abs(updated - current), axis=-1) < 1e-7
+        current = updated
+        if done.any():
+            resp[active], converged[active] = current, done
+            active, subset, current = active[~done], subset.rows(~done), current[~done]
+            if not active.size:
+                break
+    resp[active] = current
+    return resp, converged
+
+
+def _mixture_step(shots: _Shots, resp: np.ndarray):
+    """M step: centres, shared variance per quadrature and each state's second-blob weight.
+    The spread about the centres is Σ|x|² − S0·|μ0|² − S1·|μ1|² for the blobs' shares Sk."""
     eps = 1e-12
-    mu1 = (resp * x).sum(-1) / np.maximum(resp.sum(-1), eps)
-    mu0 = ((1 - resp) * x).sum(-1) / np.maximum((1 - resp).sum(-1), eps)
-    spread = (1 - resp) * np.abs(x - mu0[..., None]) ** 2 + resp * np.abs(x - mu1[..., None]) ** 2
-    var = np.maximum(spread.mean(-1) / 2, eps)
-    w = np.stack([resp[..., is_first].mean(-1), resp[..., ~is_first].mean(-1)], axis=-1)
+    n = resp.shape[-1]
+    held = np.stack([resp[:, : shots.first].sum(-1), resp[:, shots.first :].sum(-1)], axis=-1)
+    share1 = held.sum(-1)
+    share0 = n - share1
+    moment = np.einsum("ij,ij->i", resp, shots.real) + 1j * np.einsum("ij,ij->i", resp, shots.imag)
+    mu1 = moment / np.maximum(share1, eps)
+    mu0 = (shots.total - moment) / np.maximum(share0, eps)
+    spread = shots.power - share0 * np.abs(mu0) ** 2 - share1 * np.abs(mu1) ** 2
+    var = np.maximum(spread / n / 2, eps)
+    w = held / np.array([shots.first, n - shots.first])
     return mu0, mu1, var, np.clip(w, 1e-9, 1 - 1e-9)
 
 
-def _responsibility(x, mu0, mu1, var, w, is_first) -> np.ndarray:
-    """E step: each shot's probability of belonging to the second blob."""
-    weight = np.where(is_first, w[..., :1], w[..., 1:])
-    d0 = np.abs(x - mu0[..., None]) ** 2
-    d1 = np.abs(x - mu1[..., None]) ** 2
-    log_ratio = np.log1p(-weight) - np.log(weight) + (d1 - d0) / (2 * var[..., None])
-    return 1.0 / (1.0 + np.exp(np.clip(log_ratio, -700, 700)))
+def _responsibility(shots: _Shots, mu0, mu1, var, w) -> np.ndarray:
+    """E step: each shot's probability of belonging to the second blob, a logistic function
+    of its projection on μ1 − μ0 (the two blobs share their width): the log-odds are
+    Re(x·conj(μ1 − μ0))/σ² − (|μ1|² − |μ0|²)/2σ² + log(w/(1 − w))."""
+    delta = mu1 - mu0
+    log_odds = shots.real * (delta.real / var)[:, None]
+    log_odds += shots.imag * (delta.imag / var)[:, None]
+    offset = np.log(w / (1 - w)) - ((np.abs(mu1) ** 2 - np.abs(mu0) ** 2) / (2 * var))[:, None]
+    log_odds[:, : shots.first] += offset[:, :1]
+    log_odds[:, shots.first :] += offset[:, 1:]
+    return expit(log_odds, out=log_odds)
 
 
-def _mixture_stderr(x, resp, mu0, mu1, var, w, is_first) -> np.ndarray:
-    """Standard error of |μ1 − μ0| from the per-shot scores' outer product (7 parameters)."""
+def _mixture_covariance(x, resp, mu0, mu1, var, w, is_first) -> np.ndarray:
+    """Covariance of the 7 parameters (μ0, μ1 as re/im, the variance, each state's weight),
+    the inverse of the per-shot scores' outer product; nan where that is singular."""
     r0, r1 = 1 - resp, resp
     v = var[..., None]
     d0, d1 = x - mu0[..., None], x - mu1[..., None]
@@ -484,16 +623,19 @@ def _mixture_stderr(x, resp, mu0, mu1, var, w, is_first) -> np.ndarray:
             np.where(is_first, w_score, 0.0),
             np.where(is_first, 0.0, w_score),
         ],
-        axis=-1,
+        axis=-2,
     )
-    information = np.einsum("...ni,...nj->...ij", scores, scores)
-    difference = mu1 - mu0
+    information = scores @ np.swapaxes(scores, -1, -2)
+    try:
+        return np.linalg.inv(information)
+    except np.linalg.LinAlgError:
+        return np.full(information.shape, np.nan)
+
+
+def _separation_stderr(covariance: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """Standard error of |μ1 − μ0| by the delta method."""
     unit = difference / np.maximum(np.abs(difference), 1e-300)
     zero = np.zeros_like(unit.real)
     gradient = np.stack([-unit.real, -unit.imag, unit.real, unit.imag, zero, zero, zero], -1)
-    try:
-        solved = np.linalg.solve(information, gradient[..., None])[..., 0]
-    except np.linalg.LinAlgError:
-        return np.full(difference.shape, np.nan)
-    variance = np.einsum("...i,...i->...", gradient, solved)
+    variance = np.einsum("...i,...ij,...j->...", gradient, covariance, gradient)
     return np.sqrt(np.where(variance > 0, variance, np.nan))
