@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.noise import difference_noise, robust_sigma
+from fluxcal.calibrations.fitting.reuse import reused
 from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Coarse search ranges of the energy ratios (EC = 1); they cover light to heavy fluxonium
@@ -395,6 +396,24 @@ def fit_flux_spectrum(
     has no mirror symmetry of its own to find it by. Raises FitError on too few peaks or a
     failed fit.
     """
+    begin = None
+    if start is not None:
+        begin = _Start(start.EJ, start.EC, start.EL, start.period, start.sweet_spot, 0.0)
+    return _fit(peaks, period, sweet_spot, sweet_spot_guess, others, begin, period_stderr)
+
+
+@reused
+def _fit(
+    peaks: PeakTrace,
+    period: float | None,
+    sweet_spot: float | None,
+    sweet_spot_guess: float | None,
+    others: tuple[OtherLine, ...],
+    start: _Start | None,
+    period_stderr: float | None,
+) -> SpectrumFit:
+    """`fit_flux_spectrum` from the start fit's energies and mapping alone: nothing else of
+    it changes the result, so a repeat from equal numbers is a repeat (`fitting.reuse`)."""
     prior = _prior(period, period_stderr)
     bias = np.asarray(peaks.bias, dtype=float)
     freq = np.asarray(peaks.peak_frequency, dtype=float)
