@@ -21,6 +21,7 @@ import xarray as xr
 from qcodes import Station
 from qcodes.instrument import InstrumentBase
 
+from fluxcal.calibrations.fitting.reuse import fits_reused
 from fluxcal.calibrations.graph import DEFAULT_GRAPH, GraphEntry
 from fluxcal.calibrations.node import Analysis, Node, now_iso
 from fluxcal.calibrations.results import GraphRun, NodeResult
@@ -95,7 +96,23 @@ def run_node(
     fit: Fit = fit_here,
 ) -> NodeResult:
     """acquire → analyse → gate → update for one node on one qubit, built with the qubit's
-    settings for it (default: the node class's defaults); `fit` runs the analysis."""
+    settings for it (default: the node class's defaults); `fit` runs the analysis.
+
+    An analysis in this thread reuses the fits the acquisition made of the same data
+    (`fitting.reuse`); one run's fits are never seen by another."""
+    with fits_reused():
+        return _run_node(entry, name, session, plot_dir, reraise_faults, settings, fit)
+
+
+def _run_node(
+    entry: GraphEntry,
+    name: str,
+    session: QubitSession,
+    plot_dir: Path | None,
+    reraise_faults: bool,
+    settings: CalibrationSettings | None,
+    fit: Fit,
+) -> NodeResult:
     node = entry.node(**(settings.for_node(session.qubit, name) if settings else {}))
     with acquisition_turn(session):
         start = time.perf_counter()

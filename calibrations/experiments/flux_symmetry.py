@@ -26,6 +26,7 @@ from scipy.optimize import minimize, minimize_scalar
 
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.noise import MAD_TO_SIGMA
+from fluxcal.calibrations.fitting.reuse import reused
 
 #: Mirror images S + m·P − V are taken for |m| up to this (enough for P ≥ span/8).
 _MAX_MIRROR_ORDER = 8
@@ -240,6 +241,7 @@ class Symmetry:
     modulation: float  # typical mirror cost above the noise-only cost: how much flux shows
 
 
+@reused
 def find_symmetry(bmap: BiasMap, bounds: tuple[float, float]) -> Symmetry:
     """Lag search for the period, axis scan, then a joint Nelder–Mead refinement.
 

@@ -42,6 +42,7 @@ from scipy.stats import chi2
 
 from fluxcal.calibrations.fitting.errors import FaintSignal, FitError
 from fluxcal.calibrations.fitting.noise import complex_difference_noise
+from fluxcal.calibrations.fitting.reuse import reused
 from fluxcal.calibrations.gate import pinned_parameters
 
 Kind = Literal["notch", "reflection"]
@@ -786,6 +787,7 @@ class NotchLines:
         return self.chosen is self.mixture
 
 
+@reused
 def fit_notch_lines(
     frequency: np.ndarray, s21: np.ndarray, min_snr: float = DEFAULT_MIN_SNR
 ) -> NotchLines:

@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 from fluxcal.calibrations.fitting.errors import FitError
 from fluxcal.calibrations.fitting.noise import difference_noise, robust_sigma
+from fluxcal.calibrations.fitting.reuse import reused
 from fluxcal.instruments.fluxonium import FluxoniumModel
 
 #: Coarse search ranges of the energy ratios (EC = 1); they cover light to heavy fluxonium
@@ -218,7 +219,7 @@ def refine_peak(frequency: np.ndarray, y: np.ndarray, k: int) -> tuple[float, fl
     half_width = max((right - left) * step / 2, step)
     reach = max(int(3 * half_width / step), 5)
     lo, hi = max(k - reach, 0), min(k + reach + 1, len(y))
-    model = lmfit.models.LorentzianModel() + lmfit.models.ConstantModel()
+    model = lmfit.Model(_peak_on_background)
     params = model.make_params(
         amplitude=y[k] * np.pi * half_width, center=frequency[k], sigma=half_width, c=0.0
     )
@@ -233,6 +234,18 @@ def refine_peak(frequency: np.ndarray, y: np.ndarray, k: int) -> tuple[float, fl
     if not (result.success and inside and centre.stderr and np.isfinite(centre.stderr)):
         return fallback
     return float(centre.value), float(centre.stderr)
+
+
+def _peak_on_background(
+    x: np.ndarray, amplitude: float, center: float, sigma: float, c: float
+) -> np.ndarray:
+    """lmfit's LorentzianModel() + ConstantModel() as one function, the same numbers.
+
+    Why not the composite: its derived `fwhm` and `height` parameters are re-evaluated by
+    lmfit's expression interpreter at every step and propagated at the end, which made the
+    fit twice as slow; the flux map fits ~100 rows a chain.
+    """
+    return lmfit.lineshapes.lorentzian(x, amplitude, center, sigma) + c * np.ones(np.shape(x))
 
 
 # --------------------------------------------------------------------------- coarse grid
@@ -396,6 +409,24 @@ def fit_flux_spectrum(
     has no mirror symmetry of its own to find it by. Raises FitError on too few peaks or a
     failed fit.
     """
+    begin = None
+    if start is not None:
+        begin = _Start(start.EJ, start.EC, start.EL, start.period, start.sweet_spot, 0.0)
+    return _fit(peaks, period, sweet_spot, sweet_spot_guess, others, begin, period_stderr)
+
+
+@reused
+def _fit(
+    peaks: PeakTrace,
+    period: float | None,
+    sweet_spot: float | None,
+    sweet_spot_guess: float | None,
+    others: tuple[OtherLine, ...],
+    start: _Start | None,
+    period_stderr: float | None,
+) -> SpectrumFit:
+    """`fit_flux_spectrum` from the start fit's energies and mapping alone: nothing else of
+    it changes the result, so a repeat from equal numbers is a repeat (`fitting.reuse`)."""
     prior = _prior(period, period_stderr)
     bias = np.asarray(peaks.bias, dtype=float)
     freq = np.asarray(peaks.peak_frequency, dtype=float)
