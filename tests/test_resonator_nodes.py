@@ -30,6 +30,7 @@ from fluxcal.calibrations.experiments.resonator_spectroscopy import (
     ResonatorSearch,
     ResonatorSpectroscopy,
 )
+from fluxcal.calibrations.fitting.reuse import fits_reused
 from fluxcal.calibrations.gate import GateOutcome
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
@@ -53,7 +54,10 @@ def upstream(node: type[Node], truth: dict[str, float]) -> dict[str, float]:
 
 
 def calibrate(node: Node, session: QubitSession) -> tuple[Analysis, GateOutcome]:
-    analysis = node.analyse(node.acquire(session))
+    """Acquire, analyse and gate as `run_node` does: the analysis reuses the fits the
+    acquisition made of the same data (`fitting.reuse`)."""
+    with fits_reused():
+        analysis = node.analyse(node.acquire(session))
     return analysis, node.gate(analysis)
 
 
