@@ -48,6 +48,25 @@ def test_automatic_cutoff_converged_below_a_kilohertz(EJ: float, EC: float, EL: 
     assert np.abs(change).max() < KHZ_IN_GHZ
 
 
+@pytest.mark.parametrize("energies", [(7.2, 1.95, 0.15), (4.9, 1.0, 1.24), PUBLISHED])
+def test_automatic_cutoff_is_the_smallest_converged_one_on_its_grid(energies) -> None:
+    """One grid step smaller does not converge: every state more costs every spectrum fit
+    evaluation (a diagonalisation per flux point), so the basis is no larger than needed."""
+    from fluxcal.instruments import fluxonium
+
+    model = FluxoniumModel(*energies)
+    smaller = model.cutoff - fluxonium._CUTOFF_STEP
+    assert smaller >= fluxonium.MIN_AUTO_CUTOFF  # these chips need more than the least basis
+    flux = np.array([0.0, 0.25, 0.5])
+
+    def transitions(cutoff: int) -> np.ndarray:
+        levels = FluxoniumModel(*energies, cutoff=cutoff).energies(flux)
+        return levels - levels[:, :1]
+
+    change = np.abs(transitions(smaller + fluxonium._CUTOFF_GAP) - transitions(smaller)).max()
+    assert change >= fluxonium.CONVERGENCE_GHZ
+
+
 def test_spectrum_is_periodic_in_one_flux_quantum(published: FluxoniumModel) -> None:
     flux = np.linspace(-0.7, 0.9, 17)
     assert np.allclose(published.energies(flux + 1.0), published.energies(flux), atol=1e-9)
