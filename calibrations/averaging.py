@@ -93,8 +93,13 @@ def measure_averaged(
     budget: int,
     attrs: dict[str, Any] | None = None,
     min_runs: int = 1,
+    futile: tuple[int, Callable[[np.ndarray], bool]] | None = None,
 ) -> xr.Dataset:
     """An averaged sweep whose `score(iq)` reaches `target` if `budget` shots allow.
+
+    `futile` = (shots, judge) ends the averaging short of the target once it has averaged
+    that many shots (a round stops there on its way) and `judge(iq)` says the rest of the
+    budget could not get there: nothing seen yet that more shots could raise to the target.
 
     With `min_runs` > 1 the first look is repeated that often whatever its score, and the
     runs are kept (`combine_runs`): their scatter is each point's noise, measured. `score`
@@ -123,6 +128,10 @@ def measure_averaged(
             planned = next_total(total, reached, target, budget)
             if reached >= target or planned <= total:
                 break
+            if futile is not None and total >= futile[0] and futile[1](mean):
+                break
+            if futile is not None and total < futile[0] < planned:
+                planned = futile[0]  # judged there before going on
             batch = planned - total
     finally:
         readout.shots(first)

@@ -35,11 +35,16 @@ def test_a_row_may_take_a_few_times_what_the_last_lines_needed():
     node = QubitFluxSpectroscopy()
     track = _Tracking(1.0, 0.0, 4e8, 1.0, node.first_step)
     assert node._row_budget(track) == node.budget  # nothing found yet: no measure of a row
-    track.found_shots += [50, 800, 200]
-    assert node._row_budget(track) == node.defer_factor * 200
-    track.found_shots += [8000, 9000, 7000]
+    track.found_needed += [50, 800, 200]  # the faintest sets it
+    assert node._row_budget(track) == node.defer_factor * 800
+    track.deferring = 1  # past a deferred row the contrast is lower: the next may take more
+    assert node._row_budget(track) == 2 * node.defer_factor * 800
+    track.deferring = 0
+    track.found_needed += [5, 3, 4]  # bright lines: still a few first looks
+    assert node._row_budget(track) == node.defer_factor * node.shots
+    track.found_needed += [8000, 9000, 7000]
     assert node._row_budget(track) == node.budget  # never beyond the node's budget
-    track.found_shots += [50, 50, 50]
+    track.found_needed += [50, 50, 50]
     track.defer = False  # deferred rows are being measured: the full budget again
     assert node._row_budget(track) == node.budget
 

@@ -14,6 +14,12 @@ Tracking ends after a few rows in a row without a line (far from Φ0/2 the dispe
 can vanish, and with it the readout contrast); each miss doubles the flux step, so a band
 where the shift changes sign is stepped over rather than filled with missed rows.
 
+A row costs what its line needs: a wide window is swept only where the last lines' misses
+say the line can be (`_narrowed`), on its grid; a row averages by the height the lines found
+so far had, ends after a quarter of its budget when it shows nothing (a line unseen by then
+would not reach the detection threshold at the budget), and a row whose line needs far more
+shots than its neighbours' is deferred (`_row_budget`).
+
 The analysis is the shared spectrum fit: `extract_peaks` per row (each row has its own
 frequency axis), then `fit_flux_spectrum` with the calibrated flux period as a prior (its
 standard error bounds how far the map may move it) and the half-flux bias fitted. The map
@@ -37,6 +43,7 @@ from fluxcal.calibrations.experiments.qubit_spectroscopy import (
     Line,
     centre_readout,
     find_lines,
+    point_noise,
     qubit_line,
     refine_line,
 )
@@ -67,6 +74,8 @@ ENERGIES = ("EJ", "EC", "EL")
 #: Dimensions of the plasmon-line sweeps at half flux (a coarse one, then one zoom per line).
 PLASMON_ROW, PLASMON_POINT = "plasmon_row", "plasmon_point"
 _SPIKE_SIGMAS = 8.0
+#: Noise deviations at which a row's averaging, and the check for a faint line, see a line.
+_SEEN_SNR = 3.0
 
 
 @dataclass(frozen=True)
@@ -90,14 +99,18 @@ class _Tracking:
     offset: float = 0.0
     found_flux: list[float] = field(default_factory=list)
     found_f01: list[float] = field(default_factory=list)
-    found_shots: list[int] = field(default_factory=list)  # shots per point each line took
+    #: shots per point each line needed to show at `min_line_snr`, and its height (the
+    #: response's units): what the next row's line is expected to need (`_row_budget`, `_score`)
+    found_needed: list[float] = field(default_factory=list)
+    found_heights: list[float] = field(default_factory=list)
     tones: list[tuple[float, float, float]] = field(default_factory=list)  # (amp., fwhm, bias)
     rows: list[tuple] = field(default_factory=list)  # (bias, frequency, iq, tone, shots)
     budgets: list[int] = field(default_factory=list)  # per row: the shots it might take
     misses: list[float] = field(default_factory=list)  # |line − prediction| / half-width
-    missed: int = 0  # rows without the line since the last one with it
+    missed: int = 0  # rows without the line since the last one with it, not deferred
     defer: bool = True  # rows may be deferred (`QubitFluxSpectroscopy._row_budget`)
     deferred: int = 0  # rows deferred
+    deferring: int = 0  # rows deferred since the last line
     before_deferral: _Tracking | None = None  # the state before the first deferred row
 
     @property
@@ -173,6 +186,12 @@ def on_edge(frequency: np.ndarray, line: Line) -> bool:
     return min(line.centre - frequency[0], frequency[-1] - line.centre) < 2 * step
 
 
+def _doubled(narrowed: Window | None) -> Window | None:
+    """A narrowed sweep twice as wide, for a retry without the line: a line just outside it
+    is the narrowing's risk, and the whole window, doubled after each miss, is wide."""
+    return None if narrowed is None else Window(narrowed.centre, 2 * narrowed.half_width)
+
+
 def nearest_line(lines: list[Line], frequency: float) -> Line | None:
     return min(lines, key=lambda line: abs(line.centre - frequency)) if lines else None
 
@@ -216,13 +235,23 @@ class QubitFluxSpectroscopy(Node):
     #: 3.5 MHz) took 6 768 device-s, a third of the map, and found nothing.
     trusted_miss: float = 0.25
     trusted_rows: int = 3
-    #: A row may average to `defer_factor` times the shots the last `typical_rows` lines
-    #: needed; a row without its line by then is deferred (`_row_budget`). Found lines are
-    #: worth about the same to the fit, so a row costing several neighbours' shots is the
-    #: first to leave out; 4× is twice the line amplitude's noise, so a line as bright as
-    #: its neighbours' is never deferred by a noisy first look.
+    #: A row sweeps `narrowing` times the largest miss of the last `trusted_rows` lines'
+    #: predictions, on its window's grid, when that leaves out points (`_narrowed`): a
+    #: margin for misses that grow from row to row where f01 bends; a line outside the
+    #: sweep is found by the retry, which doubles it.
+    narrowing: float = 8.0
+    #: A row may average to `defer_factor` times the shots the faintest of the last
+    #: `typical_rows` lines needed; a row without its line by then is deferred
+    #: (`_row_budget`). Found lines are worth about the same to the fit, so a row costing
+    #: several neighbours' shots is the first to leave out; 4× is twice the line
+    #: amplitude's noise, so a line as bright as its neighbours' is never deferred by a
+    #: noisy first look.
     defer_factor: float = 4.0
     typical_rows: int = 3
+    #: Deferred rows in a row that end the tracking: doubling the flux step and the budget
+    #: from one to the next, four cross ~0.1 Φ0 (sampled chip 5005's line needs 12 800
+    #: shots or more from 0.045 Φ0 off the sweet spot and is bright again at 0.12)
+    max_deferred_rows: int = 4
     #: First look of each row; a row whose line is fainter than `min_line_snr` is averaged
     #: up to `budget`, so a clear row costs only this. Built-in chip's node: 618 device-s at
     #: 250 shots, ~313 at 50, EJ, EC, EL within 0.3 % either way.
@@ -275,9 +304,10 @@ class QubitFluxSpectroscopy(Node):
 
     def _track(self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]) -> None:
         """Rows outward from the sweet spot, each centred on the prediction from the lines
-        found so far, until `rows` rows, `flux_span` or `max_missed_rows` missed in a row."""
+        found so far, until `rows` rows, `flux_span`, `max_missed_rows` missed or
+        `max_deferred_rows` deferred in a row (see `_row_budget`)."""
         while len(track.rows) < self.rows and track.offset <= self.flux_span + 1e-12:
-            if track.missed >= self.max_missed_rows:
+            if track.missed >= self.max_missed_rows or track.deferring >= self.max_deferred_rows:
                 break  # the line has faded out (the dispersive shift can vanish far from Φ0/2)
             offset, step = track.offset, track.step
             window = self._window(offset, track.found_flux, track.found_f01, track.f_half, step)
@@ -305,22 +335,36 @@ class QubitFluxSpectroscopy(Node):
             if budget < self.budget and not track.deferred:
                 track.before_deferral = track.copy()
             frequency, iq, amplitude, shots, line = self._measure_row(
-                session, window, band, track.last_tone, lowest, across_gap, trusted, budget
+                session,
+                window,
+                band,
+                track.last_tone,
+                lowest,
+                across_gap,
+                trusted,
+                budget,
+                self._expected_height(track),
+                self._narrowed(window, track),
             )
             track.rows.append((bias, frequency, iq, amplitude, shots))
             track.budgets.append(budget)
-            track.missed = 0 if line is not None else track.missed + 1
-            if line is None and budget < self.budget:
+            if line is not None:
+                track.missed = track.deferring = 0
+            elif budget < self.budget:  # deferred: the map may do without it
                 track.deferred += 1
+                track.deferring += 1
+            else:
+                track.missed += 1
             if line is None and offset == 0.0:  # qubit spectroscopy measured f01 here
                 track.found_flux.append(0.0)
                 track.found_f01.append(track.f_half)
             if line is not None:
-                if not lowest:
+                if not lowest and offset > 0:  # the sweet spot's window is no prediction
                     track.misses.append(abs(line.centre - window.centre) / window.half_width)
                 track.found_flux.append(offset)
                 track.found_f01.append(line.centre)
-                track.found_shots.append(shots)
+                track.found_needed.append(shots * (self.min_line_snr / line.snr) ** 2)
+                track.found_heights.append(line.snr * point_noise(response_to_peak(iq)))
                 track.tones.append((amplitude, line.fwhm, bias))
             if offset > 0:
                 missed_by = abs(line.centre - window.centre) if line else np.inf
@@ -328,9 +372,10 @@ class QubitFluxSpectroscopy(Node):
             track.offset = self._next_offset(offset, track.step)
 
     def _row_budget(self, track: _Tracking) -> int:
-        """Shots per point a row may take: `defer_factor` times what the last `typical_rows`
-        lines found needed (the full `budget` before there are that many, and when tracking
-        in full).
+        """Shots per point a row may take: `defer_factor` times what the faintest of the last
+        `typical_rows` lines needed to show at `min_line_snr` (at least the first look's),
+        doubled for each row deferred since the last line (the full `budget` before there
+        are that many lines, and when tracking in full).
 
         A row whose line needs far more shots than its neighbours' sits where the readout
         barely sees the qubit (the dispersive shift changes sign along flux); at full budget
@@ -339,11 +384,46 @@ class QubitFluxSpectroscopy(Node):
         found lines place f01 alike, so such a row is deferred: left without its line, or,
         when the map without it does not pass the gate (`_sufficient`), tracked again in
         full from it on (`_tracked_in_full`).
+
+        What a line needed (its shots scaled by the √shots law to `min_line_snr`), not what
+        its row took: a row's averaging overshoots (a line unseen after 800 shots gets up to
+        16× more), and the budget would follow the overshoot. The faintest, not the median:
+        the contrast fades along flux, so the next line is more likely as faint as the
+        faintest than as the typical one. Past a deferred row the contrast is lower than the
+        lines before it said, so the next row may take more, and deferred rows end the
+        tracking only after `max_deferred_rows` (before, three deferred rows ended it: on
+        sampled chips 5004, 5005 and 5009 short of the gate, and tracking them again in full
+        took 3 405, 7 007 and 13 663 of their maps' 4 304, 7 270 and 19 672 device-s).
         """
-        if not track.defer or len(track.found_shots) < self.typical_rows:
+        if not track.defer or len(track.found_needed) < self.typical_rows:
             return self.budget
-        typical = float(np.median(track.found_shots[-self.typical_rows :]))
-        return int(np.clip(self.defer_factor * typical, self.shots, self.budget))
+        needed = max(*track.found_needed[-self.typical_rows :], self.shots)
+        return int(min(needed * self.defer_factor * 2.0**track.deferring, self.budget))
+
+    def _expected_height(self, track: _Tracking) -> float | None:
+        """The next row's line height expected from the last `typical_rows` lines found (in
+        the response's units; fewer at the start, None before any)."""
+        heights = track.found_heights[-self.typical_rows :]
+        return float(np.median(heights)) if heights else None
+
+    def _narrowed(self, window: Window, track: _Tracking) -> Window | None:
+        """The part of `window` a row sweeps: `narrowing` times the largest miss of the last
+        `trusted_rows` lines (in half-widths); None (all of it) before a line was predicted
+        or when that is no narrower.
+
+        After a row without its line the flux step doubles and the window widens (the two
+        extrapolations disagree more, f01 rose further), to hundreds of points at the
+        largest step: without narrowing, sampled chip 5009's rows of 66 to 401 points took
+        14.7 of its map's 18.3 device-ks, and the lines they found fell within 1.5 % of
+        their prediction's half-width. The sweep never has fewer than `points` (`_sweep`):
+        in fewer, the median baseline and the noise take in the line's tails (at 25 points
+        a line at twice the detection threshold reads 25 % lower than at 61, and shows in
+        three quarters of the noise draws instead of all but 1 %).
+        """
+        if not track.misses:
+            return None
+        half = self.narrowing * max(track.misses[-self.trusted_rows :]) * window.half_width
+        return Window(window.centre, half) if half < window.half_width else None
 
     def _sufficient(self, data: xr.Dataset) -> bool:
         """Whether the f01 map as measured passes the node's own gate.
@@ -848,14 +928,23 @@ class QubitFluxSpectroscopy(Node):
             return Window(0.5 * (low + high), 0.5 * (high - low))
         return predict(np.array(flux), np.array(f01), offset, self.min_half_width)
 
-    def _sweep(self, window: Window, band: Range) -> np.ndarray:
-        """The row's tones: the window within `band`, at least 2 `min_half_width` wide."""
+    def _sweep(self, window: Window, band: Range, narrowed: Window | None = None) -> np.ndarray:
+        """The row's tones: the window within `band`, at least 2 `min_half_width` wide; with
+        `narrowed`, only the part of its grid that covers `narrowed`, at least `points`."""
         narrowest = min(2 * self.min_half_width, band.high - band.low)
         low = min(max(window.centre - window.half_width, band.low), band.high - narrowest)
         high = min(max(window.centre + window.half_width, low + narrowest), band.high)
         # a wide window gets more points, so a line of a few steps is never very broad
         points = int(np.clip(np.ceil((high - low) / self.max_step) + 1, self.points, 401))
-        return np.linspace(low, high, points)
+        grid = np.linspace(low, high, points)
+        if narrowed is None:
+            return grid
+        step = grid[1] - grid[0]
+        count = max(int(np.ceil(2 * narrowed.half_width / step)) + 1, self.points)
+        if count >= points:
+            return grid
+        first = narrowed.centre - (count - 1) / 2 * step
+        return np.clip(first, low, high - (count - 1) * step) + step * np.arange(count)
 
     def _measure_row(
         self,
@@ -867,6 +956,8 @@ class QubitFluxSpectroscopy(Node):
         across_gap: bool = False,
         trusted: bool = False,
         budget: int | None = None,
+        expected: float | None = None,
+        narrowed: Window | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float, int, Line | None]:
         """One row, re-measured while the line is missing or too wide.
 
@@ -879,7 +970,9 @@ class QubitFluxSpectroscopy(Node):
         wider than wanted is re-measured with the tone scaled down. Returns the sweep, IQ,
         tone and shots of the last attempt and the line nearest the window centre. A glitched
         row is simply measured again. A row whose `budget` (default: the node's) is below the
-        node's and shows no line is left so: deferred (`_row_budget`).
+        node's and shows no line is left so: deferred (`_row_budget`). `expected` is the line
+        height the tracking expects (`_score`); a sweep covers only `narrowed` of the window
+        when given (`_narrowed`; a retry without the line twice as much).
         """
         budget = budget or self.budget
         shots = self.shots
@@ -887,7 +980,7 @@ class QubitFluxSpectroscopy(Node):
         predicted = window
         recentred = False
         for attempt in range(self.retries + 1):
-            frequency = self._sweep(window, band)
+            frequency = self._sweep(window, band, narrowed)
             step = frequency[1] - frequency[0]
             wanted = self.points_per_linewidth * step
             if amplitude is None:
@@ -899,9 +992,10 @@ class QubitFluxSpectroscopy(Node):
                 self.name,
                 SWEEP,
                 frequency,
-                self._score(frequency, window),
+                self._score(frequency, window, expected),
                 self.min_line_snr,
                 budget,
+                futile=self._futile(frequency, budget),
             )
             iq, shots = data["iq"].values, int(data.attrs["shots"])
             if glitched(iq):  # an instrument hiccup: measure the row again as it was
@@ -922,21 +1016,23 @@ class QubitFluxSpectroscopy(Node):
                 break  # deferred: the map may do without it
             if line is None and not lowest and self._faint_where_predicted(frequency, iq, window):
                 break  # the line is there, in a readout-contrast null: wider looks can't help
-            if line is None and trusted and shots >= budget:
+            if line is None and trusted and shots >= self._enough(budget):
                 if recentred:
                     break  # in a contrast null: neither the readout nor a wider look helps
                 recentred = True
                 centre_readout(session, f"{self.name}_readout", self.readout_span)
-                shots = self.shots
+                shots, narrowed = self.shots, _doubled(narrowed)
                 continue
             shots = self.shots
             if line is None:
                 # off the line, out of the window, or read out off the moving resonator
                 centre_readout(session, f"{self.name}_readout", self.readout_span)
                 window = Window(window.centre, 2 * window.half_width)
+                narrowed = _doubled(narrowed)
                 amplitude *= 2
             elif not resolved:  # the window was too coarse to place the line: zoom in
                 window = Window(line.centre, max(self.min_half_width, 2 * line.fwhm))
+                narrowed = None
             else:
                 amplitude *= wanted / line.fwhm
         return frequency, iq, amplitude, shots, line
@@ -948,7 +1044,7 @@ class QubitFluxSpectroscopy(Node):
         wider window, a stronger tone and more shots, a retry's remedies for a line outside
         the window, would only cost device time (on the built-in chip one such row's four
         widening retries took 580 device-s with 500 shots a point at most)."""
-        line = nearest_line(find_lines(frequency, iq, 3.0), window.centre)
+        line = nearest_line(find_lines(frequency, iq, _SEEN_SNR), window.centre)
         if line is None:
             return False
         near = abs(line.centre - window.centre) <= window.half_width
@@ -991,12 +1087,40 @@ class QubitFluxSpectroscopy(Node):
         far = abs(line.centre - predicted.centre) > miss * predicted.half_width
         return None if on_edge(frequency, line) or far else line
 
-    def _score(self, frequency: np.ndarray, window: Window):
-        """Averaging target of a row: the SNR of the line nearest the prediction (0 if none)."""
+    def _enough(self, budget: int) -> int:
+        """Shots after which a row that shows nothing at `_SEEN_SNR` has had all of `budget`
+        it could use: a line unseen by then would stand below `min_line_snr` at the budget
+        (√shots), a quarter of it.
+
+        Rows in a readout-contrast null show nothing at any budget; averaged to it in full
+        (five rows, some more than once: re-measured with the readout re-centred) they took
+        8 336 of sampled chip 5009's 19 672 map device-s and 3 920 of 5005's 7 270.
+        """
+        return int(np.ceil(budget * (_SEEN_SNR / self.min_line_snr) ** 2))
+
+    def _futile(self, frequency: np.ndarray, budget: int):
+        """The averaging's early end (`measure_averaged`): `_enough` shots, nothing seen."""
+        return self._enough(budget), lambda iq: not find_lines(frequency, iq, _SEEN_SNR)
+
+    def _score(self, frequency: np.ndarray, window: Window, expected: float | None = None):
+        """Averaging target of a row: the SNR of the line nearest the prediction; when none
+        shows (at `_SEEN_SNR`), the `expected` line height over the row's noise, below that
+        threshold (0 without an expectation).
+
+        The averaging plans its next round from the score by the √shots law; 0 says
+        nothing, and the round is the largest allowed (16×): a line that needs 5 000 shots,
+        unseen at 800, was averaged to 12 800 (sampled chip 5006: 18 of its 30 rows, and
+        8 924 of its map's 17 071 device-s beyond what the lines needed). The lines found
+        so far say how high the next one should stand above this noise.
+        """
 
         def score(iq: np.ndarray) -> float:
-            line = nearest_line(find_lines(frequency, iq, 3.0), window.centre)
-            return line.snr if line else 0.0
+            line = nearest_line(find_lines(frequency, iq, _SEEN_SNR), window.centre)
+            if line is not None:
+                return line.snr
+            if expected is None:
+                return 0.0
+            return min(expected / point_noise(response_to_peak(iq)), _SEEN_SNR)
 
         return score
 
