@@ -858,11 +858,17 @@ class QubitFluxSpectroscopy(Node):
     def _plasmon_row(
         self, session: QubitSession, frequency: np.ndarray, amplitude: float
     ) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """A plasmon sweep averaged until its strongest line (either sense) reaches
+        `min_line_snr`, or it ends as a flux-map row does when nothing shows (`_enough`).
+
+        Why the early end: a window that holds no line averaged to the full budget, and the
+        windows of a deciding search (`_deciding_search`) are empty for every reading but
+        the right one: sampled chip 5013's map went 8 467 → 11 740 device-s with them."""
         amplitude = float(np.clip(amplitude, self.min_amplitude, self.max_amplitude))
         session.configure(drive={"amplitude": amplitude}, readout={"shots": self.plasmon_shots})
 
         def strongest(iq: np.ndarray) -> float:
-            lines = plasmon.find_lines_any_sense(frequency, iq, 3.0)
+            lines = plasmon.find_lines_any_sense(frequency, iq, _SEEN_SNR)
             return lines[0].snr if lines else 0.0
 
         data = measure_averaged(
@@ -873,6 +879,7 @@ class QubitFluxSpectroscopy(Node):
             strongest,
             self.min_line_snr,
             self.budget,
+            futile=(self._enough(self.budget), lambda iq: strongest(iq) == 0.0),
         )
         return frequency, data["iq"].values, amplitude, int(data.attrs["shots"])
 
