@@ -41,6 +41,7 @@ import fluxcal
 if TYPE_CHECKING:  # imported where raw data is read: listing a store needs none of it
     import xarray
 
+from . import decoded
 from . import validate as check
 from .errors import DamagedSnapshot
 from .fsio import irregular_kind
@@ -220,17 +221,37 @@ def read_version(path: Path) -> Snapshot:
     them. Exceptions are caught broadly on purpose: libhdf5 reports a damaged file through
     whatever exception type h5py maps its error stack to (OSError, RuntimeError, KeyError,
     TypeError, ...), and at this boundary each of them means the same thing.
+
+    Bytes this process has decoded before are not decoded again (`decoded`); the file is
+    hashed again after decoding, so only a snapshot of the bytes that were hashed is kept.
     """
+    digest = None
     try:
         kind = irregular_kind(path)
         if kind is not None:
             raise DamagedSnapshot(f"{path.name} is {kind}, not a version file")
+        digest = _sha256_or_none(path)
+        known = decoded.recall(digest, path) if digest is not None else None
+        if known is not None:
+            return known
         with h5py.File(path, "r") as f:
-            return _decode(f, path)
+            snapshot = _decode(f, path)
     except DamagedSnapshot:
         raise
     except Exception as exc:
         raise DamagedSnapshot(f"{path.name} is damaged: {_one_line(exc)}") from exc
+    if digest is not None and _sha256_or_none(path) == digest:
+        decoded.remember(digest, snapshot)
+    return snapshot
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """The file's sha256, or None where it cannot be read so (the HDF5 open then reports
+    the problem as it always did)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def _decode(f: h5py.File, path: Path) -> Snapshot:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import snapshot_samples as samples
@@ -15,14 +17,22 @@ from fluxcal.snapshots.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = SnapshotStore(tmp_path / "store")
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory) -> Path:
+    """A store of two versions, the first with raw data, saved once for the module."""
+    store = SnapshotStore(tmp_path_factory.mktemp("saved") / "store")
     store.save(samples.parameters(), samples.experiments(n=20), samples.STATION, reason="daily")
     params = samples.parameters(shift=3)
     params["q0"]["chi"] = CalibratedParameter(-268e3, 2e3, "Hz", "readout", "t")
     store.save(params, reason="drift")
-    return store
+    return store.path
+
+
+@pytest.fixture
+def store(two_versions, tmp_path):
+    """A copy of the two saved versions for each test to change or damage."""
+    shutil.copytree(two_versions, tmp_path / "store", symlinks=True)
+    return SnapshotStore(tmp_path / "store")
 
 
 def run(store, *args: str):

@@ -15,11 +15,14 @@ import xarray as xr
 import fluxcal
 from fluxcal.snapshots import (
     CalibratedParameter,
+    DamagedSnapshot,
     ExperimentRecord,
     SnapshotStore,
     StoreError,
     UnknownVersion,
+    decoded,
     experiment_group,
+    layout,
 )
 from fluxcal.snapshots.packing import DTYPE_ATTR, unpack
 
@@ -240,3 +243,61 @@ def test_unknown_stderr_round_trips_as_nan(store):
     store.save({"q0": {"p": p}})
     assert math.isnan(store.load().parameters["q0"]["p"].stderr)
     assert math.isnan(store.history("q0", "p")[0][1].stderr)
+
+
+def test_a_version_read_again_is_not_decoded_again_unless_its_bytes_changed(
+    store, tmp_path, monkeypatch
+):
+    """Its bytes fix a version's content (`layout.read_version`): a second read of the same
+    bytes, in this store or in a copy, skips the object-by-object check; a changed byte is
+    checked in full and refused, and every reader gets a snapshot of its own."""
+    store.save(samples.parameters(), samples.experiments(n=20), samples.STATION)
+    decoded.forget()  # another test may have saved the same bytes within the same second
+    decode = layout._decode
+    seen = []
+
+    def counted(f, path):
+        seen.append(path.name)
+        return decode(f, path)
+
+    monkeypatch.setattr(layout, "_decode", counted)
+    first = store.load(1)
+    first.parameters["q0"].clear()  # the reader's own copy
+    again = store.load(1)
+    assert seen == ["v000001.h5"]
+    assert again.parameters["q0"].keys() == samples.BASE.keys()
+    assert again.parameters["q0"]["T1"] == samples.parameters()["q0"]["T1"]
+    assert again.experiments("q0")["ramsey"].data is not None  # raw data read on demand
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "v000001.h5").write_bytes((store.path / "v000001.h5").read_bytes())
+    assert layout.read_version(copy / "v000001.h5").path == copy / "v000001.h5"
+    assert seen == ["v000001.h5"]
+    with h5py.File(copy / "v000001.h5", "r+") as f:  # one value changed, checksum kept
+        f["qubits/q0/parameters/T1"].attrs["value"] = 2 * samples.BASE["T1"][0]
+    with pytest.raises(DamagedSnapshot, match="content checksum mismatch"):
+        layout.read_version(copy / "v000001.h5")
+    with pytest.raises(DamagedSnapshot, match="content checksum mismatch"):
+        layout.read_version(copy / "v000001.h5")  # refused again: damage is never kept
+    assert seen == ["v000001.h5"] * 3
+
+
+def test_the_decoded_versions_kept_stay_within_their_memory_bound(store, monkeypatch):
+    for shift in range(6):
+        store.save(samples.parameters(shift=shift))
+    digest = {v: layout.file_sha256(store.path / f"v{v:06d}.h5") for v in range(1, 7)}
+    decoded.forget()
+    size = {v: len(decoded.pickle.dumps(store.load(v))) for v in range(1, 7)}
+    decoded.forget()
+    monkeypatch.setattr(decoded, "MAX_BYTES", size[4] + size[5] + size[6])
+    for version in range(1, 7):
+        store.load(version)
+    assert set(decoded._kept) == {digest[4], digest[5], digest[6]}  # the three read last
+    store.load(4)  # now the one read last
+    store.load(1)  # decoded again: the least recently read go first
+    assert {digest[4], digest[1]} <= set(decoded._kept) and digest[5] not in decoded._kept
+    assert decoded._held == sum(map(len, decoded._kept.values())) <= decoded.MAX_BYTES
+    decoded.forget()
+    monkeypatch.setattr(decoded, "MAX_BYTES", size[1] - 1)  # one alone is over the bound
+    store.load(1)
+    assert not decoded._kept
