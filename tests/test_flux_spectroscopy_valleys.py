@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from fluxcal.calibrations.experiments.plasmon_lines import (
+    _EDGE_RESOLUTION,
     ALLOWED,
     DRESSING,
     PLASMON,
@@ -36,6 +37,7 @@ from fluxcal.calibrations.fitting.spectrum import (
     PeakTrace,
     bias_to_flux,
     fit_flux_spectrum,
+    fit_with_EJ_held,
 )
 from fluxcal.instruments.fluxonium import FluxoniumModel
 
@@ -148,3 +150,21 @@ def test_the_plasma_line_that_moves_along_the_valley_is_searched_next() -> None:
     for name, true in (("EJ", TRUTH.EJ), ("EC", TRUTH.EC)):
         value, stderr = getattr(final, name), getattr(final, f"{name}_stderr")
         assert stderr / value < 0.002 and abs(value - true) < 4 * stderr
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_valley_reaches_its_edges(seed: int) -> None:
+    """The extreme points lie within the chi-square limit and within twice the edge
+    resolution of where it is crossed: a line read near the edge (sampled chip 3009's
+    0→3 line, 2 % in EJ past the last point two bisections left) is on the valley."""
+    peaks = trace(PERIOD, seed)
+    fit = fit_flux_spectrum(peaks, period=PERIOD, sweet_spot_guess=SWEET_SPOT)
+    sigmas = 5.0
+    allowed = fit.result.chisqr + sigmas**2 * max(fit.redchi, 1.0)
+    profile = valley(peaks, fit, sigmas, (0.5, 50.0))
+    for extreme, sign in ((profile[0], -1.0), (profile[-1], 1.0)):
+        assert extreme.result.chisqr <= allowed
+        beyond = fit_with_EJ_held(peaks, extreme, extreme.EJ * np.exp(sign * 2 * _EDGE_RESOLUTION))
+        if not 0.5 < beyond.EJ < 50.0:
+            continue  # the valley runs into the bound there: no edge to reach
+        assert beyond.result.chisqr > allowed, (extreme.EJ, beyond.result.chisqr, allowed)

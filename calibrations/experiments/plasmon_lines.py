@@ -36,11 +36,13 @@ see the stronger line and take the other one for a dip of the baseline.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.signal import find_peaks
 
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, point_noise
@@ -83,8 +85,10 @@ _MAX_RELATIVE_ERROR = 0.3
 #: `_VALLEY_POINTS` each way (e^(0.03·(2⁷−1)) ≈ 45).
 _VALLEY_STEP = 0.03
 _VALLEY_POINTS = 7
-#: Bisections between the valley's last point and the walk's first step past its end.
-_EDGE_BISECTIONS = 2
+#: How closely the valley's edge (where the chi-square reaches its limit) is located, in
+#: log EJ: a plasma line moves at most about as fast as EJ along the valley, so the range of
+#: a line over the valley then falls short of the edge's by well under the model error.
+_EDGE_RESOLUTION = 0.005
 #: Fewest sweep points a line search makes sense on.
 _MIN_SWEEP_POINTS = 15
 
@@ -222,7 +226,10 @@ def valley(
     at growing steps (`_VALLEY_STEP`) out from the f01-only `fit` (within `bounds`, GHz)
     while the chi-square stays within `sigmas`² (in units of the fit's reduced chi-square)
     of it. A `fit` beyond a bound is left out and the walk goes on inside it: on a flat
-    valley the least squares may stop anywhere, the physical range included.
+    valley the least squares may stop anywhere, the physical range included. A walk whose
+    next step would pass a bound takes its last step to the bound, and one whose step
+    passes the chi-square limit looks for the edge (`_towards_edge`): the valley's range
+    reaches its true ends, not the walk's last point.
 
     Where the valley is long the linearised covariance means nothing (the least squares
     may even stop far along a nearly flat valley), yet the plasmon lines can move little
@@ -235,45 +242,55 @@ def valley(
         last = fit
         for k in range(_VALLEY_POINTS):
             EJ = fit.EJ * np.exp(sign * _VALLEY_STEP * (2 ** (k + 1) - 1))
-            if not bounds[0] <= EJ <= bounds[1]:
+            at_bound = not bounds[0] <= EJ <= bounds[1]
+            if at_bound and not bounds[0] <= last.EJ <= bounds[1]:
                 # a fit beyond a bound (the least squares slid along a flat valley) walks
-                # back inside it; a walk from inside stops there
+                # back inside it
                 continue
+            if at_bound:  # a walk from inside ends at the bound, its last stretch sampled
+                EJ = float(np.clip(EJ, *bounds))
             try:
                 held = fit_with_EJ_held(peaks, last, EJ)
             except FitError:
                 break
             if held.result.chisqr > allowed:
-                fits += _towards_edge(peaks, last, EJ, allowed)
+                fits += _towards_edge(peaks, last, held, allowed)
                 break
             last = held
             fits.append(last)
+            if at_bound:
+                break
     return sorted(fits or [fit], key=lambda f: f.EJ)
 
 
 def _towards_edge(
-    peaks: PeakTrace, inside: SpectrumFit, outside: float, allowed: float
+    peaks: PeakTrace, inside: SpectrumFit, outside: SpectrumFit, allowed: float
 ) -> list[SpectrumFit]:
     """Valley points between `inside` (the walk's last fit within the `allowed` chi-square)
-    and EJ = `outside` (its first step beyond), by bisection in log EJ (`_EDGE_BISECTIONS`).
+    and `outside` (its first step beyond) on the way to the edge where the chi-square
+    reaches `allowed`, found by Brent's method in log EJ to `_EDGE_RESOLUTION`.
 
     The walk's steps double, so its last stretch would go unsampled, and there the
     fast-moving lines (1→4, 0→5, ∝ √(EJ·EC)) move furthest: sampled chip 5000's valley
     went on 15 % in EJ past its last point. A line read there must be inside the valley's
-    range (`on_valley`).
+    range (`on_valley`). Two bisections, as first done, were not enough: on sampled chip
+    3009 the last point inside lay 2 % in EJ short of the edge, the right 0→3 reading of
+    its strongest line fell outside the range, and the line was read as 1→2 (EJ 28 % off).
     """
-    found = []
-    for _ in range(_EDGE_BISECTIONS):
-        EJ = float(np.sqrt(inside.EJ * outside))
-        try:
-            held = fit_with_EJ_held(peaks, inside, EJ)
-        except FitError:
-            break
-        if held.result.chisqr > allowed:
-            outside = EJ
-        else:
-            inside = held
+    found: list[SpectrumFit] = []
+    bracket = (float(np.log(inside.EJ)), float(np.log(outside.EJ)))
+    ends = {x: f.result.chisqr - allowed for x, f in zip(bracket, (inside, outside), strict=True)}
+
+    def excess(log_ej: float) -> float:
+        if log_ej in ends:  # the walk has fitted both ends already
+            return ends[log_ej]
+        held = fit_with_EJ_held(peaks, inside, float(np.exp(log_ej)))
+        if held.result.chisqr <= allowed:
             found.append(held)
+        return held.result.chisqr - allowed
+
+    with contextlib.suppress(FitError):  # the points found so far stand
+        brentq(excess, *bracket, xtol=_EDGE_RESOLUTION, rtol=1e-12)
     return found
 
 
