@@ -36,7 +36,7 @@ MAINTENANCE = {"drift check (+1 h)": dt.timedelta(hours=1), "daily (+1 day)": dt
 #: The drift check's probes stop at a target stderr, so its device time varies from one
 #: check to the next with the noise of the first look: it is drawn this many times (each
 #: from the bring-up's values; the table shows the first draw).
-DRIFT_CHECK_DRAWS = 5
+DRIFT_CHECK_DRAWS = 9
 MODES = ("bring-up", *MAINTENANCE)
 #: Device seconds of the fixed grids every node used when issue 11 was filed (bench_chain.py
 #: on the built-in q0, before warm starts and adaptive estimation): the comparison the issue

@@ -106,15 +106,20 @@ class CheckContext:
         probe: Callable[..., Estimate],
         *args,
         first: int = probes.FIRST_SHOTS,
+        pooled: bool = False,
         **kwargs,
     ) -> Estimate:
         """`probe` with the shots its stderr needs to resolve `tolerance` (`target`),
-        starting from `first` shots per point."""
+        starting from `first` shots per point; a `pooled` probe (one taking a `pool`)
+        estimates from all its looks (`probes.Pool`)."""
         self.measurements += 1
+        if pooled:
+            kwargs["pool"] = probes.Pool()
         return probes.to_precision(
             lambda shots: probe(self.session, *args, shots=shots, **kwargs),
             target(tolerance),
             first,
+            pooled=pooled,
         )
 
 
@@ -254,7 +259,7 @@ class PiAmplitudeCheck:
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
         value, stderr = _stored(ctx.session, "pi_amplitude")
         tolerance = self.relative_tolerance * value
-        estimate = ctx.measure(tolerance, probes.pi_amplitude)
+        estimate = ctx.measure(tolerance, probes.pi_amplitude, pooled=True)
         return judge(node, "pi_amplitude", estimate, value, stderr, tolerance)
 
 
@@ -272,7 +277,9 @@ class DecayCheck:
         value, stderr = _stored(ctx.session, self.parameter)
         _stored(ctx.session, "pi_amplitude")
         tolerance = self.relative_tolerance * value
-        estimate = ctx.measure(tolerance, probes.decay_time, self.parameter, self.sequence)
+        estimate = ctx.measure(
+            tolerance, probes.decay_time, self.parameter, self.sequence, pooled=True
+        )
         return judge(node, self.parameter, estimate, value, stderr, tolerance)
 
 

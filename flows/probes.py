@@ -90,11 +90,35 @@ class Estimate:
         return not self.problems and math.isfinite(self.value) and math.isfinite(self.stderr)
 
 
+@dataclass
+class Pool:
+    """The looks a probe took at the same points, averaged by their shots.
+
+    A look whose stderr fell short of its target is not thrown away: the next look adds
+    its shots to it, and the fit sees the mean of all of them (each repeat's trace the mean
+    of n₁ + n₂ + … shots, so the repeat difference still measures the noise of that mean).
+    On the drift check's π-amplitude probe a first look missed its target half the time on
+    the built-in chip; the second look then took 2–5× the first's shots on its own.
+    """
+
+    iq: np.ndarray | None = None
+    shots: int = 0
+
+    def add(self, iq: np.ndarray, shots: int) -> np.ndarray:
+        """The traces of every look so far, with this one's (`shots` per point) added."""
+        iq = np.asarray(iq, complex)
+        if self.iq is not None:
+            iq = (self.shots * self.iq + shots * iq) / (self.shots + shots)
+        self.iq, self.shots = iq, self.shots + shots
+        return iq
+
+
 def to_precision(
     probe: Callable[[int], Estimate],
     target: float,
     first: int = FIRST_SHOTS,
     most: int = MAX_SHOTS,
+    pooled: bool = False,
 ) -> Estimate:
     """`probe(shots)` with as few shots as give a stderr ≤ `target`.
 
@@ -103,10 +127,14 @@ def to_precision(
     when the look was too faint to use, up to `most`. Any other problem (a misfit, a glitch)
     ends the probing at once: more shots would not cure it, and the verdict (bad data) sends
     the walk upstream. The last look is returned as it is, problems included.
+
+    A `pooled` probe adds each look to the ones before (`Pool`) and estimates from all of
+    them: the counts above are then the looks' total, and a look brings only the shots the
+    total still lacks.
     """
-    shots = first
+    shots = look = first
     while True:
-        estimate = probe(shots)
+        estimate = probe(look)
         done = estimate.usable and estimate.stderr <= target
         hopeless = not estimate.usable and not estimate.faint
         if done or hopeless or shots >= most:
@@ -115,7 +143,9 @@ def to_precision(
             factor = float(np.clip((_MARGIN * estimate.stderr / target) ** 2, 2.0, 16.0))
         else:
             factor = 4.0
-        shots = min(int(np.ceil(shots * factor)), most)
+        wanted = min(int(np.ceil(shots * factor)), most)
+        look = wanted - shots if pooled else wanted
+        shots = wanted
 
 
 def _drive(
@@ -361,16 +391,18 @@ def pi_amplitude(
     fractions: tuple[float, ...] = PI_AMPLITUDE_FRACTIONS,
     shots: int = 2000,
     min_snr: float = 5.0,
+    pool: Pool | None = None,
 ) -> Estimate:
     """π amplitude (V) from a Rabi cosine sampled at fractions of the stored one; the
-    fractions shrink together when the largest would pass the drive's full scale."""
+    fractions shrink together when the largest would pass the drive's full scale. With a
+    `pool`, from this look and the pool's earlier ones."""
     stored = session.value("pi_amplitude")
     _drive(session, "rabi", shots, delay=0.0)
     fractions_arr = np.asarray(fractions, dtype=float)
     reach = session.upper_limit("drive", "amplitude") / (stored * fractions_arr.max())
     amplitudes = stored * fractions_arr * min(1.0, reach)
-    iq = measure_repeats(session, "check_pi_amplitude", "drive_amplitude", amplitudes)
-    y, variance, floor = _projected(iq.values)
+    iq = measure_repeats(session, "check_pi_amplitude", "drive_amplitude", amplitudes).values
+    y, variance, floor = _projected(iq if pool is None else pool.add(iq, shots))
     candidates = stored * np.linspace(0.5, 2.0, 151)
     guess = 0.5 / scan_frequency(amplitudes, y, 0.5 / candidates, free_phase=False)
     start = [float(y.mean()), float(y[0] - y.mean()), guess]
@@ -385,13 +417,15 @@ def decay_time(
     multiples: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 6.0),
     shots: int = 1000,
     min_snr: float = 5.0,
+    pool: Pool | None = None,
 ) -> Estimate:
-    """A decay time (s) from a few delays in units of its stored value (`t1` or `echo`)."""
+    """A decay time (s) from a few delays in units of its stored value (`t1` or `echo`);
+    with a `pool`, from this look and the pool's earlier ones."""
     stored = session.value(parameter)
     _drive(session, sequence, shots, amplitude=session.value("pi_amplitude"))
     delays = stored * np.asarray(multiples)
-    iq = measure_repeats(session, f"check_{parameter}", "delay", delays)
-    y, variance, floor = _projected(iq.values)
+    iq = measure_repeats(session, f"check_{parameter}", "delay", delays).values
+    y, variance, floor = _projected(iq if pool is None else pool.add(iq, shots))
     start = [float(y[-1]), float(y[0] - y[-1]), stored]
     levels = _relaxation_levels if sequence == "t1" else _swing_levels
     fit = _fit_probe(exponential, delays, y, variance, floor, start, levels)
