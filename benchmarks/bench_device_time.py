@@ -143,8 +143,12 @@ def _table(results: dict[int, dict]) -> None:
                 if (names := [n for n, a in r[mode]["actions"].items() if a != "kept"])
             ]
             print("  not kept: " + ("; ".join(recalibrated) or "none"))
-        wrong = sum(len(r[mode]["wrong"]) for r in results.values())
-        print(f"  accepted values outside tolerance: {wrong}")
+        wrong = [
+            f"{'built-in' if seed == BUILT_IN else seed}: {value}"
+            for seed, r in results.items()
+            for value in r[mode]["wrong"]
+        ]
+        print(f"  accepted values outside tolerance: {len(wrong)}", "; ".join(wrong))
 
 
 def main(n_sampled: int = 10, first_seed: int = 5000, workers: int = 2) -> None:
