@@ -102,3 +102,22 @@ def test_without_a_stored_dephasing_time_the_coarse_look_takes_the_shots(chip) -
     estimate, _ = CheckContext(session).qubit_offset(TOLERANCE)
     assert estimate.usable and estimate.stderr <= target(TOLERANCE)
     assert abs(estimate.value - 6e3) < 4 * estimate.stderr
+
+
+def test_faint_fringes_that_disagree_take_more_shots_not_a_recalibration(tmp_path) -> None:
+    """Sampled chip 5006 reads out faintly (blob SNR ~2): at the coarse look's first 12
+    shots its fringes may stand below the SNR threshold, and then their disagreement says
+    nothing of where the qubit is. The probe of the undrifted qubit takes more shots and
+    finds it where it is, in every one of several checks (each a new noise draw)."""
+    initialise_or_create_database_at(str(tmp_path / "probe.db"))
+    device = sample_device(5006)
+    station, truth = build_station(device), device.truth()["q0"]
+    session = _session(station, truth, 0.0)
+    for _ in range(4):
+        estimate = probes.to_precision(
+            lambda shots: probes.qubit_frequency_offset(session, shots=shots),
+            math.inf,
+            probes.RAMSEY_FIRST_SHOTS,
+        )
+        assert estimate.usable, estimate.problems
+        assert abs(estimate.value) < 4 * estimate.stderr + 5e3, estimate
