@@ -409,7 +409,10 @@ def pi_amplitude(
     candidates = stored * np.linspace(0.5, 2.0, 151)
     guess = 0.5 / scan_frequency(amplitudes, y, 0.5 / candidates, free_phase=False)
     start = [float(y.mean()), float(y[0] - y.mean()), guess]
-    fit = _fit_probe(rabi_cosine, amplitudes, y, variance, floor, start, _swing_levels)
+    try:
+        fit = _fit_probe(rabi_cosine, amplitudes, y, variance, floor, start, _swing_levels)
+    except FitError as error:
+        return _unfitted(y, min_snr, error)
     return fit.estimate(min_snr)
 
 
@@ -431,8 +434,25 @@ def decay_time(
     y, variance, floor = _projected(iq if pool is None else pool.add(iq, shots))
     start = [float(y[-1]), float(y[0] - y[-1]), stored]
     levels = _relaxation_levels if sequence == "t1" else _swing_levels
-    fit = _fit_probe(exponential, delays, y, variance, floor, start, levels)
+    try:
+        fit = _fit_probe(exponential, delays, y, variance, floor, start, levels)
+    except FitError as error:
+        return _unfitted(y, min_snr, error)
     return fit.estimate(min_snr)
+
+
+def _unfitted(y: np.ndarray, min_snr: float, error: FitError) -> Estimate:
+    """A probe trace (in noise units) whose fit failed: too little signal (`faint`: more
+    shots may show the curve) when it swings less than twice `min_snr` (a curve that just
+    passes the amplitude criterion swings about that), else bad data.
+
+    Sampled chip 5006 (blob SNR ~2): the daily echo check's first look, 50 shots of a trace
+    that hardly rose above its noise, failed its fit, and the verdict (bad data) bought a
+    2 700 device-s recalibration of an echo time that had not moved.
+    """
+    swing = float(np.ptp(y))
+    problem = f"{error} (the trace swings {swing:.3g} noise deviations)"
+    return Estimate(math.nan, math.nan, [problem], faint=swing < 2 * min_snr)
 
 
 def _estimate(

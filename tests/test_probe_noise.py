@@ -110,3 +110,18 @@ def test_noise_resting_on_few_points_has_few_degrees_of_freedom():
     assert sigma**2 == pytest.approx(0.05 + 2.0 * shape)
     assert 4.0 < effective_dof(sigma**2) < 7.0
     assert profiled_noise(np.full(9, 0.5), np.zeros(9), 0.5) == pytest.approx(np.sqrt(0.5))
+
+
+def test_a_failed_fit_of_a_trace_within_its_noise_is_faint_not_bad_data():
+    """A trace that hardly leaves its noise (a faint readout's first look) says only that
+    more shots are needed; one that swings far (a glitch, a curve the model cannot follow)
+    is bad data."""
+    from fluxcal.calibrations.fitting import FitError
+
+    flat = np.random.default_rng(3).standard_normal(8)  # noise units
+    error = FitError("exponential fit failed: the maximum number of evaluations is exceeded")
+    quiet = probes._unfitted(flat, 5.0, error)
+    assert quiet.faint and not quiet.usable and "swings" in quiet.problems[0]
+    spiked = flat.copy()
+    spiked[3] += 40.0
+    assert not probes._unfitted(spiked, 5.0, error).faint
