@@ -459,11 +459,20 @@ def _estimate(
     value: float, stderr: float, chi2: float, max_chi2: float, snr: float, min_snr: float
 ) -> Estimate:
     """A few-point fit's estimate with its problems; faint when the contrast alone falls
-    short (the fit itself is good)."""
+    short or the points leave the value unconstrained (the fit itself is good).
+
+    Unconstrained: a zero error says no sampled point depends on the value, e.g. a decay
+    fitted 100× shorter than the first non-zero delay onto one noisy point (sampled chip
+    5006's T1 probe at 50 shots, one draw in 40: "T1 moved by −141 µs ± 0", out of spec).
+    More shots show whether the curve really left the sampled range (then the probe ends
+    with the problem and its node is recalibrated) or the noise made it.
+    """
     misfit = not chi2 <= max_chi2
     problems = [f"reduced chi-square {chi2:.3g} > {max_chi2:.3g}"] if misfit else []
     if not snr >= min_snr:
         problems.append(f"signal-to-noise {snr:.3g} < {min_snr:g}")
+    if not stderr > 0:
+        problems.append("the sampled points leave the value unconstrained (zero error)")
     return Estimate(float(value), float(stderr), problems, faint=bool(problems) and not misfit)
 
 

@@ -125,3 +125,13 @@ def test_a_failed_fit_of_a_trace_within_its_noise_is_faint_not_bad_data():
     spiked = flat.copy()
     spiked[3] += 40.0
     assert not probes._unfitted(spiked, 5.0, error).faint
+
+
+def test_a_fit_that_leaves_its_value_unconstrained_is_not_a_measurement():
+    """A decay fitted far shorter than the first non-zero delay rests on one point: its
+    error comes out zero, and such an estimate must never pass as a precise one."""
+    unconstrained = probes._estimate(0.9e-6, 0.0, chi2=3.9, max_chi2=77.0, snr=7.1, min_snr=5.0)
+    assert not unconstrained.usable and unconstrained.faint
+    assert "unconstrained" in unconstrained.problems[0]
+    measured = probes._estimate(30e-6, 2e-6, chi2=1.0, max_chi2=77.0, snr=7.1, min_snr=5.0)
+    assert measured.usable
