@@ -8,7 +8,8 @@ chip an hour later (a drift check) and a day later (the daily run: nodes past th
 without a check are recalibrated). It prints each node's device time (the digitiser's count:
 shots × repetition time for pulsed shots, integration time for continuous-wave sweeps) next
 to the fixed grids' when the issue was filed, the totals and their ratio, and whether the
-results stayed right (accepted values outside tolerance, as in bench_robustness).
+results stayed right: each chip's worst error against the simulator's truth in units of
+its stored stderr, and the accepted values outside tolerance (as in bench_robustness).
 Run: .venv/bin/python benchmarks/bench_device_time.py [n_sampled_chips] [first_seed] [workers]
 """
 
@@ -79,6 +80,7 @@ def bring_up_and_daily(seed: int) -> dict:
             "device_s": {name: r.device_s for name, r in run.results["q0"].items()},
             "full": verdict.fully_calibrated,
             "wrong": verdict.wrong,
+            "worst": _worst_error(verdict.normalised_errors),
         }
     }
     for mode, later in MAINTENANCE.items():
@@ -86,11 +88,13 @@ def bring_up_and_daily(seed: int) -> dict:
         draws = DRIFT_CHECK_DRAWS if hourly else 1
         walks = [_maintain(station, run, later, hourly) for _ in range(draws)]
         walk, session = walks[0]
-        after = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
+        current = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
+        after = judge(current, truth, device=device)
         runs[mode] = {
             "device_s": {name: d.device_s for name, d in walk.decisions.items()},
             "full": all(d.resolved for d in walk.decisions.values()),
-            "wrong": judge(after, truth, device=device).wrong,
+            "wrong": after.wrong,
+            "worst": _worst_error(after.normalised_errors),
             "actions": {name: d.action for name, d in walk.decisions.items()},
             "draws_s": [sum(d.device_s for d in w.decisions.values()) for w, _ in walks],
         }
@@ -108,6 +112,12 @@ def _maintain(station, run: GraphRun, later: dt.timedelta, hourly: bool):
     now = dt.datetime.now(dt.UTC) + later
     walk = maintain_qubit(DEFAULT_GRAPH, CHECKS, session, now, run_check, calibrate, None, hourly)
     return walk, session
+
+
+def _worst_error(normalised: dict[str, float]) -> float:
+    """The largest |value − truth| / stderr over the parameters the simulator knows (nan
+    when none was judged)."""
+    return max((abs(z) for z in normalised.values()), default=float("nan"))
 
 
 def _row(label: str, fixed: str, cells: list[str]) -> str:
@@ -136,6 +146,8 @@ def _table(results: dict[int, dict]) -> None:
         print(
             _row("all resolved", "", ["yes" if r[mode]["full"] else "no" for r in results.values()])
         )
+        worst = [f"{r[mode]['worst']:.1f}" for r in results.values()]
+        print(_row("worst |error|/stderr", "", worst))
         if mode in MAINTENANCE:
             recalibrated = [
                 f"{'built-in' if seed == BUILT_IN else seed}: {', '.join(names)}"
