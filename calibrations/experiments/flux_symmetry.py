@@ -299,9 +299,10 @@ def _fundamental(
             continue
         # A true shorter period superposes as well as P once refined; for a false P/k only
         # the images of every k-th order are true ones, so its cost stays a fraction
-        # 1 − 1/k ≥ 1/2 of the way from the best to a typical axis' cost.
+        # 1 − 1/k ≥ 1/2 of the way from the best to a typical axis' cost: P/k is taken
+        # below half that fraction, midway between the two.
         refined, refined_cost = _refine(bmap, trial, guarded=True)
-        if refined_cost <= cost + 0.25 * (typical - cost):
+        if refined_cost <= cost + (1 - 1 / divisor) / 2 * (typical - cost):
             return refined, refined_cost
     return best, cost
 
