@@ -33,7 +33,8 @@ from fluxcal.flows.maintain import maintain_qubit, run_check
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
 #: Maintenance walks after the bring-up, and how much later they run.
-MAINTENANCE = {"drift check (+1 h)": dt.timedelta(hours=1), "daily (+1 day)": dt.timedelta(days=1)}
+DRIFT_CHECK, DAILY = "drift check (+1 h)", "daily (+1 day)"
+MAINTENANCE = {DRIFT_CHECK: dt.timedelta(hours=1), DAILY: dt.timedelta(days=1)}
 #: The drift check's probes stop at a target stderr, so its device time varies from one
 #: check to the next with the noise of the first look: it is drawn this many times (each
 #: from the bring-up's values; the table shows the first draw).
@@ -84,7 +85,7 @@ def bring_up_and_daily(seed: int) -> dict:
         }
     }
     for mode, later in MAINTENANCE.items():
-        hourly = mode.startswith("drift check")  # the drift check's cadence, not the daily's
+        hourly = mode == DRIFT_CHECK  # the drift check's cadence, not the daily's
         draws = DRIFT_CHECK_DRAWS if hourly else 1
         walks = [_maintain(station, run, later, hourly) for _ in range(draws)]
         walk, session = walks[0]
@@ -179,11 +180,10 @@ def main(n_sampled: int = 10, first_seed: int = 5000, workers: int = 2) -> None:
 
 def _drift_check_draws(results: dict[int, dict]) -> None:
     """Each chip's drift checks over its draws: median and range of the device seconds."""
-    mode = next(m for m in MAINTENANCE if m.startswith("drift check"))
-    print(f"\n{mode} over {DRIFT_CHECK_DRAWS} draws: device seconds, median (min–max)")
+    print(f"\n{DRIFT_CHECK} over {DRIFT_CHECK_DRAWS} draws: device seconds, median (min–max)")
     medians = []
     for seed, r in results.items():
-        draws = sorted(r[mode]["draws_s"])
+        draws = sorted(r[DRIFT_CHECK]["draws_s"])
         medians.append(draws[len(draws) // 2])
         label = "built-in" if seed == BUILT_IN else str(seed)
         print(f"  {label:<10}{medians[-1]:8.1f}  ({draws[0]:.1f}–{draws[-1]:.1f})")

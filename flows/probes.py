@@ -405,15 +405,13 @@ def pi_amplitude(
     reach = session.upper_limit("drive", "amplitude") / (stored * fractions_arr.max())
     amplitudes = stored * fractions_arr * min(1.0, reach)
     iq = measure_repeats(session, "check_pi_amplitude", "drive_amplitude", amplitudes).values
-    y, variance, floor = _projected(iq if pool is None else pool.add(iq, shots))
+    y, variance, floor = _projected(_pooled(iq, shots, pool))
     candidates = stored * np.linspace(0.5, 2.0, 151)
     guess = 0.5 / scan_frequency(amplitudes, y, 0.5 / candidates, free_phase=False)
     start = [float(y.mean()), float(y[0] - y.mean()), guess]
-    try:
-        fit = _fit_probe(rabi_cosine, amplitudes, y, variance, floor, start, _swing_levels)
-    except FitError as error:
-        return _unfitted(y, min_snr, error)
-    return fit.estimate(min_snr)
+    return _probe_estimate(
+        rabi_cosine, amplitudes, y, variance, floor, start, _swing_levels, min_snr
+    )
 
 
 def decay_time(
@@ -431,11 +429,21 @@ def decay_time(
     _drive(session, sequence, shots, amplitude=session.value("pi_amplitude"))
     delays = stored * np.asarray(multiples)
     iq = measure_repeats(session, f"check_{parameter}", "delay", delays).values
-    y, variance, floor = _projected(iq if pool is None else pool.add(iq, shots))
+    y, variance, floor = _projected(_pooled(iq, shots, pool))
     start = [float(y[-1]), float(y[0] - y[-1]), stored]
     levels = _relaxation_levels if sequence == "t1" else _swing_levels
+    return _probe_estimate(exponential, delays, y, variance, floor, start, levels, min_snr)
+
+
+def _pooled(iq: np.ndarray, shots: int, pool: Pool | None) -> np.ndarray:
+    """A look's traces, with the `pool`'s earlier looks when there is one."""
+    return iq if pool is None else pool.add(iq, shots)
+
+
+def _probe_estimate(model, x, y, variance, floor, start, levels, min_snr: float) -> Estimate:
+    """`_fit_probe`'s estimate, or what a failed fit says of the trace (`_unfitted`)."""
     try:
-        fit = _fit_probe(exponential, delays, y, variance, floor, start, levels)
+        fit = _fit_probe(model, x, y, variance, floor, start, levels)
     except FitError as error:
         return _unfitted(y, min_snr, error)
     return fit.estimate(min_snr)
