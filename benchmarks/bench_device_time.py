@@ -75,6 +75,7 @@ def bring_up_and_daily(seed: int) -> dict:
     station = build_station(device)
     truth = device.truth()["q0"]
     run = run_graph(station, ["q0"])
+    brought_up = dt.datetime.now(dt.UTC)
     verdict = judge(run, truth, device=device)
     runs = {
         "bring-up": {
@@ -87,7 +88,7 @@ def bring_up_and_daily(seed: int) -> dict:
     for mode, later in MAINTENANCE.items():
         hourly = mode == DRIFT_CHECK  # the drift check's cadence, not the daily's
         draws = DRIFT_CHECK_DRAWS if hourly else 1
-        walks = [_maintain(station, run, later, hourly) for _ in range(draws)]
+        walks = [_maintain(station, run, brought_up, later, hourly) for _ in range(draws)]
         walk, session = walks[0]
         current = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
         after = judge(current, truth, device=device)
@@ -102,16 +103,26 @@ def bring_up_and_daily(seed: int) -> dict:
     return runs
 
 
-def _maintain(station, run: GraphRun, later: dt.timedelta, hourly: bool):
-    """One maintenance walk on top of the bring-up's values, `later` after it: the walk and
-    its session."""
+def _maintain(station, run: GraphRun, brought_up: dt.datetime, later: dt.timedelta, hourly: bool):
+    """One maintenance walk on top of the bring-up's values, `later` after it, with its
+    rejections standing as the run log would hand them on: the walk and its session."""
     session = QubitSession(station, "q0", dict(run.parameters["q0"]))
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return run_node(DEFAULT_GRAPH[name], name, session)
 
-    now = dt.datetime.now(dt.UTC) + later
-    walk = maintain_qubit(DEFAULT_GRAPH, CHECKS, session, now, run_check, calibrate, None, hourly)
+    rejected = {n: brought_up for n, r in run.results["q0"].items() if r.outcome == "rejected"}
+    walk = maintain_qubit(
+        DEFAULT_GRAPH,
+        CHECKS,
+        session,
+        brought_up + later,
+        run_check,
+        calibrate,
+        None,
+        hourly,
+        rejected,
+    )
     return walk, session
 
 

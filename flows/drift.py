@@ -132,18 +132,29 @@ def walk_lab(
     """Maintain every qubit from the current snapshot, groups of qubits that share no line
     at once; the run holds the recalibrations. `checks_when_due`: the hourly drift check's
     cadence, slow checks only once due (`maintain_qubit`), their age counted from the run
-    log's last in-spec verdict."""
+    log's last in-spec verdict. A node the log shows rejected and never accepted since waits
+    out its timeout (`rejection_stands`)."""
     known = current_parameters(lab.store)
     sessions = {q: QubitSession(lab.station, q, dict(known.get(q, {}))) for q in lab.qubits}
     in_spec = runlog.last_in_spec(lab.store.path, now) if checks_when_due else {}
+    rejections = runlog.standing_rejections(lab.store.path, now)
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return execute(name, lab.graph[name], session)
 
     def maintain(qubit: str) -> QubitMaintenance:
         verified = {node: when for (q, node), when in in_spec.items() if q == qubit}
+        rejected = {node: when for (q, node), when in rejections.items() if q == qubit}
         return maintain_qubit(
-            lab.graph, checks, sessions[qubit], now, check, calibrate, verified, checks_when_due
+            lab.graph,
+            checks,
+            sessions[qubit],
+            now,
+            check,
+            calibrate,
+            verified,
+            checks_when_due,
+            rejected,
         )
 
     maintenance = for_each_qubit(lab.groups, maintain, lab.workers)

@@ -172,16 +172,19 @@ def maintain_qubit(
     calibrate: Calibrator,
     verified: Mapping[str, dt.datetime] | None = None,
     checks_when_due: bool = False,
+    rejected: Mapping[str, dt.datetime] | None = None,
 ) -> QubitMaintenance:
     """Walk the whole graph for one qubit, dependencies first; `session.known` ends holding
     the parameters after every recalibration.
 
     `verified`: when each node was last found in spec (the run log); `checks_when_due`:
-    check a fresh node whose check guards no setting (`checks.every_walk`) only once due.
+    check a fresh node whose check guards no setting (`checks.every_walk`) only once due;
+    `rejected`: when each node never accepted was last rejected (`rejection_stands`).
     """
     out = QubitMaintenance()
     ctx = CheckContext(session)
     verified = verified or {}
+    rejected = rejected or {}
     for name in order(graph):
         state = check_state(graph, name, session, now, out.decisions, verified.get(name))
         device_seconds = device_clock(session)
@@ -189,6 +192,17 @@ def maintain_qubit(
         diagnosis = ""
         if state.kind == "blocked":
             reason = f"blocked: {state.reason}"
+            out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
+            continue
+        standing = state.kind == "never calibrated" and rejection_stands(
+            graph, name, rejected.get(name), now, out.decisions
+        )
+        if standing:
+            age = (now - rejected[name]).total_seconds() / 3600
+            reason = (
+                f"rejected {age:.2f} h ago, never accepted: tried again after its timeout "
+                f"({graph[name].timeout_s / 3600:.2f} h) or once a dependency moves"
+            )
             out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
             continue
         if state.kind == "never calibrated":
@@ -231,6 +245,29 @@ def maintain_qubit(
         )
     out.check_measurements = ctx.measurements
     return out
+
+
+def rejection_stands(
+    graph: Mapping[str, GraphEntry],
+    name: str,
+    rejected_at: dt.datetime | None,
+    now: dt.datetime,
+    decisions: Mapping[str, Decision],
+) -> bool:
+    """Whether a node that was never accepted waits rather than being calibrated again.
+
+    Its gate named a physical cause, and the same chip at the same operating point meets it
+    again: sampled chip 5016, whose flux map was rejected at bring-up (the readout barely
+    sees the qubit there), spent 20 000 device-s of every hourly drift check measuring the
+    map again for the same verdict. A rejection stands as long as an acceptance would (the
+    node's timeout), unless a dependency was recalibrated and moved in this walk.
+    """
+    if rejected_at is None or (now - rejected_at).total_seconds() > graph[name].timeout_s:
+        return False
+    return not any(
+        d in decisions and decisions[d].action == "recalibrated" and decisions[d].moved
+        for d in graph[name].depends_on
+    )
 
 
 def _moved(

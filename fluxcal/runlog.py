@@ -154,14 +154,41 @@ def last_in_spec(store: Path, before: dt.datetime) -> dict[tuple[str, str], dt.d
     nothing rather than making a node look fresh.
     """
     found: dict[tuple[str, str], dt.datetime] = {}
-    for record in read(store):
-        when = record.finished_at
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        if when > before:
-            continue
+    for when, record in _up_to(store, before):
         for qubit, nodes in record.decisions.items():
             for node, decision in nodes.items():
                 if decision.verdict == "in_spec":
                     found[qubit, node] = max(when, found.get((qubit, node), when))
     return found
+
+
+def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str], dt.datetime]:
+    """When each (qubit, node) whose last outcome up to `before` was a rejection was rejected.
+
+    A gate's rejection names a physical cause (a readout too faint for the flux map, a line
+    out of the drive's reach), which the next run on the same chip meets again; the walks
+    wait before trying such a node again (`flows.maintain.rejection_stands`). A later
+    acceptance ends it; a run that failed (a fault, a crash) says nothing of the chip and
+    leaves it as it was.
+    """
+    rejected: dict[tuple[str, str], dt.datetime] = {}
+    for when, record in _up_to(store, before):
+        for qubit, nodes in record.nodes.items():
+            for node, run in nodes.items():
+                if run.outcome == "rejected":
+                    rejected[qubit, node] = when
+                elif run.outcome == "accepted":
+                    rejected.pop((qubit, node), None)
+    return rejected
+
+
+def _up_to(store: Path, before: dt.datetime) -> list[tuple[dt.datetime, RunRecord]]:
+    """The log's runs finished by `before` (UTC where unstamped), in the order they finished."""
+    stamped = []
+    for record in read(store):
+        when = record.finished_at
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when <= before:
+            stamped.append((when, record))
+    return sorted(stamped, key=lambda pair: pair[0])

@@ -37,6 +37,7 @@ from fluxcal.calibrations.persist import current_parameters, save_run
 from fluxcal.calibrations.runner import in_process, run_graph
 from fluxcal.flows import drift as drift_flow
 from fluxcal.flows.checks import CHECKS, Check
+from fluxcal.flows.daily import settled
 from fluxcal.flows.drift import drift_check_plain, walk_lab
 from fluxcal.flows.lab import LiveStation, open_flow_lab
 from fluxcal.flows.maintain import QubitMaintenance, run_check
@@ -133,13 +134,6 @@ def daily_maintenance_plain(
     return maintenance, sum(m.device_s for m in maintenance.values())
 
 
-def calibrated(graph: Mapping[str, GraphEntry], known: Mapping, qubits: Sequence[str]) -> bool:
-    """Whether `daily-calibration` (mode auto) maintains rather than brings up: every node's
-    results are stored for every qubit (`flows.daily.choose_mode`)."""
-    produced = {name for entry in graph.values() for name in entry.node.produces}
-    return all(produced <= set(known.get(qubit, {})) for qubit in qubits)
-
-
 def scrape(registry: CollectorRegistry) -> Scrape:
     text = generate_latest(registry).decode()
     return {
@@ -178,7 +172,8 @@ def operate(
 
     The daily run is the named `daily_nodes` through the plain runner, or by default what
     `daily-calibration` does in mode auto: a bring-up (the whole graph) while the store lacks
-    any node's results, else the maintenance walk. The clock is `T0` + the hour.
+    results other than those waiting on a standing rejection (`flows.daily.settled`), else
+    the maintenance walk. The clock is `T0` + the hour.
     """
     clock = {"now": T0}
     station = build_station(device)
@@ -192,7 +187,9 @@ def operate(
             device.time = hour * HOUR_S
             cpu, wall = time.process_time(), time.perf_counter()
             known = current_parameters(SnapshotStore(store))
-            bring_up = daily_nodes is not None or not calibrated(graph, known, device.qubits)
+            bring_up = daily_nodes is not None or not settled(
+                graph, device.qubits, known, store, now
+            )
             if hour % daily_every == 0 and bring_up:
                 snapshots = SnapshotStore(store)
                 run = run_graph(station, device.qubits, dict(graph), daily_nodes, known)
