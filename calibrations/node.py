@@ -25,6 +25,7 @@ from fluxcal.snapshots import CalibratedParameter
 #: SI units of the canonical parameters (DESIGN.md) and the extra ones fluxcal keeps.
 UNITS = {
     "readout_frequency": "Hz",
+    "resonator_frequency": "Hz",
     "resonator_kappa": "Hz",
     "resonator_splitting": "Hz",
     "flux_period": "V",

@@ -285,19 +285,27 @@ class DecayCheck:
 
 @dataclass(frozen=True)
 class ReadoutResonatorCheck:
-    """The readout resonator dip is within `tolerance_kappa` linewidths of where it was."""
+    """The readout resonator dip is within `tolerance_kappa` linewidths of where it was.
+
+    Judged against the dip the resonator node found (`resonator_frequency`), not against
+    `readout_frequency`, which readout optimisation moves to where the states separate
+    best; a store from before the dip was kept on its own has only the latter.
+    """
 
     every_walk: ClassVar[bool] = True  # the dressed resonator moves with the qubit
 
-    parameter: str = "readout_frequency"
+    parameter: str = "resonator_frequency"
+    before_optimisation: str = "readout_frequency"
     tolerance_kappa: float = 0.25
 
     def __call__(self, node: str, ctx: CheckContext) -> CheckResult:
-        value, stderr = _stored(ctx.session, self.parameter)
+        known = ctx.session.known
+        parameter = self.parameter if self.parameter in known else self.before_optimisation
+        value, stderr = _stored(ctx.session, parameter)
         kappa, _ = _stored(ctx.session, "resonator_kappa")
         tolerance = self.tolerance_kappa * kappa
-        estimate = ctx.measure(tolerance, probes.resonator_frequency, self.parameter, kappa)
-        return judge(node, self.parameter, estimate, value, stderr, tolerance)
+        estimate = ctx.measure(tolerance, probes.resonator_frequency, parameter, kappa)
+        return judge(node, parameter, estimate, value, stderr, tolerance)
 
 
 @dataclass(frozen=True)

@@ -301,8 +301,13 @@ class ResonatorSpectroscopy(Node):
     )
     #: `resonator_splitting` (|f1 − f0| of the dressed lines, unresolved: 0 ± κ) tells readout
     #: optimisation how wide to look for the best-discriminating frequency.
+    #: `resonator_frequency` is the dip again, kept for the node's drift check: readout
+    #: optimisation moves `readout_frequency` to where the states separate best, up to κ away
+    #: from the dip, and a check of the dip against that read every hour as a moved resonator
+    #: (sampled chip 5015: 0.35 κ, the flux map behind it measured again every hour).
     produces: ClassVar[tuple[str, ...]] = (
         "readout_frequency",
+        "resonator_frequency",
         "resonator_kappa",
         "resonator_splitting",
     )
@@ -370,4 +375,6 @@ class ResonatorSpectroscopy(Node):
         else:
             splitting = (0.0, kappa)
         analysis.values["resonator_splitting"] = splitting
+        if "readout_frequency" in analysis.values:
+            analysis.values["resonator_frequency"] = analysis.values["readout_frequency"]
         return analysis
