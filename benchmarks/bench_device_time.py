@@ -30,6 +30,7 @@ from fluxcal.calibrations.runner import GraphRun, NodeResult, run_graph, run_nod
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.flows.checks import CHECKS
 from fluxcal.flows.maintain import maintain_qubit, run_check
+from fluxcal.runlog import Rejection
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
 #: Maintenance walks after the bring-up, and how much later they run.
@@ -111,7 +112,11 @@ def _maintain(station, run: GraphRun, brought_up: dt.datetime, later: dt.timedel
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return run_node(DEFAULT_GRAPH[name], name, session)
 
-    rejected = {n: brought_up for n, r in run.results["q0"].items() if r.outcome == "rejected"}
+    rejected = {
+        n: Rejection(brought_up, r.device_s)
+        for n, r in run.results["q0"].items()
+        if r.outcome == "rejected"
+    }
     walk = maintain_qubit(
         DEFAULT_GRAPH,
         CHECKS,

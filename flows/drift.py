@@ -133,7 +133,7 @@ def walk_lab(
     at once; the run holds the recalibrations. `checks_when_due`: the hourly drift check's
     cadence, slow checks only once due (`maintain_qubit`), their age counted from the run
     log's last in-spec verdict. A node the log shows rejected and never accepted since waits
-    out its timeout (`rejection_stands`)."""
+    before it is tried again (`rejection_stands`)."""
     known = current_parameters(lab.store)
     sessions = {q: QubitSession(lab.station, q, dict(known.get(q, {}))) for q in lab.qubits}
     in_spec = runlog.last_in_spec(lab.store.path, now) if checks_when_due else {}
@@ -144,7 +144,7 @@ def walk_lab(
 
     def maintain(qubit: str) -> QubitMaintenance:
         verified = {node: when for (q, node), when in in_spec.items() if q == qubit}
-        rejected = {node: when for (q, node), when in rejections.items() if q == qubit}
+        rejected = {node: r for (q, node), r in rejections.items() if q == qubit}
         return maintain_qubit(
             lab.graph,
             checks,

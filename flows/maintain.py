@@ -38,6 +38,7 @@ from fluxcal.calibrations.graph import GraphEntry, ancestors, order
 from fluxcal.calibrations.runner import INSTRUMENT_FAULTS, NodeResult, device_clock
 from fluxcal.calibrations.session import MissingParameter, QubitSession
 from fluxcal.flows.checks import Check, CheckContext, CheckResult, every_walk
+from fluxcal.runlog import Rejection
 from fluxcal.snapshots import CalibratedParameter
 
 StateKind = Literal["fresh", "stale", "never calibrated", "dependency recalibrated", "blocked"]
@@ -172,14 +173,15 @@ def maintain_qubit(
     calibrate: Calibrator,
     verified: Mapping[str, dt.datetime] | None = None,
     checks_when_due: bool = False,
-    rejected: Mapping[str, dt.datetime] | None = None,
+    rejected: Mapping[str, Rejection] | None = None,
 ) -> QubitMaintenance:
     """Walk the whole graph for one qubit, dependencies first; `session.known` ends holding
     the parameters after every recalibration.
 
     `verified`: when each node was last found in spec (the run log); `checks_when_due`:
     check a fresh node whose check guards no setting (`checks.every_walk`) only once due;
-    `rejected`: when each node never accepted was last rejected (`rejection_stands`).
+    `rejected`: the last run of each node never accepted since, a rejection (the run log;
+    `rejection_stands`).
     """
     out = QubitMaintenance()
     ctx = CheckContext(session)
@@ -198,11 +200,7 @@ def maintain_qubit(
             graph, name, rejected.get(name), now, out.decisions
         )
         if standing:
-            age = (now - rejected[name]).total_seconds() / 3600
-            reason = (
-                f"rejected {age:.2f} h ago, never accepted: tried again after its timeout "
-                f"({graph[name].timeout_s / 3600:.2f} h) or once a dependency moves"
-            )
+            reason = _why_wait(graph[name], rejected[name], now)
             out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
             continue
         if state.kind == "never calibrated":
@@ -247,10 +245,15 @@ def maintain_qubit(
     return out
 
 
+#: The share of the chip's time a rejected node's retries may hold: it waits `RETRY_DUTY`
+#: times longer than its rejected run took, and never longer than its timeout.
+RETRY_DUTY = 0.05
+
+
 def rejection_stands(
     graph: Mapping[str, GraphEntry],
     name: str,
-    rejected_at: dt.datetime | None,
+    rejection: Rejection | None,
     now: dt.datetime,
     decisions: Mapping[str, Decision],
 ) -> bool:
@@ -259,14 +262,31 @@ def rejection_stands(
     Its gate named a physical cause, and the same chip at the same operating point meets it
     again: sampled chip 5016, whose flux map was rejected at bring-up (the readout barely
     sees the qubit there), spent 20 000 device-s of every hourly drift check measuring the
-    map again for the same verdict. A rejection stands as long as an acceptance would (the
-    node's timeout), unless a dependency was recalibrated and moved in this walk.
+    map again for the same verdict. So a rejected node is tried again only once its retries
+    hold the chip at most `RETRY_DUTY` of the time (a rejected 30 s Rabi at the next hourly
+    check, that flux map after its timeout), or when a dependency was recalibrated and
+    moved in this walk.
     """
-    if rejected_at is None or (now - rejected_at).total_seconds() > graph[name].timeout_s:
+    if rejection is None or (now - rejection.when).total_seconds() > _wait_s(
+        graph[name], rejection
+    ):
         return False
     return not any(
         d in decisions and decisions[d].action == "recalibrated" and decisions[d].moved
         for d in graph[name].depends_on
+    )
+
+
+def _wait_s(entry: GraphEntry, rejection: Rejection) -> float:
+    return min(entry.timeout_s, rejection.device_s / RETRY_DUTY)
+
+
+def _why_wait(entry: GraphEntry, rejection: Rejection, now: dt.datetime) -> str:
+    age = (now - rejection.when).total_seconds() / 3600
+    return (
+        f"rejected {age:.2f} h ago after {rejection.device_s:.0f} device-s, never accepted: "
+        f"tried again {_wait_s(entry, rejection) / 3600:.2f} h after it (retries hold the chip "
+        f"≤ {RETRY_DUTY:.0%} of the time, within its timeout) or once a dependency moves"
     )
 
 

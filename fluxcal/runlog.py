@@ -162,8 +162,16 @@ def last_in_spec(store: Path, before: dt.datetime) -> dict[tuple[str, str], dt.d
     return found
 
 
-def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str], dt.datetime]:
-    """When each (qubit, node) whose last outcome up to `before` was a rejection was rejected.
+@dataclass(frozen=True)
+class Rejection:
+    """A node's last run, a rejection: when it ended and the device time it took."""
+
+    when: dt.datetime
+    device_s: float
+
+
+def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str], Rejection]:
+    """Each (qubit, node) whose last outcome up to `before` was a rejection, and that run.
 
     A gate's rejection names a physical cause (a readout too faint for the flux map, a line
     out of the drive's reach), which the next run on the same chip meets again; the walks
@@ -171,12 +179,12 @@ def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str
     acceptance ends it; a run that failed (a fault, a crash) says nothing of the chip and
     leaves it as it was.
     """
-    rejected: dict[tuple[str, str], dt.datetime] = {}
+    rejected: dict[tuple[str, str], Rejection] = {}
     for when, record in _up_to(store, before):
         for qubit, nodes in record.nodes.items():
             for node, run in nodes.items():
                 if run.outcome == "rejected":
-                    rejected[qubit, node] = when
+                    rejected[qubit, node] = Rejection(when, run.device_s)
                 elif run.outcome == "accepted":
                     rejected.pop((qubit, node), None)
     return rejected

@@ -1,11 +1,12 @@
-"""A node its gate rejected waits out its timeout before a walk tries it again.
+"""A node its gate rejected waits before a walk tries it again.
 
 The rejection names a physical cause (a readout too faint for the flux map), which the same
 chip meets again: sampled chip 5016, whose flux map was rejected at bring-up, spent 20 000
 device-s of every hourly drift check measuring it again, and in mode auto the daily run
 brought the whole chip up again every morning. The run log says when each node was last
-rejected; the maintenance walk skips such a node until its timeout has passed or a
-dependency moved, and the daily run maintains a chip that is as calibrated as it can be.
+rejected and what that run cost; the maintenance walk skips such a node until its retries
+would hold the chip at most 5 % of the time (within its timeout) or a dependency moved, and
+the daily run maintains a chip that is as calibrated as it can be.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def stored_a() -> dict[str, CalibratedParameter]:
     return {"pa": CalibratedParameter(1.0, 0.1, "", "a", hours_ago(0.5).isoformat())}
 
 
-def walk(rejected: dict[str, dt.datetime], a_verdict: str = "in_spec"):
+def rejected_after(hours: float, device_s: float = 5000.0) -> runlog.Rejection:
+    return runlog.Rejection(hours_ago(hours), device_s)
+
+
+def walk(rejected: dict[str, runlog.Rejection], a_verdict: str = "in_spec"):
     """The maintenance walk with `a` calibrated and checked, `b` and `c` never accepted."""
     calls: list[str] = []
 
@@ -66,23 +71,32 @@ def walk(rejected: dict[str, dt.datetime], a_verdict: str = "in_spec"):
 
 
 def test_a_fresh_rejection_stands_and_blocks_its_dependents_without_device_time():
-    decisions, calls = walk({"b": hours_ago(1)})
+    decisions, calls = walk({"b": rejected_after(1)})
     assert calls == []
     assert decisions["b"].action == "skipped"
-    assert "rejected 1.00 h ago" in decisions["b"].reason
-    assert "timeout (24.00 h)" in decisions["b"].reason
+    assert "rejected 1.00 h ago after 5000 device-s" in decisions["b"].reason
+    assert "tried again 24.00 h after it" in decisions["b"].reason  # 20 × 5000 s > a day
     assert decisions["c"].action == "skipped" and "b unresolved" in decisions["c"].reason
 
 
 def test_a_rejection_older_than_the_timeout_is_tried_again():
-    decisions, calls = walk({"b": hours_ago(25)})
+    decisions, calls = walk({"b": rejected_after(25)})
     assert calls == ["b", "c"]
     assert decisions["b"].action == "recalibrated"
 
 
+def test_a_cheap_rejection_is_tried_again_sooner():
+    """Retries of a node rejected after 90 device-s hold the chip 5 % of the time when 30
+    minutes apart: the next hourly check tries it."""
+    decisions, calls = walk({"b": rejected_after(1, device_s=90.0)})
+    assert calls == ["b", "c"]
+    decisions, calls = walk({"b": rejected_after(0.25, device_s=90.0)})
+    assert calls == [] and "tried again 0.50 h after it" in decisions["b"].reason
+
+
 def test_a_rejection_is_tried_again_once_a_dependency_moved():
     """Recalibrated upstream, the chip is at another operating point: the cause may be gone."""
-    decisions, calls = walk({"b": hours_ago(1)}, a_verdict="out_of_spec")
+    decisions, calls = walk({"b": rejected_after(1)}, a_verdict="out_of_spec")
     assert calls == ["a", "b", "c"]
     assert decisions["b"].action == "recalibrated"
 
@@ -106,8 +120,8 @@ def test_the_run_log_keeps_the_last_rejection_until_an_acceptance(tmp_path):
     ):
         runlog.append(tmp_path, record)
     assert runlog.standing_rejections(tmp_path, NOW) == {
-        ("q0", "x"): hours_ago(5),
-        ("q0", "z"): hours_ago(2),
+        ("q0", "x"): rejected_after(5, 10.0),
+        ("q0", "z"): rejected_after(2, 10.0),
     }
     assert runlog.standing_rejections(tmp_path / "no log", NOW) == {}
 
@@ -119,7 +133,7 @@ def test_the_daily_run_maintains_a_chip_whose_missing_nodes_wait_on_a_rejection(
     lab = SimpleNamespace(graph=GRAPH, qubits=["q0"], store=SimpleNamespace(path=tmp_path))
     known = {"q0": stored_a()}
     assert choose_mode("auto", lab, None, known, NOW) == "bring-up"
-    nodes = {"q0": {"b": runlog.NodeRun("rejected", 100.0)}}
+    nodes = {"q0": {"b": runlog.NodeRun("rejected", 5000.0)}}
     runlog.append(tmp_path, runlog.RunRecord("daily-calibration", NOW.isoformat(), None, nodes))
     assert choose_mode("auto", lab, None, known, NOW + dt.timedelta(hours=1)) == "maintenance"
     assert choose_mode("auto", lab, None, known, NOW + dt.timedelta(hours=25)) == "bring-up"
