@@ -56,7 +56,14 @@ from fluxcal.calibrations.fitting import (
 )
 from fluxcal.calibrations.fitting.noise import difference_noise
 from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux, response_to_peak
-from fluxcal.calibrations.gate import at_least, at_most, relative_error, within
+from fluxcal.calibrations.gate import (
+    at_least,
+    at_most,
+    evaluate,
+    off_bounds,
+    relative_error,
+    within,
+)
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.contract import (
@@ -71,6 +78,8 @@ ROW = "flux_voltage"
 POINT = "point"
 SWEEP = "drive_frequency"
 ENERGIES = ("EJ", "EC", "EL")
+#: The energies whose precision the plasmon lines provide where f01(Φ) leaves it short
+PLASMON_PINNED = ("EJ", "EC")
 #: Dimensions of the plasmon-line sweeps at half flux (a coarse one, then one zoom per line).
 PLASMON_ROW, PLASMON_POINT = "plasmon_row", "plasmon_point"
 _SPIKE_SIGMAS = 8.0
@@ -146,6 +155,11 @@ def predict(flux: np.ndarray, f01: np.ndarray, next_flux: float, floor: float) -
     centre = np.sqrt(max(quadratic, 0.0))
     spread = max(2.0 * abs(centre - np.sqrt(max(linear, 0.0))), 0.25 * abs(f01[-1] - f01[-2]))
     return Window(float(centre), float(max(spread, floor)))
+
+
+def _precision(energy: str) -> str:
+    """The gate's criterion on an energy's relative standard error."""
+    return f"{energy} relative stderr"
 
 
 def glitched(iq: np.ndarray) -> bool:
@@ -296,11 +310,27 @@ class QubitFluxSpectroscopy(Node):
         self._track(session, track, bands)
         if track.deferred and not self._sufficient(self._dataset(session, track)):
             track = self._tracked_in_full(session, track, bands)
+        data = self._with_lines(session, track)
+        if track.deferred and track.defer and not self._accepted(data):
+            # the lines placed by the map short of its deferred rows did not pin the energies
+            track = self._tracked_in_full(session, track, bands)
+            data = self._with_lines(session, track)
+        return data
+
+    def _with_lines(self, session: QubitSession, track: _Tracking) -> xr.Dataset:
+        """The tracked map, with the plasmon lines it calls for (`_with_plasmon_lines`)."""
         data = self._dataset(session, track).assign_attrs(
             deferred_rows=track.deferred, tracked_in_full=int(not track.defer)
         )
-        sweet_tone = next(((a, w) for a, w, b in track.tones if b == sweet_spot), None)
-        return self._with_plasmon_lines(session, data, sweet_spot, sweet_tone)
+        sweet_tone = next(((a, w) for a, w, b in track.tones if b == track.sweet_spot), None)
+        return self._with_plasmon_lines(session, data, track.sweet_spot, sweet_tone)
+
+    def _accepted(self, data: xr.Dataset) -> bool:
+        """Whether the node's gate passes `data`; what cannot be judged does not."""
+        try:
+            return self.gate(self.analyse(data)).accepted
+        except (FitError, ValueError, np.linalg.LinAlgError):
+            return False
 
     def _track(self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]) -> None:
         """Rows outward from the sweet spot, each centred on the prediction from the lines
@@ -426,18 +456,29 @@ class QubitFluxSpectroscopy(Node):
         return Window(window.centre, half) if half < window.half_width else None
 
     def _sufficient(self, data: xr.Dataset) -> bool:
-        """Whether the f01 map as measured passes the node's own gate.
+        """Whether the f01 map as measured passes the node's own gate, but for the precision
+        of EJ and EC that the plasmon lines searched next provide where f01(Φ) alone leaves
+        them short (`_with_plasmon_lines`).
 
         Judged before any plasmon-line search: those searches are placed by the f01 map's
         fit, so a map short of its deferred rows would place them worse (on sampled chips
         5000, 5010 and 5021 the lines then left EJ 2–12 % uncertain, with the rows measured
-        after). A chip whose f01 map alone cannot pin the energies is tracked in full
-        before the search.
+        after). A chip whose f01 map cannot pass the gate is tracked in full before the
+        search. Not for EJ and EC's precision, though: a heavy fluxonium's f01(Φ) barely
+        separates them whatever its rows (sampled chips 5000, 5010 and 5018: 4–7 % after
+        the full tracking, 0.03–0.2 % with the lines), and tracking those chips in full for
+        it took 190, 680 and 790 of their maps' 478, 966 and 1 315 device-s (sampled chip
+        5009: 7 000 of 11 059). Where the lines such a map places still leave the energies
+        short, the map is tracked in full then and the lines searched again (`acquire`:
+        sampled chip 5077, EJ ±25 % from the short map, was rejected without).
         """
         try:
-            return self.gate(self.analyse(data)).accepted
+            analysis = self.analyse(data)
         except (FitError, ValueError, np.linalg.LinAlgError):
             return False  # what cannot be judged is measured in full
+        plasmon_pinned = {_precision(name) for name in PLASMON_PINNED}
+        criteria = [c for c in analysis.criteria if c.name not in plasmon_pinned]
+        return evaluate([*criteria, *off_bounds(analysis.fit)]).accepted
 
     def _tracked_in_full(
         self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]
@@ -890,7 +931,7 @@ class QubitFluxSpectroscopy(Node):
                 getattr(fit, n), float(np.hypot(getattr(fit, f"{n}_stderr"), mapping[n]))
             )
             <= self.max_relative_error
-            for n in ("EJ", "EC")
+            for n in PLASMON_PINNED
         )
 
     def _next_offset(self, offset: float, step: float) -> float:
@@ -1239,7 +1280,7 @@ class QubitFluxSpectroscopy(Node):
             values[name] = (value, stderr)
             criteria.append(
                 at_most(
-                    f"{name} relative stderr",
+                    _precision(name),
                     relative_error(value, stderr),
                     self.max_relative_error,
                 )
