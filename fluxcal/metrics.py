@@ -260,7 +260,8 @@ def run_metrics(
     yield _per_node(
         "fluxcal_node_unresolved_runs",
         "Consecutive drift checks and maintenance runs that left the node unresolved: its "
-        "recalibration rejected or failed, or skipped behind an unresolved dependency.",
+        "recalibration rejected or failed, or skipped (behind an unresolved dependency, or "
+        "waiting after its own rejection).",
         unresolved,
     )
     yield _per_node(
