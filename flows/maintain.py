@@ -245,8 +245,8 @@ def maintain_qubit(
     return out
 
 
-#: The share of the chip's time a rejected node's retries may hold: it waits `RETRY_DUTY`
-#: times longer than its rejected run took, and never longer than its timeout.
+#: The share of the chip's time a rejected node's retries may hold: it waits 1/`RETRY_DUTY`
+#: times as long as its rejected run took, and never longer than its timeout.
 RETRY_DUTY = 0.05
 
 
