@@ -7,7 +7,8 @@ walk (`flows.maintain`) checks each node cheaply and recalibrates only what is o
 past its timeout without a check, or downstream of a recalibration, so the fridge spends
 seconds, not a bring-up, on a chip that has not moved (`benchmarks/bench_device_time.py`).
 The scheduled run (`fluxcal serve`, cron, default 06:00 local time) is in mode *auto*:
-maintenance when the current snapshot holds every node's results for the qubits, else
+maintenance when the current snapshot holds every node's results for the qubits (but those
+of nodes rejected since, and of their dependents: the walk retries them in time), else
 bring-up. Each node on each qubit is a task run (`q0-rabi`, `q0-check-rabi`), retried on
 instrument faults; either mode ends by writing one new snapshot whose provenance is the flow
 run id and the mode (with the maintenance decisions).
@@ -36,7 +37,6 @@ from fluxcal.flows.checks import CHECKS
 from fluxcal.flows.drift import describe, moment, publish_decisions, run_check_task, walk_lab
 from fluxcal.flows.engine import fit_engine, one_run_per_chip
 from fluxcal.flows.lab import FlowLab, LiveStation, check_inputs, default_graph, open_flow_lab
-from fluxcal.flows.maintain import rejection_stands
 from fluxcal.flows.tasks import TaskExecutor
 from fluxcal.flows.walk import calibrate_graph, plot_directory, provenance, record_run, run_name
 from fluxcal.nodes import check_nodes
@@ -116,8 +116,8 @@ def choose_mode(
     known: Mapping[str, Mapping],
     now: dt.datetime,
 ) -> Literal["bring-up", "maintenance"]:
-    """Maintenance when asked, or in "auto" when no nodes are named and the chip is as
-    calibrated as it can be (`settled`)."""
+    """Maintenance when asked, or in "auto" when no nodes are named and the chip has been
+    brought up (`settled`)."""
     if mode != "auto":
         return mode
     if nodes:
@@ -133,22 +133,20 @@ def settled(
     store: Path,
     now: dt.datetime,
 ) -> bool:
-    """Whether the chip is as calibrated as it can be: the current snapshot holds everything
-    every node produces for every qubit, except the nodes whose rejection still stands on the
-    run log in `store`, or that wait on one upstream (`rejection_stands`). A chip whose flux
-    map was rejected at bring-up was otherwise brought up again, every node, every morning
-    (sampled chip 5016: 8.6 device-h a day)."""
+    """Whether the chip has been brought up: the current snapshot holds everything every node
+    produces for every qubit, except for nodes the run log in `store` shows rejected and not
+    accepted since, or behind one. The maintenance walk retries those when it is their time
+    (`rejection_stands`); in mode auto a chip whose flux map was rejected at bring-up was
+    otherwise brought up again, every node, every morning (sampled chip 5016: 8.6 device-h
+    a day)."""
     rejected = runlog.standing_rejections(store, now)
 
-    def waits(qubit: str, name: str) -> bool:
+    def accounted(qubit: str, name: str) -> bool:
         if set(graph[name].node.produces) <= set(known.get(qubit, {})):
             return True
-        return any(
-            rejection_stands(graph, n, rejected.get((qubit, n)), now, {})
-            for n in (name, *ancestors(dict(graph), name))
-        )
+        return any((qubit, n) in rejected for n in (name, *ancestors(dict(graph), name)))
 
-    return all(waits(qubit, name) for qubit in qubits for name in graph)
+    return all(accounted(qubit, name) for qubit in qubits for name in graph)
 
 
 def _maintain(lab: FlowLab, plots: Path, fit, now: str | None) -> tuple[GraphRun, dict]:

@@ -126,16 +126,19 @@ def test_the_run_log_keeps_the_last_rejection_until_an_acceptance(tmp_path):
     assert runlog.standing_rejections(tmp_path / "no log", NOW) == {}
 
 
-def test_the_daily_run_maintains_a_chip_whose_missing_nodes_wait_on_a_rejection(tmp_path):
-    """Mode auto: b rejected an hour ago and c behind it are all that is missing, so the
-    chip is as calibrated as it can be today (maintenance); without the rejection on record,
-    or once it is older than b's timeout, the missing nodes call for a bring-up."""
+def test_the_daily_run_maintains_a_chip_whose_missing_nodes_were_rejected(tmp_path):
+    """Mode auto: b was rejected and c is behind it, so the chip has been brought up and the
+    daily run is the maintenance walk, which tries b again when its rejection no longer
+    stands; without the rejection on record, the missing nodes call for a bring-up."""
     lab = SimpleNamespace(graph=GRAPH, qubits=["q0"], store=SimpleNamespace(path=tmp_path))
     known = {"q0": stored_a()}
     assert choose_mode("auto", lab, None, known, NOW) == "bring-up"
     nodes = {"q0": {"b": runlog.NodeRun("rejected", 5000.0)}}
     runlog.append(tmp_path, runlog.RunRecord("daily-calibration", NOW.isoformat(), None, nodes))
-    assert choose_mode("auto", lab, None, known, NOW + dt.timedelta(hours=1)) == "maintenance"
-    assert choose_mode("auto", lab, None, known, NOW + dt.timedelta(hours=25)) == "bring-up"
+    for later in (1, 25):
+        assert choose_mode("auto", lab, None, known, NOW + dt.timedelta(hours=later)) == (
+            "maintenance"
+        )
     assert choose_mode("auto", lab, ["c"], known, NOW + dt.timedelta(hours=1)) == "bring-up"
     assert settled(GRAPH, ["q0"], known, tmp_path, NOW + dt.timedelta(hours=1))
+    assert not settled(GRAPH, ["q0"], known, tmp_path, NOW - dt.timedelta(hours=1))
