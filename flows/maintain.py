@@ -196,13 +196,6 @@ def maintain_qubit(
             reason = f"blocked: {state.reason}"
             out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
             continue
-        standing = state.kind == "never calibrated" and rejection_stands(
-            graph, name, rejected.get(name), now, out.decisions
-        )
-        if standing:
-            reason = _why_wait(graph[name], rejected[name], now)
-            out.decisions[name] = Decision(session.qubit, name, state, None, "skipped", reason)
-            continue
         if state.kind == "never calibrated":
             why = f"{state.kind}: {state.reason}"
         else:
@@ -216,6 +209,12 @@ def maintain_qubit(
             reason = _why_keep(state, result, name in checks)
             out.decisions[name] = Decision(
                 session.qubit, name, state, result, "kept", reason, device_s=device_seconds()
+            )
+            continue
+        if rejection_stands(graph, name, rejected.get(name), now, out.decisions):
+            reason = f"{why}; {_why_wait(graph[name], rejected[name], now)}"
+            out.decisions[name] = Decision(
+                session.qubit, name, state, result, "skipped", reason, diagnosis, device_seconds()
             )
             continue
         before = {
@@ -257,7 +256,9 @@ def rejection_stands(
     now: dt.datetime,
     decisions: Mapping[str, Decision],
 ) -> bool:
-    """Whether a node that was never accepted waits rather than being calibrated again.
+    """Whether a node the walk would calibrate waits instead: its last run was a rejection,
+    with no acceptance since (its stored values, if any, are then those a rejected
+    recalibration would keep, and its dependents are blocked either way).
 
     Its gate named a physical cause, and the same chip at the same operating point meets it
     again: sampled chip 5016, whose flux map was rejected at bring-up (the readout barely
@@ -284,7 +285,7 @@ def _wait_s(entry: GraphEntry, rejection: Rejection) -> float:
 def _why_wait(entry: GraphEntry, rejection: Rejection, now: dt.datetime) -> str:
     age = (now - rejection.when).total_seconds() / 3600
     return (
-        f"rejected {age:.2f} h ago after {rejection.device_s:.0f} device-s, never accepted: "
+        f"last run rejected {age:.2f} h ago after {rejection.device_s:.0f} device-s: "
         f"tried again {_wait_s(entry, rejection) / 3600:.2f} h after it (retries hold the chip "
         f"≤ {RETRY_DUTY:.0%} of the time, within its timeout) or once a dependency moves"
     )

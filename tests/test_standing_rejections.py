@@ -75,6 +75,7 @@ def test_a_fresh_rejection_stands_and_blocks_its_dependents_without_device_time(
     assert calls == []
     assert decisions["b"].action == "skipped"
     assert "rejected 1.00 h ago after 5000 device-s" in decisions["b"].reason
+    assert decisions["b"].reason.startswith("never calibrated")
     assert "tried again 24.00 h after it" in decisions["b"].reason  # 20 × 5000 s > a day
     assert decisions["c"].action == "skipped" and "b unresolved" in decisions["c"].reason
 
@@ -142,3 +143,34 @@ def test_the_daily_run_maintains_a_chip_whose_missing_nodes_were_rejected(tmp_pa
     assert choose_mode("auto", lab, ["c"], known, NOW + dt.timedelta(hours=1)) == "bring-up"
     assert settled(GRAPH, ["q0"], known, tmp_path, NOW + dt.timedelta(hours=1))
     assert not settled(GRAPH, ["q0"], known, tmp_path, NOW - dt.timedelta(hours=1))
+
+
+def test_a_calibrated_node_whose_last_recalibration_was_rejected_waits_too():
+    """Its check finds it out of spec again; the stored value is what a rejected
+    recalibration would keep, so the walk records the verdict and waits."""
+    calls: list[str] = []
+
+    def calibrate(name: str, session: QubitSession) -> NodeResult:
+        calls.append(name)
+        return NodeResult(name, session.qubit, "rejected", "too faint", {})
+
+    def check(node, ctx):
+        verdict = "out_of_spec" if node == "b" else "in_spec"
+        return CheckResult(node, verdict, f"{node} is {verdict}")
+
+    when = hours_ago(0.5).isoformat()
+    known = {
+        **stored_a(),
+        "pb": CalibratedParameter(1.0, 0.1, "", "b", when),
+        "pc": CalibratedParameter(1.0, 0.1, "", "c", when),
+    }
+    session = QubitSession(None, "q0", known)
+    rejected = {"b": rejected_after(1)}
+    out = maintain_qubit(
+        GRAPH, {"a": check, "b": check}, session, NOW, run_check, calibrate, None, True, rejected
+    )
+    assert calls == []
+    assert out.decisions["b"].action == "skipped"
+    assert out.decisions["b"].check.verdict == "out_of_spec"
+    assert out.decisions["b"].reason.startswith("out of spec")
+    assert out.decisions["c"].action == "skipped" and "b unresolved" in out.decisions["c"].reason
