@@ -268,9 +268,9 @@ def rejection_stands(
     check, that flux map after its timeout), or when a dependency was recalibrated and
     moved in this walk.
     """
-    if rejection is None or (now - rejection.when).total_seconds() > _wait_s(
-        graph[name], rejection
-    ):
+    if rejection is None:
+        return False
+    if (now - rejection.when).total_seconds() > _wait_s(graph[name], rejection):
         return False
     return not any(
         d in decisions and decisions[d].action == "recalibrated" and decisions[d].moved

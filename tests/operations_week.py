@@ -172,8 +172,8 @@ def operate(
 
     The daily run is the named `daily_nodes` through the plain runner, or by default what
     `daily-calibration` does in mode auto: a bring-up (the whole graph) while the store lacks
-    results other than those waiting on a standing rejection (`flows.daily.settled`), else
-    the maintenance walk. The clock is `T0` + the hour.
+    results other than those of nodes rejected since (`flows.daily.settled`), else the
+    maintenance walk. The clock is `T0` + the hour.
     """
     clock = {"now": T0}
     station = build_station(device)

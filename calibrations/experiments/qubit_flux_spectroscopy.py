@@ -56,14 +56,7 @@ from fluxcal.calibrations.fitting import (
 )
 from fluxcal.calibrations.fitting.noise import difference_noise
 from fluxcal.calibrations.fitting.spectrum import OtherLine, bias_to_flux, response_to_peak
-from fluxcal.calibrations.gate import (
-    at_least,
-    at_most,
-    evaluate,
-    off_bounds,
-    relative_error,
-    within,
-)
+from fluxcal.calibrations.gate import at_least, at_most, relative_error, within
 from fluxcal.calibrations.node import Analysis, Node
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.instruments.contract import (
@@ -325,12 +318,15 @@ class QubitFluxSpectroscopy(Node):
         sweet_tone = next(((a, w) for a, w, b in track.tones if b == track.sweet_spot), None)
         return self._with_plasmon_lines(session, data, track.sweet_spot, sweet_tone)
 
-    def _accepted(self, data: xr.Dataset) -> bool:
-        """Whether the node's gate passes `data`; what cannot be judged does not."""
+    def _accepted(self, data: xr.Dataset, excused: frozenset[str] = frozenset()) -> bool:
+        """Whether the node's gate passes `data`, criteria named in `excused` left out; what
+        cannot be judged does not pass."""
         try:
-            return self.gate(self.analyse(data)).accepted
+            analysis = self.analyse(data)
         except (FitError, ValueError, np.linalg.LinAlgError):
             return False
+        kept = [c for c in analysis.criteria if c.name not in excused]
+        return self.gate(replace(analysis, criteria=kept)).accepted
 
     def _track(self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]) -> None:
         """Rows outward from the sweet spot, each centred on the prediction from the lines
@@ -472,13 +468,7 @@ class QubitFluxSpectroscopy(Node):
         short, the map is tracked in full then and the lines searched again (`acquire`:
         sampled chip 5077, EJ ±25 % from the short map, was rejected without).
         """
-        try:
-            analysis = self.analyse(data)
-        except (FitError, ValueError, np.linalg.LinAlgError):
-            return False  # what cannot be judged is measured in full
-        plasmon_pinned = {_precision(name) for name in PLASMON_PINNED}
-        criteria = [c for c in analysis.criteria if c.name not in plasmon_pinned]
-        return evaluate([*criteria, *off_bounds(analysis.fit)]).accepted
+        return self._accepted(data, frozenset(_precision(name) for name in PLASMON_PINNED))
 
     def _tracked_in_full(
         self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]
