@@ -106,7 +106,8 @@ def bring_up_and_daily(seed: int) -> dict:
 
 def _maintain(station, run: GraphRun, brought_up: dt.datetime, later: dt.timedelta, hourly: bool):
     """One maintenance walk on top of the bring-up's values, `later` after it, with its
-    rejections standing as the run log would hand them on: the walk and its session."""
+    rejections standing and its calibrations' costs as the run log would hand them on: the walk
+    and its session."""
     session = QubitSession(station, "q0", dict(run.parameters["q0"]))
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
@@ -127,6 +128,7 @@ def _maintain(station, run: GraphRun, brought_up: dt.datetime, later: dt.timedel
         None,
         hourly,
         rejected,
+        {n: r.device_s for n, r in run.results["q0"].items()},
     )
     return walk, session
 

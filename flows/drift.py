@@ -133,11 +133,13 @@ def walk_lab(
     at once; the run holds the recalibrations. `checks_when_due`: the hourly drift check's
     cadence, slow checks only once due (`maintain_qubit`), their age counted from the run
     log's last in-spec verdict. A node the log shows rejected and never accepted since waits
-    before it is tried again (`rejection_stands`)."""
+    before it is tried again (`rejection_stands`); a check may spend a share of what its
+    node's last calibration took (`CHECK_SHARE`) on a faint probe."""
     known = current_parameters(lab.store)
     sessions = {q: QubitSession(lab.station, q, dict(known.get(q, {}))) for q in lab.qubits}
     in_spec = runlog.last_in_spec(lab.store.path, now) if checks_when_due else {}
     rejections = runlog.standing_rejections(lab.store.path, now)
+    costs = runlog.calibration_costs(lab.store.path, now)
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return execute(name, lab.graph[name], session)
@@ -155,6 +157,7 @@ def walk_lab(
             verified,
             checks_when_due,
             rejected,
+            {node: s for (q, node), s in costs.items() if q == qubit},
         )
 
     maintenance = for_each_qubit(lab.groups, maintain, lab.workers)

@@ -174,6 +174,7 @@ def maintain_qubit(
     verified: Mapping[str, dt.datetime] | None = None,
     checks_when_due: bool = False,
     rejected: Mapping[str, Rejection] | None = None,
+    costs: Mapping[str, float] | None = None,
 ) -> QubitMaintenance:
     """Walk the whole graph for one qubit, dependencies first; `session.known` ends holding
     the parameters after every recalibration.
@@ -181,12 +182,14 @@ def maintain_qubit(
     `verified`: when each node was last found in spec (the run log); `checks_when_due`:
     check a fresh node whose check guards no setting (`checks.every_walk`) only once due;
     `rejected`: the last run of each node never accepted since, a rejection (the run log;
-    `rejection_stands`).
+    `rejection_stands`); `costs`: the device seconds each node's last calibration took (the
+    run log), of which its check may spend `CHECK_SHARE` on a faint probe.
     """
     out = QubitMaintenance()
     ctx = CheckContext(session)
     verified = verified or {}
     rejected = rejected or {}
+    costs = costs or {}
     for name in order(graph):
         state = check_state(graph, name, session, now, out.decisions, verified.get(name))
         device_seconds = device_clock(session)
@@ -201,6 +204,7 @@ def maintain_qubit(
         else:
             due = not (checks_when_due and state.kind == "fresh")
             if name in checks and (due or every_walk(checks[name])):
+                ctx.allowance_s = CHECK_SHARE * costs.get(name, 0.0)
                 result = check(name, checks[name], ctx)
             why = _why_calibrate(state, result)
             if result is not None and result.verdict == "bad_data":
@@ -243,6 +247,12 @@ def maintain_qubit(
     out.check_measurements = ctx.measurements
     return out
 
+
+#: The share of a node's last calibration its check may spend while its probe is too faint
+#: to judge (`CheckContext.allowance_s`): a check that gives up as bad data sets off that
+#: calibration, so a tenth of its cost spent on a clearer look pays when it averts one time
+#: in ten.
+CHECK_SHARE = 0.1
 
 #: The share of the chip's time a rejected node's retries may hold: it waits 1/`RETRY_DUTY`
 #: times as long as its rejected run took, and never longer than its timeout.

@@ -113,37 +113,73 @@ class Pool:
         return iq
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """Device seconds a probe may spend beyond `MAX_SHOTS` shots per point while its
+    estimate cannot be judged (not usable, or less precise than `judged_stderr`), and the
+    clock that counts them (`calibrations.runner.device_clock`)."""
+
+    seconds: float
+    clock: Callable[[], float]
+    judged_stderr: float = math.inf
+
+    def judges(self, estimate: Estimate) -> bool:
+        """Whether a verdict can rest on `estimate` (more shots would only refine it)."""
+        return estimate.usable and estimate.stderr <= self.judged_stderr
+
+    def most(self, shots: int, look: int, look_s: float, spent_s: float, pooled: bool) -> int:
+        """Shots per point the looks may reach in all, at the device time per shot of the
+        last look (`look` shots in `look_s`) with `spent_s` spent so far: a pooled probe's
+        looks add up to its total, another's next look measures the whole total again."""
+        if look <= 0 or look_s <= 0:
+            return 0
+        per_shot = look_s / look
+        if pooled:
+            return int((self.seconds - spent_s) / per_shot) + shots
+        return int((self.seconds - spent_s) / per_shot)
+
+
 def to_precision(
     probe: Callable[[int], Estimate],
     target: float,
     first: int = FIRST_SHOTS,
     most: int = MAX_SHOTS,
     pooled: bool = False,
+    allowance: Allowance | None = None,
 ) -> Estimate:
     """`probe(shots)` with as few shots as give a stderr ≤ `target`.
 
     A first look with `first` shots per point; when its stderr is above `target`, a new look
     with as many shots as the √shots law says reach it (2× to 16× more), and with 4× more
-    when the look was too faint to use, up to `most`. Any other problem (a misfit, a glitch)
-    ends the probing at once: more shots would not cure it, and the verdict (bad data) sends
-    the walk upstream. The last look is returned as it is, problems included.
+    when the look was too faint to use, up to `most`; with an `allowance`, a look at `most`
+    that it cannot judge is followed by more, as many as its device seconds pay for. Any
+    other problem (a misfit, a glitch) ends the probing at once: more shots would not cure
+    it, and the verdict (bad data) sends the walk upstream. The last look is returned as it
+    is, problems included.
 
     A `pooled` probe adds each look to the ones before (`Pool`) and estimates from all of
     them: the counts above are then the looks' total, and a look brings only the shots the
     total still lacks.
     """
     shots = look = first
+    spent_s = 0.0
     while True:
+        start_s = allowance.clock() if allowance else 0.0
         estimate = probe(look)
+        look_s = allowance.clock() - start_s if allowance else 0.0
+        spent_s += look_s
+        limit = most  # passed only by a look at `most` that cannot be judged
+        if allowance is not None and shots >= most and not allowance.judges(estimate):
+            limit = max(most, allowance.most(shots, look, look_s, spent_s, pooled))
         done = estimate.usable and estimate.stderr <= target
         hopeless = not estimate.usable and not estimate.faint
-        if done or hopeless or shots >= most:
+        if done or hopeless or shots >= limit:
             return estimate
         if estimate.usable:
             factor = float(np.clip((_MARGIN * estimate.stderr / target) ** 2, 2.0, 16.0))
         else:
             factor = 4.0
-        wanted = min(int(np.ceil(shots * factor)), most)
+        wanted = min(int(np.ceil(shots * factor)), limit)
         look = wanted - shots if pooled else wanted
         shots = wanted
 

@@ -190,6 +190,20 @@ def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str
     return rejected
 
 
+def calibration_costs(store: Path, before: dt.datetime) -> dict[tuple[str, str], float]:
+    """The device seconds each (qubit, node)'s last calibration up to `before` took, accepted
+    or rejected: what calibrating it again is likely to cost, and so what its drift check
+    may spend before giving up on a faint probe (`flows.maintain.CHECK_SHARE`). A run that
+    failed or skipped the node measured nothing of it and counts for nothing."""
+    costs: dict[tuple[str, str], float] = {}
+    for _, record in _up_to(store, before):
+        for qubit, nodes in record.nodes.items():
+            for node, run in nodes.items():
+                if run.outcome in ("accepted", "rejected"):
+                    costs[qubit, node] = run.device_s
+    return costs
+
+
 def _up_to(store: Path, before: dt.datetime) -> list[tuple[dt.datetime, RunRecord]]:
     """The log's runs finished by `before` (UTC where unstamped), in the order they finished."""
     stamped = []
