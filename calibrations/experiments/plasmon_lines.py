@@ -47,6 +47,7 @@ from scipy.signal import find_peaks
 
 from fluxcal.calibrations.experiments.qubit_spectroscopy import Line, point_noise
 from fluxcal.calibrations.fitting import FitError, SpectrumFit
+from fluxcal.calibrations.fitting.noise import whitened
 from fluxcal.calibrations.fitting.spectrum import (
     OtherLine,
     PeakTrace,
@@ -94,12 +95,12 @@ _MIN_SWEEP_POINTS = 15
 
 
 def senses(iq: np.ndarray) -> list[np.ndarray]:
-    """The sweep's IQ, centred on its median, projected on its main direction of variation
-    and on the direction across it, each in both senses: a line is a peak in one of them
-    whichever way it moves the readout point."""
+    """The sweep's IQ, centred on its median with its noise made alike in every direction
+    (`whitened`), projected on its main direction of variation and on the direction across
+    it, each in both senses: a line is a peak in one of them whichever way it moves the
+    readout point, as high as its noise allows."""
     z = np.asarray(iq, complex)
-    centred = z - (np.median(z.real) + 1j * np.median(z.imag))
-    points = np.stack([centred.real, centred.imag])
+    points = whitened(z - (np.median(z.real) + 1j * np.median(z.imag)))
     axes = np.linalg.svd(points, full_matrices=False)[0].T
     projections = [axis @ points for axis in axes]
     return [sign * y for y in projections for sign in (1.0, -1.0)]

@@ -34,6 +34,65 @@ def complex_difference_noise(z: np.ndarray) -> float:
     return float(np.hypot(difference_noise(z.real), difference_noise(z.imag)) / np.sqrt(2))
 
 
+def whitened(z: np.ndarray) -> np.ndarray:
+    """Complex data as a 2 × n array of I, Q transformed so that its point noise is the
+    same, and uncorrelated, in every direction of the IQ plane.
+
+    A qubit's projection noise lies along the line between its states' readout points: with
+    a large thermal population (a heavy fluxonium at half flux) it is many times the
+    amplifier noise across that line. A transition to a higher level moves the readout point
+    partly across it, and projected on the trace's direction of largest variation (the noise
+    direction) it hides: on sampled chip 5000 a plasmon line seen at signal-to-noise 17 in a
+    401-point sweep stayed at 4.4 in a 61-point sweep of the same shots, whose main direction
+    the noise set. Data whose noise covariance cannot be estimated is returned as it is.
+    """
+    z = np.asarray(z, complex)
+    points = np.stack([z.real, z.imag])
+    covariance = difference_covariance(points)
+    if covariance is None:
+        return points
+    values, vectors = np.linalg.eigh(covariance)
+    return (vectors / np.sqrt(values)) @ vectors.T @ points
+
+
+#: Differences kept by `difference_covariance`: within the 99 % contour of two-dimensional
+#: Gaussian noise; the mean squared distance of those kept is 1.907 (of 2 for all), hence the
+#: consistency factor.
+_KEPT_CHI2 = 9.21
+_KEPT_CONSISTENCY = 2.0 / 1.907
+
+
+def difference_covariance(points: np.ndarray) -> np.ndarray | None:
+    """The 2 × 2 covariance of one point's noise in `points` (2 × n), from point-to-point
+    differences: a first robust estimate (Gnanadesikan–Kettenring, from median-based scales
+    of the standardised sum and difference), then the plain covariance of the differences
+    inside its 99 % contour, twice. Lines and slow baselines barely enter it, and unlike the
+    median-based scales alone (±40 % on 61 points) it is nearly as precise as the plain
+    covariance. None when a quadrature has no noise or there are too few points."""
+    differences = np.diff(points, axis=1) / np.sqrt(2)
+    scales = np.array([difference_noise(points[0]), difference_noise(points[1])])
+    if differences.shape[1] < 4 or not np.all(scales > 0):
+        return None
+    standard = points / scales[:, None]
+    plus = difference_noise(standard[0] + standard[1]) ** 2
+    minus = difference_noise(standard[0] - standard[1]) ** 2
+    correlation = (plus - minus) / (plus + minus) if plus + minus > 0 else 0.0
+    covariance = np.array([[1.0, correlation], [correlation, 1.0]]) * np.outer(scales, scales)
+    for _ in range(2):
+        try:
+            inverse = np.linalg.inv(covariance)
+        except np.linalg.LinAlgError:
+            return None
+        distance = np.einsum("in,ij,jn->n", differences, inverse, differences)
+        kept = differences[:, distance <= _KEPT_CHI2]
+        if kept.shape[1] < 4:
+            return None
+        covariance = _KEPT_CONSISTENCY * (kept @ kept.T) / kept.shape[1]
+    if not np.all(np.linalg.eigvalsh(covariance) > 0):
+        return None
+    return covariance
+
+
 def projection_shape(signal: np.ndarray, level_0: float, level_1: float) -> np.ndarray:
     """4·p(1 − p) for the population p of state 1 that `signal` implies between the two
     states' levels: 0 at either state, 1 at an equal mixture.
