@@ -44,6 +44,7 @@ UNITS = {
     "readout_amplitude": "V",
     "readout_amplitude_linear": "V",
     "readout_duration": "s",
+    "state_integration": "s",
     "readout_threshold": "V",
     "readout_angle": "rad",
     "assignment_fidelity": "",

@@ -32,7 +32,8 @@ DATASET_LOCK = threading.Lock()
 DEFAULT_PI_DURATION = 100e-9
 #: Readout settings of the resonator nodes (which set their own integration time).
 DEFAULT_READOUT = {"amplitude": 0.05, "integration_time": 2e-6, "shots": 1000}
-#: Integration time of qubit-state readout until readout_optimisation measures the best one.
+#: Integration time of qubit-state readout until qubit spectroscopy measures a better one at
+#: its line (`state_integration`) and readout_optimisation the best for single shots.
 #: The shot repetition time (qubit reset, hundreds of µs) dwarfs it, so integrating longer
 #: costs no device time while SNR grows as √τ; what limits it is the excited state decaying
 #: during the readout: at 10 µs a qubit with T1 = 30 µs keeps 85 % of its contrast, and the
@@ -125,12 +126,18 @@ class QubitSession:
         linear = self.get("readout_amplitude_linear", DEFAULT_READOUT["amplitude"])
         return self.get("readout_amplitude", linear)
 
+    def state_integration(self) -> float:
+        """Integration time of qubit-state readout: readout optimisation's, else the one
+        qubit spectroscopy measured at the line, else `UNOPTIMISED_QUBIT_INTEGRATION`."""
+        measured = self.get("state_integration", UNOPTIMISED_QUBIT_INTEGRATION)
+        return self.get("readout_duration", measured)
+
     def operating_point(self, readout_frequency: float | None = None) -> None:
         """Bias at the sweet spot and read out with the best settings known so far."""
         self.configure(flux={"voltage": self.get("flux_sweet_spot", 0.0)})
         readout = {
             "amplitude": self.readout_amplitude(),
-            "integration_time": self.get("readout_duration", UNOPTIMISED_QUBIT_INTEGRATION),
+            "integration_time": self.state_integration(),
             "shots": DEFAULT_READOUT["shots"],
         }
         frequency = readout_frequency or self.known.get("readout_frequency")

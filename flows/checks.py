@@ -38,6 +38,7 @@ PROBE_INPUTS = (
     "readout_frequency",
     "readout_amplitude",
     "readout_duration",
+    "state_integration",
 )
 
 

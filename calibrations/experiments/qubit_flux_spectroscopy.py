@@ -155,6 +155,18 @@ def _precision(energy: str) -> str:
     return f"{energy} relative stderr"
 
 
+def _pinned_by_lines() -> list[str]:
+    """The gate's criteria on EJ and EC that the plasmon lines decide where f01(Φ) alone
+    cannot: their precision, and their physical range, which an f01-only fit sliding along
+    the long valley of EJ, EC leaves (sampled chip 5003: EJ 114 GHz ± 55 % from a map short
+    of its deferred rows; the lines then placed it within 0.1 %)."""
+    return [
+        criterion
+        for name in PLASMON_PINNED
+        for criterion in (_precision(name), f"{name} lower bound", f"{name} upper bound")
+    ]
+
+
 def glitched(iq: np.ndarray) -> bool:
     """Whether a row holds isolated spikes in more than one place: a glitch, not a qubit line.
 
@@ -453,8 +465,8 @@ class QubitFluxSpectroscopy(Node):
 
     def _sufficient(self, data: xr.Dataset) -> bool:
         """Whether the f01 map as measured passes the node's own gate, but for the precision
-        of EJ and EC that the plasmon lines searched next provide where f01(Φ) alone leaves
-        them short (`_with_plasmon_lines`).
+        and range of EJ and EC that the plasmon lines searched next provide where f01(Φ)
+        alone leaves them open (`_with_plasmon_lines`, `_pinned_by_lines`).
 
         Judged before any plasmon-line search: those searches are placed by the f01 map's
         fit, so a map short of its deferred rows would place them worse (on sampled chips
@@ -468,7 +480,7 @@ class QubitFluxSpectroscopy(Node):
         short, the map is tracked in full then and the lines searched again (`acquire`:
         sampled chip 5077, EJ ±25 % from the short map, was rejected without).
         """
-        return self._accepted(data, frozenset(_precision(name) for name in PLASMON_PINNED))
+        return self._accepted(data, frozenset(_pinned_by_lines()))
 
     def _tracked_in_full(
         self, session: QubitSession, track: _Tracking, bands: tuple[Range, ...]

@@ -26,7 +26,7 @@ mislead: a light, hot fluxonium is thermally excited at integer flux too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import lmfit
 import numpy as np
@@ -35,6 +35,7 @@ from scipy.optimize import nnls
 from scipy.signal import find_peaks, peak_widths
 
 from fluxcal.calibrations.averaging import RUNS, measure_averaged, noise_limited_score
+from fluxcal.calibrations.experiments.state_integration import StateIntegration, separations
 from fluxcal.calibrations.fitting import FitError
 from fluxcal.calibrations.fitting.covariance import scale_errors_by_misfit
 from fluxcal.calibrations.fitting.noise import difference_noise
@@ -397,7 +398,7 @@ class QubitSpectroscopy(Node):
 
     name = "qubit_spectroscopy"
     requires = ("flux_symmetry_point", "readout_frequency")
-    produces = ("qubit_frequency", "flux_sweet_spot")
+    produces = ("qubit_frequency", "flux_sweet_spot", "state_integration")
 
     coarse_start: float = 20e6  # Hz: a fluxonium at half flux is above tens of MHz ...
     coarse_stop: float = 2.0e9  # ... and below ~2 GHz
@@ -439,6 +440,11 @@ class QubitSpectroscopy(Node):
     max_linewidth_fraction: float = 0.3  # of the fine window
     max_coarse_offset: float = 2.0  # coarse linewidths between the fine and the coarse centre
     fine_retries: int = 1  # re-centred, re-powered fine sweeps when the first is off
+    #: the readout integration the nodes up to readout optimisation use, measured at the
+    #: line once it is placed (`state_integration`)
+    integration: StateIntegration = field(default_factory=StateIntegration)
+    #: best state separation over its standard error below which no integration is chosen
+    min_integration_resolved: float = 3.0
 
     def acquire(self, session: QubitSession) -> xr.Dataset:
         session.operating_point()
@@ -479,7 +485,22 @@ class QubitSpectroscopy(Node):
             if retry is None:
                 break
             fine, amplitude = retry
-        return dataset
+        return self._with_integration(session, dataset, amplitude)
+
+    def _with_integration(
+        self, session: QubitSession, data: xr.Dataset, amplitude: float
+    ) -> xr.Dataset:
+        """The record with the state-integration shots at the fitted line, driven with the
+        fine sweep's tone (`state_integration`); as it is when the line cannot be placed."""
+        try:
+            centre = self.analyse(data).values["qubit_frequency"][0]
+        except FitError:
+            return data
+        if not np.isfinite(centre):
+            return data
+        session.configure(drive={"frequency": centre})
+        shots = self.integration.measure(session, f"{self.name}_integration", amplitude)
+        return xr.merge([data, shots], combine_attrs="no_conflicts").assign_attrs(state_line=centre)
 
     def _warm_look(
         self, session: QubitSession, point: tuple[float, float], looks: list[_Look]
@@ -849,14 +870,16 @@ class QubitSpectroscopy(Node):
             *precision,
         ]
         fit_x, fit_y = fit.curve()
+        integration, integration_report = self._integration(data)
         return Analysis(
             values={
                 "qubit_frequency": (centre, centre_err),
                 "qubit_linewidth": (fwhm, fwhm_err),
                 "flux_sweet_spot": bias,
+                "state_integration": integration,
             },
             criteria=criteria,
-            report=report + fit.result.fit_report(),
+            report=report + fit.result.fit_report() + integration_report,
             fit=fit.result,
             curves={
                 "x": fit.x,
@@ -867,6 +890,21 @@ class QubitSpectroscopy(Node):
                 "ylabel": "projected IQ (V)",
             },
         )
+
+    def _integration(self, data: xr.Dataset) -> tuple[tuple[float, float], str]:
+        """The chosen state integration (s) ± half a ladder step, and its report line; NaN
+        when not measured, or when no integration time separated the states clearly."""
+        if "state_mean" not in data:
+            return (np.nan, np.nan), ""
+        choice = separations(data)
+        table = ", ".join(
+            f"{t * 1e6:.3g} µs {d:.3g}"
+            for t, d in zip(choice.durations, choice.separation, strict=True)
+        )
+        text = f"\nstate separation per shot by integration time ({table}): "
+        if choice.resolved < self.min_integration_resolved:
+            return (np.nan, np.nan), text + "none resolved, nothing chosen\n"
+        return (choice.duration, choice.resolution), text + f"{choice.duration * 1e6:.3g} µs\n"
 
     def _detection_limit(self, data: xr.Dataset) -> str:
         """Why no line was found, physically: the smallest line the coarse sweep would have
