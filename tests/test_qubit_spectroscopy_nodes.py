@@ -37,7 +37,7 @@ from fluxcal.calibrations.experiments.qubit_spectroscopy import (
     strong_tone_lines,
 )
 from fluxcal.calibrations.node import UNITS, Analysis, Node
-from fluxcal.calibrations.session import QubitSession
+from fluxcal.calibrations.session import UNOPTIMISED_QUBIT_INTEGRATION, QubitSession
 from fluxcal.instruments.device import SimulatedDevice, mixture_dip
 from fluxcal.instruments.fluxonium import FluxoniumModel
 from fluxcal.instruments.station import build_station
@@ -156,7 +156,14 @@ def test_qubit_line_found_from_nothing_at_the_sweet_spot(kind, seed):
     assert abs(frequency - truth["qubit_frequency"]) < 40e3
     assert 0 < stderr < 20e3
     assert analysis.values["flux_sweet_spot"][0] == truth["flux_sweet_spot"]
-    assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
+    assert set(node.update(analysis, "now")) == {
+        "qubit_frequency",
+        "flux_sweet_spot",
+        "state_integration",
+    }
+    # measured at the line: 10 µs or longer, never far past T1 (tests/test_state_integration)
+    assert analysis.values["state_integration"][0] >= UNOPTIMISED_QUBIT_INTEGRATION
+    assert analysis.values["state_integration"][0] <= max(4 * truth["T1"], 10e-6)
 
 
 @pytest.mark.parametrize(("kind", "seed"), [("light", 1), ("heavy", 2)])
@@ -223,7 +230,11 @@ def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
     # Both points were looked at; the sweet spot is the one measured last (the fine sweep).
     tried = np.atleast_1d(data.attrs["symmetry_points_tried"])
     assert list(tried) == [integer.value, half.value]
-    assert set(node.update(analysis, "now")) == {"qubit_frequency", "flux_sweet_spot"}
+    assert set(node.update(analysis, "now")) == {
+        "qubit_frequency",
+        "flux_sweet_spot",
+        "state_integration",
+    }
 
 
 def test_the_qubit_is_the_lowest_line_not_much_weaker_than_the_strongest():
