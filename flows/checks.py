@@ -61,11 +61,12 @@ class CheckContext:
 
     session: QubitSession
     measurements: int = 0  # check measurements actually made (shared ones count once)
-    #: Device seconds the check under way may spend beyond `probes.MAX_SHOTS` while its
-    #: probe is too faint to judge (`maintain.CHECK_SHARE` of its node's last calibration,
-    #: set by the walk): giving up sets off that calibration. Sampled chip 5016's echo check ended
-    #: at signal-to-noise 4.5 < 5 after 2 000 shots (32 device-s) and the recalibration it
-    #: triggered took 3 820 device-s, to find T2_echo where it was.
+    #: Device seconds the check under way may spend in all once its probe, at
+    #: `probes.MAX_SHOTS`, is still too faint to judge (`maintain.CHECK_SHARE` of its
+    #: node's last calibration, set by the walk): giving up sets off that calibration.
+    #: Sampled chip 5016's echo check ended at signal-to-noise 4.5 < 5 after 2 000 shots
+    #: (32 device-s), and the recalibration it set off took 3 820 device-s to find T2_echo
+    #: where it was.
     allowance_s: float = 0.0
     _probes: dict[tuple, Estimate] = field(default_factory=dict)
 

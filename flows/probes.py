@@ -115,9 +115,11 @@ class Pool:
 
 @dataclass(frozen=True)
 class Allowance:
-    """Device seconds a probe may spend beyond `MAX_SHOTS` shots per point while its
-    estimate cannot be judged (not usable, or less precise than `judged_stderr`), and the
-    clock that counts them (`calibrations.runner.device_clock`)."""
+    """Device seconds a check's probes may spend in all, the looks up to `MAX_SHOTS`
+    included, once a look at `MAX_SHOTS` cannot be judged (not usable, or less precise than
+    `judged_stderr`), and the clock that counts them from the check's start
+    (`calibrations.runner.device_clock`): probes that share one allowance share its
+    seconds."""
 
     seconds: float
     clock: Callable[[], float]
@@ -162,12 +164,11 @@ def to_precision(
     total still lacks.
     """
     shots = look = first
-    spent_s = 0.0
     while True:
         start_s = allowance.clock() if allowance else 0.0
         estimate = probe(look)
-        look_s = allowance.clock() - start_s if allowance else 0.0
-        spent_s += look_s
+        spent_s = allowance.clock() if allowance else 0.0  # by every probe of the check
+        look_s = spent_s - start_s
         limit = most  # passed only by a look at `most` that cannot be judged
         if allowance is not None and shots >= most and not allowance.judges(estimate):
             limit = max(most, allowance.most(shots, look, look_s, spent_s, pooled))

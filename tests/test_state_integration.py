@@ -9,6 +9,8 @@ is broad, within ~10 % from T1 to 2.7 T1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -109,7 +111,9 @@ def _again(session: QubitSession, durations: list[float]) -> tuple[np.ndarray, n
         (lambda: SimulatedDevice.from_yaml(time=0.0), 1.0),  # the built-in chip, T1 384 µs
     ],
 )
-def test_the_chosen_integration_separates_the_states_best(device, at_least: float) -> None:
+def test_the_chosen_integration_separates_the_states_best(
+    device: Callable[[], SimulatedDevice], at_least: float
+) -> None:
     device = device()
     t1 = device.truth()["q0"]["T1"]
     session = _session(device)

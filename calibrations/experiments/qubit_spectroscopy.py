@@ -491,10 +491,14 @@ class QubitSpectroscopy(Node):
         self, session: QubitSession, data: xr.Dataset, amplitude: float
     ) -> xr.Dataset:
         """The record with the state-integration shots at the fitted line, driven with the
-        fine sweep's tone (`state_integration`); as it is when the line cannot be placed."""
+        fine sweep's tone (`state_integration`); as it is when the line cannot be placed, or
+        when readout optimisation has chosen the integration (`QubitSession.state_integration`
+        would not use another)."""
+        if "readout_duration" in session.known:
+            return data
         try:
             centre = self.analyse(data).values["qubit_frequency"][0]
-        except FitError:
+        except (FitError, ValueError, np.linalg.LinAlgError):
             return data
         if not np.isfinite(centre):
             return data

@@ -57,7 +57,10 @@ class IntegrationChoice:
 
     @property
     def resolution(self) -> float:
-        """Half a step of the ladder at the chosen time (the setting's stated uncertainty)."""
+        """Half a step of the ladder at the chosen time (the setting's stated uncertainty;
+        0 for a ladder of one)."""
+        if self.durations.size < 2:
+            return 0.0
         return self.duration * (self.durations[1] / self.durations[0] - 1) / 2
 
     @property
@@ -88,8 +91,8 @@ def separations(data: xr.Dataset) -> IntegrationChoice:
     )
     along = np.maximum(along, np.finfo(float).tiny)
     separation = distance / np.sqrt(along[:, 0])
-    ratio = along[:, 1] / along[:, 0]
-    stderr = np.sqrt((1.0 + ratio) / shots + separation**2 / (2.0 * shots))
+    variance_ratio = along[:, 1] / along[:, 0]
+    stderr = np.sqrt((1.0 + variance_ratio) / shots + separation**2 / (2.0 * shots))
     preferred = float(data.attrs.get("state_preferred", np.nan))
     return IntegrationChoice(data[DURATION].values, separation, stderr, preferred)
 
@@ -115,10 +118,12 @@ class StateIntegration:
 
     def durations(self, session: QubitSession) -> np.ndarray:
         """Integration times tried: doubling from `shortest` to `longest` (or the readout's
-        own limit, if lower)."""
+        own limit, if lower; only that limit when it is below `shortest`)."""
         high = session.upper_limit("readout", "integration_time", self.longest)
-        count = int(np.floor(np.log2(high / self.shortest))) + 1
-        return self.shortest * 2.0 ** np.arange(max(count, 2))
+        if high < self.shortest:
+            return np.array([high])
+        count = int(np.floor(np.log2(high / self.shortest) + 1e-9)) + 1
+        return self.shortest * 2.0 ** np.arange(count)
 
     def measure(self, session: QubitSession, name: str, amplitude: float) -> xr.Dataset:
         """Shots at the drive's current frequency with the drive at 0 and at `amplitude`,
@@ -131,38 +136,41 @@ class StateIntegration:
     def measure_at(
         self, session: QubitSession, name: str, amplitude: float, durations: np.ndarray
     ) -> xr.Dataset:
-        """`measure` over the given integration times (the record holds them sorted, as the
-        dataset of the sweep does)."""
+        """`measure` over the given integration times (the record holds them sorted and
+        once each, as the dataset of the sweep does); the readout's integration and shots
+        are put back however the measurement ends."""
         drives = np.array([0.0, abs(amplitude)])
-        durations = np.sort(np.asarray(durations, float))
+        durations = np.unique(np.asarray(durations, float))
         readout = session.channel("readout")
-        preferred = float(readout.integration_time())
+        preferred, shots_before = float(readout.integration_time()), int(readout.shots())
         pooled: tuple[np.ndarray, np.ndarray] | None = None
         total, look = 0, self.first_shots
-        while True:
-            session.configure(readout={"shots": look})
-            iq = session.measure(
-                name,
-                "drive_amplitude",
-                drives,
-                outer=("readout.integration_time", durations),
-                single_shot=True,
-            )["iq"]
-            order = ("readout_integration_time", "drive_amplitude", "shot")
-            means, moments = _moments(iq.transpose(*order).values)
-            pooled = (
-                (means, moments) if pooled is None else _pool(pooled, total, means, moments, look)
-            )
-            total += look
-            data = _dataset(durations, *pooled, total).assign_attrs(state_preferred=preferred)
-            choice = separations(data)
-            stderr = choice.separation_stderr[choice.best] / max(
-                choice.separation[choice.best], 1e-300
-            )
-            if stderr <= self.relative_stderr or total >= self.budget:
-                session.configure(readout={"integration_time": preferred})
-                return data
-            look = min(total * 3, self.budget - total)
+        try:
+            while True:
+                session.configure(readout={"shots": look})
+                iq = session.measure(
+                    name,
+                    "drive_amplitude",
+                    drives,
+                    outer=("readout.integration_time", durations),
+                    single_shot=True,
+                )["iq"]
+                order = ("readout_integration_time", "drive_amplitude", "shot")
+                means, moments = _moments(iq.transpose(*order).values)
+                pooled = (
+                    (means, moments)
+                    if pooled is None
+                    else _pool(pooled, total, means, moments, look)
+                )
+                total += look
+                data = _dataset(durations, *pooled, total).assign_attrs(state_preferred=preferred)
+                choice = separations(data)
+                best, known = choice.separation[choice.best], choice.separation_stderr[choice.best]
+                if known <= self.relative_stderr * best or total >= self.budget:
+                    return data
+                look = min(total * 3, self.budget - total)
+        finally:
+            session.configure(readout={"integration_time": preferred, "shots": shots_before})
 
 
 def _moments(shots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +212,8 @@ def _dataset(
     durations: np.ndarray, means: np.ndarray, moments: np.ndarray, shots: int
 ) -> xr.Dataset:
     """The record: per integration time and drive state, the shots' mean and moments (all a
-    separation needs; the shots themselves would weigh ~0.6 MB per node run)."""
+    separation needs; the node's record stays small, while the QCoDeS database keeps every
+    look's shots)."""
     return xr.Dataset(
         {
             "state_mean": ((DURATION, DRIVE), means),
