@@ -20,17 +20,19 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from robustness import judge
 
+from fluxcal import runlog
 from fluxcal.calibrations.graph import DEFAULT_GRAPH
 from fluxcal.calibrations.runner import GraphRun, NodeResult, run_graph, run_node
 from fluxcal.calibrations.session import QubitSession
 from fluxcal.flows.checks import CHECKS
 from fluxcal.flows.maintain import maintain_qubit, run_check
-from fluxcal.runlog import Rejection
+from fluxcal.metrics_push import run_record
 
 BUILT_IN = -1  # "seed" of the built-in chip in the results
 #: Maintenance walks after the bring-up, and how much later they run.
@@ -86,10 +88,12 @@ def bring_up_and_daily(seed: int) -> dict:
             "worst": _worst_error(verdict.normalised_errors),
         }
     }
+    log = Path(tempfile.mkdtemp())  # the bring-up as the run log keeps it
+    runlog.append(log, run_record("bring-up", run.results, None, finished=brought_up))
     for mode, later in MAINTENANCE.items():
         hourly = mode == DRIFT_CHECK  # the drift check's cadence, not the daily's
         draws = DRIFT_CHECK_DRAWS if hourly else 1
-        walks = [_maintain(station, run, brought_up, later, hourly) for _ in range(draws)]
+        walks = [_maintain(station, run, log, brought_up + later, hourly) for _ in range(draws)]
         walk, session = walks[0]
         current = GraphRun({"q0": walk.calibrations}, {"q0": session.known})
         after = judge(current, truth, device=device)
@@ -104,31 +108,29 @@ def bring_up_and_daily(seed: int) -> dict:
     return runs
 
 
-def _maintain(station, run: GraphRun, brought_up: dt.datetime, later: dt.timedelta, hourly: bool):
-    """One maintenance walk on top of the bring-up's values, `later` after it, with its
-    rejections standing and its calibrations' costs as the run log would hand them on: the walk
-    and its session."""
+def _maintain(station, run: GraphRun, log: Path, now: dt.datetime, hourly: bool):
+    """One maintenance walk at `now` on top of the bring-up's values, with the rejections
+    and calibration costs the run log in `log` hands on, as `flows.drift.walk_lab` reads
+    them: the walk and its session."""
     session = QubitSession(station, "q0", dict(run.parameters["q0"]))
 
     def calibrate(name: str, session: QubitSession) -> NodeResult:
         return run_node(DEFAULT_GRAPH[name], name, session)
 
-    rejected = {
-        n: Rejection(brought_up, r.device_s)
-        for n, r in run.results["q0"].items()
-        if r.outcome == "rejected"
-    }
+    def of_q0(table: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        return {node: value for (qubit, node), value in table.items() if qubit == "q0"}
+
     walk = maintain_qubit(
         DEFAULT_GRAPH,
         CHECKS,
         session,
-        brought_up + later,
+        now,
         run_check,
         calibrate,
         None,
         hourly,
-        rejected,
-        {n: r.device_s for n, r in run.results["q0"].items()},
+        of_q0(runlog.standing_rejections(log, now)),
+        of_q0(runlog.calibration_costs(log, now)),
     )
     return walk, session
 

@@ -140,11 +140,12 @@ def settled(
     otherwise brought up again, every node, every morning (sampled chip 5016: 8.6 device-h
     a day)."""
     rejected = runlog.standing_rejections(store, now)
+    behind = {name: (name, *ancestors(dict(graph), name)) for name in graph}
 
     def accounted(qubit: str, name: str) -> bool:
         if set(graph[name].node.produces) <= set(known.get(qubit, {})):
             return True
-        return any((qubit, n) in rejected for n in (name, *ancestors(dict(graph), name)))
+        return any((qubit, n) in rejected for n in behind[name])
 
     return all(accounted(qubit, name) for qubit in qubits for name in graph)
 

@@ -179,29 +179,32 @@ def standing_rejections(store: Path, before: dt.datetime) -> dict[tuple[str, str
     acceptance ends it; a run that failed (a fault, a crash) says nothing of the chip and
     leaves it as it was.
     """
-    rejected: dict[tuple[str, str], Rejection] = {}
-    for when, record in _up_to(store, before):
-        for qubit, nodes in record.nodes.items():
-            for node, run in nodes.items():
-                if run.outcome == "rejected":
-                    rejected[qubit, node] = Rejection(when, run.device_s)
-                elif run.outcome == "accepted":
-                    rejected.pop((qubit, node), None)
-    return rejected
+    return {
+        key: Rejection(when, run.device_s)
+        for key, (when, run) in _last_calibrations(store, before).items()
+        if run.outcome == "rejected"
+    }
 
 
 def calibration_costs(store: Path, before: dt.datetime) -> dict[tuple[str, str], float]:
     """The device seconds each (qubit, node)'s last calibration up to `before` took, accepted
     or rejected: what calibrating it again is likely to cost, and so what its drift check
-    may spend before giving up on a faint probe (`flows.maintain.CHECK_SHARE`). A run that
-    failed or skipped the node measured nothing of it and counts for nothing."""
-    costs: dict[tuple[str, str], float] = {}
-    for _, record in _up_to(store, before):
+    may spend before giving up on a faint probe (`flows.maintain.CHECK_SHARE`)."""
+    return {key: run.device_s for key, (_, run) in _last_calibrations(store, before).items()}
+
+
+def _last_calibrations(
+    store: Path, before: dt.datetime
+) -> dict[tuple[str, str], tuple[dt.datetime, NodeRun]]:
+    """Each (qubit, node)'s last run up to `before` that calibrated it, accepted or rejected,
+    and when it ended: a run that failed or skipped the node measured nothing of it."""
+    last: dict[tuple[str, str], tuple[dt.datetime, NodeRun]] = {}
+    for when, record in _up_to(store, before):
         for qubit, nodes in record.nodes.items():
             for node, run in nodes.items():
                 if run.outcome in ("accepted", "rejected"):
-                    costs[qubit, node] = run.device_s
-    return costs
+                    last[qubit, node] = (when, run)
+    return last
 
 
 def _up_to(store: Path, before: dt.datetime) -> list[tuple[dt.datetime, RunRecord]]:
