@@ -49,9 +49,13 @@ DEFAULT_GRAPH: dict[str, GraphEntry] = {
     ),
     "rabi": GraphEntry(Rabi, ("resonator_spectroscopy",), DAY),
     "sweet_spot": GraphEntry(SweetSpot, ("rabi",), 4 * HOUR),
+    # t1 before ramsey (listed first: the order breaks ties by it): Ramsey sizes its first
+    # long window from T1 when it has no T2_ramsey, and a Ramsey window that restarts drops
+    # its shots, where a T1 window re-sized keeps them. Not a dependency: a T1 drift leaves
+    # the qubit frequency and T2* as they were.
+    "t1": GraphEntry(T1, ("sweet_spot",), 4 * HOUR),
     "ramsey": GraphEntry(Ramsey, ("sweet_spot",), 4 * HOUR),
     "echo": GraphEntry(Echo, ("ramsey",), DAY),
-    "t1": GraphEntry(T1, ("sweet_spot",), 4 * HOUR),
     # after t1: the integration times it searches reach T1/5
     "readout_optimisation": GraphEntry(ReadoutOptimisation, ("sweet_spot", "t1"), DAY),
 }

@@ -6,10 +6,11 @@ Two π/2 pulses separated by a delay, driven detuned on purpose so the fringe fr
 1. short window, two drives at reference ± δ (δ larger than the expected error): the fringes
    F+ = |δ − x| and F− = |δ + x| have a single common solution for the error x, which fixes the
    frequency to a few hundred hertz with its sign;
-2. long window of ~3 expected T2 (the last T2_ramsey, else a generic guess; re-sized when the
-   decay is not resolved), driven at the corrected frequency + a detuning giving a few fringes
-   over the window — far larger than the error left after step 1, so its sign is known. Its
-   fit gives T2_ramsey and the final frequency; the two windows must agree.
+2. long window of ~3 expected T2 (the last T2_ramsey, else sized from T1, else a generic
+   guess; re-sized when the decay is not resolved), driven at the corrected frequency + a
+   detuning giving a few fringes over the window — far larger than the error left after
+   step 1, so its sign is known. Its fit gives T2_ramsey and the final frequency; the two
+   windows must agree.
 
 By default both steps are sequential (`adaptive=False` measures the fixed grids): the short
 windows in batches until their frequency error is known to the long detuning over
@@ -160,7 +161,7 @@ class Ramsey(Node):
         data = resolve_window(
             measure,
             self._t2_or_nan,
-            session.get("T2_ramsey", self.t2_guess),
+            self.expected_t2(session),
             self.window_factor,
             self.ratio_range,
             session.upper_limit("drive", "delay", self.max_delay),
@@ -218,7 +219,7 @@ class Ramsey(Node):
             lambda iq: long_window_fit(xr.Dataset({"iq": iq}), long["detuning"]),
             session.upper_limit("drive", "delay", self.max_delay),
         )
-        iq = design.run(self.window_factor * session.get("T2_ramsey", self.t2_guess))
+        iq = design.run(self.window_factor * self.expected_t2(session))
         data = short.dataset().assign(iq=iq)
         data.attrs = {
             **attrs,
@@ -262,6 +263,20 @@ class Ramsey(Node):
             restart=True,
             min_ratio=self.min_window_ratio,
         )
+
+    def expected_t2(self, session: QubitSession) -> float:
+        """The T2* the first long window is sized for: the last T2_ramsey; else, from a
+        calibrated T1, the value whose window holds the longest T2* physics allows (2·T1) at
+        the low end of `ratio_range`; else the generic guess.
+
+        The long window restarts when its decay does not fit it, and a restart drops every
+        shot taken (another detuning is another experiment): ~40 device-s on a chip whose
+        T2* is a few times the generic guess. Sized from T1, the window is accepted as it is
+        for any T2* from 2·T1 down to 2·T1·ratio_range[0]/ratio_range[1].
+        """
+        t1 = session.get("T1", math.nan)
+        from_t1 = self.ratio_range[0] * 2 * t1 / self.window_factor
+        return session.get("T2_ramsey", from_t1 if math.isfinite(t1) else self.t2_guess)
 
     def _short_shortfall(self, fit: CurveFit, precision: float) -> float:
         """How far a short-window fringe is from what the long window and the gate need
