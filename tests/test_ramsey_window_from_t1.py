@@ -14,7 +14,7 @@ import pytest
 from test_qubit_spectroscopy_nodes import session_on, verdict
 
 from fluxcal.calibrations.experiments.ramsey import Ramsey
-from fluxcal.calibrations.graph import DEFAULT_GRAPH, order
+from fluxcal.calibrations.graph import DEFAULT_GRAPH, dependents, order
 from fluxcal.calibrations.node import UNITS
 from fluxcal.instruments.design_space import sample_device
 from fluxcal.snapshots import CalibratedParameter
@@ -30,6 +30,10 @@ def test_t1_runs_before_ramsey_without_depending_on_it():
     sequence = order(DEFAULT_GRAPH)
     assert sequence.index("t1") < sequence.index("ramsey")
     assert "t1" not in DEFAULT_GRAPH["ramsey"].depends_on  # a T1 drift leaves T2* be
+    assert "ramsey" not in dependents(DEFAULT_GRAPH, ["t1"])
+    # readout optimisation last: after Ramsey's frequency and echo's state integration
+    assert sequence[-1] == "readout_optimisation"
+    assert order(DEFAULT_GRAPH, ["ramsey", "t1"]) == ["t1", "ramsey"]
 
 
 def test_the_expected_t2_is_the_last_one_else_from_t1_else_the_guess():
