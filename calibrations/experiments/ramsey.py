@@ -275,8 +275,10 @@ class Ramsey(Node):
         for any T2* from 2·T1 down to 2·T1·ratio_range[0]/ratio_range[1].
         """
         t1 = session.get("T1", math.nan)
-        from_t1 = self.ratio_range[0] * 2 * t1 / self.window_factor
-        return session.get("T2_ramsey", from_t1 if math.isfinite(t1) else self.t2_guess)
+        guess = self.t2_guess
+        if math.isfinite(t1):
+            guess = self.ratio_range[0] * 2 * t1 / self.window_factor
+        return session.get("T2_ramsey", guess)
 
     def _short_shortfall(self, fit: CurveFit, precision: float) -> float:
         """How far a short-window fringe is from what the long window and the gate need
