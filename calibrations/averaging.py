@@ -57,10 +57,13 @@ def combine_runs(runs: Sequence[xr.Dataset], record: dict[str, Any]) -> xr.Datas
     return data
 
 
-def next_total(total: int, score: float, target: float, budget: int) -> int:
-    """Total shots the √shots law says reaches `target` from `score` at `total`, in budget."""
+def next_total(
+    total: int, score: float, target: float, budget: int, max_factor: float = _MAX_ROUND_FACTOR
+) -> int:
+    """Total shots the √shots law says reaches `target` from `score` at `total`, in budget,
+    at most `max_factor` times `total`."""
     wanted = total * (_MARGIN * target / max(score, 1e-12)) ** 2
-    wanted = float(np.clip(wanted, 2 * total, _MAX_ROUND_FACTOR * total))
+    wanted = float(np.clip(wanted, 2 * total, max_factor * total))
     return int(min(wanted, budget))
 
 
