@@ -617,3 +617,31 @@ def test_a_grid_without_contrast_is_told_from_a_faint_one():
     assert same == 20
     noise = rng.standard_normal((2, 96, 150)) + 1j * rng.standard_normal((2, 96, 150))
     assert not _indistinguishable(discriminate(noise[0], noise[1] + 1.05))
+
+
+def test_the_separation_sweep_grows_by_at_most_its_round_growth():
+    """The separation sweep's rounds add up, so it takes small steps: a first look far too
+    small for the loss target (here 8 shots per point) reaches it in rounds that each at most
+    multiply the shots so far by `frequency_round_growth`, instead of jumping 16× from a fit
+    not yet in the √shots regime (sampled chip 5018: a loss of 5·10⁻⁶ against 0.02, 225
+    device-s more than needed)."""
+    device = make_device("light", 1)
+    truth = device.truth()["q0"]
+    known = known_from_truth(truth)
+    known["T1"] = CalibratedParameter(truth["T1"], 0.0, "s", "truth", "")  # as in the chain
+    node = ReadoutOptimisation(frequency_shots=8, min_frequency_shots=8)
+    rounds: list[int] = []  # shots per point of each round of the separation sweep
+    states = node._states
+
+    def recorded(session, prepared, shots, outer=None):
+        if outer is not None and outer[0] == "readout.frequency":
+            rounds.append(shots)
+        return states(session, prepared, shots, outer)
+
+    node._states = recorded
+    data = node.acquire(QubitSession(build_station(device), "q0", known))
+    outcome = node.gate(node.analyse(data))
+    assert outcome.accepted, outcome.reason
+    assert len(rounds) >= 2, "the first look was too small to reach the target"
+    totals = np.cumsum(rounds)
+    assert np.all(totals[1:] <= node.frequency_round_growth * totals[:-1])
