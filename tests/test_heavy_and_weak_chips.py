@@ -331,6 +331,11 @@ def test_heavy_fluxonium_energies_from_f01_and_plasmon_lines(seed: int) -> None:
     session, truth = session_for(seed, (*node.requires, "resonator_kappa"))
     data, analysis = accepted_run(node, session)
     assert "plasmon_iq" in data
+    # a search is no finer than a map row's `max_step` where that leaves `points`
+    searches = data["plasmon_frequency"].values[~data["plasmon_zoomed"].values]
+    for frequency in searches:
+        swept = frequency[np.isfinite(frequency)]
+        assert swept.size <= max(node.points, np.ceil(np.ptp(swept) / node.max_step) + 1)
     used = analysis.report.split("; used ")[-1]
     assert "f12 = " in used, analysis.report
     for name in ENERGIES:

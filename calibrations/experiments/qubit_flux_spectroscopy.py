@@ -291,6 +291,9 @@ class QubitFluxSpectroscopy(Node):
     max_glitched_fraction: float = 0.2  # of the rows (left out of the fit)
     plasmon_sigmas: float = 5.0  # predicted standard deviations the plasmon search covers
     max_plasmon_span: float = 4e9  # Hz: a wider prediction is no prediction; not searched
+    #: Most points of a plasmon search; a narrower window is swept at `max_step` (at least
+    #: `points`), as a map row is: its tone scales with the step, so the line is as many
+    #: points wide and as high (saturated) on any grid, and a finer one only costs shots
     plasmon_points: int = 401
     max_plasmon_lines: int = 3  # lines zoomed into
     max_deciding_searches: int = 3  # searches for a line that decides between readings
@@ -790,7 +793,9 @@ class QubitFluxSpectroscopy(Node):
         line found in it, its tone scaled to the line's width: (sweep, IQ, tone, shots,
         zoomed) per row. Lines within a linewidth of a `known` one are not zoomed again.
         A window across a gap of the drive's bands is swept piece by piece, at its step."""
-        step = (window[1] - window[0]) / (self.plasmon_points - 1)
+        span = window[1] - window[0]
+        grid = np.clip(np.ceil(span / self.max_step) + 1, self.points, self.plasmon_points)
+        step = span / (grid - 1)
         rows = []
         for piece in band_pieces(self._bands(session), *window):
             points = max(self.points, round((piece.high - piece.low) / step) + 1)
