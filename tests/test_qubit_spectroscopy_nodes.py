@@ -198,10 +198,10 @@ def test_a_daily_run_looks_where_f01_was_and_searches_anew_only_if_it_is_gone(
         assert lab_time[True] > lab_time[False]  # the narrow look, then the full search
 
 
-def symmetry_points_session(integer_first: bool, kind: str = "light", seed: int = 3):
-    """A test chip's session whose flux_symmetry_point is the integer-flux one
+def symmetry_points_session(integer_first: bool):
+    """A light test chip's session whose flux_symmetry_point is the integer-flux one
     (`integer_first`) or the half-flux one; returns it, the truth and both points."""
-    session, truth = session_for(QubitSpectroscopy, kind, seed)
+    session, truth = session_for(QubitSpectroscopy, "light", 3)
     period = truth["flux_period"]
     half = CalibratedParameter(
         nearest_zero(truth["flux_sweet_spot"], period), 2e-4, "V", "resonator_flux", ""
@@ -235,35 +235,6 @@ def test_integer_flux_mistaken_for_the_sweet_spot_is_corrected(integer_first):
         "flux_sweet_spot",
         "state_integration",
     }
-
-
-def test_a_first_look_is_completed_only_when_the_other_point_shows_no_line_either():
-    """A heavy chip with the integer-flux point first: f01 lies far above the search range
-    there, so its sparse first look shows nothing; the half-flux point's sparse look shows
-    the line, and the integer point is then only searched below it (`_below`), its first
-    look never completed at the first-look shots."""
-    session, _, half, integer = symmetry_points_session(True, "heavy", 1)
-    node = QubitSpectroscopy()
-    coarse_points = math.floor((node.coarse_stop - node.coarse_start) / node.coarse_step) + 1
-    sweeps: list[tuple[float, np.ndarray]] = []  # (bias, frequencies) of each coarse sweep
-    measure = session.measure
-
-    def recorded_measure(name, sweep, values, *args, **kwargs):
-        if name == node.name and sweep == SWEEP:
-            sweeps.append((session.channel("flux").voltage(), np.asarray(values)))
-        return measure(name, sweep, values, *args, **kwargs)
-
-    session.measure = recorded_measure
-    data = node.acquire(session)
-    accepted, reason, analysis = verdict(node, data)
-    assert accepted, reason
-    assert analysis.values["flux_sweet_spot"][0] == half.value
-    at_integer = [values for bias, values in sweeps if bias == integer.value]
-    first, later = at_integer[0], at_integer[1:]
-    assert first.size <= coarse_points / node.sparse_every + 1  # the sparse look only
-    assert later, "the integer point is searched below the line"
-    line = analysis.values["qubit_frequency"][0]
-    assert all(values.max() < line for values in later)
 
 
 def test_the_qubit_is_the_lowest_line_not_much_weaker_than_the_strongest():

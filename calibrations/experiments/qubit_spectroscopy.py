@@ -81,9 +81,7 @@ class Line:
 @dataclass(frozen=True)
 class _Look:
     """One coarse sweep at a symmetry point (bias and its stderr): its frequencies, averaged
-    IQ, the refined qubit line in it (None if none) and the shots per point it took; for a
-    sparse first look, the readout frequency it was read at (`_completed` reads the rest
-    there: re-centred, the baseline would step between the two parts)."""
+    IQ, the refined qubit line in it (None if none) and the shots per point it took."""
 
     bias: float
     stderr: float
@@ -91,7 +89,6 @@ class _Look:
     iq: np.ndarray
     line: Line | None
     shots: int
-    readout: float = float("nan")
 
 
 def point_noise(y: np.ndarray) -> float:
@@ -532,49 +529,28 @@ class QubitSpectroscopy(Node):
         neither shows a line is each averaged up to the budget in turn: averaging at the
         wrong (integer-flux) point, where f01 lies far above the range, is the costliest way
         to learn nothing (sampled chip 5001: 7900 device-s there before its half-flux point,
-        whose line showed in the first 200 shots). A first look is sparse (`_sparse_look`),
-        and completed only once the other point's sparse look shows no line either: where
-        that one does, the first point is searched below it anyway (`_below`), and its
-        completion was a third of its 99 device-s of lines it would not use (5001). Where a
-        line is found, the points not yet searched to the budget are searched below it.
+        whose line showed in the first 200 shots). Where a line is found, the points not yet
+        searched to the budget are searched below it (`_below`).
         """
         start, top = self._coarse_span(session)
         coarse = np.arange(start, top + self.coarse_step / 2, self.coarse_step)
         coarse = coarse[coarse <= top]
-        found = self._first_looks(session, points, coarse, looks) if len(points) > 1 else None
-        searched = set()
-        for point in points if found is None else []:
-            sparse = len(points) == 1  # else each point has had its first look
-            looks.append(self._coarse_look(session, point, coarse, self.budget, sparse=sparse))
-            searched.add(point)
-            if looks[-1].line is not None:
-                found = looks[-1]
+        found, searched = None, set()
+        for budget in (self.shots, self.budget) if len(points) > 1 else (self.budget,):
+            for point in points:
+                sparse = budget == self.shots or len(points) == 1  # this point's first look
+                looks.append(self._coarse_look(session, point, coarse, budget, sparse=sparse))
+                if budget >= self.budget:
+                    searched.add(point)
+                if looks[-1].line is not None:
+                    found = looks[-1]
+                    break
+            if found is not None:
                 break
         for point in points if found is not None else []:
             if point != (found.bias, found.stderr) and point not in searched:
                 found = self._below(session, point, found, looks) or found
         return found
-
-    def _first_looks(
-        self,
-        session: QubitSession,
-        points: list[tuple[float, float]],
-        coarse: np.ndarray,
-        looks: list[_Look],
-    ) -> _Look | None:
-        """The first look with a line over the symmetry points, sparse at each point in
-        turn, then completed at each in turn; None if none shows one."""
-        partial: list[_Look] = []
-        for point in points:
-            looks.append(self._coarse_look(session, point, coarse, self.shots, sparse=True))
-            if looks[-1].line is not None:
-                return looks[-1]
-            partial.append(looks[-1])
-        for look in partial:
-            looks.append(self._completed(session, look, coarse))
-            if looks[-1].line is not None:
-                return looks[-1]
-        return None
 
     def _below(
         self, session: QubitSession, point: tuple[float, float], found: _Look, looks: list[_Look]
@@ -636,9 +612,7 @@ class QubitSpectroscopy(Node):
         `reference` is the response amplitude of a line found elsewhere, and that line: the
         sweep then also stops once a line `min_relative_snr` as strong would stand out
         (looking longer for a line that is not there is the costliest way to learn nothing).
-        With `sparse`, the first look is taken sparse first (`_sparse_look`); a sparse look
-        without a line is returned as it is at the first-look `budget`, else the averaging
-        takes over (its first round measures the whole sweep at the first-look shots).
+        With `sparse`, the first look is taken sparse first (`_sparse_look`).
         """
         session.configure(flux={"voltage": point[0]})
         self._centre_readout(session)
@@ -663,9 +637,8 @@ class QubitSpectroscopy(Node):
     ) -> _Look:
         """The first look at every `sparse_every`-th point of the coarse sweep (and its last);
         a line there is confirmed by measuring every point within `confirm_widths` of its
-        linewidths and finding it in that window. Without a confirmed line the look holds
-        the points measured, without a line: `_completed` measures the rest, so the whole
-        sweep costs one look at the first-look shots.
+        linewidths and finding it in that window. Without a confirmed line the rest of the
+        sweep is measured: the whole sweep at the first-look shots, for the cost of one look.
 
         The coarse step puts a few points on the narrowest power-broadened lines, but most
         are far broader (14–290 MHz on 40 of 41 chips against a 4 MHz step), and the
@@ -695,23 +668,8 @@ class QubitSpectroscopy(Node):
             look = self._look(point, coarse[near], iq[near], self.shots)
             if look.line is not None:
                 return look
-        readout = float(session.channel("readout").frequency())
-        return _Look(*point, coarse[measured], iq[measured], None, self.shots, readout)
-
-    def _completed(self, session: QubitSession, look: _Look, coarse: np.ndarray) -> _Look:
-        """A sparse first look (`_sparse_look`) with the rest of `coarse` measured at its
-        point, shots and readout frequency, judged over the whole sweep."""
-        rest = ~np.isin(coarse, look.frequency)
-        session.configure(
-            flux={"voltage": look.bias},
-            readout={"frequency": look.readout, "shots": self.shots},
-            drive={"amplitude": self.coarse_amplitude},
-        )
-        iq = np.empty(coarse.size, complex)
-        iq[~rest] = look.iq
-        if rest.any():
-            iq[rest] = session.measure(self.name, SWEEP, coarse[rest])["iq"].values
-        return self._look((look.bias, look.stderr), coarse, iq, self.shots)
+        measure(np.ones(coarse.size, bool))
+        return self._look(point, coarse, iq, self.shots)
 
     def _look(
         self, point: tuple[float, float], frequency: np.ndarray, iq: np.ndarray, shots: int
