@@ -291,9 +291,8 @@ class QubitFluxSpectroscopy(Node):
     max_glitched_fraction: float = 0.2  # of the rows (left out of the fit)
     plasmon_sigmas: float = 5.0  # predicted standard deviations the plasmon search covers
     max_plasmon_span: float = 4e9  # Hz: a wider prediction is no prediction; not searched
-    #: Most points of a plasmon search; a narrower window is swept at `max_step` (at least
-    #: `points`), as a map row is: its tone scales with the step, so the line is as many
-    #: points wide and as high (saturated) on any grid, and a finer one only costs shots
+    #: Most points of a plasmon search; a narrower window is swept at `max_step`, as a map
+    #: row is (`_grid_size`)
     plasmon_points: int = 401
     max_plasmon_lines: int = 3  # lines zoomed into
     max_deciding_searches: int = 3  # searches for a line that decides between readings
@@ -794,8 +793,7 @@ class QubitFluxSpectroscopy(Node):
         zoomed) per row. Lines within a linewidth of a `known` one are not zoomed again.
         A window across a gap of the drive's bands is swept piece by piece, at its step."""
         span = window[1] - window[0]
-        grid = np.clip(np.ceil(span / self.max_step) + 1, self.points, self.plasmon_points)
-        step = span / (grid - 1)
+        step = span / (self._grid_size(span, self.plasmon_points) - 1)
         rows = []
         for piece in band_pieces(self._bands(session), *window):
             points = max(self.points, round((piece.high - piece.low) / step) + 1)
@@ -990,7 +988,7 @@ class QubitFluxSpectroscopy(Node):
         low = min(max(window.centre - window.half_width, band.low), band.high - narrowest)
         high = min(max(window.centre + window.half_width, low + narrowest), band.high)
         # a wide window gets more points, so a line of a few steps is never very broad
-        points = int(np.clip(np.ceil((high - low) / self.max_step) + 1, self.points, 401))
+        points = self._grid_size(high - low, 401)
         grid = np.linspace(low, high, points)
         if narrowed is None:
             return grid
@@ -1000,6 +998,12 @@ class QubitFluxSpectroscopy(Node):
             return grid
         first = narrowed.centre - (count - 1) / 2 * step
         return np.clip(first, low, high - (count - 1) * step) + step * np.arange(count)
+
+    def _grid_size(self, span: float, most: int) -> int:
+        """Points of a sweep over `span` Hz at `max_step`, between `points` and `most`: a
+        line a few steps wide on a coarser grid is zoomed anyway, and a finer one only costs
+        shots (the tone scales with the step, so the line is as many points wide)."""
+        return int(np.clip(np.ceil(span / self.max_step) + 1, self.points, most))
 
     def _measure_row(
         self,
