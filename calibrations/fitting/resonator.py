@@ -40,6 +40,7 @@ import numpy as np
 from scipy.optimize import brentq, least_squares, minimize_scalar
 from scipy.stats import chi2
 
+from fluxcal.calibrations.fitting.covariance import model_jacobian, parameter_step
 from fluxcal.calibrations.fitting.errors import FaintSignal, FitError
 from fluxcal.calibrations.fitting.noise import complex_difference_noise
 from fluxcal.calibrations.fitting.reuse import reused
@@ -676,15 +677,7 @@ def _robust_covariance(result: lmfit.model.ModelResult) -> np.ndarray | None:
     """
     if result.covar is None:
         return None
-    values = result.params.valuesdict()
-    columns = []
-    for i, name in enumerate(result.var_names):
-        h = _step(result, i, values[name])
-        upper, lower = result.params.copy(), result.params.copy()
-        upper[name].set(value=values[name] + h)
-        lower[name].set(value=values[name] - h)
-        columns.append(_real(result.eval(params=upper) - result.eval(params=lower)) / (2 * h))
-    jacobian = np.column_stack(columns)
+    jacobian = _real(model_jacobian(result))
     scale = 1.0 / np.maximum(np.linalg.norm(jacobian, axis=0), np.finfo(float).tiny)
     jacobian *= scale  # unit columns: frequencies and fractions side by side stay invertible
     residual = _real(result.data - result.best_fit)
@@ -697,11 +690,6 @@ def _robust_covariance(result: lmfit.model.ModelResult) -> np.ndarray | None:
 def _real(z: np.ndarray) -> np.ndarray:
     """Complex residuals as the real vector least squares minimises."""
     return np.concatenate([z.real, z.imag])
-
-
-def _step(result: lmfit.model.ModelResult, index: int, value: float) -> float:
-    """Finite-difference step for a varied parameter: a hundredth of its ordinary stderr."""
-    return float(np.sqrt(result.covar[index, index]) / 100 or 1e-12 * abs(value) or 1e-12)
 
 
 def _stderr(result: lmfit.model.ModelResult, covariance: np.ndarray | None, name: str) -> float:
@@ -749,7 +737,7 @@ def _propagate(
         return value, float("nan")
     gradient = np.zeros(len(result.var_names))
     for i, name in enumerate(result.var_names):
-        h = _step(result, i, values[name])
+        h = parameter_step(result, i, values[name])
         upper = function({**values, name: values[name] + h})
         gradient[i] = (upper - function({**values, name: values[name] - h})) / (2 * h)
     return value, float(np.sqrt(max(gradient @ covariance @ gradient, 0.0)))
